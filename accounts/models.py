@@ -1,0 +1,41 @@
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class User(AbstractUser):
+    """Everyone who signs in: buyers, agents, supervisors and merchant staff.
+
+    What a user may do comes from the role groups (see ``accounts.roles``);
+    ``display_name`` is the name people see (Chinese names do not split into
+    first and last the way ``AbstractUser`` assumes).
+    """
+
+    class AccountStatus(models.TextChoices):
+        ACTIVE = "active", _("Active")
+        FLAGGED = "flagged", _("Flagged")
+        FROZEN = "frozen", _("Frozen")
+
+    display_name = models.CharField(_("display name"), max_length=64, blank=True)
+    phone = models.CharField(_("phone"), max_length=32, blank=True)
+    language = models.CharField(_("language"), max_length=8, default="zh-hans")
+    account_status = models.CharField(
+        _("account status"), max_length=16, choices=AccountStatus.choices, default=AccountStatus.ACTIVE
+    )
+
+    class Meta:
+        verbose_name = _("user")
+        verbose_name_plural = _("users")
+        permissions = [
+            ("act_as_buyer", "Can open tickets and chats as a buyer"),
+            ("work_tickets", "Can work tickets as an agent"),
+            ("supervise", "Can supervise agents and tickets"),
+            ("act_for_merchant", "Can act for a merchant in the merchant portal"),
+        ]
+
+    def __str__(self) -> str:
+        return self.display_name or self.username
+
+    @property
+    def name(self) -> str:
+        return self.display_name or self.get_full_name() or self.username

@@ -1,0 +1,63 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from accounts.api import TokenApi
+from cs_portal import views as portal_views
+from merchants.api import OrderDetailApi, OrderListApi
+from tickets import api as tickets_api
+
+api_v1 = [
+    path("auth/token/", TokenApi.as_view(), name="auth-token"),
+    path("tickets/", tickets_api.TicketListApi.as_view(), name="ticket-list"),
+    path("tickets/<int:ticket_id>/", tickets_api.TicketDetailApi.as_view(), name="ticket-detail"),
+    path(
+        "tickets/<int:ticket_id>/transitions/<str:name>/",
+        tickets_api.TicketTransitionApi.as_view(),
+        name="ticket-transition",
+    ),
+    path("tickets/<int:ticket_id>/events/", tickets_api.TicketEventsApi.as_view(), name="ticket-events"),
+    path("tickets/<int:ticket_id>/messages/", tickets_api.TicketMessagesApi.as_view(), name="ticket-messages"),
+    path("tickets/<int:ticket_id>/rating/", tickets_api.TicketRatingApi.as_view(), name="ticket-rating"),
+    path(
+        "tickets/<int:ticket_id>/quick-replies/",
+        tickets_api.TicketQuickRepliesApi.as_view(),
+        name="ticket-quick-replies",
+    ),
+    path("playbooks/", tickets_api.PlaybookListApi.as_view(), name="playbook-list"),
+    path("queues/", tickets_api.QueueListApi.as_view(), name="queue-list"),
+    path("agents/me/", tickets_api.AgentMeApi.as_view(), name="agent-me"),
+    path("agents/me/presence/", tickets_api.AgentPresenceApi.as_view(), name="agent-presence"),
+    path("agents/me/overtime/", tickets_api.OvertimeRequestApi.as_view(), name="agent-overtime"),
+    path("overtime/", tickets_api.OvertimeListApi.as_view(), name="overtime-list"),
+    path(
+        "overtime/<int:request_id>/grant/",
+        tickets_api.OvertimeDecisionApi.as_view(grant=True),
+        name="overtime-grant",
+    ),
+    path(
+        "overtime/<int:request_id>/deny/",
+        tickets_api.OvertimeDecisionApi.as_view(grant=False),
+        name="overtime-deny",
+    ),
+    path("orders/", OrderListApi.as_view(), name="order-list"),
+    path("orders/<int:order_id>/", OrderDetailApi.as_view(), name="order-detail"),
+]
+
+urlpatterns = [
+    path("", portal_views.home, name="home"),
+    path("admin/", admin.site.urls),
+    path("accounts/login/", auth_views.LoginView.as_view(template_name="accounts/login.html"), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("console/", include("tickets.urls")),
+    path("favicon.ico", RedirectView.as_view(url="/static/favicon.svg", permanent=True)),
+]
+
+handler404 = "cs_portal.views.not_found"
+handler500 = "cs_portal.views.server_error"

@@ -1,0 +1,32 @@
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponseNotFound, JsonResponse
+from django.shortcuts import redirect
+from django.template.loader import render_to_string
+
+from accounts import roles
+
+
+@login_required
+def home(request):
+    """Send each person to their own place."""
+    if roles.is_agent(request.user):
+        return redirect("console:queue")
+    if roles.is_merchant_staff(request.user):
+        return redirect("/merchant/")
+    return redirect("/chat/")
+
+
+def _wants_json(request) -> bool:
+    return request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", "")
+
+
+def not_found(request, exception=None):
+    if _wants_json(request):
+        return JsonResponse({"code": "not_found", "detail": "Not found."}, status=404)
+    return HttpResponseNotFound(render_to_string("404.html", request=request))
+
+
+def server_error(request):
+    if _wants_json(request):
+        return JsonResponse({"code": "server_error", "detail": "Something went wrong on our side."}, status=500)
+    return JsonResponse({"code": "server_error", "detail": "Something went wrong on our side."}, status=500)

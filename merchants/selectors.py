@@ -1,0 +1,66 @@
+"""Reads of merchants and orders, always scoped to the viewer."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from accounts.roles import is_agent, is_buyer, is_merchant_staff
+from cs_portal.errors import NotFound
+from merchants.models import Merchant, MerchantStaff, Order
+
+
+def merchant_id_for(*, user) -> int | None:
+    """The merchant a staff user acts for, or None."""
+    if not is_merchant_staff(user):
+        return None
+    cached = getattr(user, "_merchant_id_cache", False)
+    if cached is not False:
+        return cached
+    merchant_id = MerchantStaff.objects.filter(user=user).values_list("merchant_id", flat=True).first()
+    user._merchant_id_cache = merchant_id
+    return merchant_id
+
+
+def merchant_for(*, user) -> Merchant | None:
+    merchant_id = merchant_id_for(user=user)
+    return Merchant.objects.filter(pk=merchant_id).first() if merchant_id else None
+
+
+def orders_visible_to(*, user) -> QuerySet[Order]:
+    """A buyer sees their own orders, merchant staff their merchant's, staff all."""
+    orders = Order.objects.select_related("merchant", "shipment")
+    if is_agent(user):
+        return orders
+    if is_merchant_staff(user):
+        merchant_id = merchant_id_for(user=user)
+        return orders.filter(merchant_id=merchant_id) if merchant_id else orders.none()
+    if is_buyer(user):
+        return orders.filter(buyer=user)
+    return orders.none()
+
+
+def get_order_for(*, user, order_id: int) -> Order:
+    """One order the viewer may see; anything else is a 404 that reveals nothing."""
+    order = orders_visible_to(user=user).filter(pk=order_id).first()
+    if order is None:
+        raise NotFound("Order not found.")
+    return order
+
+
+def order_tickets_for(*, user, order: Order) -> list:
+    """The order's tickets the viewer may see.
+
+    Uses the reverse accessor of the ticket's order foreign key, so this lower
+    app never imports ``tickets``. Merchant staff see the tickets that involve
+    the merchant (party ``merchant`` or ``both``), never internal-only ones.
+    """
+    tickets = order.tickets.only("id", "category", "subject", "status", "created_at").order_by("-created_at")
+    if is_agent(user):
+        return list(tickets)
+    if is_merchant_staff(user):
+        if order.merchant_id != merchant_id_for(user=user):
+            return []
+        return list(tickets.filter(party__in=["merchant", "both"]))
+    if is_buyer(user) and order.buyer_id == user.pk:
+        return list(tickets.filter(buyer=user))
+    return []

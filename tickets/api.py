@@ -1,0 +1,443 @@
+"""Tickets API: validate → service → serialize; no business rule here."""
+
+from __future__ import annotations
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.generics import GenericAPIView
+from rest_framework.response import Response
+
+from accounts import roles
+from cs_portal.errors import PermissionDenied
+from tickets import selectors, services, sla
+from tickets.models import AgentProfile, Message, OvertimeRequest, Playbook, Queue, Rating, Ticket, TicketEvent
+from tickets.selectors import TicketFilters
+
+
+class TicketOutput(serializers.ModelSerializer):
+    queue = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    queue_id = serializers.IntegerField(read_only=True, allow_null=True)
+    buyer_id = serializers.IntegerField(read_only=True, allow_null=True)
+    merchant_id = serializers.IntegerField(read_only=True, allow_null=True)
+    order_id = serializers.IntegerField(read_only=True, allow_null=True)
+    assignee_id = serializers.IntegerField(read_only=True, allow_null=True)
+    overdue = serializers.SerializerMethodField()
+    sla_paused = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Ticket
+        fields = [
+            "id", "subject", "category", "party", "channel", "grade", "tier", "language", "status",
+            "queue", "queue_id", "buyer_id", "merchant_id", "order_id", "assignee_id",
+            "created_at", "updated_at", "due_at", "overdue", "sla_paused", "sla_remaining_s",
+            "breached_at", "first_response_at", "resolved_at", "closed_at", "last_seq",
+        ]
+
+    def get_overdue(self, ticket: Ticket) -> bool:
+        return ticket.is_overdue(self.context.get("now"))
+
+    def get_sla_paused(self, ticket: Ticket) -> bool:
+        return ticket.sla_paused_at is not None
+
+
+class TicketDetailOutput(TicketOutput):
+    available_transitions = serializers.SerializerMethodField()
+    order_no = serializers.SerializerMethodField()
+
+    class Meta(TicketOutput.Meta):
+        fields = TicketOutput.Meta.fields + ["available_transitions", "order_no"]
+
+    def get_available_transitions(self, ticket: Ticket) -> list[str]:
+        return selectors.available_transitions(ticket=ticket, user=self.context["user"])
+
+    def get_order_no(self, ticket: Ticket) -> str | None:
+        return ticket.order.order_no if ticket.order_id else None
+
+
+def _int(value, name: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise serializers.ValidationError({name: "Expected an integer."}) from None
+    if number < 0 or number > 2**62:
+        raise serializers.ValidationError({name: "Out of range."})
+    return number
+
+
+def parse_ticket_filters(params, *, user) -> TicketFilters:
+    """Query parameters → ``TicketFilters``; shared by the API and the console."""
+    statuses = None
+    if raw := params.get("status"):
+        statuses = [s for s in raw.split(",") if s]
+        unknown = set(statuses) - set(Ticket.Status.values)
+        if unknown:
+            raise serializers.ValidationError({"status": f"Unknown status {', '.join(sorted(unknown))}."})
+    queue_id = None
+    if raw := params.get("queue"):
+        if raw.isdigit():
+            queue_id = int(raw)
+        else:
+            queue_id = Queue.objects.filter(code=raw[:32]).values_list("pk", flat=True).first()
+            if queue_id is None:
+                raise serializers.ValidationError({"queue": f"Unknown queue {raw[:32]!r}."})
+    grade = params.get("grade") or None
+    if grade and grade not in sla.GRADE_DEADLINES:
+        raise serializers.ValidationError({"grade": f"Unknown grade {grade[:16]!r}."})
+    assignee_id, unassigned = None, False
+    if raw := params.get("assignee"):
+        if raw == "me":
+            assignee_id = user.pk
+        elif raw == "none":
+            unassigned = True
+        else:
+            assignee_id = _int(raw, "assignee")
+    if params.get("mine") in ("1", "true"):
+        assignee_id = user.pk
+    merchant_id = _int(params["merchant"], "merchant") if params.get("merchant") else None
+    q = (params.get("q") or "").strip()[:100] or None
+    overdue = params.get("overdue") in ("1", "true", "True")
+    return TicketFilters(
+        status=statuses, queue_id=queue_id, grade=grade, assignee_id=assignee_id, unassigned=unassigned,
+        overdue=overdue, merchant_id=merchant_id, q=q, active_only=params.get("active") in ("1", "true"),
+    )
+
+
+LIST_PARAMS = [
+    OpenApiParameter("status", str, description="one status or a comma-separated list"),
+    OpenApiParameter("queue", str, description="queue code or id"),
+    OpenApiParameter("grade", str, enum=list(sla.GRADE_DEADLINES)),
+    OpenApiParameter("assignee", str, description="agent id, `me` or `none`"),
+    OpenApiParameter("overdue", bool),
+    OpenApiParameter("merchant", int),
+    OpenApiParameter("q", str, description="subject text, order no. or ticket id"),
+]
+
+
+class TicketListApi(GenericAPIView):
+    serializer_class = TicketOutput
+
+    class InputSerializer(serializers.Serializer):
+        category = serializers.CharField(max_length=64)
+        subject = serializers.CharField(max_length=200)
+        body = serializers.CharField(max_length=5000)
+        order_id = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=2**62)
+        channel = serializers.CharField(required=False, max_length=16)
+        buyer_id = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=2**62)
+        grade = serializers.CharField(required=False, max_length=16)
+        language = serializers.CharField(required=False, max_length=8)
+
+    @extend_schema(operation_id="tickets_list", parameters=LIST_PARAMS, responses=TicketOutput(many=True))
+    def get(self, request):
+        filters = parse_ticket_filters(request.query_params, user=request.user)
+        tickets = selectors.ticket_list(user=request.user, filters=filters).order_by("-created_at", "-id")
+        page = self.paginate_queryset(tickets)
+        return self.get_paginated_response(TicketOutput(page, many=True, context={"now": timezone.now()}).data)
+
+    @extend_schema(operation_id="tickets_create", request=InputSerializer, responses={201: TicketDetailOutput})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        ticket = services.open_ticket(actor=request.user, **data.validated_data)
+        ticket.refresh_from_db()
+        return Response(
+            TicketDetailOutput(ticket, context={"user": request.user}).data, status=status.HTTP_201_CREATED
+        )
+
+
+class TicketDetailApi(GenericAPIView):
+    serializer_class = TicketDetailOutput
+
+    @extend_schema(operation_id="tickets_retrieve", responses=TicketDetailOutput)
+    def get(self, request, ticket_id: int):
+        ticket = selectors.get_ticket_for(user=request.user, ticket_id=ticket_id)
+        return Response(TicketDetailOutput(ticket, context={"user": request.user}).data)
+
+
+class TicketTransitionApi(GenericAPIView):
+    serializer_class = TicketDetailOutput
+
+    class InputSerializer(serializers.Serializer):
+        assignee_id = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=2**62)
+        note = serializers.CharField(required=False, allow_blank=True, max_length=1000)
+
+    @extend_schema(operation_id="tickets_transition", request=InputSerializer, responses=TicketDetailOutput)
+    def post(self, request, ticket_id: int, name: str):
+        data = self.InputSerializer(data=request.data or {})
+        data.is_valid(raise_exception=True)
+        ticket = services.transition_ticket(
+            actor=request.user, ticket_id=ticket_id, name=name,
+            assignee_id=data.validated_data.get("assignee_id"), note=data.validated_data.get("note", ""),
+        )
+        ticket.refresh_from_db()
+        return Response(TicketDetailOutput(ticket, context={"user": request.user}).data)
+
+
+class TicketEventOutput(serializers.ModelSerializer):
+    actor_id = serializers.IntegerField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = TicketEvent
+        fields = ["id", "kind", "actor_id", "data", "created_at"]
+
+
+class TicketEventsApi(GenericAPIView):
+    serializer_class = TicketEventOutput
+
+    @extend_schema(operation_id="tickets_events", responses=TicketEventOutput(many=True))
+    def get(self, request, ticket_id: int):
+        ticket = selectors.get_ticket_for(user=request.user, ticket_id=ticket_id)
+        page = self.paginate_queryset(ticket.events.order_by("created_at", "id"))
+        return self.get_paginated_response(TicketEventOutput(page, many=True).data)
+
+
+class MessageOutput(serializers.ModelSerializer):
+    author_id = serializers.IntegerField(read_only=True, allow_null=True)
+    author_name = serializers.SerializerMethodField()
+    ticket_id = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Message
+        fields = ["id", "ticket_id", "seq", "author_id", "author_name", "author_role", "body", "internal",
+                  "client_msg_id", "created_at"]
+
+    def get_author_name(self, message: Message) -> str:
+        return message.author.name if message.author_id else ""
+
+
+class TicketMessagesApi(GenericAPIView):
+    serializer_class = MessageOutput
+
+    class InputSerializer(serializers.Serializer):
+        body = serializers.CharField(max_length=5000)
+        internal = serializers.BooleanField(required=False, default=False)
+        client_msg_id = serializers.CharField(required=False, max_length=64)
+
+    @extend_schema(
+        operation_id="tickets_messages_list",
+        parameters=[OpenApiParameter("after_seq", int, description="only messages with a larger seq")],
+        responses=MessageOutput(many=True),
+    )
+    def get(self, request, ticket_id: int):
+        ticket = selectors.get_ticket_for(user=request.user, ticket_id=ticket_id)
+        messages = selectors.messages_visible_to(user=request.user, ticket=ticket)
+        if after := request.query_params.get("after_seq"):
+            messages = messages.filter(seq__gt=_int(after, "after_seq"))
+        page = self.paginate_queryset(messages)
+        return self.get_paginated_response(MessageOutput(page, many=True).data)
+
+    @extend_schema(operation_id="tickets_messages_create", request=InputSerializer, responses={201: MessageOutput})
+    def post(self, request, ticket_id: int):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        message = services.post_message(actor=request.user, ticket_id=ticket_id, **data.validated_data)
+        return Response(MessageOutput(message).data, status=status.HTTP_201_CREATED)
+
+
+class RatingOutput(serializers.ModelSerializer):
+    ticket_id = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Rating
+        fields = ["ticket_id", "score", "comment", "created_at"]
+
+
+class TicketRatingApi(GenericAPIView):
+    serializer_class = RatingOutput
+
+    class InputSerializer(serializers.Serializer):
+        score = serializers.IntegerField()
+        comment = serializers.CharField(required=False, allow_blank=True, max_length=500)
+
+    @extend_schema(operation_id="tickets_rate", request=InputSerializer, responses={201: RatingOutput})
+    def post(self, request, ticket_id: int):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        rating = services.rate_ticket(actor=request.user, ticket_id=ticket_id, **data.validated_data)
+        return Response(RatingOutput(rating).data, status=status.HTTP_201_CREATED)
+
+
+def _require_staff(user) -> None:
+    if not roles.is_agent(user):
+        raise PermissionDenied("Staff only.")
+
+
+class QuickReplyOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    shortcut = serializers.CharField()
+    title = serializers.CharField()
+    text = serializers.CharField()
+    missing = serializers.ListField(child=serializers.CharField())
+
+
+class TicketQuickRepliesApi(GenericAPIView):
+    serializer_class = QuickReplyOutput
+    pagination_class = None
+
+    @extend_schema(operation_id="tickets_quick_replies", responses=QuickReplyOutput(many=True))
+    def get(self, request, ticket_id: int):
+        _require_staff(request.user)
+        ticket = selectors.get_ticket_for(user=request.user, ticket_id=ticket_id)
+        rows = []
+        for reply in selectors.quick_replies_for(ticket=ticket):
+            text, missing = services.render_quick_reply(reply=reply, ticket=ticket, agent=request.user)
+            rows.append({"id": reply.pk, "shortcut": reply.shortcut, "title": reply.title, "text": text,
+                         "missing": missing})
+        return Response(QuickReplyOutput(rows, many=True).data)
+
+
+class PlaybookOutput(serializers.ModelSerializer):
+    created_by_id = serializers.IntegerField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Playbook
+        fields = ["id", "title", "category", "body", "created_by_id", "created_at", "updated_at"]
+
+
+class PlaybookListApi(GenericAPIView):
+    serializer_class = PlaybookOutput
+
+    class InputSerializer(serializers.Serializer):
+        title = serializers.CharField(max_length=120)
+        body = serializers.CharField(max_length=10000)
+        category = serializers.CharField(required=False, allow_blank=True, max_length=32)
+
+    @extend_schema(
+        operation_id="playbooks_list",
+        parameters=[OpenApiParameter("category", str), OpenApiParameter("q", str)],
+        responses=PlaybookOutput(many=True),
+    )
+    def get(self, request):
+        _require_staff(request.user)
+        items = selectors.playbooks(
+            category=request.query_params.get("category"), q=(request.query_params.get("q") or "")[:100]
+        )
+        page = self.paginate_queryset(items)
+        return self.get_paginated_response(PlaybookOutput(page, many=True).data)
+
+    @extend_schema(operation_id="playbooks_create", request=InputSerializer, responses={201: PlaybookOutput})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        playbook = services.add_playbook(actor=request.user, **data.validated_data)
+        return Response(PlaybookOutput(playbook).data, status=status.HTTP_201_CREATED)
+
+
+class AgentMeOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+    name = serializers.CharField()
+    role = serializers.CharField()
+    presence = serializers.CharField()
+    capacity = serializers.IntegerField()
+    skills = serializers.ListField(child=serializers.CharField())
+    worked_s = serializers.IntegerField()
+    shift_limit_s = serializers.IntegerField()
+    shift_reached = serializers.BooleanField()
+
+
+def agent_me_payload(user) -> dict:
+    profile, _ = AgentProfile.objects.get_or_create(user=user)
+    shift = services.shift_status(agent=user)
+    return {
+        "id": user.pk, "username": user.username, "name": user.name, "role": roles.role_of(user),
+        "presence": profile.presence, "capacity": profile.capacity,
+        "skills": sorted(profile.skills.values_list("category", flat=True)),
+        "worked_s": shift.worked_s, "shift_limit_s": shift.limit_s, "shift_reached": shift.reached,
+    }
+
+
+class AgentMeApi(GenericAPIView):
+    serializer_class = AgentMeOutput
+
+    @extend_schema(operation_id="agents_me", responses=AgentMeOutput)
+    def get(self, request):
+        _require_staff(request.user)
+        return Response(AgentMeOutput(agent_me_payload(request.user)).data)
+
+
+class AgentPresenceApi(GenericAPIView):
+    serializer_class = AgentMeOutput
+
+    class InputSerializer(serializers.Serializer):
+        presence = serializers.CharField(max_length=16)
+
+    @extend_schema(operation_id="agents_me_presence", request=InputSerializer, responses=AgentMeOutput)
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.set_presence(agent=request.user, presence=data.validated_data["presence"])
+        return Response(AgentMeOutput(agent_me_payload(request.user)).data)
+
+
+class OvertimeOutput(serializers.ModelSerializer):
+    agent_id = serializers.IntegerField(read_only=True)
+    decided_by_id = serializers.IntegerField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = OvertimeRequest
+        fields = ["id", "agent_id", "work_date", "minutes", "reason", "status", "decided_by_id", "decided_at",
+                  "created_at"]
+
+
+class OvertimeRequestApi(GenericAPIView):
+    serializer_class = OvertimeOutput
+
+    class InputSerializer(serializers.Serializer):
+        minutes = serializers.IntegerField()
+        reason = serializers.CharField(max_length=255)
+
+    @extend_schema(operation_id="agents_me_overtime", request=InputSerializer, responses={201: OvertimeOutput})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        overtime = services.request_overtime(agent=request.user, **data.validated_data)
+        return Response(OvertimeOutput(overtime).data, status=status.HTTP_201_CREATED)
+
+
+class OvertimeListApi(GenericAPIView):
+    serializer_class = OvertimeOutput
+
+    @extend_schema(
+        operation_id="overtime_list", parameters=[OpenApiParameter("status", str)],
+        responses=OvertimeOutput(many=True),
+    )
+    def get(self, request):
+        _require_staff(request.user)
+        requests = OvertimeRequest.objects.order_by("-created_at")
+        if not roles.is_supervisor(request.user):
+            requests = requests.filter(agent=request.user)
+        if wanted := request.query_params.get("status"):
+            if wanted not in OvertimeRequest.Status.values:
+                raise serializers.ValidationError({"status": "Unknown status."})
+            requests = requests.filter(status=wanted)
+        page = self.paginate_queryset(requests)
+        return self.get_paginated_response(OvertimeOutput(page, many=True).data)
+
+
+class OvertimeDecisionApi(GenericAPIView):
+    serializer_class = OvertimeOutput
+    grant = True
+
+    @extend_schema(request=None, responses=OvertimeOutput)
+    def post(self, request, request_id: int):
+        overtime = services.decide_overtime(supervisor=request.user, request_id=request_id, grant=self.grant)
+        return Response(OvertimeOutput(overtime).data)
+
+
+class QueueOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Queue
+        fields = ["id", "code", "name", "description"]
+
+
+class QueueListApi(GenericAPIView):
+    serializer_class = QueueOutput
+
+    @extend_schema(operation_id="queues_list", responses=QueueOutput(many=True))
+    def get(self, request):
+        _require_staff(request.user)
+        page = self.paginate_queryset(Queue.objects.order_by("pk"))
+        return self.get_paginated_response(QueueOutput(page, many=True).data)
+
+

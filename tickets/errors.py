@@ -1,0 +1,77 @@
+from cs_portal.errors import Conflict, DomainError, InvalidInput, NotFound, PermissionDenied
+
+
+class IllegalTransition(DomainError):
+    code = "illegal_transition"
+    status = 409
+    default_detail = "This transition is not allowed from the ticket's current state."
+
+
+class UnknownTransition(NotFound):
+    code = "unknown_transition"
+    default_detail = "No such transition."
+
+
+class TransitionRefused(DomainError):
+    """The state allows it, a condition does not (window passed, no merchant…)."""
+
+    code = "transition_refused"
+    status = 422
+
+
+class TransitionForbidden(PermissionDenied):
+    code = "transition_forbidden"
+
+
+class TicketNotFound(NotFound):
+    code = "not_found"
+    default_detail = "Ticket not found."
+
+
+class UnknownCategory(InvalidInput):
+    code = "unknown_category"
+
+
+class OrderNotFound(InvalidInput):
+    code = "unknown_order"
+    default_detail = "No such order for this buyer."
+
+
+class AlreadyRated(DomainError):
+    code = "already_rated"
+    status = 409
+    default_detail = "This ticket has already been rated."
+
+
+class NotResolved(DomainError):
+    code = "not_resolved"
+    status = 409
+    default_detail = "A ticket can be rated only once it is resolved."
+
+
+class TicketClosed(DomainError):
+    code = "ticket_closed"
+    status = 409
+    default_detail = "The ticket is closed; open a new one."
+
+
+class AssigneeInvalid(InvalidInput):
+    code = "assignee_invalid"
+    default_detail = "The assignee must be an active agent."
+
+
+class ShiftLimitReached(DomainError):
+    code = "shift_limit_reached"
+    status = 409
+
+
+class OvertimeDecided(Conflict):
+    code = "already_decided"
+    default_detail = "This overtime request has already been decided."
+
+
+__all__ = [
+    "AlreadyRated", "AssigneeInvalid", "Conflict", "DomainError", "IllegalTransition", "InvalidInput",
+    "NotFound", "NotResolved", "OrderNotFound", "OvertimeDecided", "PermissionDenied", "ShiftLimitReached",
+    "TicketClosed", "TicketNotFound", "TransitionForbidden", "TransitionRefused", "UnknownCategory", "UnknownTransition",
+]

@@ -1,0 +1,136 @@
+"""Reads of tickets, always scoped to the viewer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+from django_fsm import can_proceed
+
+from accounts import roles
+from merchants.selectors import merchant_id_for
+from tickets.errors import TicketNotFound
+from tickets.models import Message, Party, Playbook, QuickReply, Ticket, TicketEvent
+
+# transitions a person may run by name (``route`` is the system's alone)
+USER_TRANSITIONS = (
+    "assign", "reassign", "release", "wait_merchant", "wait_buyer", "resume",
+    "escalate", "resolve", "close", "reopen",
+)
+
+
+def tickets_visible_to(*, user) -> QuerySet[Ticket]:
+    """Staff see every ticket; merchant staff the tickets that involve their
+    merchant; a buyer their own."""
+    tickets = Ticket.objects.all()
+    if roles.is_agent(user):
+        return tickets
+    if roles.is_merchant_staff(user):
+        merchant_id = merchant_id_for(user=user)
+        if merchant_id is None:
+            return tickets.none()
+        return tickets.filter(merchant_id=merchant_id, party__in=[Party.MERCHANT, Party.BOTH])
+    if roles.is_buyer(user):
+        return tickets.filter(buyer=user)
+    return tickets.none()
+
+
+def get_ticket_for(*, user, ticket_id: int, lock: bool = False) -> Ticket:
+    """One ticket the viewer may see, else a 404 that reveals nothing."""
+    tickets = tickets_visible_to(user=user)
+    if lock:
+        tickets = tickets.select_for_update()
+    ticket = tickets.filter(pk=ticket_id).first()
+    if ticket is None:
+        raise TicketNotFound()
+    return ticket
+
+
+@dataclass(frozen=True)
+class TicketFilters:
+    status: list[str] | None = None
+    queue_id: int | None = None
+    grade: str | None = None
+    assignee_id: int | None = None
+    unassigned: bool = False
+    overdue: bool = False
+    merchant_id: int | None = None
+    q: str | None = None
+    active_only: bool = False
+
+
+def ticket_list(*, user, filters: TicketFilters, now: datetime | None = None) -> QuerySet[Ticket]:
+    """The filtered list with everything a row shows joined in (no per-row queries)."""
+    now = now or timezone.now()
+    tickets = tickets_visible_to(user=user).select_related("queue", "assignee", "buyer", "merchant", "order")
+    if filters.status:
+        tickets = tickets.filter(status__in=filters.status)
+    elif filters.active_only:
+        tickets = tickets.filter(status__in=Ticket.ACTIVE)
+    if filters.queue_id is not None:
+        tickets = tickets.filter(queue_id=filters.queue_id)
+    if filters.grade:
+        tickets = tickets.filter(grade=filters.grade)
+    if filters.unassigned:
+        tickets = tickets.filter(assignee__isnull=True)
+    elif filters.assignee_id is not None:
+        tickets = tickets.filter(assignee_id=filters.assignee_id)
+    if filters.overdue:
+        tickets = tickets.filter(status__in=Ticket.ACTIVE, due_at__lt=now)
+    if filters.merchant_id is not None:
+        tickets = tickets.filter(merchant_id=filters.merchant_id)
+    if filters.q:
+        term = filters.q.strip()
+        condition = Q(subject__icontains=term) | Q(order__order_no=term)
+        if term.isdigit():
+            condition |= Q(pk=int(term))
+        tickets = tickets.filter(condition)
+    return tickets
+
+
+def console_queue(*, user, filters: TicketFilters, now: datetime | None = None) -> QuerySet[Ticket]:
+    """The console's queue: most urgent deadline first, then oldest."""
+    return ticket_list(user=user, filters=filters, now=now).order_by("due_at", "created_at", "id")
+
+
+def messages_visible_to(*, user, ticket: Ticket) -> QuerySet[Message]:
+    messages = ticket.messages.select_related("author").order_by("seq")
+    if not roles.is_agent(user):
+        messages = messages.filter(internal=False)
+    return messages
+
+
+def ticket_timeline(*, ticket: Ticket) -> QuerySet[TicketEvent]:
+    return ticket.events.select_related("actor").order_by("created_at", "id")
+
+
+def available_transitions(*, ticket: Ticket, user) -> list[str]:
+    """The transitions this user may run now: right state, permission and conditions."""
+    names = []
+    for name in USER_TRANSITIONS:
+        method = getattr(ticket, name)
+        if not can_proceed(method):
+            continue
+        if not method._django_fsm.has_transition_perm(ticket, ticket.status, user):
+            continue
+        if name == "assign" and not roles.is_agent(user):
+            continue
+        names.append(name)
+    return names
+
+
+def quick_replies_for(*, ticket: Ticket) -> QuerySet[QuickReply]:
+    return QuickReply.objects.filter(active=True).filter(Q(category="") | Q(category=ticket.category)).filter(
+        language=ticket.language
+    ).order_by("category", "shortcut")
+
+
+def playbooks(*, category: str | None = None, q: str | None = None) -> QuerySet[Playbook]:
+    items = Playbook.objects.select_related("created_by")
+    if category:
+        items = items.filter(Q(category=category) | Q(category=""))
+    if q:
+        items = items.filter(Q(title__icontains=q) | Q(body__icontains=q))
+    return items.order_by("-category", "title")

@@ -1,0 +1,24 @@
+"""Every write that matters in ``tickets``: one public function per use case.
+
+Public entry points own their transaction (``atomic(durable=True)``); the
+``_``-prefixed helpers run inside a caller's transaction.
+"""
+
+from tickets.services.knowledge import add_playbook, render_quick_reply
+from tickets.services.messages import post_message, rate_ticket
+from tickets.services.people import (
+    decide_overtime,
+    request_overtime,
+    send_shift_reminders,
+    set_presence,
+    shift_status,
+)
+from tickets.services.routing import dispatch_chats, pick_queue
+from tickets.services.sla import sweep_sla
+from tickets.services.tickets import open_ticket, transition_ticket
+
+__all__ = [
+    "add_playbook", "decide_overtime", "dispatch_chats", "open_ticket", "pick_queue", "post_message",
+    "rate_ticket", "render_quick_reply", "request_overtime", "send_shift_reminders", "set_presence",
+    "shift_status", "sweep_sla", "transition_ticket",
+]

@@ -1,0 +1,125 @@
+"""Routing to queues and auto-assigning chats to agents.
+
+A chat goes to the least-loaded online agent who has the category as a skill,
+speaks the ticket's language, has room under their capacity and has not
+reached the day's shift; ties go to whoever was assigned longest ago. Waiting
+chats are served oldest first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from tickets import events
+from tickets.locks import lock_agent_profiles
+from tickets.models import AgentProfile, Channel, Queue, RoutingRule, Ticket
+from tickets.services.people import shift_limits, worked_seconds
+from tickets.services.transitions import run_transition
+
+DEFAULT_QUEUE = "general"
+DISPATCH_BATCH = 50
+
+
+def pick_queue(*, ticket: Ticket) -> Queue:
+    """The queue of the first matching active rule, else the general queue."""
+    for rule in RoutingRule.objects.filter(active=True).select_related("queue").order_by("priority", "pk"):
+        if rule.matches(category=ticket.category, party=ticket.party, grade=ticket.grade, language=ticket.language):
+            return rule.queue
+    queue, _ = Queue.objects.get_or_create(code=DEFAULT_QUEUE, defaults={"name": "综合 General"})
+    return queue
+
+
+@dataclass
+class Candidate:
+    profile: AgentProfile
+    load: int
+    skills: frozenset[str]
+    languages: frozenset[str]
+
+    def fits(self, ticket: Ticket) -> bool:
+        return (
+            ticket.category in self.skills
+            and ticket.language in self.languages
+            and self.load < self.profile.capacity
+        )
+
+    def rank(self) -> tuple:
+        last = self.profile.last_assigned_at
+        return (self.load, last is not None, last or datetime.min, self.profile.pk)
+
+
+def available_agents(*, now: datetime, lock: bool) -> list[Candidate]:
+    """Online agents with room and shift time left (profiles locked when asked)."""
+    working = Q(user__assigned_tickets__status__in=Ticket.WORKING)
+    profiles = list(
+        AgentProfile.objects.filter(presence=AgentProfile.Presence.ONLINE, user__is_active=True)
+        .annotate(load=Count("user__assigned_tickets", filter=working))
+        .prefetch_related("skills")
+        .order_by("pk")
+    )
+    if not profiles:
+        return []
+    ids = [p.user_id for p in profiles]
+    worked = worked_seconds(agent_ids=ids, now=now)
+    limits = shift_limits(agent_ids=ids, now=now)
+    eligible = [p for p in profiles if p.load < p.capacity and worked[p.user_id] < limits[p.user_id]]
+    if lock and eligible:
+        # lock, then trust only the locked rows (a presence change may have won)
+        locked = {p.pk: p for p in lock_agent_profiles([p.user_id for p in eligible])}
+        eligible = [p for p in eligible if p.pk in locked and locked[p.pk].presence == AgentProfile.Presence.ONLINE]
+    return [
+        Candidate(
+            profile=p, load=p.load, skills=frozenset(s.category for s in p.skills.all()),
+            languages=frozenset(p.language_list),
+        )
+        for p in eligible
+    ]
+
+
+def _dispatch(*, tickets: list[Ticket], now: datetime) -> list[tuple[int, int]]:
+    """Assign locked open chat tickets, oldest first, to the best candidates."""
+    candidates = available_agents(now=now, lock=True) if tickets else []
+    assigned = []
+    for ticket in sorted(tickets, key=lambda t: (t.created_at, t.pk)):
+        fitting = [c for c in candidates if c.fits(ticket)]
+        if not fitting:
+            continue
+        best = min(fitting, key=Candidate.rank)
+        run_transition(
+            ticket=ticket, name="assign", actor=None, now=now, system=True,
+            assignee=best.profile.user, event_data={"auto": True},
+        )
+        best.load += 1
+        best.profile.last_assigned_at = now
+        best.profile.save(update_fields=["last_assigned_at"])
+        events.assignment_offered(ticket, best.profile.user_id)
+        assigned.append((ticket.pk, best.profile.user_id))
+    return assigned
+
+
+def _waiting_chats(*, limit: int, exclude: int | None = None) -> list[Ticket]:
+    waiting = Ticket.objects.select_for_update(skip_locked=True).filter(
+        status=Ticket.Status.OPEN, channel=Channel.CHAT, assignee__isnull=True
+    )
+    if exclude is not None:
+        waiting = waiting.exclude(pk=exclude)
+    return list(waiting.order_by("created_at", "id")[:limit])
+
+
+def assign_chat_on_open(*, ticket: Ticket, now: datetime) -> list[tuple[int, int]]:
+    """Inside ``open_ticket``: serve older waiting chats first, then this one."""
+    assert transaction.get_connection().in_atomic_block
+    return _dispatch(tickets=[*_waiting_chats(limit=DISPATCH_BATCH, exclude=ticket.pk), ticket], now=now)
+
+
+@transaction.atomic(durable=True)
+def dispatch_chats(*, now: datetime | None = None, limit: int = DISPATCH_BATCH) -> list[tuple[int, int]]:
+    """Offer waiting chats to agents who have room (after a ticket is resolved,
+    an agent comes online or is granted overtime). Returns (ticket, agent) pairs."""
+    now = now or timezone.now()
+    return _dispatch(tickets=_waiting_chats(limit=limit), now=now)

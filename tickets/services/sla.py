@@ -1,0 +1,61 @@
+"""The SLA sweep: find breached deadlines, escalate one tier, record, alert."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from tickets import events, sla
+from tickets.locks import lock_ticket
+from tickets.models import SlaBreach, Ticket, TicketEvent
+from tickets.services.transitions import run_transition
+
+SWEEP_BATCH = 500
+
+
+def sweep_sla(*, now: datetime | None = None, batch: int = SWEEP_BATCH) -> list[SlaBreach]:
+    """Idempotent: a deadline is breached once (``breached_at`` and the unique
+    ``(ticket, due_at)`` key), so running it again, or twice at once, records
+    and escalates nothing more. Each ticket is its own transaction."""
+    now = now or timezone.now()
+    due = list(
+        Ticket.objects.filter(status__in=Ticket.ACTIVE, due_at__lt=now, breached_at__isnull=True)
+        .order_by("due_at")
+        .values_list("pk", flat=True)[:batch]
+    )
+    breaches = []
+    for ticket_id in due:
+        breach = _breach_one(ticket_id=ticket_id, now=now)
+        if breach is not None:
+            breaches.append(breach)
+    return breaches
+
+
+@transaction.atomic(durable=True)
+def _breach_one(*, ticket_id: int, now: datetime) -> SlaBreach | None:
+    ticket = lock_ticket(ticket_id)
+    # re-check on the locked row: another sweep or a resolve may have won
+    if ticket is None or not ticket.is_overdue(now) or ticket.breached_at is not None:
+        return None
+    due_at = ticket.due_at
+    tier_before = ticket.tier
+    if ticket.tier < sla.MAX_TIER:
+        run_transition(
+            ticket=ticket, name="escalate", actor=None, now=now, system=True,
+            event_data={"reason": "sla_breach", "due_at": due_at.isoformat()},
+        )
+    ticket.breached_at = now
+    ticket.save(update_fields=["breached_at", "updated_at"])
+    breach = SlaBreach.objects.create(
+        ticket=ticket, due_at=due_at, grade=ticket.grade, tier_before=tier_before, tier_after=ticket.tier,
+        detected_at=now,
+    )
+    TicketEvent.objects.create(
+        ticket=ticket, kind="sla_breached", actor=None, created_at=now,
+        data={"due_at": due_at.isoformat(), "grade": ticket.grade, "tier_before": tier_before,
+              "tier_after": ticket.tier, "late_s": int((now - due_at).total_seconds())},
+    )
+    events.sla_breached(breach, ticket)
+    return breach

@@ -1,0 +1,161 @@
+"""Opening tickets and running their transitions."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from accounts import roles
+from merchants.models import Order
+from merchants.selectors import merchant_id_for, orders_visible_to
+from tickets import sla
+from tickets.errors import (
+    AssigneeInvalid,
+    InvalidInput,
+    OrderNotFound,
+    PermissionDenied,
+    UnknownCategory,
+)
+from tickets.models import MERCHANT_CATEGORIES, Category, Channel, Language, Party, Ticket, TicketEvent
+from tickets.selectors import get_ticket_for
+from tickets.services.messages import append_message
+from tickets.services.routing import assign_chat_on_open, pick_queue
+from tickets.services.transitions import run_transition
+
+User = get_user_model()
+
+SUBJECT_MAX = 200
+
+
+def _clean_text(value: str | None, *, field: str, max_chars: int, required: bool = True) -> str:
+    text = (value or "").strip()
+    if required and not text:
+        raise InvalidInput(f"{field} is required.", field=field)
+    if len(text) > max_chars:
+        raise InvalidInput(f"{field} is longer than {max_chars} characters.", field=field)
+    return text
+
+
+@transaction.atomic(durable=True)
+def open_ticket(
+    *,
+    actor,
+    category: str,
+    subject: str,
+    body: str,
+    order_id: int | None = None,
+    channel: str | None = None,
+    buyer_id: int | None = None,
+    grade: str | None = None,
+    language: str | None = None,
+) -> Ticket:
+    """Open a ticket, route it to a queue and, for a chat, offer it to an agent.
+
+    A buyer opens their own; an agent opens one on a buyer's behalf
+    (``buyer_id``, or the order's buyer); merchant staff open one for their
+    merchant. Only staff set the grade.
+    """
+    now = timezone.now()
+    if category not in Category.values:
+        raise UnknownCategory(f"Unknown category {category!r}.")
+    subject = _clean_text(subject, field="subject", max_chars=SUBJECT_MAX)
+    body = _clean_text(body, field="body", max_chars=settings.BODY_MAX_CHARS)
+    channel = channel or Channel.WEB
+    if channel not in Channel.values:
+        raise InvalidInput(f"Unknown channel {channel!r}.", field="channel")
+    language = language or getattr(actor, "language", "") or Language.ZH
+    if language not in Language.values:
+        raise InvalidInput(f"Unsupported language {language!r}.", field="language")
+    if grade is not None and grade not in sla.GRADE_DEADLINES:
+        raise InvalidInput(f"Unknown grade {grade!r}.", field="grade")
+
+    is_staff = roles.is_agent(actor)
+    order = None
+    if order_id is not None:
+        order = orders_visible_to(user=actor).filter(pk=order_id).first()
+        if order is None:
+            raise OrderNotFound()
+
+    buyer = None
+    merchant_id = order.merchant_id if order else None
+    party = Party.MERCHANT if category in MERCHANT_CATEGORIES else Party.BUYER
+    if is_staff:
+        if buyer_id is not None:
+            buyer = User.objects.filter(pk=buyer_id, is_active=True).first()
+            if buyer is None or not roles.is_buyer(buyer):
+                raise InvalidInput("buyer_id is not a buyer.", field="buyer_id")
+            if order and order.buyer_id != buyer.pk:
+                raise OrderNotFound("The order does not belong to this buyer.")
+        elif order is not None:
+            buyer = order.buyer
+        elif party != Party.MERCHANT:
+            raise InvalidInput("Name the buyer (buyer_id) or the order.", field="buyer_id")
+    elif roles.is_buyer(actor):
+        if buyer_id is not None and buyer_id != actor.pk:
+            raise PermissionDenied("A buyer opens tickets only for themself.")
+        if grade is not None:
+            raise PermissionDenied("Only staff set a grade.")
+        buyer = actor
+        party = Party.BUYER
+    elif roles.is_merchant_staff(actor):
+        if grade is not None:
+            raise PermissionDenied("Only staff set a grade.")
+        merchant_id = merchant_id_for(user=actor)
+        party = Party.MERCHANT
+        buyer = order.buyer if order else None
+    else:
+        raise PermissionDenied("You may not open tickets.")
+
+    grade = grade or sla.GRADE_GENERAL
+    ticket = Ticket(
+        subject=subject, category=category, party=party, channel=channel, grade=grade,
+        tier=sla.GRADE_TIERS[grade], language=language, buyer=buyer, merchant_id=merchant_id,
+        order=order, created_by=actor, created_at=now,
+    )
+    ticket.start_sla(now=now)
+    ticket.save()
+    TicketEvent.objects.create(
+        ticket=ticket, kind="created", actor=actor, created_at=now,
+        data={"category": category, "channel": channel, "grade": grade, "party": party,
+              "due_at": ticket.due_at.isoformat()},
+    )
+    append_message(ticket=ticket, author=actor, body=body, internal=False, now=now)
+    run_transition(ticket=ticket, name="route", actor=None, now=now, system=True, queue=pick_queue(ticket=ticket))
+    if ticket.channel == Channel.CHAT:
+        assign_chat_on_open(ticket=ticket, now=now)
+    return ticket
+
+
+@transaction.atomic(durable=True)
+def transition_ticket(
+    *, actor, ticket_id: int, name: str, assignee_id: int | None = None, note: str = ""
+) -> Ticket:
+    """Run transition ``name`` for ``actor``: 404 unseen, 409 wrong state or
+    taken first, 403 not allowed, 422 a failed condition."""
+    now = timezone.now()
+    # scoped and locked in one query: an unseen ticket is a 404 that reveals nothing
+    ticket = get_ticket_for(user=actor, ticket_id=ticket_id, lock=True)
+    note = _clean_text(note, field="note", max_chars=1000, required=False)
+    kwargs = {}
+    if name in ("assign", "reassign"):
+        if assignee_id is None or assignee_id == actor.pk:
+            if name == "reassign" and assignee_id is None:
+                raise InvalidInput("reassign needs assignee_id.", field="assignee_id")
+            assignee = actor
+        else:
+            if not roles.is_supervisor(actor):
+                raise PermissionDenied("Only a supervisor assigns a ticket to someone else.")
+            assignee = User.objects.filter(pk=assignee_id, is_active=True).first()
+        if assignee is None or not roles.is_agent(assignee):
+            raise AssigneeInvalid()
+        kwargs["assignee"] = assignee
+    elif assignee_id is not None:
+        raise InvalidInput(f"{name} takes no assignee_id.", field="assignee_id")
+    run_transition(ticket=ticket, name=name, actor=actor, now=now, note=note, **kwargs)
+    if name in ("resolve", "release", "close"):
+        from tickets.tasks import dispatch_chats_later
+
+        dispatch_chats_later()
+    return ticket

@@ -1,0 +1,73 @@
+"""Running one state-machine transition on a locked ticket (inside a transaction)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django_fsm import can_proceed
+
+from tickets import events
+from tickets.errors import IllegalTransition, TransitionForbidden, TransitionRefused, UnknownTransition
+from tickets.models import Ticket, TicketEvent
+from tickets.selectors import USER_TRANSITIONS
+
+SYSTEM_TRANSITIONS = (*USER_TRANSITIONS, "route")
+
+
+def run_transition(
+    *,
+    ticket: Ticket,
+    name: str,
+    actor,
+    now: datetime,
+    system: bool = False,
+    note: str = "",
+    event_data: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> TicketEvent:
+    """Check source state (409), role (403) and conditions (422), run, save, record.
+
+    ``ticket`` must be locked by the caller. ``system=True`` is for the
+    platform's own moves (routing, SLA escalation, auto-resume) and skips the
+    role check, never the state check.
+    """
+    assert transaction.get_connection().in_atomic_block, "run_transition needs the caller's transaction"
+    allowed = SYSTEM_TRANSITIONS if system else USER_TRANSITIONS
+    if name not in allowed:
+        raise UnknownTransition(f"No transition named {name!r}.")
+    method = getattr(ticket, name)
+    if not can_proceed(method, check_conditions=False):
+        raise IllegalTransition(
+            f"Cannot {name} a ticket that is {ticket.status}.", status=ticket.status, transition=name
+        )
+    if not system and not method._django_fsm.has_transition_perm(ticket, ticket.status, actor):
+        raise TransitionForbidden(f"You may not {name} this ticket.")
+    if not can_proceed(method):
+        meta = method._django_fsm.get_transition(ticket.status)
+        failed = [c for c in meta.conditions if not c(ticket)]
+        hint = getattr(failed[0], "hint", "condition_failed") if failed else "condition_failed"
+        raise TransitionRefused(f"Cannot {name} this ticket now ({hint}).", reason=hint)
+
+    before = ticket.status
+    tier_before = ticket.tier
+    method(now=now, **kwargs)
+    ticket.save()
+    data = {"from": before, "to": ticket.status}
+    if ticket.tier != tier_before:
+        data.update(tier_from=tier_before, tier_to=ticket.tier)
+    if "assignee" in kwargs and kwargs["assignee"] is not None:
+        data["assignee_id"] = kwargs["assignee"].pk
+    if "queue" in kwargs:
+        data["queue"] = kwargs["queue"].code
+    if note:
+        data["note"] = note
+    if event_data:
+        data.update(event_data)
+    event = TicketEvent.objects.create(
+        ticket=ticket, kind=name, actor=actor if actor and actor.is_authenticated else None,
+        data=data, created_at=now,
+    )
+    events.ticket_changed(ticket)
+    return event

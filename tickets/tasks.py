@@ -1,0 +1,32 @@
+"""Background jobs: Celery in production, inline in the embedded default."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import transaction
+
+
+@shared_task(name="tickets.tasks.sla_sweep")
+def sla_sweep() -> int:
+    from tickets.services import sweep_sla
+
+    return len(sweep_sla())
+
+
+@shared_task(name="tickets.tasks.shift_reminders")
+def shift_reminders() -> int:
+    from tickets.services import send_shift_reminders
+
+    return len(send_shift_reminders())
+
+
+@shared_task(name="tickets.tasks.dispatch_chats")
+def dispatch_chats_task() -> int:
+    from tickets.services import dispatch_chats
+
+    return len(dispatch_chats())
+
+
+def dispatch_chats_later() -> None:
+    """After this transaction commits, offer waiting chats to free agents."""
+    transaction.on_commit(dispatch_chats_task.delay)
