@@ -1,0 +1,94 @@
+"""Fixtures every app's tests share: one user per role, API clients, eager jobs."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from accounts import roles
+from accounts.tests.factories import UserFactory
+from merchants.tests.factories import MerchantFactory, OrderFactory, ShipmentFactory, make_merchant_staff
+
+
+@pytest.fixture(autouse=True)
+def _jobs_inline(settings):
+    """Background jobs run inline in tests (Celery eager), as in the embedded default."""
+    from cs_portal.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+
+
+@pytest.fixture
+def buyer(db):
+    return UserFactory(role=roles.BUYER, username="buyer_a", display_name="林晓雨")
+
+
+@pytest.fixture
+def other_buyer(db):
+    return UserFactory(role=roles.BUYER, username="buyer_b", display_name="黄志强")
+
+
+@pytest.fixture
+def agent(db):
+    return UserFactory(role=roles.AGENT, username="agent_a", display_name="王芳")
+
+
+@pytest.fixture
+def other_agent(db):
+    return UserFactory(role=roles.AGENT, username="agent_b", display_name="李娜")
+
+
+@pytest.fixture
+def supervisor(db):
+    return UserFactory(role=roles.SUPERVISOR, username="lead_a", display_name="赵敏")
+
+
+@pytest.fixture
+def merchant(db):
+    return MerchantFactory(name="优品数码旗舰店")
+
+
+@pytest.fixture
+def other_merchant(db):
+    return MerchantFactory(name="江南丝绸家纺")
+
+
+@pytest.fixture
+def merchant_user(merchant):
+    return make_merchant_staff(merchant, username="merchant_a")
+
+
+@pytest.fixture
+def other_merchant_user(other_merchant):
+    return make_merchant_staff(other_merchant, username="merchant_b")
+
+
+@pytest.fixture
+def order(buyer, merchant):
+    order = OrderFactory(buyer=buyer, merchant=merchant)
+    ShipmentFactory(order=order)
+    return order
+
+
+@pytest.fixture
+def other_order(other_buyer, other_merchant):
+    return OrderFactory(buyer=other_buyer, merchant=other_merchant)
+
+
+@pytest.fixture
+def api():
+    """``api(user)`` → an APIClient authenticated by the user's real token
+    (``api(None)`` is anonymous)."""
+
+    def make(user=None) -> APIClient:
+        client = APIClient()
+        if user is not None:
+            from rest_framework.authtoken.models import Token
+
+            token, _ = Token.objects.get_or_create(user=user)
+            client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        return client
+
+    return make
