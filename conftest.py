@@ -18,6 +18,8 @@ def _jobs_inline(settings):
     app.conf.task_always_eager = True
     app.conf.task_eager_propagates = True
     settings.CELERY_TASK_ALWAYS_EAGER = True
+    # a fast hasher: password hashing is not what these tests measure
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

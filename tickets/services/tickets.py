@@ -22,7 +22,7 @@ from tickets.models import MERCHANT_CATEGORIES, Category, Channel, Language, Par
 from tickets.selectors import get_ticket_for
 from tickets.services.messages import append_message
 from tickets.services.routing import assign_chat_on_open, pick_queue
-from tickets.services.transitions import run_transition
+from tickets.services.transitions import check_permission, check_source_state, run_transition
 
 User = get_user_model()
 
@@ -138,6 +138,9 @@ def transition_ticket(
     # scoped and locked in one query: an unseen ticket is a 404 that reveals nothing
     ticket = get_ticket_for(user=actor, ticket_id=ticket_id, lock=True)
     note = _clean_text(note, field="note", max_chars=1000, required=False)
+    # a wrong state is a 409, then a wrong role a 403, before the input is judged
+    method = check_source_state(ticket=ticket, name=name)
+    check_permission(ticket=ticket, method=method, actor=actor)
     kwargs = {}
     if name in ("assign", "reassign"):
         if assignee_id is None or assignee_id == actor.pk:

@@ -16,6 +16,27 @@ from tickets.selectors import USER_TRANSITIONS
 SYSTEM_TRANSITIONS = (*USER_TRANSITIONS, "route")
 
 
+def check_source_state(*, ticket: Ticket, name: str, system: bool = False):
+    """404 for a name that is no (user) transition, 409 from a wrong state;
+    returns the bound transition method."""
+    allowed = SYSTEM_TRANSITIONS if system else USER_TRANSITIONS
+    if name not in allowed:
+        raise UnknownTransition(f"No transition named {name!r}.")
+    method = getattr(ticket, name)
+    if not can_proceed(method, check_conditions=False):
+        raise IllegalTransition(
+            f"Cannot {name} a ticket that is {ticket.status}.", status=ticket.status, transition=name
+        )
+    return method
+
+
+def check_permission(*, ticket: Ticket, method, actor) -> None:
+    """403 unless the actor's role may run this transition on this ticket
+    (django-fsm-2 never checks ``permission`` by itself)."""
+    if not method._django_fsm.has_transition_perm(ticket, ticket.status, actor):
+        raise TransitionForbidden(f"You may not {method.__name__} this ticket.")
+
+
 def run_transition(
     *,
     ticket: Ticket,
@@ -34,16 +55,9 @@ def run_transition(
     role check, never the state check.
     """
     assert transaction.get_connection().in_atomic_block, "run_transition needs the caller's transaction"
-    allowed = SYSTEM_TRANSITIONS if system else USER_TRANSITIONS
-    if name not in allowed:
-        raise UnknownTransition(f"No transition named {name!r}.")
-    method = getattr(ticket, name)
-    if not can_proceed(method, check_conditions=False):
-        raise IllegalTransition(
-            f"Cannot {name} a ticket that is {ticket.status}.", status=ticket.status, transition=name
-        )
-    if not system and not method._django_fsm.has_transition_perm(ticket, ticket.status, actor):
-        raise TransitionForbidden(f"You may not {name} this ticket.")
+    method = check_source_state(ticket=ticket, name=name, system=system)
+    if not system:
+        check_permission(ticket=ticket, method=method, actor=actor)
     if not can_proceed(method):
         meta = method._django_fsm.get_transition(ticket.status)
         failed = [c for c in meta.conditions if not c(ticket)]

@@ -1,0 +1,172 @@
+"""SLA grades, pause/resume while waiting on the buyer, and the breach sweep."""
+
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.core.management import call_command
+from django.utils import timezone
+
+from tickets import services
+from tickets.errors import PermissionDenied
+from tickets.models import SlaBreach, Ticket, TicketEvent
+from tickets.tests.factories import open_ticket, ticket_in_state
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("grade", "deadline", "tier"),
+    [("3", timedelta(minutes=30), 1), ("2", timedelta(hours=8), 2), ("1", timedelta(hours=12), 3),
+     ("special", timedelta(hours=24), 4)],
+)
+def test_grade_sets_deadline_and_owning_tier(grade, deadline, tier, buyer, order, agent):
+    ticket = open_ticket(buyer=buyer, order=order, actor=agent, grade=grade)
+    assert ticket.due_at - ticket.created_at == deadline
+    assert ticket.tier == tier
+
+
+@pytest.mark.django_db
+def test_buyer_cannot_choose_a_grade(buyer, order):
+    with pytest.raises(PermissionDenied):
+        open_ticket(buyer=buyer, order=order, grade="special")
+    assert not Ticket.objects.exists()
+
+
+@pytest.mark.django_db
+def test_waiting_on_buyer_pauses_and_resume_restores_the_remaining_time(buyer, order, agent):
+    ticket = ticket_in_state("assigned", buyer=buyer, agent=agent, order=order)
+    # 20 minutes of the 30 already used
+    Ticket.objects.filter(pk=ticket.pk).update(due_at=timezone.now() + timedelta(minutes=10))
+
+    services.transition_ticket(actor=agent, ticket_id=ticket.pk, name="wait_buyer")
+    ticket.refresh_from_db()
+    assert ticket.due_at is None
+    assert 595 <= ticket.sla_remaining_s <= 600
+    assert ticket.sla_paused_at is not None
+    # a paused ticket is never overdue, however long the buyer takes
+    Ticket.objects.filter(pk=ticket.pk).update(sla_paused_at=timezone.now() - timedelta(hours=5))
+    assert services.sweep_sla() == []
+
+    services.transition_ticket(actor=agent, ticket_id=ticket.pk, name="resume")
+    ticket.refresh_from_db()
+    left = (ticket.due_at - timezone.now()).total_seconds()
+    assert 590 <= left <= 600  # the 10 minutes that were left, not 5 hours less
+    assert ticket.sla_paused_at is None and ticket.sla_remaining_s is None
+
+
+@pytest.mark.django_db
+def test_buyer_reply_resumes_a_ticket_waiting_on_them(buyer, order, agent):
+    ticket = ticket_in_state("waiting_buyer", buyer=buyer, agent=agent, order=order)
+    services.post_message(actor=buyer, ticket_id=ticket.pk, body="照片已发")
+    ticket.refresh_from_db()
+    assert ticket.status == "assigned"
+    assert ticket.due_at is not None
+    event = TicketEvent.objects.filter(ticket=ticket, kind="resume").get()
+    assert event.data["reason"] == "buyer_replied"
+    assert event.actor_id == buyer.pk
+
+
+@pytest.mark.django_db
+def test_waiting_on_merchant_does_not_pause(buyer, order, agent):
+    ticket = ticket_in_state("waiting_merchant", buyer=buyer, agent=agent, order=order)
+    assert ticket.due_at is not None and ticket.sla_paused_at is None
+
+
+def _overdue(ticket, minutes=5):
+    Ticket.objects.filter(pk=ticket.pk).update(due_at=timezone.now() - timedelta(minutes=minutes))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sweep_escalates_once_records_and_alerts(buyer, order, agent):
+    ticket = ticket_in_state("assigned", buyer=buyer, agent=agent, order=order)
+    fine = open_ticket(buyer=buyer, order=order)
+    _overdue(ticket)
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)("console", channel)
+    agent_channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(f"agent.{agent.pk}", agent_channel)
+
+    breaches = services.sweep_sla()
+
+    assert [b.ticket_id for b in breaches] == [ticket.pk]
+    ticket.refresh_from_db()
+    assert ticket.tier == 2 and ticket.breached_at is not None
+    breach = SlaBreach.objects.get()
+    assert (breach.tier_before, breach.tier_after, breach.grade) == (1, 2, "3")
+    assert TicketEvent.objects.filter(ticket=ticket, kind="sla_breached").count() == 1
+    assert TicketEvent.objects.filter(ticket=ticket, kind="escalate", data__reason="sla_breach").count() == 1
+    fine.refresh_from_db()
+    assert fine.tier == 1 and fine.breached_at is None
+    # the alert reached the console and the holder
+    frames = []
+    for _ in range(5):
+        frame = async_to_sync(layer.receive)(channel)["payload"]
+        frames.append(frame)
+        if frame["type"] == "sla.breached":
+            break
+    assert frames[-1]["type"] == "sla.breached" and frames[-1]["ticket_id"] == ticket.pk
+    agent_frame = async_to_sync(layer.receive)(agent_channel)["payload"]
+    assert agent_frame["type"] == "sla.breached"
+
+    # idempotent: sweeping again records and escalates nothing more
+    assert services.sweep_sla() == []
+    assert SlaBreach.objects.count() == 1
+    ticket.refresh_from_db()
+    assert ticket.tier == 2
+
+
+@pytest.mark.django_db
+def test_sweep_at_top_tier_records_without_escalating(buyer, order, agent):
+    ticket = open_ticket(buyer=buyer, order=order, actor=agent, grade="special")
+    _overdue(ticket, minutes=60 * 25)
+    services.sweep_sla()
+    ticket.refresh_from_db()
+    assert ticket.tier == 4 and ticket.breached_at is not None
+    assert SlaBreach.objects.filter(ticket=ticket, tier_before=4, tier_after=4).exists()
+    assert not TicketEvent.objects.filter(ticket=ticket, kind="escalate").exists()
+
+
+@pytest.mark.django_db
+def test_sweep_skips_resolved_and_closed(buyer, order, agent):
+    for state in ("resolved", "closed"):
+        ticket = ticket_in_state(state, buyer=buyer, agent=agent, order=order)
+        Ticket.objects.filter(pk=ticket.pk).update(due_at=timezone.now() - timedelta(hours=1))
+    assert services.sweep_sla() == []
+    assert not SlaBreach.objects.exists()
+
+
+@pytest.mark.django_db
+def test_reopen_gives_a_fresh_deadline_that_can_breach_again(buyer, order, agent):
+    ticket = ticket_in_state("assigned", buyer=buyer, agent=agent, order=order)
+    _overdue(ticket)
+    services.sweep_sla()
+    services.transition_ticket(actor=agent, ticket_id=ticket.pk, name="resolve")
+    services.transition_ticket(actor=buyer, ticket_id=ticket.pk, name="reopen")
+    ticket.refresh_from_db()
+    assert ticket.breached_at is None and ticket.due_at > timezone.now()
+    _overdue(ticket, minutes=1)
+    services.sweep_sla()
+    assert SlaBreach.objects.filter(ticket=ticket).count() == 2
+
+
+@pytest.mark.django_db
+def test_sla_sweep_command(buyer, order, capsys):
+    ticket = open_ticket(buyer=buyer, order=order)
+    _overdue(ticket)
+    call_command("sla_sweep")
+    assert "1 breach" in capsys.readouterr().out
+    call_command("sla_sweep")
+    assert "0 breaches" in capsys.readouterr().out
+    assert SlaBreach.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_sla_sweep_celery_task_runs_the_sweep(buyer, order):
+    from tickets.tasks import sla_sweep
+
+    ticket = open_ticket(buyer=buyer, order=order)
+    _overdue(ticket)
+    assert sla_sweep.delay().get() == 1
+    assert SlaBreach.objects.filter(ticket=ticket).exists()
