@@ -186,7 +186,9 @@ class TicketEventsApi(GenericAPIView):
 
     @extend_schema(operation_id="tickets_events", responses=TicketEventOutput(many=True))
     def get(self, request, ticket_id: int):
+        # the audit timeline carries staff notes: staff only
         ticket = selectors.get_ticket_for(user=request.user, ticket_id=ticket_id)
+        _require_staff(request.user)
         page = self.paginate_queryset(ticket.events.order_by("created_at", "id"))
         return self.get_paginated_response(TicketEventOutput(page, many=True).data)
 

@@ -1,0 +1,168 @@
+"""Messages (gap-free seq, internal notes, idempotent send), CSAT, quick replies, playbooks."""
+
+import pytest
+
+from tickets import services
+from tickets.errors import (
+    AlreadyRated,
+    Conflict,
+    InvalidInput,
+    NotResolved,
+    PermissionDenied,
+    TicketClosed,
+    TicketNotFound,
+)
+from tickets.models import Message, Playbook, QuickReply, Rating, TicketEvent
+from tickets.selectors import messages_visible_to
+from tickets.tests.factories import open_ticket, ticket_in_state
+
+
+@pytest.mark.django_db
+def test_seq_increases_by_one_per_ticket(buyer, order, agent):
+    ticket = ticket_in_state("assigned", buyer=buyer, agent=agent, order=order)
+    other = open_ticket(buyer=buyer, order=order)
+    services.post_message(actor=agent, ticket_id=ticket.pk, body="您好")
+    services.post_message(actor=buyer, ticket_id=ticket.pk, body="在吗")
+    services.post_message(actor=buyer, ticket_id=other.pk, body="另一个")
+    services.post_message(actor=agent, ticket_id=ticket.pk, body="备注", internal=True)
+    assert list(Message.objects.filter(ticket=ticket).values_list("seq", flat=True)) == [1, 2, 3, 4]
+    assert list(Message.objects.filter(ticket=other).values_list("seq", flat=True)) == [1, 2]
+    ticket.refresh_from_db()
+    assert ticket.last_seq == 4
+
+
+@pytest.mark.django_db
+def test_refused_message_leaves_no_number_behind(buyer, order, agent):
+    ticket = ticket_in_state("assigned", buyer=buyer, agent=agent, order=order)
+    with pytest.raises(PermissionDenied):
+        services.post_message(actor=buyer, ticket_id=ticket.pk, body="x", internal=True)
+    message = services.post_message(actor=buyer, ticket_id=ticket.pk, body="ok")
+    assert message.seq == 2
+
+
+@pytest.mark.django_db
+def test_internal_notes_are_hidden_from_buyer_and_merchant(buyer, order, agent, merchant_user):
+    ticket = ticket_in_state("waiting_merchant", buyer=buyer, agent=agent, order=order)
+    services.post_message(actor=agent, ticket_id=ticket.pk, body="买家情绪激动", internal=True)
+    services.post_message(actor=agent, ticket_id=ticket.pk, body="已联系商家")
+    assert [m.body for m in messages_visible_to(user=buyer, ticket=ticket)] == ["请帮我查一下物流", "已联系商家"]
+    assert "买家情绪激动" not in [m.body for m in messages_visible_to(user=merchant_user, ticket=ticket)]
+    assert "买家情绪激动" in [m.body for m in messages_visible_to(user=agent, ticket=ticket)]
+    with pytest.raises(PermissionDenied):
+        services.post_message(actor=merchant_user, ticket_id=ticket.pk, body="x", internal=True)
+
+
+@pytest.mark.django_db
+def test_merchant_reply_resumes_waiting_on_merchant(buyer, order, agent, merchant_user):
+    ticket = ticket_in_state("waiting_merchant", buyer=buyer, agent=agent, order=order)
+    message = services.post_message(actor=merchant_user, ticket_id=ticket.pk, body="已补发")
+    assert message.author_role == "merchant"
+    ticket.refresh_from_db()
+    assert ticket.status == "assigned"
+
+
+@pytest.mark.django_db
+def test_scoping_of_messages(buyer, other_buyer, order, agent, other_merchant_user, merchant_user):
+    ticket = open_ticket(buyer=buyer, order=order)
+    with pytest.raises(TicketNotFound):
+        services.post_message(actor=other_buyer, ticket_id=ticket.pk, body="hi")
+    with pytest.raises(TicketNotFound):
+        services.post_message(actor=other_merchant_user, ticket_id=ticket.pk, body="hi")
+    # a buyer-only ticket is not the merchant's until it is brought in
+    with pytest.raises(TicketNotFound):
+        services.post_message(actor=merchant_user, ticket_id=ticket.pk, body="hi")
+    assert Message.objects.filter(ticket=ticket).count() == 1
+
+
+@pytest.mark.django_db
+def test_bad_bodies_are_refused(buyer, order):
+    ticket = open_ticket(buyer=buyer, order=order)
+    for body in ("", "   ", "x" * 5001):
+        with pytest.raises(InvalidInput):
+            services.post_message(actor=buyer, ticket_id=ticket.pk, body=body)
+    assert Message.objects.filter(ticket=ticket).count() == 1
+
+
+@pytest.mark.django_db
+def test_closed_ticket_takes_no_messages(buyer, order, agent):
+    ticket = ticket_in_state("closed", buyer=buyer, agent=agent, order=order)
+    with pytest.raises(TicketClosed) as refused:
+        services.post_message(actor=buyer, ticket_id=ticket.pk, body="还在吗")
+    assert refused.value.status == 409
+
+
+@pytest.mark.django_db
+def test_same_client_message_id_is_sent_once(buyer, order, agent):
+    ticket = open_ticket(buyer=buyer, order=order)
+    first = services.post_message(actor=buyer, ticket_id=ticket.pk, body="hello", client_msg_id="c-1")
+    again = services.post_message(actor=buyer, ticket_id=ticket.pk, body="hello", client_msg_id="c-1")
+    assert first.pk == again.pk
+    assert Message.objects.filter(ticket=ticket).count() == 2
+    with pytest.raises(Conflict):
+        services.post_message(actor=agent, ticket_id=ticket.pk, body="hello", client_msg_id="c-1")
+
+
+@pytest.mark.django_db
+def test_first_response_is_the_first_public_agent_reply(buyer, order, agent):
+    ticket = ticket_in_state("assigned", buyer=buyer, agent=agent, order=order)
+    services.post_message(actor=agent, ticket_id=ticket.pk, body="note", internal=True)
+    ticket.refresh_from_db()
+    assert ticket.first_response_at is None
+    reply = services.post_message(actor=agent, ticket_id=ticket.pk, body="您好")
+    ticket.refresh_from_db()
+    assert ticket.first_response_at == reply.created_at
+
+
+@pytest.mark.django_db
+def test_agent_opened_ticket_first_message_is_not_a_response(buyer, order, agent):
+    ticket = open_ticket(buyer=buyer, order=order, actor=agent)
+    assert ticket.first_response_at is None
+    assert Message.objects.get(ticket=ticket).author_role == "agent"
+
+
+@pytest.mark.django_db
+def test_rating_once_after_resolution_by_the_buyer(buyer, other_buyer, order, agent):
+    ticket = ticket_in_state("assigned", buyer=buyer, agent=agent, order=order)
+    with pytest.raises(NotResolved):
+        services.rate_ticket(actor=buyer, ticket_id=ticket.pk, score=9)
+    services.transition_ticket(actor=agent, ticket_id=ticket.pk, name="resolve")
+    with pytest.raises(PermissionDenied):
+        services.rate_ticket(actor=agent, ticket_id=ticket.pk, score=9)
+    with pytest.raises(TicketNotFound):
+        services.rate_ticket(actor=other_buyer, ticket_id=ticket.pk, score=9)
+    for bad in (-1, 11, "9", 9.5, True):
+        with pytest.raises(InvalidInput):
+            services.rate_ticket(actor=buyer, ticket_id=ticket.pk, score=bad)
+    rating = services.rate_ticket(actor=buyer, ticket_id=ticket.pk, score=0, comment="太慢了")
+    assert (rating.score, rating.comment) == (0, "太慢了")
+    with pytest.raises(AlreadyRated):
+        services.rate_ticket(actor=buyer, ticket_id=ticket.pk, score=10)
+    assert Rating.objects.get(ticket=ticket).score == 0
+    assert TicketEvent.objects.filter(ticket=ticket, kind="rated", data__score=0).exists()
+
+
+@pytest.mark.django_db
+def test_quick_reply_fills_placeholders_and_keeps_missing_ones(buyer, order, agent):
+    reply = QuickReply.objects.create(
+        shortcut="delay", title="延迟", body="{buyer_name}您好，订单 {order_no} 由{carrier}配送（{tracking_no}），预计 {eta} 到。—{agent_name}")
+    ticket = open_ticket(buyer=buyer, order=order)
+    text, missing = services.render_quick_reply(reply=reply, ticket=ticket, agent=agent)
+    shipment = order.shipment
+    assert text == (f"林晓雨您好，订单 {order.order_no} 由顺丰速运配送（{shipment.tracking_no}），"
+                    f"预计 {shipment.eta:%m月%d日} 到。—王芳")
+    assert missing == []
+    no_order = open_ticket(buyer=buyer, category="coupon_failure")
+    text, missing = services.render_quick_reply(reply=reply, ticket=no_order, agent=agent)
+    assert "{order_no}" in text and missing == ["order_no", "carrier", "tracking_no", "eta"]
+
+
+@pytest.mark.django_db
+def test_agents_add_playbooks_buyers_cannot(agent, buyer):
+    playbook = services.add_playbook(actor=agent, title="破损处理", body="1. 取证\n2. 补发", category="parcel_damaged")
+    assert Playbook.objects.get(pk=playbook.pk).created_by_id == agent.pk
+    with pytest.raises(PermissionDenied):
+        services.add_playbook(actor=buyer, title="x", body="y")
+    with pytest.raises(InvalidInput):
+        services.add_playbook(actor=agent, title="x", body="y", category="nonsense")
+    with pytest.raises(InvalidInput):
+        services.add_playbook(actor=agent, title="", body="y")
