@@ -138,8 +138,9 @@ class TicketListApi(GenericAPIView):
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        # the service returns the saved instance; no refresh_from_db here: django-fsm-2's
+        # FSMModelMixin toggles ``protected`` on the shared field, which races across threads
         ticket = services.open_ticket(actor=request.user, **data.validated_data)
-        ticket.refresh_from_db()
         return Response(
             TicketDetailOutput(ticket, context={"user": request.user}).data, status=status.HTTP_201_CREATED
         )
@@ -169,7 +170,6 @@ class TicketTransitionApi(GenericAPIView):
             actor=request.user, ticket_id=ticket_id, name=name,
             assignee_id=data.validated_data.get("assignee_id"), note=data.validated_data.get("note", ""),
         )
-        ticket.refresh_from_db()
         return Response(TicketDetailOutput(ticket, context={"user": request.user}).data)
 
 

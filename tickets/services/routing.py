@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.utils import timezone
 
 from tickets import events
 from tickets.locks import lock_agent_profiles
-from tickets.models import AgentProfile, Channel, Queue, RoutingRule, Ticket
+from tickets.models import AgentProfile, AgentSkill, Channel, Queue, RoutingRule, Ticket
 from tickets.services.people import shift_limits, worked_seconds
 from tickets.services.transitions import run_transition
 
@@ -54,30 +54,40 @@ class Candidate:
 
 
 def available_agents(*, now: datetime, lock: bool) -> list[Candidate]:
-    """Online agents with room and shift time left (profiles locked when asked)."""
-    working = Q(user__assigned_tickets__status__in=Ticket.WORKING)
-    profiles = list(
-        AgentProfile.objects.filter(presence=AgentProfile.Presence.ONLINE, user__is_active=True)
-        .annotate(load=Count("user__assigned_tickets", filter=working))
-        .prefetch_related("skills")
-        .order_by("pk")
-    )
+    """Online agents with room and shift time left.
+
+    With ``lock`` the profiles are locked first and the loads counted after,
+    so a count never predates another dispatcher's commit (READ COMMITTED
+    gives each statement a fresh snapshot); that keeps capacity exact when
+    chats arrive in parallel.
+    """
+    online = AgentProfile.objects.filter(presence=AgentProfile.Presence.ONLINE, user__is_active=True)
+    if lock:
+        ids = list(online.values_list("user_id", flat=True))
+        profiles = [p for p in lock_agent_profiles(ids) if p.presence == AgentProfile.Presence.ONLINE]
+    else:
+        profiles = list(online.order_by("pk"))
     if not profiles:
         return []
     ids = [p.user_id for p in profiles]
+    loads = dict(
+        Ticket.objects.filter(assignee_id__in=ids, status__in=Ticket.WORKING)
+        .values("assignee_id")
+        .annotate(n=Count("id"))
+        .values_list("assignee_id", "n")
+    )
+    skills: dict[int, set[str]] = {}
+    for profile_id, category in AgentSkill.objects.filter(profile__in=profiles).values_list("profile_id", "category"):
+        skills.setdefault(profile_id, set()).add(category)
     worked = worked_seconds(agent_ids=ids, now=now)
     limits = shift_limits(agent_ids=ids, now=now)
-    eligible = [p for p in profiles if p.load < p.capacity and worked[p.user_id] < limits[p.user_id]]
-    if lock and eligible:
-        # lock, then trust only the locked rows (a presence change may have won)
-        locked = {p.pk: p for p in lock_agent_profiles([p.user_id for p in eligible])}
-        eligible = [p for p in eligible if p.pk in locked and locked[p.pk].presence == AgentProfile.Presence.ONLINE]
     return [
         Candidate(
-            profile=p, load=p.load, skills=frozenset(s.category for s in p.skills.all()),
+            profile=p, load=loads.get(p.user_id, 0), skills=frozenset(skills.get(p.pk, ())),
             languages=frozenset(p.language_list),
         )
-        for p in eligible
+        for p in profiles
+        if loads.get(p.user_id, 0) < p.capacity and worked[p.user_id] < limits[p.user_id]
     ]
 
 

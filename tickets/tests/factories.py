@@ -14,8 +14,9 @@ def open_ticket(*, buyer, order=None, category: str = Category.LOGISTICS_DELAY, 
         order_id=order.pk if order else None, channel=channel,
         buyer_id=buyer.pk if actor is not None else None, grade=grade,
     )
-    ticket.refresh_from_db()
-    return ticket
+    # re-read rather than refresh_from_db: FSMModelMixin.refresh_from_db flips
+    # ``protected`` on the shared field and races when tests run threads
+    return Ticket.objects.get(pk=ticket.pk)
 
 
 def ticket_in_state(state: str, *, buyer, agent, order=None, **kwargs) -> Ticket:
@@ -31,8 +32,7 @@ def ticket_in_state(state: str, *, buyer, agent, order=None, **kwargs) -> Ticket
     }[state]
     for name in steps:
         services.transition_ticket(actor=agent, ticket_id=ticket.pk, name=name)
-    ticket.refresh_from_db()
-    return ticket
+    return Ticket.objects.get(pk=ticket.pk)
 
 
 def make_agent_profile(user, *, presence="online", capacity=5, skills=None, languages="zh-hans") -> AgentProfile:

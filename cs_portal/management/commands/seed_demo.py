@@ -277,7 +277,6 @@ class Command(BaseCommand):
                 order_id=order.pk, channel=Channel.CHAT if channel == Channel.CHAT and not staff_opened else channel,
                 buyer_id=buyer.pk if staff_opened else None, grade=grade if staff_opened else None,
             )
-            ticket.refresh_from_db()
             agent = ticket.assignee or agents[i % len(agents)]
             if end != "open" and ticket.status == Ticket.Status.OPEN:
                 ticket_services.transition_ticket(actor=agent, ticket_id=ticket.pk, name="assign")
@@ -298,7 +297,7 @@ class Command(BaseCommand):
                     ticket_services.rate_ticket(actor=buyer, ticket_id=ticket.pk, score=rng.choice([8, 9, 10, 10, 6]))
             # spread the clock: some tickets are older, a few already overdue
             age = timedelta(minutes=rng.randint(2, 50)) if i % 4 else timedelta(minutes=rng.randint(1, 10))
-            ticket.refresh_from_db()
+            ticket = Ticket.objects.get(pk=ticket.pk)
             if ticket.due_at:
                 Ticket.objects.filter(pk=ticket.pk).update(
                     created_at=ticket.created_at - age, due_at=ticket.due_at - age
