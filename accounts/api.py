@@ -23,10 +23,16 @@ class TokenApi(GenericAPIView):
     throttle_classes = [LoginThrottle]
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "TokenInput"
+
         username = serializers.CharField(max_length=150)
         password = serializers.CharField(max_length=128, trim_whitespace=False)
 
     class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "TokenOutput"
+
         token = serializers.CharField()
         user_id = serializers.IntegerField()
         role = serializers.CharField(allow_null=True)

@@ -182,7 +182,12 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_INCLUDE_SCHEMA": False,
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "TicketStatusEnum": "tickets.models.Ticket.Status",
+        "OrderStatusEnum": "merchants.models.Order.Status",
+        "ShipmentStatusEnum": "merchants.models.Shipment.Status",
+        "OvertimeStatusEnum": "tickets.models.OvertimeRequest.Status",
+    },
 }
 
 # --- Domain settings --------------------------------------------------------

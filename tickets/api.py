@@ -118,6 +118,9 @@ class TicketListApi(GenericAPIView):
     serializer_class = TicketOutput
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "TicketListInput"
+
         category = serializers.CharField(max_length=64)
         subject = serializers.CharField(max_length=200)
         body = serializers.CharField(max_length=5000)
@@ -159,6 +162,9 @@ class TicketTransitionApi(GenericAPIView):
     serializer_class = TicketDetailOutput
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "TicketTransitionInput"
+
         assignee_id = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=2**62)
         note = serializers.CharField(required=False, allow_blank=True, max_length=1000)
 
@@ -211,6 +217,9 @@ class TicketMessagesApi(GenericAPIView):
     serializer_class = MessageOutput
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "TicketMessagesInput"
+
         body = serializers.CharField(max_length=5000)
         internal = serializers.BooleanField(required=False, default=False)
         client_msg_id = serializers.CharField(required=False, max_length=64)
@@ -248,6 +257,9 @@ class TicketRatingApi(GenericAPIView):
     serializer_class = RatingOutput
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "TicketRatingInput"
+
         score = serializers.IntegerField()
         comment = serializers.CharField(required=False, allow_blank=True, max_length=500)
 
@@ -300,6 +312,9 @@ class PlaybookListApi(GenericAPIView):
     serializer_class = PlaybookOutput
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "PlaybookListInput"
+
         title = serializers.CharField(max_length=120)
         body = serializers.CharField(max_length=10000)
         category = serializers.CharField(required=False, allow_blank=True, max_length=32)
@@ -362,6 +377,9 @@ class AgentPresenceApi(GenericAPIView):
     serializer_class = AgentMeOutput
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "AgentPresenceInput"
+
         presence = serializers.CharField(max_length=16)
 
     @extend_schema(operation_id="agents_me_presence", request=InputSerializer, responses=AgentMeOutput)
@@ -386,6 +404,9 @@ class OvertimeRequestApi(GenericAPIView):
     serializer_class = OvertimeOutput
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "OvertimeRequestInput"
+
         minutes = serializers.IntegerField()
         reason = serializers.CharField(max_length=255)
 

@@ -1,0 +1,100 @@
+"""Project-wide gates: the schema, deploy checks, migrations, the dependency
+direction between apps, and the offline API docs."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYERS = ["accounts", "merchants", "tickets", "compensation"]  # lower ← higher
+
+
+def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_openapi_schema_is_valid_without_warnings():
+    result = _run("spectacular", "--validate", "--fail-on-warn", "--file", os.devnull)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_check_deploy_is_clean_with_production_settings():
+    env = {"DEBUG": "0", "SECRET_KEY": "x-check-only-0123456789-abcdefghijklmnopqrstuvwxyz-0123456789",
+           "ALLOWED_HOSTS": "cs.example.com"}
+    result = _run("check", "--deploy", "--fail-level", "WARNING", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_production_settings_refuse_to_start_without_a_secret_key():
+    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+    env["DEBUG"] = "0"
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, capture_output=True, text=True,
+                            env=env, timeout=120)
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr
+
+
+def test_no_missing_migrations():
+    result = _run("makemigrations", "--check", "--dry-run")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("app", LAYERS)
+def test_lower_apps_never_import_higher_ones(app):
+    higher = set(LAYERS[LAYERS.index(app) + 1:]) | {"cs_portal.views", "cs_portal.urls"}
+    app_dir = ROOT / app
+    if not app_dir.exists():
+        pytest.skip(f"{app} not built yet")
+    offenders = []
+    for path in app_dir.rglob("*.py"):
+        if "migrations" in path.parts:
+            continue
+        wrong = _imports(path) & higher
+        if wrong:
+            offenders.append(f"{path.relative_to(ROOT)} imports {sorted(wrong)}")
+    assert offenders == []
+
+
+def test_dependency_check_would_catch_an_upward_import(tmp_path):
+    bad = tmp_path / "x.py"
+    bad.write_text("from tickets.models import Ticket\nimport compensation.services\n")
+    assert {"tickets", "compensation"} <= _imports(bad)
+
+
+@pytest.mark.django_db
+def test_schema_and_offline_docs_are_served(client):
+    schema = client.get("/api/schema/")
+    assert schema.status_code == 200
+    assert b"/api/v1/tickets/{ticket_id}/transitions/{name}/" in schema.content
+    docs = client.get("/api/docs/")
+    assert docs.status_code == 200
+    html = docs.content.decode()
+    assert "drf_spectacular_sidecar" in html
+    assert "cdn" not in html.lower() and "unpkg" not in html.lower()
+
+
+@pytest.mark.django_db
+def test_unknown_api_path_is_json_404(client):
+    response = client.get("/api/v1/nothing-here/")
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
