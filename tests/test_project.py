@@ -59,12 +59,10 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("app", LAYERS)
+@pytest.mark.parametrize("app", [app for app in LAYERS if (ROOT / app).is_dir()])
 def test_lower_apps_never_import_higher_ones(app):
-    higher = set(LAYERS[LAYERS.index(app) + 1:]) | {"cs_portal.views", "cs_portal.urls"}
+    higher = set(LAYERS[LAYERS.index(app) + 1:])
     app_dir = ROOT / app
-    if not app_dir.exists():
-        pytest.skip(f"{app} not built yet")
     offenders = []
     for path in app_dir.rglob("*.py"):
         if "migrations" in path.parts:

@@ -1,0 +1,60 @@
+"""/ws/console/ through the real ASGI stack: session, origin and role checked
+at connect; published events arrive as frames."""
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from cs_portal.asgi import application
+from tickets import services
+from tickets.tests.factories import open_ticket
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _session_cookie(user) -> bytes:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+def _communicator(user=None, origin=b"http://127.0.0.1:8000") -> WebsocketCommunicator:
+    headers = [(b"origin", origin)]
+    if user is not None:
+        headers.append((b"cookie", _session_cookie(user)))
+    return WebsocketCommunicator(application, "/ws/console/", headers=headers)
+
+
+async def test_staff_connect_and_receive_ticket_changes(agent, buyer, order):
+    communicator = await database_sync_to_async(_communicator)(agent)
+    connected, _ = await communicator.connect()
+    assert connected
+    ticket = await database_sync_to_async(open_ticket)(buyer=buyer, order=order)
+    frame = await communicator.receive_json_from(timeout=5)
+    assert frame["type"] == "ticket.changed" and frame["ticket_id"] == ticket.pk
+    await database_sync_to_async(services.transition_ticket)(actor=agent, ticket_id=ticket.pk, name="assign")
+    frame = await communicator.receive_json_from(timeout=5)
+    assert (frame["status"], frame["assignee_id"]) == ("assigned", agent.pk)
+    await communicator.send_json_to({"type": "ping"})
+    assert await communicator.receive_json_from(timeout=5) == {"type": "pong"}
+    await communicator.disconnect()
+
+
+async def test_anonymous_is_closed_4401():
+    communicator = _communicator(None)
+    connected, code = await communicator.connect()
+    assert not connected and code == 4401
+
+
+async def test_buyer_and_merchant_are_closed_4403(buyer, merchant_user):
+    for user in (buyer, merchant_user):
+        communicator = await database_sync_to_async(_communicator)(user)
+        connected, code = await communicator.connect()
+        assert not connected and code == 4403
+
+
+async def test_foreign_origin_is_refused(agent):
+    communicator = await database_sync_to_async(_communicator)(agent, origin=b"http://evil.example.com")
+    connected, _ = await communicator.connect()
+    assert not connected
