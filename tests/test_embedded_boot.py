@@ -1,0 +1,93 @@
+"""The embedded default, booted for real: SQLite file, in-memory channel
+layer, demo data loaded twice (idempotent), daphne serving the console and
+the API, the periodic jobs running once."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.embedded
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory):
+    db = tmp_path_factory.mktemp("embedded") / "db.sqlite3"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(SQLITE_PATH=str(db), DEBUG="1")
+    manage = [sys.executable, "manage.py"]
+    for args in (["migrate", "--noinput", "-v0"], ["seed_demo"], ["seed_demo"], ["run_periodic", "--once"]):
+        result = subprocess.run(manage + args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port), "cs_portal.asgi:application"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            httpx.get(f"{base}/accounts/login/", timeout=1)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    yield base, db
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def test_demo_data_is_idempotent_and_complete(embedded):
+    import sqlite3
+
+    _, db = embedded
+    with sqlite3.connect(db) as conn:
+        users = dict(conn.execute("select username, 1 from accounts_user").fetchall())
+        tickets = conn.execute("select count(*) from tickets_ticket").fetchone()[0]
+        statuses = {row[0] for row in conn.execute("select distinct status from tickets_ticket")}
+    expected = {f"agent{i}" for i in range(1, 6)} | {"lead1"} | {f"merchant{i}" for i in range(1, 4)} | {
+        f"buyer{i}" for i in range(1, 21)}
+    assert expected <= set(users)
+    assert tickets == 40  # a second seed_demo added nothing
+    assert {"open", "assigned", "waiting_buyer", "waiting_merchant", "resolved", "closed"} <= statuses
+
+
+def test_api_and_console_answer(embedded):
+    base, _ = embedded
+    token = httpx.post(f"{base}/api/v1/auth/token/", json={"username": "agent1", "password": "demo12345"}).json()["token"]
+    headers = {"Authorization": f"Token {token}"}
+    tickets = httpx.get(f"{base}/api/v1/tickets/", headers=headers)
+    assert tickets.status_code == 200 and tickets.json()["count"] == 40
+
+    buyer = httpx.post(f"{base}/api/v1/auth/token/", json={"username": "buyer1", "password": "demo12345"}).json()["token"]
+    orders = httpx.get(f"{base}/api/v1/orders/", headers={"Authorization": f"Token {buyer}"}).json()["results"]
+    created = httpx.post(
+        f"{base}/api/v1/tickets/", headers={"Authorization": f"Token {buyer}"},
+        json={"category": "logistics_delay", "subject": "冒烟测试", "body": "快递没动", "order_id": orders[0]["id"]},
+    )
+    assert created.status_code == 201 and created.json()["status"] in ("open", "assigned")
+
+    with httpx.Client(base_url=base) as browser:
+        login = browser.get("/accounts/login/")
+        assert login.status_code == 200
+        response = browser.post("/accounts/login/", data={
+            "username": "agent1", "password": "demo12345", "csrfmiddlewaretoken": browser.cookies["csrftoken"]},
+            headers={"Referer": f"{base}/accounts/login/"})
+        assert response.status_code == 302
+        console = browser.get("/console/")
+        assert console.status_code == 200
+        assert browser.get("/static/vendor/htmx-2.0.11.min.js").status_code == 200
+        assert browser.get("/api/docs/").status_code == 200
