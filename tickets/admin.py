@@ -141,3 +141,10 @@ class SlaBreachAdmin(admin.ModelAdmin):
     list_display = ("ticket", "grade", "due_at", "tier_before", "tier_after", "detected_at")
     list_filter = ("grade",)
     raw_id_fields = ("ticket",)
+
+
+@admin.register(AgentSkill)
+class AgentSkillAdmin(admin.ModelAdmin):
+    list_display = ("profile", "category")
+    list_filter = ("category",)
+    list_select_related = ("profile__user",)
