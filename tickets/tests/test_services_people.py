@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 import pytest
-from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.utils import timezone
 
@@ -46,18 +46,21 @@ def test_split_shift_adds_up_and_ignores_yesterday(agent):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_shift_reminder_once_a_day(agent):
-    make_agent_profile(agent)
-    WorkSession.objects.create(agent=agent, started_at=timezone.now() - timedelta(hours=7, minutes=2))
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(f"agent.{agent.pk}", channel)
+async def test_shift_reminder_once_a_day(agent):
+    def given():
+        make_agent_profile(agent)
+        WorkSession.objects.create(agent=agent, started_at=timezone.now() - timedelta(hours=7, minutes=2))
 
-    assert services.send_shift_reminders() == [agent.pk]
-    frame = async_to_sync(layer.receive)(channel)["payload"]
+    await database_sync_to_async(given)()
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(f"agent.{agent.pk}", channel)
+
+    assert await database_sync_to_async(services.send_shift_reminders)() == [agent.pk]
+    frame = (await layer.receive(channel))["payload"]
     assert frame["type"] == "shift.reminder" and frame["worked_s"] >= 7 * 3600
-    assert services.send_shift_reminders() == []
-    assert services.shift_status(agent=agent).reached
+    assert await database_sync_to_async(services.send_shift_reminders)() == []
+    assert (await database_sync_to_async(services.shift_status)(agent=agent)).reached
 
 
 @pytest.mark.django_db

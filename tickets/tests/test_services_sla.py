@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 import pytest
-from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.core.management import call_command
 from django.utils import timezone
@@ -78,43 +78,48 @@ def _overdue(ticket, minutes=5):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_sweep_escalates_once_records_and_alerts(buyer, order, agent):
-    ticket = ticket_in_state("assigned", buyer=buyer, agent=agent, order=order)
-    fine = open_ticket(buyer=buyer, order=order)
-    _overdue(ticket)
+async def test_sweep_escalates_once_records_and_alerts(buyer, order, agent):
+    ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
+    fine = await database_sync_to_async(open_ticket)(buyer=buyer, order=order)
+    await database_sync_to_async(_overdue)(ticket)
+    # one event loop for the layer: the Redis layer's process-local channels need it
     layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)("console", channel)
-    agent_channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(f"agent.{agent.pk}", agent_channel)
+    channel = await layer.new_channel()
+    await layer.group_add("console", channel)
+    agent_channel = await layer.new_channel()
+    await layer.group_add(f"agent.{agent.pk}", agent_channel)
 
-    breaches = services.sweep_sla()
+    breaches = await database_sync_to_async(services.sweep_sla)()
 
     assert [b.ticket_id for b in breaches] == [ticket.pk]
-    ticket.refresh_from_db()
-    assert ticket.tier == 2 and ticket.breached_at is not None
-    breach = SlaBreach.objects.get()
-    assert (breach.tier_before, breach.tier_after, breach.grade) == (1, 2, "3")
-    assert TicketEvent.objects.filter(ticket=ticket, kind="sla_breached").count() == 1
-    assert TicketEvent.objects.filter(ticket=ticket, kind="escalate", data__reason="sla_breach").count() == 1
-    fine.refresh_from_db()
-    assert fine.tier == 1 and fine.breached_at is None
-    # the alert reached the console and the holder
-    frames = []
-    for _ in range(5):
-        frame = async_to_sync(layer.receive)(channel)["payload"]
-        frames.append(frame)
-        if frame["type"] == "sla.breached":
-            break
-    assert frames[-1]["type"] == "sla.breached" and frames[-1]["ticket_id"] == ticket.pk
-    agent_frame = async_to_sync(layer.receive)(agent_channel)["payload"]
+
+    def check_rows():
+        ticket.refresh_from_db()
+        assert ticket.tier == 2 and ticket.breached_at is not None
+        breach = SlaBreach.objects.get()
+        assert (breach.tier_before, breach.tier_after, breach.grade) == (1, 2, "3")
+        assert TicketEvent.objects.filter(ticket=ticket, kind="sla_breached").count() == 1
+        assert TicketEvent.objects.filter(ticket=ticket, kind="escalate", data__reason="sla_breach").count() == 1
+        fine.refresh_from_db()
+        assert fine.tier == 1 and fine.breached_at is None
+
+    await database_sync_to_async(check_rows)()
+    # the alert reached the console (after the escalation's ticket.changed) and the holder
+    frames = [(await layer.receive(channel))["payload"] for _ in range(2)]
+    assert [f["type"] for f in frames] == ["ticket.changed", "sla.breached"]
+    assert frames[1]["ticket_id"] == ticket.pk and frames[1]["tier_after"] == 2
+    agent_frame = (await layer.receive(agent_channel))["payload"]
     assert agent_frame["type"] == "sla.breached"
 
     # idempotent: sweeping again records and escalates nothing more
-    assert services.sweep_sla() == []
-    assert SlaBreach.objects.count() == 1
-    ticket.refresh_from_db()
-    assert ticket.tier == 2
+    assert await database_sync_to_async(services.sweep_sla)() == []
+
+    def check_once():
+        assert SlaBreach.objects.count() == 1
+        ticket.refresh_from_db()
+        assert ticket.tier == 2
+
+    await database_sync_to_async(check_once)()
 
 
 @pytest.mark.django_db
