@@ -30,6 +30,20 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
         for group in getattr(self, "groups_joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
 
+    MAX_FRAME = 4096
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
+        """Oversized, binary or malformed frames get an error frame, never a crash."""
+        if text_data is None or len(text_data) > self.MAX_FRAME:
+            await self.send_json({"type": "error", "code": "frame_refused", "detail": "Send JSON text frames under 4 KiB."})
+            return
+        try:
+            content = await self.decode_json(text_data)
+        except ValueError:
+            await self.send_json({"type": "error", "code": "malformed_json", "detail": "Frames are JSON objects."})
+            return
+        await self.receive_json(content, **kwargs)
+
     async def receive_json(self, content, **kwargs) -> None:
         # the console only listens; a ping keeps proxies from closing the socket
         if isinstance(content, dict) and content.get("type") == "ping":

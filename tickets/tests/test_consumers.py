@@ -58,3 +58,18 @@ async def test_foreign_origin_is_refused(agent):
     communicator = await database_sync_to_async(_communicator)(agent, origin=b"http://evil.example.com")
     connected, _ = await communicator.connect()
     assert not connected
+
+
+async def test_bad_frames_get_error_frames_not_a_crash(agent):
+    communicator = await database_sync_to_async(_communicator)(agent)
+    connected, _ = await communicator.connect()
+    assert connected
+    await communicator.send_to(text_data="{not json")
+    assert (await communicator.receive_json_from(timeout=5))["code"] == "malformed_json"
+    await communicator.send_to(text_data="x" * 10000)
+    assert (await communicator.receive_json_from(timeout=5))["code"] == "frame_refused"
+    await communicator.send_to(bytes_data=b"\x00\x01")
+    assert (await communicator.receive_json_from(timeout=5))["code"] == "frame_refused"
+    await communicator.send_json_to({"type": "ping"})
+    assert await communicator.receive_json_from(timeout=5) == {"type": "pong"}
+    await communicator.disconnect()
