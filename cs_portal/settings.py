@@ -122,6 +122,7 @@ CELERY_TIMEZONE = "Asia/Shanghai"
 CELERY_BEAT_SCHEDULE = {
     "sla-sweep": {"task": "tickets.tasks.sla_sweep", "schedule": timedelta(seconds=30)},
     "shift-reminders": {"task": "tickets.tasks.shift_reminders", "schedule": timedelta(minutes=1)},
+    "auto-confirm": {"task": "merchants.tasks.auto_confirm", "schedule": timedelta(minutes=10)},
 }
 
 # --- Auth -----------------------------------------------------------------
@@ -187,6 +188,8 @@ SPECTACULAR_SETTINGS = {
         "OrderStatusEnum": "merchants.models.Order.Status",
         "ShipmentStatusEnum": "merchants.models.Shipment.Status",
         "OvertimeStatusEnum": "tickets.models.OvertimeRequest.Status",
+        "HoldStatusEnum": "merchants.models.FundHold.Status",
+        "PayoutStatusEnum": "merchants.models.Payout.Status",
     },
 }
 
@@ -194,6 +197,7 @@ SPECTACULAR_SETTINGS = {
 SHIFT_HOURS = env.float("SHIFT_HOURS", default=7.0)
 REOPEN_WINDOW = timedelta(days=env.int("REOPEN_WINDOW_DAYS", default=7))
 BODY_MAX_CHARS = 5000
+AUTO_CONFIRM_DAYS = env.int("AUTO_CONFIRM_DAYS", default=10)
 
 # --- Security (production) --------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.api import TokenApi
 from cs_portal import views as portal_views
-from merchants.api import OrderDetailApi, OrderListApi
+from merchants import api as merchants_api
 from tickets import api as tickets_api
 
 api_v1 = [
@@ -42,8 +42,12 @@ api_v1 = [
         tickets_api.OvertimeDecisionApi.as_view(grant=False),
         name="overtime-deny",
     ),
-    path("orders/", OrderListApi.as_view(), name="order-list"),
-    path("orders/<int:order_id>/", OrderDetailApi.as_view(), name="order-detail"),
+    path("orders/", merchants_api.OrderListApi.as_view(), name="order-list"),
+    path("orders/<int:order_id>/", merchants_api.OrderDetailApi.as_view(), name="order-detail"),
+    path("orders/<int:order_id>/confirm/", merchants_api.OrderConfirmApi.as_view(), name="order-confirm"),
+    path("merchants/<int:merchant_id>/balance/", merchants_api.MerchantBalanceApi.as_view(), name="merchant-balance"),
+    path("merchants/<int:merchant_id>/holds/", merchants_api.MerchantHoldsApi.as_view(), name="merchant-holds"),
+    path("merchants/<int:merchant_id>/payouts/", merchants_api.MerchantPayoutsApi.as_view(), name="merchant-payouts"),
 ]
 
 urlpatterns = [

@@ -1,6 +1,16 @@
 from django.contrib import admin
 
-from merchants.models import Merchant, MerchantStaff, Order, Shipment, ShipmentEvent
+from merchants.models import (
+    FundHold,
+    Merchant,
+    MerchantAccount,
+    MerchantStaff,
+    Movement,
+    Order,
+    Payout,
+    Shipment,
+    ShipmentEvent,
+)
 
 
 class MerchantStaffInline(admin.TabularInline):
@@ -56,3 +66,43 @@ class ShipmentAdmin(admin.ModelAdmin):
 class ShipmentEventAdmin(admin.ModelAdmin):
     list_display = ("shipment", "occurred_at", "location", "description")
     raw_id_fields = ("shipment",)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Money rows change only through ``merchants.services``."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(MerchantAccount)
+class MerchantAccountAdmin(ReadOnlyAdmin):
+    list_display = ("merchant", "pending_fen", "available_fen", "deposit_fen", "held_fen", "updated_at")
+    list_select_related = ("merchant",)
+
+
+@admin.register(Movement)
+class MovementAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "merchant", "bucket", "kind", "amount_fen", "order", "payout", "hold")
+    list_filter = ("bucket", "kind")
+    list_select_related = ("merchant", "order")
+
+
+@admin.register(FundHold)
+class FundHoldAdmin(ReadOnlyAdmin):
+    list_display = ("merchant", "order", "ticket_id", "amount_fen", "status", "placed_at", "settled_at")
+    list_filter = ("status",)
+    list_select_related = ("merchant", "order")
+
+
+@admin.register(Payout)
+class PayoutAdmin(ReadOnlyAdmin):
+    list_display = ("merchant", "amount_fen", "status", "requested_by", "created_at", "settled_at")
+    list_filter = ("status",)
+    list_select_related = ("merchant", "requested_by")

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.core.exceptions import ObjectDoesNotExist
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
-from merchants.models import Order, Shipment, ShipmentEvent
-from merchants.selectors import get_order_for, order_tickets_for, orders_visible_to
+from cs_portal.money import format_fen
+from merchants import services as merchant_services
+from merchants.models import FundHold, Order, Payout, Shipment, ShipmentEvent
+from merchants.selectors import (
+    balance_explanation,
+    get_merchant_for,
+    get_order_for,
+    order_tickets_for,
+    orders_visible_to,
+)
 
 
 class ShipmentEventOutput(serializers.ModelSerializer):
@@ -142,3 +152,147 @@ class OrderDetailApi(GenericAPIView):
         tickets = order_tickets_for(user=request.user, order=order)
         return Response(OrderDetailOutput(order, context={"tickets": tickets}).data)
 
+
+
+# --- merchants: balance explanation, holds, payouts -------------------------------
+
+
+class HoldOutput(serializers.ModelSerializer):
+    order_id = serializers.IntegerField(read_only=True)
+    order_no = serializers.CharField(source="order.order_no", read_only=True)
+
+    class Meta:
+        model = FundHold
+        fields = ["id", "ticket_id", "order_id", "order_no", "amount_fen", "reason", "placed_at",
+                  "release_condition", "status", "settled_at"]
+
+
+class BalanceHoldOutput(HoldOutput):
+    withdrawable_if_released_fen = serializers.IntegerField(read_only=True)
+
+    class Meta(HoldOutput.Meta):
+        fields = HoldOutput.Meta.fields + ["withdrawable_if_released_fen"]
+
+
+class DisputedOrderOutput(serializers.Serializer):
+    order_id = serializers.IntegerField(source="pk")
+    order_no = serializers.CharField()
+    amount_fen = serializers.IntegerField()
+
+
+class BalanceOutput(serializers.Serializer):
+    merchant_id = serializers.IntegerField()
+    pending_fen = serializers.IntegerField()
+    available_fen = serializers.IntegerField()
+    deposit_fen = serializers.IntegerField()
+    holds_total_fen = serializers.IntegerField()
+    covered_by_deposit_fen = serializers.IntegerField()
+    frozen_from_available_fen = serializers.IntegerField()
+    uncovered_fen = serializers.IntegerField()
+    withdrawable_fen = serializers.IntegerField()
+    holds = BalanceHoldOutput(many=True)
+    holds_truncated = serializers.BooleanField()
+    disputed_in_escrow = DisputedOrderOutput(many=True)
+    explanation = serializers.ListField(child=serializers.CharField())
+
+
+def balance_payload(explained) -> dict:
+    f = explained.figures
+    holds = []
+    for line in explained.holds:
+        line.hold.withdrawable_if_released_fen = line.withdrawable_if_released_fen
+        holds.append(line.hold)
+    return {
+        "merchant_id": explained.merchant.pk, "pending_fen": f.pending_fen, "available_fen": f.available_fen,
+        "deposit_fen": f.deposit_fen, "holds_total_fen": f.holds_total_fen,
+        "covered_by_deposit_fen": f.covered_by_deposit_fen, "frozen_from_available_fen": f.frozen_from_available_fen,
+        "uncovered_fen": f.uncovered_fen, "withdrawable_fen": f.withdrawable_fen, "holds": holds,
+        "holds_truncated": explained.holds_truncated, "disputed_in_escrow": explained.disputed_in_escrow,
+        "explanation": explain_steps(f),
+    }
+
+
+def explain_steps(f) -> list[str]:
+    """The arithmetic in words, step by step."""
+    steps = [f"holds {format_fen(f.holds_total_fen)} − deposit {format_fen(f.deposit_fen)} = "
+             f"{format_fen(f.spill_fen)} not covered by the deposit"]
+    steps.append(f"{format_fen(f.frozen_from_available_fen)} frozen from your available {format_fen(f.available_fen)}")
+    if f.uncovered_fen:
+        steps.append(f"{format_fen(f.uncovered_fen)} of the holds exceeds your available balance")
+    steps.append(f"you can withdraw {format_fen(f.withdrawable_fen)}")
+    return steps
+
+
+class MerchantBalanceApi(GenericAPIView):
+    serializer_class = BalanceOutput
+
+    @extend_schema(operation_id="merchants_balance", responses=BalanceOutput)
+    def get(self, request, merchant_id: int):
+        merchant = get_merchant_for(user=request.user, merchant_id=merchant_id)
+        return Response(BalanceOutput(balance_payload(balance_explanation(merchant=merchant))).data)
+
+
+class MerchantHoldsApi(GenericAPIView):
+    serializer_class = HoldOutput
+
+    @extend_schema(
+        operation_id="merchants_holds", parameters=[OpenApiParameter("status", str, enum=FundHold.Status.values)],
+        responses=HoldOutput(many=True),
+    )
+    def get(self, request, merchant_id: int):
+        merchant = get_merchant_for(user=request.user, merchant_id=merchant_id)
+        holds = FundHold.objects.filter(merchant=merchant).select_related("order").order_by("-placed_at", "-id")
+        if wanted := request.query_params.get("status"):
+            if wanted not in FundHold.Status.values:
+                raise serializers.ValidationError({"status": "Unknown status."})
+            holds = holds.filter(status=wanted)
+        page = self.paginate_queryset(holds)
+        return self.get_paginated_response(HoldOutput(page, many=True).data)
+
+
+class PayoutOutput(serializers.ModelSerializer):
+    merchant_id = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Payout
+        fields = ["id", "merchant_id", "amount_fen", "status", "created_at", "settled_at", "failure_reason"]
+
+
+class MerchantPayoutsApi(GenericAPIView):
+    serializer_class = PayoutOutput
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "PayoutInput"
+
+        amount_fen = serializers.IntegerField()
+
+    @extend_schema(operation_id="merchants_payouts_list", responses=PayoutOutput(many=True))
+    def get(self, request, merchant_id: int):
+        merchant = get_merchant_for(user=request.user, merchant_id=merchant_id)
+        page = self.paginate_queryset(Payout.objects.filter(merchant=merchant).order_by("-created_at", "-id"))
+        return self.get_paginated_response(PayoutOutput(page, many=True).data)
+
+    @extend_schema(
+        operation_id="merchants_payouts_create", request=InputSerializer,
+        parameters=[OpenApiParameter("Idempotency-Key", str, location=OpenApiParameter.HEADER)],
+        responses={201: PayoutOutput, 200: PayoutOutput},
+    )
+    def post(self, request, merchant_id: int):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        key = request.headers.get("Idempotency-Key") or uuid.uuid4().hex
+        payout, created = merchant_services.request_payout(
+            actor=request.user, merchant_id=merchant_id, amount_fen=data.validated_data["amount_fen"],
+            idempotency_key=key,
+        )
+        return Response(PayoutOutput(payout).data, status=201 if created else 200)
+
+
+class OrderConfirmApi(GenericAPIView):
+    serializer_class = OrderOutput
+
+    @extend_schema(operation_id="orders_confirm", request=None, responses=OrderOutput)
+    def post(self, request, order_id: int):
+        order = merchant_services.confirm_receipt(actor=request.user, order_id=order_id)
+        return Response(OrderOutput(order).data)

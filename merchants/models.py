@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 
@@ -57,6 +58,9 @@ class Order(models.Model):
     shipping_address = models.CharField(_("shipping address"), max_length=255, blank=True)
     region = models.CharField(_("region"), max_length=32, blank=True)
     placed_at = models.DateTimeField(_("placed at"))
+    released_at = models.DateTimeField(_("released to merchant at"), null=True, blank=True)
+    # disputes on an order still in escrow: while above zero it is not released
+    open_disputes = models.PositiveSmallIntegerField(_("open disputes"), default=0)
 
     class Meta:
         verbose_name = _("order")
@@ -117,3 +121,135 @@ class ShipmentEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.occurred_at:%Y-%m-%d %H:%M} {self.description}"
+
+
+# --- escrow, deposit, holds, payouts -------------------------------------------
+#
+# Money is integer fen. ``MerchantAccount`` keeps the running totals that every
+# read needs in one row (and that payouts lock); ``Movement`` is the append-only
+# record each total is the sum of. Tickets are referred to by ``ticket_id``
+# without a foreign key: ``merchants`` sits below ``tickets`` and never imports it.
+
+
+class MerchantAccount(models.Model):
+    merchant = models.OneToOneField(Merchant, on_delete=models.CASCADE, related_name="account")
+    pending_fen = models.BigIntegerField(_("pending in escrow (fen)"), default=0)
+    available_fen = models.BigIntegerField(_("available (fen)"), default=0)
+    deposit_fen = models.BigIntegerField(_("deposit (fen)"), default=0)
+    held_fen = models.BigIntegerField(_("held by disputes (fen)"), default=0)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("merchant account")
+        verbose_name_plural = _("merchant accounts")
+        constraints = [
+            models.CheckConstraint(condition=models.Q(pending_fen__gte=0), name="account_pending_non_negative"),
+            models.CheckConstraint(condition=models.Q(available_fen__gte=0), name="account_available_non_negative"),
+            models.CheckConstraint(condition=models.Q(deposit_fen__gte=0), name="account_deposit_non_negative"),
+            models.CheckConstraint(condition=models.Q(held_fen__gte=0), name="account_held_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.merchant} account"
+
+
+class Movement(models.Model):
+    """One append-only change to one bucket of a merchant's money."""
+
+    class Bucket(models.TextChoices):
+        PENDING = "pending", _("Pending in escrow")
+        AVAILABLE = "available", _("Available")
+        DEPOSIT = "deposit", _("Deposit")
+
+    class Kind(models.TextChoices):
+        ORDER_PAID = "order_paid", _("Order paid into escrow")
+        ORDER_RELEASED = "order_released", _("Order released to merchant")
+        ORDER_REFUNDED = "order_refunded", _("Order refunded from escrow")
+        REFUND = "refund", _("Refund taken from merchant")
+        DEPOSIT_TOPUP = "deposit_topup", _("Deposit top-up")
+        DEPOSIT_DEDUCTION = "deposit_deduction", _("Deposit deduction")
+        PAYOUT = "payout", _("Payout")
+        PAYOUT_RETURNED = "payout_returned", _("Failed payout returned")
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="movements")
+    bucket = models.CharField(_("bucket"), max_length=16, choices=Bucket.choices)
+    kind = models.CharField(_("kind"), max_length=24, choices=Kind.choices)
+    amount_fen = models.BigIntegerField(_("amount (fen)"))
+    order = models.ForeignKey("Order", on_delete=models.PROTECT, null=True, blank=True, related_name="movements")
+    hold = models.ForeignKey("FundHold", on_delete=models.PROTECT, null=True, blank=True, related_name="movements")
+    payout = models.ForeignKey("Payout", on_delete=models.PROTECT, null=True, blank=True, related_name="movements")
+    note = models.CharField(_("note"), max_length=255, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("movement")
+        verbose_name_plural = _("movements")
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["merchant", "bucket"], name="movement_merchant_bucket")]
+        constraints = [models.CheckConstraint(condition=~models.Q(amount_fen=0), name="movement_amount_nonzero")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount_fen} ({self.bucket})"
+
+
+class FundHold(models.Model):
+    """A dispute's hold on a merchant's money, covered by the deposit first."""
+
+    class Status(models.TextChoices):
+        HELD = "held", _("Held")
+        RELEASED = "released", _("Released")
+        CONVERTED = "converted", _("Converted to refund")
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="holds")
+    order = models.ForeignKey("Order", on_delete=models.PROTECT, related_name="holds")
+    ticket_id = models.BigIntegerField(_("ticket id"), db_index=True)
+    amount_fen = models.BigIntegerField(_("amount (fen)"))
+    reason = models.CharField(_("reason"), max_length=255)
+    release_condition = models.CharField(_("what releases it"), max_length=255)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.HELD)
+    placed_at = models.DateTimeField(_("placed at"), default=timezone.now)
+    settled_at = models.DateTimeField(_("released or converted at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("fund hold")
+        verbose_name_plural = _("fund holds")
+        ordering = ["-placed_at", "-id"]
+        indexes = [models.Index(fields=["merchant", "status", "-placed_at", "-id"], name="hold_merchant_status")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount_fen__gt=0), name="hold_amount_positive"),
+            models.UniqueConstraint(
+                fields=["ticket_id"], condition=models.Q(status="held"), name="hold_one_active_per_ticket"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"hold {self.amount_fen} on {self.merchant} for ticket #{self.ticket_id}"
+
+
+class Payout(models.Model):
+    class Status(models.TextChoices):
+        REQUESTED = "requested", _("Requested")
+        PAID = "paid", _("Paid")
+        FAILED = "failed", _("Failed")
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="payouts")
+    amount_fen = models.BigIntegerField(_("amount (fen)"))
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.REQUESTED)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    idempotency_key = models.CharField(_("idempotency key"), max_length=128)
+    request_hash = models.CharField(_("request hash"), max_length=64)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    settled_at = models.DateTimeField(_("settled at"), null=True, blank=True)
+    failure_reason = models.CharField(_("failure reason"), max_length=255, blank=True)
+
+    class Meta:
+        verbose_name = _("payout")
+        verbose_name_plural = _("payouts")
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount_fen__gt=0), name="payout_amount_positive"),
+            models.UniqueConstraint(fields=["merchant", "idempotency_key"], name="payout_idempotency_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"payout {self.amount_fen} {self.status}"

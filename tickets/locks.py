@@ -4,9 +4,10 @@ Every service that locks more than one kind of row takes them in this order,
 each queryset ``order_by("pk")`` so two transactions never wait on each other
 in a circle:
 
-    budget day → agent quota → buyer counter → ticket → agent profile → merchant balance
+    budget day → agent quota → buyer counter → ticket → agent profile
+    → order → fund hold → payout → merchant account (balance)
 
-(``compensation`` owns the first three, ``merchants`` the last.) SQLite
+(``compensation`` owns the first three, ``merchants`` the last four.) SQLite
 ignores ``select_for_update``; there the IMMEDIATE transaction mode serialises
 writers instead.
 """

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts import roles
-from merchants.models import Order
+from merchants import services as escrow
 from merchants.selectors import merchant_id_for, orders_visible_to
 from tickets import sla
 from tickets.errors import (
@@ -18,7 +18,7 @@ from tickets.errors import (
     PermissionDenied,
     UnknownCategory,
 )
-from tickets.models import MERCHANT_CATEGORIES, Category, Channel, Language, Party, Ticket, TicketEvent
+from tickets.models import DISPUTE_CATEGORIES, MERCHANT_CATEGORIES, Category, Channel, Language, Party, Ticket, TicketEvent
 from tickets.selectors import get_ticket_for
 from tickets.services.messages import append_message
 from tickets.services.routing import assign_chat_on_open, pick_queue
@@ -122,6 +122,7 @@ def open_ticket(
               "due_at": ticket.due_at.isoformat()},
     )
     append_message(ticket=ticket, author=actor, body=body, internal=False, now=now)
+    _open_dispute(ticket=ticket, actor=actor, now=now)
     run_transition(ticket=ticket, name="route", actor=None, now=now, system=True, queue=pick_queue(ticket=ticket))
     if ticket.channel == Channel.CHAT:
         assign_chat_on_open(ticket=ticket, now=now)
@@ -157,8 +158,42 @@ def transition_ticket(
     elif assignee_id is not None:
         raise InvalidInput(f"{name} takes no assignee_id.", field="assignee_id")
     run_transition(ticket=ticket, name=name, actor=actor, now=now, note=note, **kwargs)
+    if name == "resolve":
+        _settle_dispute(ticket=ticket, actor=actor, now=now)
+    elif name == "reopen":
+        _open_dispute(ticket=ticket, actor=actor, now=now)
     if name in ("resolve", "release", "close"):
         from tickets.tasks import dispatch_chats_later
 
         dispatch_chats_later()
     return ticket
+
+
+def _is_dispute(ticket: Ticket) -> bool:
+    return ticket.category in DISPUTE_CATEGORIES and ticket.order_id is not None and ticket.party != Party.MERCHANT
+
+
+def _open_dispute(*, ticket: Ticket, actor, now) -> None:
+    """A buyer's dispute holds the merchant's money (or keeps it in escrow),
+    in the ticket's own transaction."""
+    if not _is_dispute(ticket):
+        return
+    hold = escrow.place_dispute_hold(
+        order=ticket.order, ticket_id=ticket.pk, reason=Category(ticket.category).label, now=now
+    )
+    data = {"order_id": ticket.order_id}
+    if hold is not None:
+        data.update(hold_id=hold.pk, amount_fen=hold.amount_fen)
+    else:
+        data["escrow"] = "kept_in_escrow"
+    TicketEvent.objects.create(ticket=ticket, kind="dispute_opened", actor=actor, data=data, created_at=now)
+
+
+def _settle_dispute(*, ticket: Ticket, actor, now) -> None:
+    if not _is_dispute(ticket):
+        return
+    hold = escrow.settle_dispute(order_id=ticket.order_id, ticket_id=ticket.pk, now=now)
+    data = {"order_id": ticket.order_id}
+    if hold is not None:
+        data.update(hold_id=hold.pk, amount_fen=hold.amount_fen, released=True)
+    TicketEvent.objects.create(ticket=ticket, kind="dispute_settled", actor=actor, data=data, created_at=now)

@@ -1,0 +1,47 @@
+from cs_portal.errors import Conflict, DomainError, InvalidInput, NotFound, PermissionDenied
+
+
+class MerchantNotFound(NotFound):
+    default_detail = "Merchant not found."
+
+
+class ExceedsWithdrawable(DomainError):
+    code = "exceeds_withdrawable"
+    status = 422
+    default_detail = "The amount is more than you can withdraw now."
+
+
+class AmountInvalid(InvalidInput):
+    code = "amount_invalid"
+    default_detail = "The amount must be a positive whole number of fen."
+
+
+class IdempotencyConflict(Conflict):
+    code = "idempotency_conflict"
+    default_detail = "This Idempotency-Key was used with a different request."
+
+
+class OrderDisputed(Conflict):
+    code = "order_disputed"
+    default_detail = "The order has an open dispute; its money stays in escrow until the dispute is resolved."
+
+
+class OrderNotReleasable(Conflict):
+    code = "order_not_releasable"
+    default_detail = "Only an order whose money is still in escrow can be confirmed."
+
+
+class PayoutSettled(Conflict):
+    code = "payout_settled"
+    default_detail = "This payout has already been settled."
+
+
+class HoldNotActive(Conflict):
+    code = "hold_not_active"
+    default_detail = "The hold is no longer held."
+
+
+__all__ = [
+    "AmountInvalid", "ExceedsWithdrawable", "HoldNotActive", "IdempotencyConflict", "MerchantNotFound", "NotFound",
+    "OrderDisputed", "OrderNotReleasable", "PayoutSettled", "PermissionDenied",
+]

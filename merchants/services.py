@@ -1,0 +1,298 @@
+"""Every write to merchants' money: escrow, deposit, dispute holds, payouts.
+
+Each public function owns its transaction; ``_``-prefixed helpers and the
+``*_in_transaction`` functions run inside the caller's (``tickets`` calls
+``place_dispute_hold`` and ``settle_dispute`` inside its own ticket transaction,
+after the ticket lock, as the global lock order wants).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts import roles
+from merchants.errors import (
+    AmountInvalid,
+    NotFound,
+    ExceedsWithdrawable,
+    HoldNotActive,
+    IdempotencyConflict,
+    OrderDisputed,
+    OrderNotReleasable,
+    PayoutSettled,
+    PermissionDenied,
+)
+from merchants.escrow import Figures
+from merchants.locks import lock_account, lock_accounts
+from merchants.models import FundHold, MerchantAccount, Movement, Order, Payout
+from merchants.selectors import get_merchant_for
+
+MAX_FEN = 10**13  # ¥100 billion: anything larger is a typo, not a payout
+
+
+def _check_amount(amount_fen) -> int:
+    if isinstance(amount_fen, bool) or not isinstance(amount_fen, int) or not 0 < amount_fen <= MAX_FEN:
+        raise AmountInvalid()
+    return amount_fen
+
+
+def _move(account: MerchantAccount, *, bucket: str, kind: str, amount_fen: int, now: datetime, **links) -> Movement:
+    field = {"pending": "pending_fen", "available": "available_fen", "deposit": "deposit_fen"}[bucket]
+    setattr(account, field, getattr(account, field) + amount_fen)
+    return Movement.objects.create(
+        merchant_id=account.merchant_id, bucket=bucket, kind=kind, amount_fen=amount_fen, created_at=now, **links
+    )
+
+
+# --- escrow -------------------------------------------------------------------
+
+
+@transaction.atomic(durable=True)
+def record_order_paid(*, order: Order, now: datetime | None = None) -> Movement:
+    """The buyer paid: the order's money enters escrow (pending)."""
+    now = now or timezone.now()
+    account = lock_account(order.merchant_id)
+    movement = _move(account, bucket="pending", kind=Movement.Kind.ORDER_PAID, amount_fen=order.amount_fen,
+                     now=now, order=order)
+    account.save(update_fields=["pending_fen", "updated_at"])
+    return movement
+
+
+def _release(order: Order, account: MerchantAccount, now: datetime, note: str) -> None:
+    _move(account, bucket="pending", kind=Movement.Kind.ORDER_RELEASED, amount_fen=-order.amount_fen,
+          now=now, order=order, note=note)
+    _move(account, bucket="available", kind=Movement.Kind.ORDER_RELEASED, amount_fen=order.amount_fen,
+          now=now, order=order, note=note)
+    account.save(update_fields=["pending_fen", "available_fen", "updated_at"])
+    order.escrow_status = Order.EscrowStatus.RELEASED
+    order.released_at = now
+    if order.status in (Order.Status.SHIPPED, Order.Status.DELIVERED):
+        order.status = Order.Status.COMPLETED
+    order.save(update_fields=["escrow_status", "released_at", "status"])
+
+
+@transaction.atomic(durable=True)
+def confirm_receipt(*, actor, order_id: int, now: datetime | None = None) -> Order:
+    """The buyer confirms receipt: the order's money becomes available to the merchant."""
+    now = now or timezone.now()
+    order = Order.objects.select_for_update().filter(pk=order_id, buyer=actor).first()
+    if order is None or not roles.is_buyer(actor):
+        raise NotFound("Order not found.")
+    if order.escrow_status != Order.EscrowStatus.PENDING or order.status == Order.Status.PAID:
+        raise OrderNotReleasable()
+    if order.open_disputes:
+        raise OrderDisputed()
+    _release(order, lock_account(order.merchant_id), now, "buyer confirmed receipt")
+    return order
+
+
+def auto_confirm_orders(*, now: datetime | None = None, days: int | None = None, batch: int = 500) -> list[int]:
+    """Release orders shipped more than ``days`` ago and still in escrow, unless
+    disputed. Idempotent: a released order is no longer pending."""
+    now = now or timezone.now()
+    days = settings.AUTO_CONFIRM_DAYS if days is None else days
+    due = list(
+        Order.objects.filter(
+            escrow_status=Order.EscrowStatus.PENDING, open_disputes=0,
+            status__in=[Order.Status.SHIPPED, Order.Status.DELIVERED],
+            shipment__shipped_at__lt=now - timedelta(days=days),
+        ).order_by("pk").values_list("pk", flat=True)[:batch]
+    )
+    released = []
+    for order_id in due:
+        with transaction.atomic(durable=True):
+            order = Order.objects.select_for_update().get(pk=order_id)
+            if order.escrow_status != Order.EscrowStatus.PENDING or order.open_disputes:
+                continue
+            _release(order, lock_account(order.merchant_id), now, f"auto-confirmed after {days} days")
+            released.append(order_id)
+    return released
+
+
+# --- deposit --------------------------------------------------------------------
+
+
+@transaction.atomic(durable=True)
+def top_up_deposit(*, actor, merchant_id: int, amount_fen: int, now: datetime | None = None) -> MerchantAccount:
+    """Merchant staff (their own merchant) or a supervisor adds to the deposit."""
+    _check_amount(amount_fen)
+    get_merchant_for(user=actor, merchant_id=merchant_id)
+    if not (roles.is_supervisor(actor) or roles.is_merchant_staff(actor)):
+        raise PermissionDenied("Only the merchant or a supervisor tops up a deposit.")
+    account = lock_account(merchant_id)
+    _move(account, bucket="deposit", kind=Movement.Kind.DEPOSIT_TOPUP, amount_fen=amount_fen, now=now or timezone.now())
+    account.save(update_fields=["deposit_fen", "updated_at"])
+    return account
+
+
+@transaction.atomic(durable=True)
+def deduct_deposit(*, actor, merchant_id: int, amount_fen: int, reason: str, now: datetime | None = None) -> MerchantAccount:
+    """A supervisor deducts from the deposit (a penalty), never below zero."""
+    _check_amount(amount_fen)
+    if not roles.is_supervisor(actor):
+        raise PermissionDenied("Only a supervisor deducts from a deposit.")
+    account = lock_account(merchant_id)
+    if amount_fen > account.deposit_fen:
+        raise AmountInvalid("The deduction is larger than the deposit.")
+    _move(account, bucket="deposit", kind=Movement.Kind.DEPOSIT_DEDUCTION, amount_fen=-amount_fen,
+          now=now or timezone.now(), note=(reason or "")[:255])
+    account.save(update_fields=["deposit_fen", "updated_at"])
+    return account
+
+
+# --- dispute holds (called inside the ticket's transaction) ---------------------
+
+
+def place_dispute_hold(*, order: Order, ticket_id: int, reason: str, amount_fen: int | None = None,
+                       now: datetime) -> FundHold | None:
+    """A dispute on ``order``: hold the disputed amount (default the order
+    amount) if the money reached the merchant; if it is still in escrow, keep
+    it there until the dispute ends. Returns the hold, or None."""
+    assert transaction.get_connection().in_atomic_block, "runs inside the ticket's transaction"
+    amount = order.amount_fen if amount_fen is None else _check_amount(amount_fen)
+    if amount > order.amount_fen:
+        raise AmountInvalid("A hold cannot exceed the order amount.")
+    locked = Order.objects.select_for_update().get(pk=order.pk)
+    if locked.escrow_status == Order.EscrowStatus.PENDING:
+        Order.objects.filter(pk=order.pk).update(open_disputes=locked.open_disputes + 1)
+        return None
+    if locked.escrow_status != Order.EscrowStatus.RELEASED or amount == 0:
+        return None
+    if FundHold.objects.filter(ticket_id=ticket_id, status=FundHold.Status.HELD).exists():
+        return None
+    account = lock_account(order.merchant_id)
+    hold = FundHold.objects.create(
+        merchant_id=order.merchant_id, order=locked, ticket_id=ticket_id, amount_fen=amount, reason=reason[:255],
+        release_condition=f"Resolve ticket #{ticket_id}: reply with proof, or accept the refund",
+        placed_at=now,
+    )
+    account.held_fen += amount
+    account.save(update_fields=["held_fen", "updated_at"])
+    return hold
+
+
+def settle_dispute(*, order_id: int, ticket_id: int, now: datetime) -> FundHold | None:
+    """The dispute's ticket was resolved: release its hold (or let the escrow go on)."""
+    assert transaction.get_connection().in_atomic_block, "runs inside the ticket's transaction"
+    order = Order.objects.select_for_update().get(pk=order_id)
+    hold = FundHold.objects.select_for_update().filter(ticket_id=ticket_id, status=FundHold.Status.HELD).first()
+    if hold is None:
+        if order.escrow_status == Order.EscrowStatus.PENDING and order.open_disputes:
+            Order.objects.filter(pk=order.pk).update(open_disputes=order.open_disputes - 1)
+        return None
+    account = lock_account(hold.merchant_id)
+    hold.status = FundHold.Status.RELEASED
+    hold.settled_at = now
+    hold.save(update_fields=["status", "settled_at"])
+    account.held_fen -= hold.amount_fen
+    account.save(update_fields=["held_fen", "updated_at"])
+    return hold
+
+
+def convert_hold_to_refund(*, ticket_id: int, amount_fen: int, now: datetime) -> FundHold:
+    """Turn the dispute's hold into a refund of ``amount_fen`` (≤ the hold),
+    taken from the available balance, then the deposit (remedies call this)."""
+    assert transaction.get_connection().in_atomic_block, "runs inside the remedy's transaction"
+    _check_amount(amount_fen)
+    hold = FundHold.objects.select_for_update().filter(ticket_id=ticket_id, status=FundHold.Status.HELD).first()
+    if hold is None:
+        raise HoldNotActive()
+    if amount_fen > hold.amount_fen:
+        raise AmountInvalid("A refund from a hold cannot exceed the hold.")
+    account = lock_account(hold.merchant_id)
+    from_available = min(amount_fen, account.available_fen)
+    from_deposit = amount_fen - from_available
+    if from_deposit > account.deposit_fen:
+        raise ExceedsWithdrawable("The merchant's balance and deposit cannot cover this refund.")
+    if from_available:
+        _move(account, bucket="available", kind=Movement.Kind.REFUND, amount_fen=-from_available, now=now,
+              order=hold.order, hold=hold)
+    if from_deposit:
+        _move(account, bucket="deposit", kind=Movement.Kind.REFUND, amount_fen=-from_deposit, now=now,
+              order=hold.order, hold=hold)
+    account.held_fen -= hold.amount_fen
+    account.save(update_fields=["available_fen", "deposit_fen", "held_fen", "updated_at"])
+    hold.status = FundHold.Status.CONVERTED
+    hold.settled_at = now
+    hold.save(update_fields=["status", "settled_at"])
+    return hold
+
+
+# --- payouts ----------------------------------------------------------------------
+
+
+def request_hash(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@transaction.atomic(durable=True)
+def request_payout(*, actor, merchant_id: int, amount_fen: int, idempotency_key: str,
+                   now: datetime | None = None) -> tuple[Payout, bool]:
+    """Take ``amount_fen`` out of available at once, never beyond withdrawable.
+
+    Returns ``(payout, created)``; the same key with the same amount replays
+    the first payout, with another amount is a 409.
+    """
+    if not roles.is_merchant_staff(actor):
+        raise PermissionDenied("Only the merchant's staff request payouts.")
+    get_merchant_for(user=actor, merchant_id=merchant_id)
+    _check_amount(amount_fen)
+    key = (idempotency_key or "").strip()
+    if not key or len(key) > 128:
+        raise AmountInvalid("Idempotency-Key is 1–128 characters.") from None
+    digest = request_hash({"amount_fen": amount_fen})
+    account = lock_account(merchant_id)  # serialises payouts of this merchant
+    existing = Payout.objects.filter(merchant_id=merchant_id, idempotency_key=key).first()
+    if existing is not None:
+        if existing.request_hash != digest:
+            raise IdempotencyConflict()
+        return existing, False
+    figures = Figures(account.pending_fen, account.available_fen, account.deposit_fen, account.held_fen)
+    if amount_fen > figures.withdrawable_fen:
+        raise ExceedsWithdrawable(
+            f"You can withdraw at most {figures.withdrawable_fen} fen now.", withdrawable_fen=figures.withdrawable_fen
+        )
+    now = now or timezone.now()
+    try:
+        with transaction.atomic():
+            payout = Payout.objects.create(
+                merchant_id=merchant_id, amount_fen=amount_fen, requested_by=actor, idempotency_key=key,
+                request_hash=digest, created_at=now,
+            )
+    except IntegrityError:
+        raise IdempotencyConflict() from None
+    _move(account, bucket="available", kind=Movement.Kind.PAYOUT, amount_fen=-amount_fen, now=now, payout=payout)
+    account.save(update_fields=["available_fen", "updated_at"])
+    return payout, True
+
+
+@transaction.atomic(durable=True)
+def settle_payout(*, payout_id: int, paid: bool, reason: str = "", now: datetime | None = None) -> Payout:
+    """The bank answered: paid, or failed and the amount returns to available."""
+    now = now or timezone.now()
+    payout = Payout.objects.select_for_update().get(pk=payout_id)
+    if payout.status != Payout.Status.REQUESTED:
+        raise PayoutSettled()
+    account = lock_account(payout.merchant_id)
+    payout.status = Payout.Status.PAID if paid else Payout.Status.FAILED
+    payout.settled_at = now
+    payout.failure_reason = "" if paid else (reason or "bank refused")[:255]
+    payout.save(update_fields=["status", "settled_at", "failure_reason"])
+    if not paid:
+        _move(account, bucket="available", kind=Movement.Kind.PAYOUT_RETURNED, amount_fen=payout.amount_fen,
+              now=now, payout=payout)
+        account.save(update_fields=["available_fen", "updated_at"])
+    return payout
+
+
+__all__ = [
+    "auto_confirm_orders", "confirm_receipt", "convert_hold_to_refund", "deduct_deposit", "lock_accounts",
+    "place_dispute_hold", "record_order_paid", "request_hash", "request_payout", "settle_dispute",
+    "settle_payout", "top_up_deposit",
+]

@@ -1,0 +1,8 @@
+from celery import shared_task
+
+
+@shared_task(name="merchants.tasks.auto_confirm")
+def auto_confirm() -> int:
+    from merchants.services import auto_confirm_orders
+
+    return len(auto_confirm_orders())
