@@ -43,3 +43,28 @@ def make_merchant_staff(merchant: Merchant | None = None, **kwargs):
     user = UserFactory(role=roles.MERCHANT_STAFF, **kwargs)
     MerchantStaff.objects.create(user=user, merchant=merchant or MerchantFactory())
     return user
+
+
+def paid_order(*, merchant, buyer=None, amount_fen: int = 19900, released: bool = False, **kwargs) -> Order:
+    """An order paid into escrow through the service; ``released`` confirms it."""
+    from merchants import services
+
+    order = OrderFactory(merchant=merchant, amount_fen=amount_fen, **({"buyer": buyer} if buyer else {}), **kwargs)
+    services.record_order_paid(order=order)
+    if released:
+        services.confirm_receipt(actor=order.buyer, order_id=order.pk)
+        order.refresh_from_db()
+    return order
+
+
+def fund(merchant, *, available_fen: int = 0, deposit_fen: int = 0, pending_fen: int = 0) -> None:
+    """Give a merchant money the way real money arrives: orders and a deposit top-up."""
+    from merchants import services
+
+    if available_fen:
+        paid_order(merchant=merchant, amount_fen=available_fen, released=True)
+    if pending_fen:
+        paid_order(merchant=merchant, amount_fen=pending_fen)
+    if deposit_fen:
+        lead = UserFactory(role=roles.SUPERVISOR)
+        services.top_up_deposit(actor=lead, merchant_id=merchant.pk, amount_fen=deposit_fen)

@@ -1,0 +1,47 @@
+"""Parallel payouts on PostgreSQL never take out more than withdrawable."""
+
+import pytest
+
+from merchants import services
+from merchants.errors import ExceedsWithdrawable
+from merchants.models import MerchantAccount, Payout
+from merchants.tests.factories import fund
+from tests.concurrency import race, requires_postgres
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def test_parallel_payouts_never_exceed_withdrawable(merchant, merchant_user):
+    requires_postgres()
+    fund(merchant, available_fen=10_000, deposit_fen=1_000)
+    MerchantAccount.objects.filter(merchant=merchant).update(held_fen=3_000)  # 2,000 frozen → 8,000 withdrawable
+
+    results, errors = race(
+        lambda i: services.request_payout(
+            actor=merchant_user, merchant_id=merchant.pk, amount_fen=3_000, idempotency_key=f"k{i}"
+        ),
+        8,
+    )
+
+    assert len(results) == 2  # 2 × 3,000 fit in 8,000; a third would not
+    assert len(errors) == 6 and all(isinstance(e, ExceedsWithdrawable) for e in errors)
+    account = MerchantAccount.objects.get(merchant=merchant)
+    assert account.available_fen == 4_000
+    assert sum(Payout.objects.values_list("amount_fen", flat=True)) == 6_000
+
+
+def test_same_key_from_eight_threads_makes_one_payout(merchant, merchant_user):
+    requires_postgres()
+    fund(merchant, available_fen=10_000)
+
+    results, errors = race(
+        lambda i: services.request_payout(
+            actor=merchant_user, merchant_id=merchant.pk, amount_fen=1_000, idempotency_key="same"
+        ),
+        8,
+    )
+
+    assert errors == []
+    assert len({payout.pk for payout, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+    assert MerchantAccount.objects.get(merchant=merchant).available_fen == 9_000
