@@ -123,6 +123,8 @@ CELERY_BEAT_SCHEDULE = {
     "sla-sweep": {"task": "tickets.tasks.sla_sweep", "schedule": timedelta(seconds=30)},
     "shift-reminders": {"task": "tickets.tasks.shift_reminders", "schedule": timedelta(minutes=1)},
     "auto-confirm": {"task": "merchants.tasks.auto_confirm", "schedule": timedelta(minutes=10)},
+    "resend-deadlines": {"task": "tickets.tasks.resend_deadlines", "schedule": timedelta(minutes=1)},
+    "credit-scores": {"task": "merchants.tasks.credit_scores", "schedule": timedelta(hours=6)},
 }
 
 # --- Auth -----------------------------------------------------------------

@@ -48,6 +48,14 @@ api_v1 = [
     path("merchants/<int:merchant_id>/balance/", merchants_api.MerchantBalanceApi.as_view(), name="merchant-balance"),
     path("merchants/<int:merchant_id>/holds/", merchants_api.MerchantHoldsApi.as_view(), name="merchant-holds"),
     path("merchants/<int:merchant_id>/payouts/", merchants_api.MerchantPayoutsApi.as_view(), name="merchant-payouts"),
+    path("merchants/<int:merchant_id>/tasks/", merchants_api.MerchantTasksApi.as_view(), name="merchant-tasks"),
+    path(
+        "merchants/<int:merchant_id>/tasks/<int:task_id>/fulfil/",
+        merchants_api.ResendFulfilApi.as_view(),
+        name="merchant-task-fulfil",
+    ),
+    path("merchants/<int:merchant_id>/credit/", merchants_api.MerchantCreditApi.as_view(), name="merchant-credit"),
+    path("orders/<int:order_id>/changes/", merchants_api.OrderChangeApi.as_view(), name="order-changes"),
 ]
 
 urlpatterns = [

@@ -1,13 +1,16 @@
 from django.contrib import admin
 
 from merchants.models import (
+    CreditScore,
     FundHold,
     Merchant,
     MerchantAccount,
     MerchantStaff,
     Movement,
     Order,
+    OrderChange,
     Payout,
+    ResendTask,
     Shipment,
     ShipmentEvent,
 )
@@ -106,3 +109,22 @@ class PayoutAdmin(ReadOnlyAdmin):
     list_display = ("merchant", "amount_fen", "status", "requested_by", "created_at", "settled_at")
     list_filter = ("status",)
     list_select_related = ("merchant", "requested_by")
+
+
+@admin.register(ResendTask)
+class ResendTaskAdmin(ReadOnlyAdmin):
+    list_display = ("order", "merchant", "ticket_id", "status", "deadline_at", "tracking_no", "fulfilled_at")
+    list_filter = ("status",)
+    list_select_related = ("order", "merchant")
+
+
+@admin.register(OrderChange)
+class OrderChangeAdmin(ReadOnlyAdmin):
+    list_display = ("order", "actor", "created_at")
+    list_select_related = ("order", "actor")
+
+
+@admin.register(CreditScore)
+class CreditScoreAdmin(ReadOnlyAdmin):
+    list_display = ("merchant", "score", "dispute_rate", "on_time_shipping", "resend_compliance", "computed_at")
+    list_select_related = ("merchant",)

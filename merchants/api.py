@@ -12,7 +12,7 @@ from rest_framework.response import Response
 
 from cs_portal.money import format_fen
 from merchants import services as merchant_services
-from merchants.models import FundHold, Order, Payout, Shipment, ShipmentEvent
+from merchants.models import CreditScore, FundHold, Order, OrderChange, Payout, ResendTask, Shipment, ShipmentEvent
 from merchants.selectors import (
     balance_explanation,
     get_merchant_for,
@@ -296,3 +296,113 @@ class OrderConfirmApi(GenericAPIView):
     def post(self, request, order_id: int):
         order = merchant_services.confirm_receipt(actor=request.user, order_id=order_id)
         return Response(OrderOutput(order).data)
+
+
+# --- resend tasks, order changes, credit ---------------------------------------------
+
+
+class ResendTaskOutput(serializers.ModelSerializer):
+    merchant_id = serializers.IntegerField(read_only=True)
+    order_id = serializers.IntegerField(read_only=True)
+    order_no = serializers.CharField(source="order.order_no", read_only=True)
+    kind = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ResendTask
+        fields = ["id", "kind", "merchant_id", "order_id", "order_no", "ticket_id", "reason", "status",
+                  "deadline_at", "carrier", "tracking_no", "created_at", "fulfilled_at", "missed_at"]
+
+    def get_kind(self, task) -> str:
+        return "compelled_resend"
+
+
+class MerchantTasksApi(GenericAPIView):
+    serializer_class = ResendTaskOutput
+
+    @extend_schema(
+        operation_id="merchants_tasks", parameters=[OpenApiParameter("status", str, enum=ResendTask.Status.values)],
+        responses=ResendTaskOutput(many=True),
+    )
+    def get(self, request, merchant_id: int):
+        merchant = get_merchant_for(user=request.user, merchant_id=merchant_id)
+        tasks = ResendTask.objects.filter(merchant=merchant).select_related("order").order_by("deadline_at", "id")
+        if wanted := request.query_params.get("status"):
+            if wanted not in ResendTask.Status.values:
+                raise serializers.ValidationError({"status": "Unknown status."})
+            tasks = tasks.filter(status=wanted)
+        page = self.paginate_queryset(tasks)
+        return self.get_paginated_response(ResendTaskOutput(page, many=True).data)
+
+
+class ResendFulfilApi(GenericAPIView):
+    serializer_class = ResendTaskOutput
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "ResendFulfilInput"
+
+        carrier = serializers.CharField(max_length=32)
+        tracking_no = serializers.CharField(max_length=64)
+
+    @extend_schema(operation_id="merchants_tasks_fulfil", request=InputSerializer, responses=ResendTaskOutput)
+    def post(self, request, merchant_id: int, task_id: int):
+        get_merchant_for(user=request.user, merchant_id=merchant_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        task = merchant_services.fulfil_resend_task(actor=request.user, task_id=task_id, **data.validated_data)
+        return Response(ResendTaskOutput(task).data)
+
+
+class OrderChangeOutput(serializers.ModelSerializer):
+    order_id = serializers.IntegerField(read_only=True)
+    actor_id = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = OrderChange
+        fields = ["id", "order_id", "actor_id", "changes", "ticket_id", "created_at"]
+
+
+class OrderChangeApi(GenericAPIView):
+    serializer_class = OrderChangeOutput
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "OrderChangeInput"
+
+        address = serializers.CharField(required=False, max_length=255)
+        variant = serializers.JSONField(required=False, help_text="{sku: new variant}, or a string for a one-item order")
+        ticket_id = serializers.IntegerField(required=False, min_value=1, max_value=2**62)
+
+    @extend_schema(operation_id="orders_change", request=InputSerializer, responses={201: OrderChangeOutput})
+    def post(self, request, order_id: int):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        order = get_order_for(user=request.user, order_id=order_id)
+        variants = data.validated_data.get("variant")
+        if isinstance(variants, str):
+            if len(order.items) != 1:
+                raise serializers.ValidationError({"variant": "Name the item: {sku: variant}."})
+            variants = {order.items[0]["sku"]: variants}
+        elif variants is not None and not (isinstance(variants, dict) and all(isinstance(k, str) for k in variants)):
+            raise serializers.ValidationError({"variant": "Expected {sku: variant}."})
+        change = merchant_services.change_order(
+            actor=request.user, order_id=order.pk, address=data.validated_data.get("address"), variants=variants,
+            ticket_id=data.validated_data.get("ticket_id"),
+        )
+        return Response(OrderChangeOutput(change).data, status=201)
+
+
+class CreditOutput(serializers.ModelSerializer):
+    class Meta:
+        model = CreditScore
+        fields = ["score", "dispute_rate", "on_time_shipping", "resend_compliance", "computed_at"]
+
+
+class MerchantCreditApi(GenericAPIView):
+    serializer_class = CreditOutput
+
+    @extend_schema(operation_id="merchants_credit", responses=CreditOutput(many=True))
+    def get(self, request, merchant_id: int):
+        merchant = get_merchant_for(user=request.user, merchant_id=merchant_id)
+        page = self.paginate_queryset(CreditScore.objects.filter(merchant=merchant).order_by("-computed_at", "-id"))
+        return self.get_paginated_response(CreditOutput(page, many=True).data)

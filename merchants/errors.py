@@ -45,3 +45,13 @@ __all__ = [
     "AmountInvalid", "ExceedsWithdrawable", "HoldNotActive", "IdempotencyConflict", "MerchantNotFound", "NotFound",
     "OrderDisputed", "OrderNotReleasable", "PayoutSettled", "PermissionDenied",
 ]
+
+
+class AlreadyShipped(Conflict):
+    code = "already_shipped"
+    default_detail = "The order has shipped; it can no longer be changed."
+
+
+class TaskNotOpen(Conflict):
+    code = "task_not_open"
+    default_detail = "This task is no longer open."

@@ -9,6 +9,8 @@ class Merchant(models.Model):
     name = models.CharField(_("name"), max_length=128)
     contact_phone = models.CharField(_("contact phone"), max_length=32, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    # the latest ``CreditScore.score``, kept here for lists
+    credit_score = models.PositiveSmallIntegerField(_("credit score"), default=100)
 
     class Meta:
         verbose_name = _("merchant")
@@ -56,6 +58,7 @@ class Order(models.Model):
         _("escrow status"), max_length=16, choices=EscrowStatus.choices, default=EscrowStatus.PENDING
     )
     shipping_address = models.CharField(_("shipping address"), max_length=255, blank=True)
+    ship_by = models.DateTimeField(_("promised to ship by"), null=True, blank=True)
     region = models.CharField(_("region"), max_length=32, blank=True)
     placed_at = models.DateTimeField(_("placed at"))
     released_at = models.DateTimeField(_("released to merchant at"), null=True, blank=True)
@@ -253,3 +256,73 @@ class Payout(models.Model):
 
     def __str__(self) -> str:
         return f"payout {self.amount_fen} {self.status}"
+
+
+class ResendTask(models.Model):
+    """A compelled resend: the merchant ships again by the deadline, entering
+    the carrier and tracking number; a missed deadline costs credit."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", _("Open")
+        FULFILLED = "fulfilled", _("Fulfilled")
+        MISSED = "missed", _("Missed")
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="resend_tasks")
+    order = models.ForeignKey("Order", on_delete=models.PROTECT, related_name="resend_tasks")
+    ticket_id = models.BigIntegerField(_("ticket id"), db_index=True)
+    reason = models.CharField(_("reason"), max_length=255)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.OPEN)
+    deadline_at = models.DateTimeField(_("deadline"))
+    carrier = models.CharField(_("carrier"), max_length=32, blank=True)
+    tracking_no = models.CharField(_("tracking no."), max_length=64, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    fulfilled_at = models.DateTimeField(_("fulfilled at"), null=True, blank=True)
+    missed_at = models.DateTimeField(_("missed at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("resend task")
+        verbose_name_plural = _("resend tasks")
+        ordering = ["deadline_at", "id"]
+        indexes = [models.Index(fields=["merchant", "status", "deadline_at"], name="resend_merchant_status")]
+
+    def __str__(self) -> str:
+        return f"resend {self.order} by {self.deadline_at:%Y-%m-%d %H:%M} ({self.status})"
+
+
+class OrderChange(models.Model):
+    """One change an agent made to an order before shipment (its history)."""
+
+    order = models.ForeignKey("Order", on_delete=models.CASCADE, related_name="changes")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    changes = models.JSONField(_("changes"), help_text="{field: [before, after]}")
+    ticket_id = models.BigIntegerField(_("ticket id"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("order change")
+        verbose_name_plural = _("order changes")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.order} changed {sorted(self.changes)}"
+
+
+class CreditScore(models.Model):
+    """A merchant's credit score as computed at one time, with its parts."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="credit_scores")
+    score = models.PositiveSmallIntegerField(_("score"))
+    dispute_rate = models.FloatField(_("dispute rate"))
+    on_time_shipping = models.FloatField(_("on-time shipping"))
+    resend_compliance = models.FloatField(_("resend compliance"))
+    computed_at = models.DateTimeField(_("computed at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("credit score")
+        verbose_name_plural = _("credit scores")
+        ordering = ["-computed_at", "-id"]
+        indexes = [models.Index(fields=["merchant", "-computed_at"], name="credit_merchant_recent")]
+        constraints = [models.CheckConstraint(condition=models.Q(score__lte=100), name="credit_score_max_100")]
+
+    def __str__(self) -> str:
+        return f"{self.merchant}: {self.score}"

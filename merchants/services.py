@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts import roles
+from cs_portal.errors import InvalidInput
+from cs_portal.realtime import publish_on_commit
 from merchants.errors import (
+    AlreadyShipped,
     AmountInvalid,
     NotFound,
     ExceedsWithdrawable,
@@ -27,11 +32,23 @@ from merchants.errors import (
     OrderNotReleasable,
     PayoutSettled,
     PermissionDenied,
+    TaskNotOpen,
 )
 from merchants.escrow import Figures
-from merchants.locks import lock_account, lock_accounts
-from merchants.models import FundHold, MerchantAccount, Movement, Order, Payout
-from merchants.selectors import get_merchant_for
+from merchants.locks import lock_account
+from merchants.models import (
+    CreditScore,
+    FundHold,
+    Merchant,
+    MerchantAccount,
+    Movement,
+    Order,
+    OrderChange,
+    Payout,
+    ResendTask,
+    Shipment,
+)
+from merchants.selectors import get_merchant_for, merchant_id_for
 
 MAX_FEN = 10**13  # ¥100 billion: anything larger is a typo, not a payout
 
@@ -291,8 +308,202 @@ def settle_payout(*, payout_id: int, paid: bool, reason: str = "", now: datetime
     return payout
 
 
-__all__ = [
-    "auto_confirm_orders", "confirm_receipt", "convert_hold_to_refund", "deduct_deposit", "lock_accounts",
-    "place_dispute_hold", "record_order_paid", "request_hash", "request_payout", "settle_dispute",
-    "settle_payout", "top_up_deposit",
-]
+
+
+# --- compelled resends ------------------------------------------------------------
+
+RESEND_DEADLINE = timedelta(hours=48)
+
+
+def create_resend_task(*, order: Order, ticket_id: int, reason: str, now: datetime,
+                       deadline: timedelta = RESEND_DEADLINE) -> ResendTask:
+    """Compel the merchant to ship again (the remedies issue calls this inside
+    its own transaction)."""
+    assert transaction.get_connection().in_atomic_block, "runs inside the caller's transaction"
+    task = ResendTask.objects.create(
+        merchant_id=order.merchant_id, order=order, ticket_id=ticket_id, reason=reason[:255],
+        deadline_at=now + deadline, created_at=now,
+    )
+    publish_on_commit([merchant_group(order.merchant_id)], {"type": "resend.task", "task_id": task.pk,
+                                                           "order_no": order.order_no,
+                                                           "deadline_at": task.deadline_at.isoformat()})
+    return task
+
+
+@transaction.atomic(durable=True)
+def fulfil_resend_task(*, actor, task_id: int, carrier: str, tracking_no: str,
+                       now: datetime | None = None) -> ResendTask:
+    """The merchant enters the carrier and tracking number of the new parcel."""
+    carrier = (carrier or "").strip()
+    tracking_no = (tracking_no or "").strip()
+    if not carrier or len(carrier) > 32:
+        raise InvalidInput("carrier is 1–32 characters.", field="carrier")
+    if not tracking_no or len(tracking_no) > 64 or not tracking_no.replace("-", "").isalnum():
+        raise InvalidInput("tracking_no is 1–64 letters and digits.", field="tracking_no")
+    task = ResendTask.objects.select_for_update().filter(pk=task_id).first()
+    if task is None or merchant_id_for(user=actor) != task.merchant_id:
+        raise NotFound("Task not found.")
+    if task.status != ResendTask.Status.OPEN:
+        raise TaskNotOpen()
+    task.status = ResendTask.Status.FULFILLED
+    task.carrier = carrier
+    task.tracking_no = tracking_no
+    task.fulfilled_at = now or timezone.now()
+    task.save(update_fields=["status", "carrier", "tracking_no", "fulfilled_at"])
+    return task
+
+
+def mark_missed_resends(*, now: datetime | None = None) -> list[ResendTask]:
+    """Mark open tasks past their deadline missed (idempotent) and recompute
+    the merchants' credit. ``tickets`` escalates the tickets."""
+    now = now or timezone.now()
+    missed = []
+    with transaction.atomic():
+        for task in ResendTask.objects.select_for_update(skip_locked=True).filter(
+            status=ResendTask.Status.OPEN, deadline_at__lt=now
+        ).order_by("pk")[:500]:
+            task.status = ResendTask.Status.MISSED
+            task.missed_at = now
+            task.save(update_fields=["status", "missed_at"])
+            missed.append(task)
+    for merchant_id in sorted({t.merchant_id for t in missed}):
+        compute_credit(merchant_id=merchant_id, now=now)
+    return missed
+
+
+# --- credit score -----------------------------------------------------------------
+
+CREDIT_WINDOW = timedelta(days=90)
+DEFAULT_SHIP_WITHIN = timedelta(hours=48)
+
+
+def credit_components(*, merchant_id: int, now: datetime) -> tuple[float, float, float]:
+    """(dispute rate, on-time shipping, resend compliance) over the last 90 days."""
+    since = now - CREDIT_WINDOW
+    orders = Order.objects.filter(merchant_id=merchant_id, placed_at__gte=since)
+    order_count = orders.count()
+    disputes = FundHold.objects.filter(merchant_id=merchant_id, placed_at__gte=since).count()
+    dispute_rate = disputes / order_count if order_count else 0.0
+    shipped = list(orders.filter(shipment__shipped_at__isnull=False).values_list(
+        "placed_at", "ship_by", "shipment__shipped_at"))
+    on_time = sum(1 for placed, ship_by, shipped_at in shipped if shipped_at <= (ship_by or placed + DEFAULT_SHIP_WITHIN))
+    on_time_rate = on_time / len(shipped) if shipped else 1.0
+    tasks = ResendTask.objects.filter(merchant_id=merchant_id, created_at__gte=since).exclude(status=ResendTask.Status.OPEN)
+    done = tasks.filter(status=ResendTask.Status.FULFILLED).count()
+    decided = tasks.count()
+    compliance = done / decided if decided else 1.0
+    return dispute_rate, on_time_rate, compliance
+
+
+def credit_score_from(dispute_rate: float, on_time: float, compliance: float) -> int:
+    """40 points for few disputes (none at a 20 % rate), 30 for shipping on
+    time, 30 for fulfilling compelled resends."""
+    disputes_part = 1 - min(1.0, dispute_rate * 5)
+    return round(100 * (0.4 * disputes_part + 0.3 * on_time + 0.3 * compliance))
+
+
+def compute_credit(*, merchant_id: int, now: datetime | None = None) -> CreditScore:
+    now = now or timezone.now()
+    dispute_rate, on_time, compliance = credit_components(merchant_id=merchant_id, now=now)
+    score = credit_score_from(dispute_rate, on_time, compliance)
+    with transaction.atomic():
+        row = CreditScore.objects.create(
+            merchant_id=merchant_id, score=score, dispute_rate=dispute_rate, on_time_shipping=on_time,
+            resend_compliance=compliance, computed_at=now,
+        )
+        Merchant.objects.filter(pk=merchant_id).update(credit_score=score)
+    return row
+
+
+def recompute_credit_scores(*, now: datetime | None = None) -> int:
+    ids = list(Merchant.objects.values_list("pk", flat=True))
+    for merchant_id in ids:
+        compute_credit(merchant_id=merchant_id, now=now)
+    return len(ids)
+
+
+# --- order changes and shipping ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RemainingOptions:
+    options: list[str]
+    applies: str
+
+
+def options_after_shipment(order: Order) -> RemainingOptions:
+    """What is left once an order shipped: intercept and resend while the
+    parcel travels, return/exchange on receipt once delivered."""
+    try:
+        delivered = order.shipment.status == "delivered"
+    except ObjectDoesNotExist:
+        delivered = False
+    options = ["intercept_and_resend", "return_or_exchange_on_receipt"]
+    return RemainingOptions(options, options[1] if delivered or order.status != Order.Status.SHIPPED else options[0])
+
+
+@transaction.atomic(durable=True)
+def change_order(*, actor, order_id: int, address: str | None = None, variants: dict[str, str] | None = None,
+                 ticket_id: int | None = None, now: datetime | None = None) -> OrderChange:
+    """Before shipment, an agent changes the address or an item's variant
+    (colour, size). The order row is locked, so a change never meets a
+    shipment half-way: after shipping it is a 409 with the options left."""
+    if not roles.is_agent(actor):
+        raise PermissionDenied("Only staff change orders.")
+    if address is None and not variants:
+        raise InvalidInput("Give an address or a variant to change.")
+    if address is not None and not 5 <= len(address.strip()) <= 255:
+        raise InvalidInput("address is 5–255 characters.", field="address")
+    order = Order.objects.select_for_update().filter(pk=order_id).first()
+    if order is None:
+        raise NotFound("Order not found.")
+    if order.status != Order.Status.PAID:
+        remaining = options_after_shipment(order)
+        raise AlreadyShipped(options=remaining.options, applies=remaining.applies)
+    changes: dict[str, list] = {}
+    if address is not None and address.strip() != order.shipping_address:
+        changes["address"] = [order.shipping_address, address.strip()]
+        order.shipping_address = address.strip()
+    if variants:
+        items = [dict(item) for item in order.items]
+        by_sku = {item["sku"]: item for item in items}
+        for sku, variant in variants.items():
+            if sku not in by_sku:
+                raise InvalidInput(f"The order has no item {sku!r}.", field="variant")
+            if not isinstance(variant, str) or not 1 <= len(variant.strip()) <= 64:
+                raise InvalidInput("A variant is 1–64 characters.", field="variant")
+            if by_sku[sku].get("variant") != variant.strip():
+                changes[f"variant:{sku}"] = [by_sku[sku].get("variant", ""), variant.strip()]
+                by_sku[sku]["variant"] = variant.strip()
+        order.items = items
+    if not changes:
+        raise InvalidInput("Nothing would change.")
+    order.save(update_fields=["shipping_address", "items"])
+    change = OrderChange.objects.create(order=order, actor=actor, changes=changes, ticket_id=ticket_id,
+                                        created_at=now or timezone.now())
+    publish_on_commit([merchant_group(order.merchant_id)],
+                      {"type": "order.changed", "order_id": order.pk, "order_no": order.order_no, "changes": changes})
+    return change
+
+
+@transaction.atomic(durable=True)
+def ship_order(*, actor, order_id: int, carrier: str, tracking_no: str, now: datetime | None = None) -> Order:
+    """The merchant hands the parcel to a carrier (locks the order like a change does)."""
+    order = Order.objects.select_for_update().filter(pk=order_id).first()
+    if order is None or merchant_id_for(user=actor) != order.merchant_id:
+        raise NotFound("Order not found.")
+    if order.status != Order.Status.PAID:
+        raise AlreadyShipped()
+    carrier, tracking_no = (carrier or "").strip(), (tracking_no or "").strip()
+    if not carrier or not tracking_no or len(carrier) > 32 or len(tracking_no) > 64:
+        raise InvalidInput("carrier and tracking_no are required.")
+    now = now or timezone.now()
+    Shipment.objects.create(order=order, carrier=carrier, tracking_no=tracking_no,
+                            status=Shipment.Status.AWAITING_PICKUP, shipped_at=now)
+    order.status = Order.Status.SHIPPED
+    order.save(update_fields=["status"])
+    return order
+
+
+def merchant_group(merchant_id: int) -> str:
+    return f"merchant.{merchant_id}"

@@ -20,6 +20,13 @@ def shift_reminders() -> int:
     return len(send_shift_reminders())
 
 
+@shared_task(name="tickets.tasks.resend_deadlines")
+def resend_deadlines() -> int:
+    from tickets.services import sweep_missed_resends
+
+    return len(sweep_missed_resends())
+
+
 @shared_task(name="tickets.tasks.dispatch_chats")
 def dispatch_chats_task() -> int:
     from tickets.services import dispatch_chats

@@ -14,11 +14,11 @@ from tickets.services.people import (
     shift_status,
 )
 from tickets.services.routing import dispatch_chats, pick_queue
-from tickets.services.sla import sweep_sla
+from tickets.services.sla import sweep_missed_resends, sweep_sla
 from tickets.services.tickets import open_ticket, transition_ticket
 
 __all__ = [
     "add_playbook", "decide_overtime", "dispatch_chats", "open_ticket", "pick_queue", "post_message",
     "rate_ticket", "render_quick_reply", "request_overtime", "send_shift_reminders", "set_presence",
-    "shift_status", "sweep_sla", "transition_ticket",
+    "shift_status", "sweep_missed_resends", "sweep_sla", "transition_ticket",
 ]

@@ -7,6 +7,7 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
+from merchants import services as escrow
 from tickets import events, sla
 from tickets.locks import lock_ticket
 from tickets.models import SlaBreach, Ticket, TicketEvent
@@ -59,3 +60,22 @@ def _breach_one(*, ticket_id: int, now: datetime) -> SlaBreach | None:
     )
     events.sla_breached(breach, ticket)
     return breach
+
+
+def sweep_missed_resends(*, now: datetime | None = None) -> list[int]:
+    """Mark compelled resends past their deadline missed (their merchants'
+    credit is recomputed) and escalate each one's ticket one tier."""
+    now = now or timezone.now()
+    escalated = []
+    for task in escrow.mark_missed_resends(now=now):
+        with transaction.atomic(durable=True):
+            ticket = lock_ticket(task.ticket_id)
+            if ticket is None:
+                continue
+            data = {"task_id": task.pk, "order_id": task.order_id, "deadline_at": task.deadline_at.isoformat()}
+            TicketEvent.objects.create(ticket=ticket, kind="resend_missed", actor=None, data=data, created_at=now)
+            if ticket.is_active and ticket.tier < sla.MAX_TIER:
+                run_transition(ticket=ticket, name="escalate", actor=None, now=now, system=True,
+                               event_data={"reason": "resend_missed", **data})
+                escalated.append(ticket.pk)
+    return escalated
