@@ -45,3 +45,34 @@ def test_same_key_from_eight_threads_makes_one_payout(merchant, merchant_user):
     assert len({payout.pk for payout, _ in results}) == 1
     assert sum(created for _, created in results) == 1
     assert MerchantAccount.objects.get(merchant=merchant).available_fen == 9_000
+
+
+def test_change_racing_shipment_is_all_or_nothing(agent, merchant, merchant_user):
+    requires_postgres()
+    from merchants.errors import AlreadyShipped
+    from merchants.models import Order, OrderChange
+    from merchants.tests.factories import OrderFactory
+
+    outcomes = set()
+    for round_no in range(6):
+        order = OrderFactory(merchant=merchant, status=Order.Status.PAID, shipping_address="杭州市西湖区文三路 90 号")
+        new_address = f"上海市浦东新区张杨路 {round_no} 号"
+
+        def act(i, order=order, new_address=new_address):
+            if i == 0:
+                return services.change_order(actor=agent, order_id=order.pk, address=new_address)
+            return services.ship_order(actor=merchant_user, order_id=order.pk, carrier="顺丰速运",
+                                       tracking_no=f"SF{order.pk}")
+
+        results, errors = race(act, 2)
+        order.refresh_from_db()
+        assert order.status == "shipped"  # shipping always goes through
+        changed = OrderChange.objects.filter(order=order).exists()
+        if changed:
+            assert errors == [] and order.shipping_address == new_address
+            outcomes.add("changed_first")
+        else:
+            assert len(errors) == 1 and isinstance(errors[0], AlreadyShipped)
+            assert order.shipping_address == "杭州市西湖区文三路 90 号"
+            outcomes.add("shipped_first")
+    assert outcomes  # each round ended in one whole outcome
