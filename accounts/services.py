@@ -10,9 +10,9 @@ from cs_portal.errors import InvalidInput
 
 @transaction.atomic
 def create_user(
-    *, username: str, password: str, role: str, display_name: str = "", email: str = "", phone: str = ""
+    *, username: str, password: str | None, role: str, display_name: str = "", email: str = "", phone: str = ""
 ) -> User:
-    """Create a user in exactly one role group."""
+    """Create a user in exactly one role group (``password=None``: unusable until set)."""
     if role not in ROLE_PERMISSIONS:
         raise InvalidInput(f"Unknown role {role!r}.")
     user = User.objects.create_user(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
+from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
@@ -16,6 +17,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.roles import AGENT, BUYER, MERCHANT_STAFF, SUPERVISOR, ensure_role_groups
 from accounts.services import create_user
+from merchants import services as escrow
 from merchants.models import Merchant, MerchantStaff, Order, Shipment, ShipmentEvent
 from tickets import services as ticket_services
 from tickets import sla
@@ -138,24 +140,28 @@ class Command(BaseCommand):
         with transaction.atomic():
             ensure_role_groups()
             queues = self._queues()
-            agents = [create_user(username=u, password=PASSWORD, role=AGENT, display_name=n) for u, n in AGENTS]
-            lead = create_user(username=LEAD[0], password=PASSWORD, role=SUPERVISOR, display_name=LEAD[1])
+            agents = [create_user(username=u, password=None, role=AGENT, display_name=n) for u, n in AGENTS]
+            lead = create_user(username=LEAD[0], password=None, role=SUPERVISOR, display_name=LEAD[1])
             merchants = []
             for i, (code, name, staff_name) in enumerate(MERCHANTS, start=1):
                 merchant = Merchant.objects.create(code=code, name=name, contact_phone=f"0571-8888{i:04d}")
-                staff = create_user(username=f"merchant{i}", password=PASSWORD, role=MERCHANT_STAFF, display_name=staff_name)
+                staff = create_user(username=f"merchant{i}", password=None, role=MERCHANT_STAFF, display_name=staff_name)
                 MerchantStaff.objects.create(user=staff, merchant=merchant)
                 merchants.append(merchant)
             buyers = [
-                create_user(username=f"buyer{i}", password=PASSWORD, role=BUYER, display_name=name, phone=f"139{i:08d}")
+                create_user(username=f"buyer{i}", password=None, role=BUYER, display_name=name, phone=f"139{i:08d}")
                 for i, name in enumerate(BUYERS, start=1)
             ]
             self._agents(agents + [lead])
-            orders = self._orders(rng, buyers, merchants)
             self._knowledge(lead)
             del queues
-        # tickets go through the real services (each its own transaction)
+            # hash the demo password once, not 29 times
+            User.objects.filter(pk__in=[u.pk for u in [*agents, lead, *buyers]] + list(
+                MerchantStaff.objects.values_list("user_id", flat=True))).update(password=make_password(PASSWORD))
+        # orders, tickets and money go through the real services (each its own transaction)
+        orders = self._orders(rng, buyers, merchants)
         self._tickets(rng, agents, lead, orders)
+        self._money(rng, agents, lead, merchants, buyers)
 
     def _queues(self) -> dict[str, Queue]:
         specs = [
@@ -227,12 +233,17 @@ class Command(BaseCommand):
                 status = rng.choices(["paid", "shipped", "delivered", "completed"], weights=[2, 4, 3, 2])[0]
                 order = Order.objects.create(
                     order_no=f"DD{placed:%Y%m%d}{n:06d}", buyer=buyer, merchant=merchant, items=items,
-                    amount_fen=amount, status=status, shipping_address=f"{address} {buyer.display_name} {buyer.phone}",
-                    region=region, placed_at=placed,
-                    escrow_status="released" if status == "completed" else "pending",
+                    amount_fen=amount, status="delivered" if status == "completed" else status,
+                    shipping_address=f"{address} {buyer.display_name} {buyer.phone}",
+                    region=region, placed_at=placed, ship_by=placed + timedelta(hours=48),
                 )
                 if status != "paid":
                     self._shipment(rng, order, placed, status, region)
+                # the money goes through escrow like real money
+                escrow.record_order_paid(order=order, now=placed)
+                if status == "completed":
+                    escrow.confirm_receipt(actor=buyer, order_id=order.pk, now=placed + timedelta(days=4))
+                    order.refresh_from_db()
                 orders.append(order)
         return orders
 
@@ -304,6 +315,79 @@ class Command(BaseCommand):
                 )
                 TicketEvent.objects.filter(ticket=ticket, kind="created").update(created_at=ticket.created_at - age)
         ticket_services.sweep_sla()
+
+
+    def _money(self, rng: random.Random, agents: list[User], lead: User, merchants: list[Merchant],
+               buyers: list[User]) -> None:
+        """Deposits, disputes whose holds outgrow merchant1's deposit, resend
+        tasks, payout history and credit scores; each merchant differs."""
+        now = timezone.now()
+        m1, m2, m3 = merchants
+        for merchant, deposit in ((m1, 100_000), (m2, 500_000), (m3, 200_000)):
+            escrow.top_up_deposit(actor=lead, merchant_id=merchant.pk, amount_fen=deposit)
+        # settled sales history, so merchant1 has a real available balance
+        for merchant, count in ((m1, 12), (m2, 6), (m3, 3)):
+            for i in range(count):
+                name, variant, price = rng.choice(GOODS[merchant.code])
+                order = self._demo_order(rng, merchant, rng.choice(buyers), name, variant, price * rng.randint(2, 6),
+                                         placed=now - timedelta(days=20 + i), status="delivered")
+                escrow.record_order_paid(order=order, now=order.placed_at)
+                escrow.confirm_receipt(actor=order.buyer, order_id=order.pk, now=order.placed_at + timedelta(days=5))
+        # merchant1: three disputes on settled orders, ¥1,295 held against a ¥1,000 deposit
+        disputes = [("机械键盘", "青轴", 59_800, Category.NOT_RECEIVED, "显示已签收但没收到键盘"),
+                    ("无线蓝牙耳机", "白色", 39_800, Category.PARCEL_DAMAGED, "耳机盒子压坏了，右耳没声音"),
+                    ("机械键盘", "红轴", 29_900, Category.WRONG_ITEM, "买的红轴发来的是青轴")]
+        for (name, variant, amount, category, body), buyer in zip(disputes, buyers[:3], strict=True):
+            order = self._demo_order(rng, m1, buyer, name, variant, amount, placed=now - timedelta(days=15),
+                                     status="delivered")
+            escrow.record_order_paid(order=order, now=order.placed_at)
+            escrow.confirm_receipt(actor=buyer, order_id=order.pk, now=order.placed_at + timedelta(days=4))
+            ticket = ticket_services.open_ticket(actor=buyer, category=category, subject=body[:20], body=body,
+                                                 order_id=order.pk)
+            ticket_services.transition_ticket(actor=agents[0], ticket_id=ticket.pk, name="assign")
+            ticket_services.transition_ticket(actor=agents[0], ticket_id=ticket.pk, name="wait_merchant")
+        # a dispute on an order still in escrow: it simply stays there
+        order = self._demo_order(rng, m1, buyers[3], "快充数据线 1m", "黑色", 5_980, placed=now - timedelta(days=2),
+                                 status="shipped")
+        escrow.record_order_paid(order=order, now=order.placed_at)
+        ticket_services.open_ticket(actor=buyers[3], category=Category.REFUND_REQUEST, subject="数据线不能快充",
+                                    body="买的快充线只能慢充，申请退款", order_id=order.pk)
+        # compelled resends: two open for merchant1 (one close to its deadline), one missed for merchant3
+        for merchant, hours, buyer in ((m1, 30, buyers[4]), (m1, 5, buyers[5]), (m3, -3, buyers[6])):
+            name, variant, price = GOODS[merchant.code][0]
+            order = self._demo_order(rng, merchant, buyer, name, variant, price, placed=now - timedelta(days=6),
+                                     status="delivered")
+            escrow.record_order_paid(order=order, now=order.placed_at)
+            ticket = ticket_services.open_ticket(actor=buyer, category=Category.NOT_RECEIVED, subject="包裹丢了",
+                                                 body="快递显示丢件，请安排补发", order_id=order.pk)
+            ticket_services.transition_ticket(actor=agents[1], ticket_id=ticket.pk, name="assign")
+            with transaction.atomic():
+                escrow.create_resend_task(order=order, ticket_id=ticket.pk, reason="承运商确认丢件，商家补发",
+                                          now=now - timedelta(hours=48 - hours))
+        ticket_services.sweep_missed_resends()
+        # payout history
+        for merchant, amounts in ((m1, [(80_000, True), (20_000, False)]), (m2, [(150_000, True)])):
+            staff = merchant.staff.first().user
+            for i, (amount, paid) in enumerate(amounts):
+                payout, _ = escrow.request_payout(actor=staff, merchant_id=merchant.pk, amount_fen=amount,
+                                                  idempotency_key=f"seed-{merchant.code}-{i}",
+                                                  now=now - timedelta(days=7 - i))
+                escrow.settle_payout(payout_id=payout.pk, paid=paid, reason="" if paid else "收款账户名不符",
+                                     now=now - timedelta(days=6 - i))
+        escrow.recompute_credit_scores(now=now)
+
+    def _demo_order(self, rng: random.Random, merchant: Merchant, buyer: User, name: str, variant: str,
+                    amount: int, *, placed, status: str) -> Order:
+        address, region = rng.choice(REGIONS)
+        order = Order.objects.create(
+            order_no=f"DD{placed:%Y%m%d}{Order.objects.count() + 1:06d}", buyer=buyer, merchant=merchant,
+            items=[{"sku": f"{merchant.code}-X", "name": name, "variant": variant, "qty": 1, "price_fen": amount}],
+            amount_fen=amount, status=status, shipping_address=f"{address} {buyer.display_name} {buyer.phone}",
+            region=region, placed_at=placed, ship_by=placed + timedelta(hours=48),
+        )
+        if status != "paid":
+            self._shipment(rng, order, placed, "delivered" if status == "delivered" else "shipped", region)
+        return order
 
 
 def bulk_tickets(count: int, *, rng: random.Random, batch: int = 5000) -> int:
