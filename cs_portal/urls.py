@@ -26,6 +26,12 @@ api_v1 = [
         tickets_api.TicketQuickRepliesApi.as_view(),
         name="ticket-quick-replies",
     ),
+    path(
+        "tickets/<int:ticket_id>/merchant-response/",
+        tickets_api.MerchantResponseApi.as_view(),
+        name="ticket-merchant-response",
+    ),
+    path("evidence/<int:evidence_id>/", tickets_api.EvidenceFileApi.as_view(), name="evidence-file"),
     path("playbooks/", tickets_api.PlaybookListApi.as_view(), name="playbook-list"),
     path("queues/", tickets_api.QueueListApi.as_view(), name="queue-list"),
     path("agents/me/", tickets_api.AgentMeApi.as_view(), name="agent-me"),

@@ -3,6 +3,7 @@ from django.contrib import admin
 from tickets.models import (
     AgentProfile,
     AgentSkill,
+    Evidence,
     Message,
     OvertimeRequest,
     Playbook,
@@ -148,3 +149,9 @@ class AgentSkillAdmin(admin.ModelAdmin):
     list_display = ("profile", "category")
     list_filter = ("category",)
     list_select_related = ("profile__user",)
+
+
+@admin.register(Evidence)
+class EvidenceAdmin(admin.ModelAdmin):
+    list_display = ("ticket", "uploaded_by", "content_type", "size", "created_at")
+    raw_id_fields = ("ticket", "uploaded_by")

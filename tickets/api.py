@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from django.http import FileResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
+from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from accounts import roles
@@ -464,3 +466,42 @@ class QueueListApi(GenericAPIView):
         return self.get_paginated_response(QueueOutput(page, many=True).data)
 
 
+
+
+class MerchantResponseApi(GenericAPIView):
+    """The merchant accepts the claim (refund) or contests it with text and images."""
+
+    serializer_class = TicketEventOutput
+    parser_classes = [MultiPartParser, JSONParser]
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "MerchantResponseInput"
+
+        action = serializers.ChoiceField(choices=["accept_refund", "contest"])
+        text = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+        images = serializers.ListField(child=serializers.FileField(), required=False, max_length=4)
+
+    @extend_schema(operation_id="tickets_merchant_response", request={"multipart/form-data": InputSerializer},
+                   responses={201: TicketEventOutput})
+    def post(self, request, ticket_id: int):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        uploads = [
+            services.Upload(name=f.name, content_type=f.content_type or "", data=f.read())
+            for f in data.validated_data.get("images", [])
+        ]
+        event = services.respond_as_merchant(
+            actor=request.user, ticket_id=ticket_id, action=data.validated_data["action"],
+            text=data.validated_data.get("text", ""), images=uploads,
+        )
+        return Response(TicketEventOutput(event).data, status=status.HTTP_201_CREATED)
+
+
+class EvidenceFileApi(GenericAPIView):
+    """An evidence image, for staff and the merchant of the ticket only."""
+
+    @extend_schema(operation_id="evidence_file", responses={(200, "image/*"): bytes})
+    def get(self, request, evidence_id: int):
+        evidence = selectors.get_evidence_for(user=request.user, evidence_id=evidence_id)
+        return FileResponse(evidence.file.open("rb"), content_type=evidence.content_type)

@@ -533,3 +533,26 @@ class SlaBreach(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.ticket_id} breached {self.due_at:%Y-%m-%d %H:%M}"
+
+
+def evidence_path(instance: Evidence, filename: str) -> str:
+    return f"evidence/{instance.ticket_id}/{timezone.now():%Y%m%d%H%M%S}-{filename[-60:]}"
+
+
+class Evidence(models.Model):
+    """An image a merchant (or buyer) attaches to back their side of a dispute."""
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="evidence")
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    file = models.FileField(_("file"), upload_to=evidence_path)
+    content_type = models.CharField(_("content type"), max_length=32)
+    size = models.PositiveIntegerField(_("size (bytes)"))
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("evidence")
+        verbose_name_plural = _("evidence")
+        ordering = ["ticket", "created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"evidence #{self.pk} on #{self.ticket_id}"

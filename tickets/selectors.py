@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.contrib.auth.models import Group
+from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django_fsm import can_proceed
@@ -12,7 +14,7 @@ from django_fsm import can_proceed
 from accounts import roles
 from merchants.selectors import merchant_id_for
 from tickets.errors import TicketNotFound
-from tickets.models import Message, Party, Playbook, QuickReply, Ticket, TicketEvent
+from tickets.models import AgentProfile, Message, Party, Playbook, Queue, QuickReply, Ticket, TicketEvent
 
 # transitions a person may run by name (``route`` is the system's alone)
 USER_TRANSITIONS = (
@@ -134,3 +136,76 @@ def playbooks(*, category: str | None = None, q: str | None = None) -> QuerySet[
     if q:
         items = items.filter(Q(title__icontains=q) | Q(body__icontains=q))
     return items.order_by("-category", "title")
+
+
+# --- reads for the agent console pages ------------------------------------------
+
+
+def console_ticket(*, user, ticket_id: int) -> Ticket:
+    """One ticket for the console's ticket page, with everything its header,
+    quick replies and order panel show joined in (no per-field queries)."""
+    ticket = (
+        tickets_visible_to(user=user)
+        .select_related("queue", "assignee", "buyer", "merchant", "order", "order__shipment")
+        .filter(pk=ticket_id)
+        .first()
+    )
+    if ticket is None:
+        raise TicketNotFound()
+    return ticket
+
+
+def shipment_events_for(*, ticket: Ticket) -> list:
+    """The carrier's tracking history of the ticket's order, newest first."""
+    if ticket.order_id is None:
+        return []
+    try:
+        shipment = ticket.order.shipment
+    except ObjectDoesNotExist:
+        return []
+    return list(shipment.events.order_by("-occurred_at", "-pk"))
+
+
+def new_messages_for(*, user, ticket: Ticket, after_seq: int) -> QuerySet[Message]:
+    """The conversation after ``after_seq``, as the viewer may see it."""
+    return messages_visible_to(user=user, ticket=ticket).filter(seq__gt=after_seq)
+
+
+def queues_for_console() -> QuerySet[Queue]:
+    return Queue.objects.order_by("pk")
+
+
+def agent_profile_of(*, agent) -> AgentProfile | None:
+    """The agent's profile (presence, capacity) or None before their first shift."""
+    return AgentProfile.objects.filter(user_id=agent.pk).first()
+
+
+def agents_for_assignment() -> QuerySet:
+    """Active staff who work tickets: whom a supervisor may reassign to."""
+    from django.contrib.auth import get_user_model
+
+    app_label, codename = roles.PERM_AGENT.split(".")
+    perm = Q(permissions__content_type__app_label=app_label, permissions__codename=codename)
+    return (
+        get_user_model()
+        .objects.filter(is_active=True)
+        .filter(
+            Q(groups__in=Group.objects.filter(perm))
+            | Q(user_permissions__content_type__app_label=app_label, user_permissions__codename=codename)
+        )
+        .distinct()
+        .order_by("username")
+    )
+
+
+def get_evidence_for(*, user, evidence_id: int):
+    """An evidence file: staff, or the staff of the ticket's merchant; else 404."""
+    from tickets.models import Evidence
+
+    evidence = Evidence.objects.select_related("ticket").filter(pk=evidence_id).first()
+    if evidence is None or not (
+        roles.is_agent(user)
+        or (roles.is_merchant_staff(user) and merchant_id_for(user=user) == evidence.ticket.merchant_id)
+    ):
+        raise TicketNotFound("Evidence not found.")
+    return evidence
