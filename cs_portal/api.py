@@ -97,3 +97,13 @@ class Pagination(PageNumberPagination):
             raise exceptions.ValidationError({"page_size": "page_size is at least 1."})
         return min(size, self.max_page_size)
 
+
+
+def filter_choice(queryset, params, name: str, values, field: str | None = None):
+    """Apply ``?name=value`` when given; an unknown value is a 400, never an empty page."""
+    wanted = params.get(name)
+    if not wanted:
+        return queryset
+    if wanted not in values:
+        raise exceptions.ValidationError({name: f"Unknown {name} {wanted[:32]!r}."})
+    return queryset.filter(**{field or name: wanted})

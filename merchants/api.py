@@ -10,6 +10,7 @@ from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
+from cs_portal.api import filter_choice
 from cs_portal.money import format_fen
 from merchants import services as merchant_services
 from merchants.models import CreditScore, FundHold, Order, OrderChange, Payout, ResendTask, Shipment, ShipmentEvent
@@ -131,10 +132,7 @@ class OrderListApi(GenericAPIView):
             orders = orders.filter(buyer_id=buyer_id)
         if (merchant_id := _int_param(request, "merchant")) is not None:
             orders = orders.filter(merchant_id=merchant_id)
-        if status := request.query_params.get("status"):
-            if status not in Order.Status.values:
-                raise serializers.ValidationError({"status": f"Unknown status {status!r}."})
-            orders = orders.filter(status=status)
+        orders = filter_choice(orders, request.query_params, "status", Order.Status.values)
         page = self.paginate_queryset(orders.order_by("-placed_at", "-pk"))
         return self.get_paginated_response(OrderOutput(page, many=True).data)
 
@@ -242,10 +240,7 @@ class MerchantHoldsApi(GenericAPIView):
     def get(self, request, merchant_id: int):
         merchant = get_merchant_for(user=request.user, merchant_id=merchant_id)
         holds = FundHold.objects.filter(merchant=merchant).select_related("order").order_by("-placed_at", "-id")
-        if wanted := request.query_params.get("status"):
-            if wanted not in FundHold.Status.values:
-                raise serializers.ValidationError({"status": "Unknown status."})
-            holds = holds.filter(status=wanted)
+        holds = filter_choice(holds, request.query_params, "status", FundHold.Status.values)
         page = self.paginate_queryset(holds)
         return self.get_paginated_response(HoldOutput(page, many=True).data)
 
@@ -326,10 +321,7 @@ class MerchantTasksApi(GenericAPIView):
     def get(self, request, merchant_id: int):
         merchant = get_merchant_for(user=request.user, merchant_id=merchant_id)
         tasks = ResendTask.objects.filter(merchant=merchant).select_related("order").order_by("deadline_at", "id")
-        if wanted := request.query_params.get("status"):
-            if wanted not in ResendTask.Status.values:
-                raise serializers.ValidationError({"status": "Unknown status."})
-            tasks = tasks.filter(status=wanted)
+        tasks = filter_choice(tasks, request.query_params, "status", ResendTask.Status.values)
         page = self.paginate_queryset(tasks)
         return self.get_paginated_response(ResendTaskOutput(page, many=True).data)
 

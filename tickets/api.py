@@ -11,6 +11,7 @@ from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from accounts import roles
+from cs_portal.api import filter_choice
 from cs_portal.errors import PermissionDenied
 from tickets import selectors, services, sla
 from tickets.models import AgentProfile, Message, OvertimeRequest, Playbook, Queue, Rating, Ticket, TicketEvent
@@ -432,10 +433,7 @@ class OvertimeListApi(GenericAPIView):
         requests = OvertimeRequest.objects.order_by("-created_at")
         if not roles.is_supervisor(request.user):
             requests = requests.filter(agent=request.user)
-        if wanted := request.query_params.get("status"):
-            if wanted not in OvertimeRequest.Status.values:
-                raise serializers.ValidationError({"status": "Unknown status."})
-            requests = requests.filter(status=wanted)
+        requests = filter_choice(requests, request.query_params, "status", OvertimeRequest.Status.values)
         page = self.paginate_queryset(requests)
         return self.get_paginated_response(OvertimeOutput(page, many=True).data)
 
