@@ -1,3 +1,5 @@
+"""The agent console (``/console/``): pages and the htmx fragments they swap in."""
+
 from django.urls import path
 
 from tickets import views
@@ -6,4 +8,10 @@ app_name = "console"
 
 urlpatterns = [
     path("", views.queue, name="queue"),
+    path("presence/", views.presence, name="presence"),
+    path("tickets/<int:ticket_id>/", views.ticket, name="ticket"),
+    path("tickets/<int:ticket_id>/state/", views.ticket_state, name="ticket-state"),
+    path("tickets/<int:ticket_id>/messages/", views.new_messages, name="messages"),
+    path("tickets/<int:ticket_id>/reply/", views.reply, name="reply"),
+    path("tickets/<int:ticket_id>/transitions/<slug:name>/", views.transition, name="transition"),
 ]

@@ -1,7 +1,460 @@
-from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse
+"""The agent console: pages and the htmx fragments they swap in.
+
+Thin on purpose: reads go through ``tickets.selectors``, writes through
+``tickets.services``; a ``DomainError`` becomes an inline message with its own
+4xx status, never a 500. What is here only shapes data for display.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from functools import wraps
+
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_GET, require_POST
+from rest_framework.exceptions import ValidationError
+
+from accounts import roles
+from cs_portal.errors import DomainError, InvalidInput
+from cs_portal.money import format_fen
+from tickets import selectors, services, sla
+from tickets.api import parse_ticket_filters
+from tickets.errors import TicketNotFound
+from tickets.models import AgentProfile, Category, Ticket
+from tickets.selectors import TicketFilters
+
+QUEUE_PAGE_SIZE = 50
+QUEUE_TABLE_ID = "queue-table"
+
+# what each transition's button says, in the order the page shows them
+TRANSITION_LABELS = {
+    "assign": gettext_lazy("Take ticket"),
+    "resume": gettext_lazy("Resume"),
+    "wait_buyer": gettext_lazy("Wait on buyer"),
+    "wait_merchant": gettext_lazy("Ask merchant"),
+    "resolve": gettext_lazy("Resolve"),
+    "escalate": gettext_lazy("Escalate"),
+    "release": gettext_lazy("Release to queue"),
+    "reassign": gettext_lazy("Reassign"),
+    "close": gettext_lazy("Close"),
+    "reopen": gettext_lazy("Reopen"),
+}
+PRIMARY_TRANSITIONS = {"assign", "resolve", "resume", "reopen"}
+
+EVENT_LABELS = {
+    "created": gettext_lazy("Ticket created"),
+    "route": gettext_lazy("Routed to a queue"),
+    "assign": gettext_lazy("Assigned"),
+    "reassign": gettext_lazy("Reassigned"),
+    "release": gettext_lazy("Released to queue"),
+    "wait_merchant": gettext_lazy("Waiting on merchant"),
+    "wait_buyer": gettext_lazy("Waiting on buyer"),
+    "resume": gettext_lazy("Resumed"),
+    "escalate": gettext_lazy("Escalated"),
+    "resolve": gettext_lazy("Resolved"),
+    "close": gettext_lazy("Closed"),
+    "reopen": gettext_lazy("Reopened"),
+    "rated": gettext_lazy("Buyer rated the service"),
+    "sla_breached": gettext_lazy("SLA breached"),
+    "dispute_opened": gettext_lazy("Dispute opened"),
+    "dispute_settled": gettext_lazy("Dispute settled"),
+    "resend_missed": gettext_lazy("Merchant missed the resend deadline"),
+}
+EVENT_REASONS = {
+    "sla_breach": gettext_lazy("SLA deadline passed"),
+    "resend_missed": gettext_lazy("resend deadline missed"),
+    "buyer_replied": gettext_lazy("the buyer replied"),
+    "merchant_replied": gettext_lazy("the merchant replied"),
+}
+STATUS_LABELS = dict(Ticket.Status.choices)
+TIER_LABELS = dict(sla.TIER_CHOICES)
 
 
-@login_required
+# --- access ----------------------------------------------------------------------
+
+
+def _is_htmx(request) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def staff_required(view):
+    """Anonymous → the login page; anyone who is not staff → the 403 page."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            if _is_htmx(request):
+                # the session ran out under an open console: send the whole page to login
+                response = HttpResponse(status=401)
+                response["HX-Redirect"] = f"{reverse('login')}?next={request.headers.get('HX-Current-URL', '/')}"
+                return response
+            return redirect_to_login(request.get_full_path())
+        if not roles.is_agent(request.user):
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _ticket_or_404(request, ticket_id: int) -> Ticket:
+    try:
+        return selectors.console_ticket(user=request.user, ticket_id=ticket_id)
+    except TicketNotFound:
+        raise Http404 from None
+
+
+# what an agent reads when a service says no (the service's English detail is shown beside it)
+ERROR_TEXTS = {
+    "illegal_transition": gettext_lazy("Not possible in the ticket's current state; it may have just changed."),
+    "transition_forbidden": gettext_lazy("You may not do this on this ticket."),
+    "transition_refused": gettext_lazy("The ticket does not meet the conditions for this right now."),
+    "unknown_transition": gettext_lazy("There is no such action."),
+    "ticket_closed": gettext_lazy("The ticket is closed; the buyer can open a new one."),
+    "assignee_invalid": gettext_lazy("The assignee must be an active agent."),
+    "permission_denied": gettext_lazy("You do not have permission to do this."),
+    "not_found": gettext_lazy("Not found."),
+}
+REFUSAL_TEXTS = {
+    "already_top_tier": gettext_lazy("It is already at the top tier."),
+    "no_merchant": gettext_lazy("The ticket has no merchant to ask."),
+    "reopen_window_passed": gettext_lazy("The reopen window has passed."),
+}
+FIELD_TEXTS = {
+    "body": gettext_lazy("Write a message first (at most 5000 characters)."),
+    "note": gettext_lazy("The note is at most 1000 characters."),
+    "presence": gettext_lazy("Unknown presence."),
+    "assignee_id": gettext_lazy("Pick an agent to reassign to."),
+}
+
+
+def error_text(error: DomainError) -> str:
+    reason = error.extra.get("reason")
+    if reason in REFUSAL_TEXTS:
+        return str(REFUSAL_TEXTS[reason])
+    field = error.extra.get("field")
+    if field in FIELD_TEXTS:
+        return str(FIELD_TEXTS[field])
+    return str(ERROR_TEXTS.get(error.code, error.detail))
+
+
+def _error_fragment(request, error: DomainError, *, target: str) -> HttpResponse:
+    """A domain error shown inline where the action was asked, with its own status."""
+    context = {"error": error, "error_text": error_text(error)}
+    response = render(request, "tickets/_error.html", context, status=error.status)
+    response["HX-Retarget"] = target
+    response["HX-Reswap"] = "innerHTML"
+    return response
+
+
+# --- the agent bar (presence, shift) shown in the header of every console page ---
+
+
+def _agent_bar(request) -> dict:
+    profile = selectors.agent_profile_of(agent=request.user)
+    presence = profile.presence if profile else AgentProfile.Presence.OFFLINE
+    shift = services.shift_status(agent=request.user)
+    return {
+        "agent_bar": True,
+        "presence": presence,
+        "presence_choices": AgentProfile.Presence.choices,
+        "shift": shift,
+        "shift_worked": _hours_minutes(shift.worked_s),
+        "shift_limit": _hours_minutes(shift.limit_s),
+        "shift_percent": min(100, round(100 * shift.worked_s / shift.limit_s)) if shift.limit_s else 100,
+    }
+
+
+def _hours_minutes(seconds: int) -> str:
+    hours, rest = divmod(max(0, int(seconds)), 3600)
+    return f"{hours}:{rest // 60:02d}"
+
+
+@require_POST
+@staff_required
+def presence(request):
+    """Switch presence (online starts a work session, anything else ends it)."""
+    try:
+        services.set_presence(agent=request.user, presence=request.POST.get("presence", ""))
+    except DomainError as error:
+        return _error_fragment(request, error, target="#agent-bar-error")
+    return render(request, "tickets/_agent_bar.html", {**_agent_bar(request), "oob": True})
+
+
+# --- the queue -------------------------------------------------------------------
+
+
+@require_GET
+@staff_required
 def queue(request):
-    return HttpResponse("console")
+    """The queue table; an htmx request for the table gets only the table."""
+    params = request.GET.copy()
+    show_all = params.get("status") == "all"
+    if show_all:
+        params.pop("status")
+    params.pop("active", None)
+    filter_error, status = None, 200
+    try:
+        filters = parse_ticket_filters(params, user=request.user)
+    except ValidationError as exc:
+        filter_error, status = _validation_text(exc), 400
+        filters = TicketFilters()
+    if not filters.status and not show_all:
+        filters = replace(filters, active_only=True)
+    tickets = selectors.console_queue(user=request.user, filters=filters)
+    page = Paginator(tickets, QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
+    keep = request.GET.copy()
+    keep.pop("page", None)
+    context = {
+        "page": page,
+        "now": timezone.now(),
+        "filter_error": filter_error,
+        "filters": {
+            "status": request.GET.get("status", ""),
+            "grade": request.GET.get("grade", ""),
+            "queue": request.GET.get("queue", ""),
+            "overdue": filters.overdue,
+            "mine": request.GET.get("mine") in ("1", "true"),
+            "q": filters.q or "",
+        },
+        "querystring": keep.urlencode(),
+        "table_id": QUEUE_TABLE_ID,
+    }
+    partial = (
+        request.headers.get("HX-Target") == QUEUE_TABLE_ID
+        and not request.headers.get("HX-History-Restore-Request")
+    )
+    if partial:
+        response = render(request, "tickets/_queue_table.html", context, status=status)
+    else:
+        context.update(
+            _agent_bar(request),
+            statuses=Ticket.Status.choices,
+            grades=sla.GRADE_CHOICES,
+            queues=selectors.queues_for_console(),
+        )
+        response = render(request, "tickets/queue.html", context, status=status)
+    patch_vary_headers(response, ["HX-Request", "HX-Target"])
+    return response
+
+
+def _validation_text(exc: ValidationError) -> str:
+    detail = exc.detail
+    if isinstance(detail, dict):
+        parts = []
+        for value in detail.values():
+            parts.extend(str(v) for v in (value if isinstance(value, list) else [value]))
+        return " ".join(parts)
+    return " ".join(str(v) for v in detail) if isinstance(detail, list) else str(detail)
+
+
+# --- one ticket ------------------------------------------------------------------
+
+
+@require_GET
+@staff_required
+def ticket(request, ticket_id: int):
+    """The ticket page: header and actions, conversation and reply box, quick
+    replies, order and shipment, timeline, playbooks."""
+    ticket = _ticket_or_404(request, ticket_id)
+    messages = list(selectors.messages_visible_to(user=request.user, ticket=ticket))
+    context = {
+        **_agent_bar(request),
+        **_state_context(request, ticket),
+        "conversation": messages,
+        "last_seq": messages[-1].seq if messages else 0,
+        "quick_replies": _quick_replies(request, ticket),
+        "order_panel": _order_panel(ticket),
+        "playbooks": selectors.playbooks(category=ticket.category),
+        "can_write": ticket.status != Ticket.Status.CLOSED,
+    }
+    return render(request, "tickets/ticket.html", context)
+
+
+@require_GET
+@staff_required
+def ticket_state(request, ticket_id: int):
+    """Header, actions and timeline again (the live refresh after a change)."""
+    ticket = _ticket_or_404(request, ticket_id)
+    return render(request, "tickets/_ticket_state.html", {**_state_context(request, ticket), "oob": True})
+
+
+@require_POST
+@staff_required
+def transition(request, ticket_id: int, name: str):
+    """Run one transition; answer with the fresh header, actions and timeline,
+    and with the refusal inline when the service says no."""
+    assignee = request.POST.get("assignee_id") or None
+    error = None
+    try:
+        if assignee is not None and not assignee.isdigit():
+            raise InvalidInput("assignee_id is an agent's id.", field="assignee_id")
+        services.transition_ticket(
+            actor=request.user, ticket_id=ticket_id, name=name,
+            assignee_id=int(assignee) if assignee else None, note=request.POST.get("note", ""),
+        )
+    except TicketNotFound:
+        raise Http404 from None
+    except DomainError as exc:
+        error = exc
+    ticket = _ticket_or_404(request, ticket_id)
+    context = {
+        **_state_context(request, ticket), "oob": True,
+        "error": error, "error_text": error_text(error) if error else "",
+    }
+    return render(request, "tickets/_ticket_state.html", context, status=error.status if error else 200)
+
+
+@require_POST
+@staff_required
+def reply(request, ticket_id: int):
+    """Post a reply or an internal note; answer with the new message to append."""
+    try:
+        message = services.post_message(
+            actor=request.user, ticket_id=ticket_id, body=request.POST.get("body", ""),
+            internal=request.POST.get("internal") in ("on", "1", "true"),
+            client_msg_id=(request.POST.get("client_msg_id") or None),
+        )
+    except TicketNotFound:
+        raise Http404 from None
+    except DomainError as error:
+        return _error_fragment(request, error, target="#reply-error")
+    return render(request, "tickets/_messages.html", {"conversation": [message], "clear_error": True})
+
+
+@require_GET
+@staff_required
+def new_messages(request, ticket_id: int):
+    """Messages after ``after_seq`` (the page polls so a buyer's answer shows up)."""
+    ticket = _ticket_or_404(request, ticket_id)
+    raw = request.GET.get("after_seq", "0")
+    after_seq = int(raw) if raw.isdigit() and len(raw) < 10 else 0
+    messages = list(selectors.new_messages_for(user=request.user, ticket=ticket, after_seq=after_seq)[:200])
+    if not messages:
+        return HttpResponse(status=204)
+    return render(request, "tickets/_messages.html", {"conversation": messages})
+
+
+# --- display helpers ---------------------------------------------------------------
+
+
+def _state_context(request, ticket: Ticket) -> dict:
+    names = selectors.available_transitions(ticket=ticket, user=request.user)
+    actions = [
+        {"name": name, "label": TRANSITION_LABELS[name], "primary": name in PRIMARY_TRANSITIONS}
+        for name in TRANSITION_LABELS
+        if name in names
+    ]
+    return {
+        "ticket": ticket,
+        "actions": actions,
+        "reassign_to": selectors.agents_for_assignment() if "reassign" in names else [],
+        "timeline": _timeline(ticket),
+        "tier_label": TIER_LABELS.get(ticket.tier, ticket.tier),
+        "now": timezone.now(),
+    }
+
+
+def _timeline(ticket: Ticket) -> list[dict]:
+    entries = []
+    for event in selectors.ticket_timeline(ticket=ticket):
+        data = event.data or {}
+        details = []
+        if "from" in data and "to" in data and data["from"] != data["to"]:
+            details.append(
+                _("%(before)s → %(after)s")
+                % {"before": STATUS_LABELS.get(data["from"], data["from"]),
+                   "after": STATUS_LABELS.get(data["to"], data["to"])}
+            )
+        if "tier_from" in data or "tier_before" in data:
+            before = data.get("tier_from", data.get("tier_before"))
+            after = data.get("tier_to", data.get("tier_after"))
+            if before != after:
+                details.append(
+                    _("tier %(before)s → %(after)s")
+                    % {"before": TIER_LABELS.get(before, before), "after": TIER_LABELS.get(after, after)}
+                )
+        if data.get("queue"):
+            details.append(_("queue %(queue)s") % {"queue": data["queue"]})
+        if data.get("reason") in EVENT_REASONS:
+            details.append(str(EVENT_REASONS[data["reason"]]))
+        if data.get("amount_fen"):
+            details.append(_("held %(amount)s") % {"amount": format_fen(data["amount_fen"])})
+        if data.get("escrow") == "kept_in_escrow":
+            details.append(_("money kept in escrow"))
+        if "score" in data:
+            details.append(_("score %(score)s/10") % {"score": data["score"]})
+        entries.append({
+            "kind": event.kind,
+            "label": EVENT_LABELS.get(event.kind, event.kind),
+            "actor": event.actor.name if event.actor_id else _("System"),
+            "created_at": event.created_at,
+            "details": details,
+            "note": data.get("note", ""),
+        })
+    return entries
+
+
+PLACEHOLDER = re.compile(r"(\{\w+\})")
+
+
+def _quick_replies(request, ticket: Ticket) -> list[dict]:
+    """Each quick reply filled for this ticket, its unfilled placeholders marked."""
+    replies = []
+    for reply in selectors.quick_replies_for(ticket=ticket):
+        text, missing = services.render_quick_reply(reply=reply, ticket=ticket, agent=request.user)
+        unfilled = {f"{{{name}}}" for name in missing}
+        parts = [
+            {"text": part, "missing": part in unfilled}
+            for part in PLACEHOLDER.split(text)
+            if part
+        ]
+        replies.append({
+            "shortcut": reply.shortcut, "title": reply.title, "text": text, "parts": parts,
+            "missing": missing, "category": Category(reply.category).label if reply.category else "",
+        })
+    # the ones written for this ticket's category first, then the general ones
+    return sorted(replies, key=lambda r: not r["category"])
+
+
+def _order_panel(ticket: Ticket) -> dict | None:
+    order = ticket.order if ticket.order_id else None
+    if order is None:
+        return None
+    items = [
+        {
+            "name": item.get("name", ""),
+            "variant": item.get("variant", ""),
+            "sku": item.get("sku", ""),
+            "qty": item.get("qty", 1),
+            "price": format_fen(item.get("price_fen")),
+            "total": format_fen((item.get("price_fen") or 0) * (item.get("qty") or 1)),
+        }
+        for item in (order.items or [])
+        if isinstance(item, dict)
+    ]
+    try:
+        shipment = order.shipment
+    except ObjectDoesNotExist:
+        shipment = None
+    return {
+        "order": order,
+        "items": items,
+        "amount": format_fen(order.amount_fen),
+        "shipment": shipment,
+        "tracking": selectors.shipment_events_for(ticket=ticket),
+    }
+
+
+__all__ = [
+    "new_messages", "presence", "queue", "reply", "staff_required", "ticket", "ticket_state", "transition",
+]

@@ -1,0 +1,586 @@
+/* CS Workbench · agent console behaviour. Plain JS, no build step.
+ *
+ *  - SLA countdowns from data-due-at, ticking every second
+ *  - keyboard: j/k/Enter and "/" on the queue, r/q/u and Ctrl+Enter on a ticket, "?" for help
+ *  - the quick-reply picker and the reply box
+ *  - the live socket /ws/console/ (refreshes the queue / the ticket, toasts SLA alerts),
+ *    reconnecting with backoff when it drops
+ */
+(function () {
+  "use strict";
+
+  const body = document.body;
+  const I18N = (() => {
+    try { return JSON.parse(document.getElementById("console-i18n").textContent); } catch (e) { return {}; }
+  })();
+  const t = (key) => I18N[key] || key;
+
+  // the server's clock decides what "overdue" means, not the agent's PC
+  const serverNow = Date.parse(body.dataset.serverNow || "");
+  const skew = Number.isNaN(serverNow) ? 0 : serverNow - Date.now();
+  const now = () => Date.now() + skew;
+
+  const $ = (sel, root) => (root || document).querySelector(sel);
+  const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
+
+  function debounce(fn, ms) {
+    let timer = null;
+    return function (...args) {
+      clearTimeout(timer);
+      timer = setTimeout(() => fn.apply(this, args), ms);
+    };
+  }
+
+  function isTyping(target) {
+    if (!target || !target.closest) return false;
+    return !!target.closest("input, textarea, select, [contenteditable=''], [contenteditable=true]");
+  }
+
+  /* ------------------------------------------------------------ SLA countdown */
+
+  function pad(n) { return String(n).padStart(2, "0"); }
+
+  function formatSpan(ms) {
+    const total = Math.floor(Math.abs(ms) / 1000);
+    const days = Math.floor(total / 86400);
+    const hours = Math.floor((total % 86400) / 3600);
+    const minutes = Math.floor((total % 3600) / 60);
+    const seconds = total % 60;
+    if (days > 0) return `${days}d ${hours}h`;
+    if (hours > 0) return `${hours}:${pad(minutes)}:${pad(seconds)}`;
+    return `${pad(minutes)}:${pad(seconds)}`;
+  }
+
+  function tickSla() {
+    const current = now();
+    for (const el of $$(".sla[data-due-at]")) {
+      if (el._due === undefined) el._due = Date.parse(el.dataset.dueAt);
+      if (Number.isNaN(el._due)) continue;
+      const left = el._due - current;
+      if (left < 0) {
+        el.textContent = `${t("overdue")} ${formatSpan(left)}`;
+        el.classList.add("is-overdue");
+        el.classList.remove("is-soon");
+      } else {
+        el.textContent = formatSpan(left);
+        el.classList.toggle("is-soon", left < 5 * 60 * 1000);
+        el.classList.remove("is-overdue");
+      }
+    }
+    for (const el of $$(".sla[data-sla-paused]")) {
+      if (el.textContent !== t("paused")) el.textContent = t("paused");
+    }
+  }
+
+  /* ------------------------------------------------------------ shift figure */
+
+  function tickShift() {
+    const shift = $("[data-shift]");
+    if (!shift) return;
+    if (shift._since === undefined) shift._since = Date.now();
+    if (!shift.dataset.online) return;
+    const worked = Number(shift.dataset.workedS) + Math.floor((Date.now() - shift._since) / 1000);
+    const limit = Number(shift.dataset.limitS) || 1;
+    const figure = $("[data-shift-worked]", shift);
+    if (figure) figure.textContent = `${Math.floor(worked / 3600)}:${pad(Math.floor((worked % 3600) / 60))}`;
+    const meter = $("[data-shift-meter]", shift);
+    if (meter) meter.style.width = `${Math.min(100, Math.round((100 * worked) / limit))}%`;
+    if (worked >= limit && !shift.classList.contains("is-reached")) {
+      shift.classList.add("is-reached");
+      const banner = $("#shift-banner");
+      if (banner) banner.hidden = false;
+    }
+  }
+
+  /* ------------------------------------------------------------ toasts */
+
+  function toast({ title, text, href, kind = "info", timeout = 9000 }) {
+    const box = $("#toasts");
+    if (!box) return;
+    const el = document.createElement("div");
+    el.className = `toast toast-${kind}`;
+    el.setAttribute("role", kind === "danger" ? "alert" : "status");
+    const head = document.createElement(href ? "a" : "div");
+    head.className = "toast-title";
+    head.textContent = title;
+    if (href) head.href = href;
+    const close = document.createElement("button");
+    close.type = "button";
+    close.className = "toast-close";
+    close.setAttribute("aria-label", t("dismiss"));
+    close.textContent = "×";
+    close.addEventListener("click", () => el.remove());
+    el.append(head, close);
+    if (text) {
+      const p = document.createElement("div");
+      p.className = "toast-body";
+      p.textContent = text;
+      el.append(p);
+    }
+    box.append(el);
+    while (box.children.length > 5) box.firstElementChild.remove();
+    if (timeout) setTimeout(() => el.remove(), timeout);
+  }
+
+  /* ------------------------------------------------------------ queue */
+
+  const queuePage = () => document.getElementById("queue-table");
+  let selectedId = null;
+
+  function queueRows() { return $$("#queue-table tbody tr[data-href]"); }
+
+  function selectRow(row, scroll = true) {
+    for (const r of queueRows()) {
+      r.classList.remove("is-selected");
+      r.removeAttribute("aria-selected");
+    }
+    if (!row) { selectedId = null; return; }
+    row.classList.add("is-selected");
+    row.setAttribute("aria-selected", "true");
+    selectedId = row.dataset.ticketId;
+    if (scroll) row.scrollIntoView({ block: "nearest" });
+  }
+
+  function moveSelection(step) {
+    const rows = queueRows();
+    if (!rows.length) return;
+    let index = rows.findIndex((r) => r.dataset.ticketId === selectedId);
+    index = index < 0 ? (step > 0 ? 0 : rows.length - 1) : Math.max(0, Math.min(rows.length - 1, index + step));
+    selectRow(rows[index]);
+  }
+
+  function restoreSelection() {
+    if (!selectedId) return;
+    const row = queueRows().find((r) => r.dataset.ticketId === selectedId);
+    selectRow(row || null, false);
+  }
+
+  document.addEventListener("click", (event) => {
+    const row = event.target.closest && event.target.closest("#queue-table tr[data-href]");
+    if (!row || event.target.closest("a, button, input, select")) return;
+    if (event.ctrlKey || event.metaKey) { window.open(row.dataset.href, "_blank"); return; }
+    window.location.href = row.dataset.href;
+  });
+
+  const changedTickets = new Set();
+  const refreshQueue = debounce(() => {
+    const table = queuePage();
+    if (!table || !window.htmx) return;
+    const flash = new Set(changedTickets);
+    changedTickets.clear();
+    htmx.ajax("GET", window.location.pathname + window.location.search, { target: "#queue-table", swap: "outerHTML" })
+      .then(() => {
+        for (const row of queueRows()) if (flash.has(row.dataset.ticketId)) row.classList.add("flash");
+      })
+      .catch(() => {});
+  }, 800);
+
+  /* ------------------------------------------------------------ ticket page */
+
+  const ticketPage = () => $("[data-ticket-page]");
+  const replyBox = () => document.getElementById("reply-body");
+
+  function lastSeq() {
+    let max = 0;
+    for (const m of $$("#conversation .msg[data-seq]")) max = Math.max(max, Number(m.dataset.seq) || 0);
+    return max;
+  }
+
+  function scrollConversation(force) {
+    const conv = document.getElementById("conversation");
+    if (!conv) return;
+    const nearBottom = conv.scrollHeight - conv.scrollTop - conv.clientHeight < 160;
+    if (force || nearBottom) conv.scrollTop = conv.scrollHeight;
+  }
+
+  function dedupeMessages() {
+    const seen = new Set();
+    for (const m of $$("#conversation .msg[data-seq]")) {
+      if (seen.has(m.id)) m.remove();
+      else seen.add(m.id);
+    }
+  }
+
+  function newClientId() {
+    const field = document.getElementById("client-msg-id");
+    if (!field) return;
+    field.value = window.crypto && crypto.randomUUID
+      ? crypto.randomUUID()
+      : `c-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 12)}`;
+  }
+
+  function checkPlaceholders() {
+    const box = replyBox();
+    const warning = document.getElementById("placeholder-warning");
+    if (!box || !warning) return;
+    const found = Array.from(new Set(box.value.match(/\{\w+\}/g) || []));
+    warning.hidden = found.length === 0;
+    warning.textContent = "";
+    if (found.length) {
+      warning.append(`${t("unfilled")} `);
+      found.forEach((name, i) => {
+        const code = document.createElement("code");
+        code.textContent = name;
+        warning.append(code);
+        if (i < found.length - 1) warning.append(" ");
+      });
+    }
+  }
+
+  function syncNoteMode() {
+    const internal = document.getElementById("reply-internal");
+    const box = replyBox();
+    const send = $("#reply-form button[type=submit]");
+    if (!internal || !box || !send) return;
+    box.placeholder = internal.checked ? box.dataset.placeholderNote : box.dataset.placeholderReply;
+    send.textContent = internal.checked ? send.dataset.labelNote : send.dataset.labelReply;
+  }
+
+  const refreshTicket = debounce(() => {
+    const page = ticketPage();
+    if (!page || !window.htmx) return;
+    const head = document.getElementById("ticket-state");
+    if (head && head.contains(document.activeElement) && document.activeElement.matches("input, select")) {
+      refreshTicket(); // the agent is typing a note: come back later
+      return;
+    }
+    htmx.ajax("GET", page.dataset.stateUrl, { target: "#ticket-state", swap: "outerHTML" }).catch(() => {});
+    htmx.trigger(document.body, "refresh-messages");
+  }, 500);
+
+  /* quick-reply picker */
+
+  const qr = {
+    toggle: () => document.getElementById("qr-toggle"),
+    picker: () => document.getElementById("qr-picker"),
+    filter: () => document.getElementById("qr-filter"),
+    items: () => $$("#qr-list .qr-item"),
+    visible: () => qr.items().filter((li) => !li.hidden),
+    isOpen: () => { const p = qr.picker(); return !!p && !p.hidden; },
+    open() {
+      const picker = qr.picker();
+      if (!picker) return;
+      picker.hidden = false;
+      qr.toggle().setAttribute("aria-expanded", "true");
+      qr.filter().value = "";
+      qr.apply();
+      qr.filter().focus();
+    },
+    close(refocus) {
+      const picker = qr.picker();
+      if (!picker || picker.hidden) return;
+      picker.hidden = true;
+      qr.toggle().setAttribute("aria-expanded", "false");
+      if (refocus && replyBox()) replyBox().focus();
+    },
+    active() { return qr.items().find((li) => li.getAttribute("aria-selected") === "true"); },
+    activate(li) {
+      for (const item of qr.items()) item.setAttribute("aria-selected", "false");
+      const filter = qr.filter();
+      if (!li) { filter.removeAttribute("aria-activedescendant"); return; }
+      li.setAttribute("aria-selected", "true");
+      filter.setAttribute("aria-activedescendant", li.id);
+      li.scrollIntoView({ block: "nearest" });
+    },
+    apply() {
+      const terms = qr.filter().value.trim().toLowerCase().split(/\s+/).filter(Boolean);
+      for (const li of qr.items()) {
+        const hay = (li.dataset.search || "").toLowerCase();
+        li.hidden = !terms.every((term) => hay.includes(term));
+      }
+      const current = qr.active();
+      qr.activate(current && !current.hidden ? current : qr.visible()[0]);
+    },
+    move(step) {
+      const list = qr.visible();
+      if (!list.length) return;
+      let i = list.indexOf(qr.active());
+      i = i < 0 ? 0 : (i + step + list.length) % list.length;
+      qr.activate(list[i]);
+    },
+    insert(li) {
+      const box = replyBox();
+      if (!li || !box) return;
+      const text = li.dataset.text || "";
+      const start = box.selectionStart ?? box.value.length;
+      const end = box.selectionEnd ?? box.value.length;
+      box.value = box.value.slice(0, start) + text + box.value.slice(end);
+      qr.close(false);
+      box.focus();
+      // land on the first placeholder left to fill, else after the inserted text
+      const inserted = box.value.slice(start, start + text.length);
+      const hole = inserted.search(/\{\w+\}/);
+      if (hole >= 0) {
+        const length = inserted.slice(hole).match(/^\{\w+\}/)[0].length;
+        box.setSelectionRange(start + hole, start + hole + length);
+      } else {
+        box.setSelectionRange(start + text.length, start + text.length);
+      }
+      checkPlaceholders();
+    },
+  };
+
+  document.addEventListener("click", (event) => {
+    const target = event.target;
+    if (!target.closest) return;
+    if (target.closest("#qr-toggle")) {
+      qr.isOpen() ? qr.close(true) : qr.open();
+      return;
+    }
+    const item = target.closest("#qr-list .qr-item");
+    if (item) { qr.insert(item); return; }
+    if (qr.isOpen() && !target.closest("#qr-picker")) qr.close(false);
+    if (target.closest("[data-shortcuts-open]")) openHelp();
+  });
+
+  document.addEventListener("input", (event) => {
+    if (event.target.id === "qr-filter") qr.apply();
+    if (event.target.id === "reply-body") checkPlaceholders();
+  });
+
+  document.addEventListener("change", (event) => {
+    if (event.target.matches("select[data-autosubmit]")) event.target.form.submit();
+    if (event.target.id === "reply-internal") syncNoteMode();
+  });
+
+  /* ------------------------------------------------------------ keyboard */
+
+  function openHelp() {
+    const dialog = document.getElementById("shortcut-help");
+    if (dialog && !dialog.open) dialog.showModal();
+  }
+
+  document.addEventListener("keydown", (event) => {
+    const target = event.target;
+
+    // inside the quick-reply filter
+    if (target.id === "qr-filter") {
+      if (event.key === "ArrowDown") { event.preventDefault(); qr.move(1); }
+      else if (event.key === "ArrowUp") { event.preventDefault(); qr.move(-1); }
+      else if (event.key === "Enter") { event.preventDefault(); qr.insert(qr.active()); }
+      else if (event.key === "Escape") { event.preventDefault(); qr.close(true); }
+      return;
+    }
+    // in the reply box
+    if (target.id === "reply-body") {
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+        event.preventDefault();
+        const form = target.form;
+        if (form && target.value.trim()) form.requestSubmit();
+      } else if (event.key === "Escape") {
+        target.blur();
+      }
+      return;
+    }
+    if (event.key === "Escape") {
+      if (qr.isOpen()) { qr.close(false); return; }
+      if (isTyping(target)) target.blur();
+      return;
+    }
+    if (isTyping(target) || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (document.querySelector("dialog[open]")) return;
+
+    if (event.key === "?") { event.preventDefault(); openHelp(); return; }
+
+    if (queuePage()) {
+      if (event.key === "j") { event.preventDefault(); moveSelection(1); }
+      else if (event.key === "k") { event.preventDefault(); moveSelection(-1); }
+      else if (event.key === "Enter" && selectedId) {
+        const row = queueRows().find((r) => r.dataset.ticketId === selectedId);
+        if (row) { event.preventDefault(); window.location.href = row.dataset.href; }
+      } else if (event.key === "/") {
+        const search = document.getElementById("q");
+        if (search) { event.preventDefault(); search.focus(); search.select(); }
+      }
+      return;
+    }
+    const page = ticketPage();
+    if (page) {
+      if (event.key === "r" && replyBox()) { event.preventDefault(); replyBox().focus(); }
+      else if (event.key === "q" && qr.picker()) { event.preventDefault(); qr.open(); }
+      else if (event.key === "u") { event.preventDefault(); window.location.href = page.dataset.queueUrl; }
+    }
+  });
+
+  /* ------------------------------------------------------------ htmx hooks */
+
+  document.addEventListener("htmx:afterSwap", (event) => {
+    const target = event.detail.target;
+    if (target && target.id === "conversation") {
+      dedupeMessages();
+      const own = event.detail.requestConfig && event.detail.requestConfig.verb === "post";
+      if (!own) {
+        for (const m of $$("#conversation .msg:not(.seen)")) m.classList.add("is-new");
+      }
+      for (const m of $$("#conversation .msg")) m.classList.add("seen");
+      scrollConversation(own);
+    }
+  });
+
+  document.addEventListener("htmx:afterSettle", () => {
+    restoreSelection();
+    tickSla();
+  });
+
+  document.addEventListener("htmx:afterRequest", (event) => {
+    const form = event.detail.elt;
+    if (form && form.id === "reply-form" && event.detail.successful) {
+      form.reset();
+      newClientId();
+      checkPlaceholders();
+      syncNoteMode();
+      replyBox() && replyBox().focus();
+    }
+  });
+
+  document.addEventListener("htmx:responseError", (event) => {
+    if (event.detail.xhr && event.detail.xhr.status >= 500) toast({ title: t("requestFailed"), kind: "danger" });
+  });
+  document.addEventListener("htmx:sendError", () => toast({ title: t("requestFailed"), kind: "danger" }));
+
+  /* ------------------------------------------------------------ live socket */
+
+  const live = {
+    socket: null,
+    attempts: 0,
+    connectedOnce: false,
+    timer: null,
+    ping: null,
+    stopped: false,
+  };
+
+  function setLive(state) {
+    const el = document.getElementById("live-status");
+    if (!el) return;
+    el.dataset.state = state;
+    const text = $(".live-text", el);
+    if (text) text.textContent = state === "open" ? t("live") : state === "closed" ? t("offline") : t("connecting");
+  }
+
+  function handleFrame(frame) {
+    if (!frame || typeof frame !== "object") return;
+    const page = ticketPage();
+    switch (frame.type) {
+      case "ticket.changed":
+        if (queuePage()) {
+          changedTickets.add(String(frame.ticket_id));
+          refreshQueue();
+        }
+        if (page && String(frame.ticket_id) === page.dataset.ticketId) refreshTicket();
+        break;
+      case "sla.breached":
+        toast({
+          title: `${t("slaBreached")} · #${frame.ticket_id}`,
+          text: frame.subject || "",
+          href: `/console/tickets/${encodeURIComponent(frame.ticket_id)}/`,
+          kind: "danger",
+          timeout: 20000,
+        });
+        if (queuePage()) { changedTickets.add(String(frame.ticket_id)); refreshQueue(); }
+        if (page && String(frame.ticket_id) === page.dataset.ticketId) refreshTicket();
+        break;
+      case "shift.reminder": {
+        const banner = document.getElementById("shift-banner");
+        if (banner) banner.hidden = false;
+        const shift = $("[data-shift]");
+        if (shift) shift.classList.add("is-reached");
+        toast({ title: t("shiftReached"), kind: "warn", timeout: 0 });
+        break;
+      }
+      case "assignment":
+        toast({
+          title: t("newAssignment"),
+          text: `#${frame.ticket_id} ${frame.subject || ""}`,
+          href: `/console/tickets/${encodeURIComponent(frame.ticket_id)}/`,
+          kind: "info",
+          timeout: 15000,
+        });
+        if (queuePage()) refreshQueue();
+        break;
+      default:
+        break;
+    }
+  }
+
+  function connect() {
+    const path = body.dataset.wsPath;
+    if (!path || !("WebSocket" in window) || live.stopped) return;
+    const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+    let socket;
+    try {
+      socket = new WebSocket(`${scheme}//${window.location.host}${path}`);
+    } catch (e) {
+      scheduleReconnect();
+      return;
+    }
+    live.socket = socket;
+    setLive("connecting");
+    socket.addEventListener("open", () => {
+      const reconnected = live.connectedOnce;
+      live.connectedOnce = true;
+      live.attempts = 0;
+      setLive("open");
+      clearInterval(live.ping);
+      live.ping = setInterval(() => {
+        if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: "ping" }));
+      }, 25000);
+      // frames sent while we were away are lost: the database is the truth, re-read it
+      if (reconnected) {
+        if (queuePage()) refreshQueue();
+        if (ticketPage()) refreshTicket();
+      }
+    });
+    socket.addEventListener("message", (event) => {
+      let frame;
+      try { frame = JSON.parse(event.data); } catch (e) { return; }
+      handleFrame(frame);
+    });
+    socket.addEventListener("close", (event) => {
+      clearInterval(live.ping);
+      if (live.socket === socket) live.socket = null;
+      setLive("closed");
+      if (event.code === 4401) { // the session ended
+        live.stopped = true;
+        window.location.href = `/accounts/login/?next=${encodeURIComponent(window.location.pathname + window.location.search)}`;
+        return;
+      }
+      if (event.code === 4403) { live.stopped = true; return; }
+      scheduleReconnect();
+    });
+  }
+
+  function scheduleReconnect() {
+    if (live.stopped || live.timer) return;
+    const base = Math.min(30000, 1000 * 2 ** live.attempts);
+    const delay = Math.round(base * (0.5 + Math.random() / 2)); // jitter: not every console at once
+    live.attempts = Math.min(live.attempts + 1, 10);
+    live.timer = setTimeout(() => { live.timer = null; connect(); }, delay);
+  }
+
+  function reconnectNow() {
+    if (live.socket || live.stopped) return;
+    clearTimeout(live.timer);
+    live.timer = null;
+    live.attempts = 0;
+    connect();
+  }
+
+  window.addEventListener("online", reconnectNow);
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) reconnectNow(); });
+
+  /* ------------------------------------------------------------ start */
+
+  window.CSW = { lastSeq, toast, handleFrame };
+
+  tickSla();
+  tickShift();
+  setInterval(tickSla, 1000);
+  setInterval(tickShift, 30000);
+  if (ticketPage()) {
+    for (const m of $$("#conversation .msg")) m.classList.add("seen");
+    scrollConversation(true);
+    newClientId();
+    syncNoteMode();
+  }
+  if (body.hasAttribute("data-console")) connect();
+})();
