@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "accounts",
     "merchants",
     "tickets",
+    "compensation",
     "cs_portal",
 ]
 

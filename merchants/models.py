@@ -64,6 +64,7 @@ class Order(models.Model):
     released_at = models.DateTimeField(_("released to merchant at"), null=True, blank=True)
     # disputes on an order still in escrow: while above zero it is not released
     open_disputes = models.PositiveSmallIntegerField(_("open disputes"), default=0)
+    refunded_fen = models.BigIntegerField(_("refunded (fen)"), default=0)
 
     class Meta:
         verbose_name = _("order")
@@ -75,10 +76,18 @@ class Order(models.Model):
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(amount_fen__gte=0), name="order_amount_fen_non_negative"),
+            models.CheckConstraint(
+                condition=models.Q(refunded_fen__gte=0, refunded_fen__lte=models.F("amount_fen")),
+                name="order_refund_within_amount",
+            ),
         ]
 
     def __str__(self) -> str:
         return self.order_no
+
+    @property
+    def refundable_fen(self) -> int:
+        return self.amount_fen - self.refunded_fen
 
 
 class Shipment(models.Model):

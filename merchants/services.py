@@ -82,10 +82,12 @@ def record_order_paid(*, order: Order, now: datetime | None = None) -> Movement:
 
 
 def _release(order: Order, account: MerchantAccount, now: datetime, note: str) -> None:
-    _move(account, bucket="pending", kind=Movement.Kind.ORDER_RELEASED, amount_fen=-order.amount_fen,
-          now=now, order=order, note=note)
-    _move(account, bucket="available", kind=Movement.Kind.ORDER_RELEASED, amount_fen=order.amount_fen,
-          now=now, order=order, note=note)
+    amount = order.amount_fen - order.refunded_fen  # what a partial refund left in escrow
+    if amount:
+        _move(account, bucket="pending", kind=Movement.Kind.ORDER_RELEASED, amount_fen=-amount,
+              now=now, order=order, note=note)
+        _move(account, bucket="available", kind=Movement.Kind.ORDER_RELEASED, amount_fen=amount,
+              now=now, order=order, note=note)
     account.save(update_fields=["pending_fen", "available_fen", "updated_at"])
     order.escrow_status = Order.EscrowStatus.RELEASED
     order.released_at = now
@@ -239,6 +241,45 @@ def convert_hold_to_refund(*, ticket_id: int, amount_fen: int, now: datetime) ->
     hold.settled_at = now
     hold.save(update_fields=["status", "settled_at"])
     return hold
+
+
+def refund_order(*, order_id: int, ticket_id: int, amount_fen: int, now: datetime) -> tuple[Order, str]:
+    """Refund ``amount_fen`` of an order to its buyer (inside the remedy's
+    transaction): from the escrow while the money is pending; once released,
+    by converting the ticket's dispute hold, else from the merchant's balance
+    (available, then deposit). Returns the order and the source used."""
+    assert transaction.get_connection().in_atomic_block, "runs inside the remedy's transaction"
+    _check_amount(amount_fen)
+    order = Order.objects.select_for_update().get(pk=order_id)
+    if amount_fen > order.refundable_fen:
+        raise AmountInvalid(f"At most {order.refundable_fen} fen is left to refund on this order.")
+    if order.escrow_status == Order.EscrowStatus.PENDING:
+        account = lock_account(order.merchant_id)
+        _move(account, bucket="pending", kind=Movement.Kind.ORDER_REFUNDED, amount_fen=-amount_fen, now=now, order=order)
+        account.save(update_fields=["pending_fen", "updated_at"])
+        source = "escrow"
+    elif FundHold.objects.filter(ticket_id=ticket_id, status=FundHold.Status.HELD, order=order).exists():
+        convert_hold_to_refund(ticket_id=ticket_id, amount_fen=amount_fen, now=now)
+        source = "hold"
+    else:
+        account = lock_account(order.merchant_id)
+        from_available = min(amount_fen, account.available_fen)
+        from_deposit = amount_fen - from_available
+        if from_deposit > account.deposit_fen:
+            raise ExceedsWithdrawable("The merchant's balance and deposit cannot cover this refund.")
+        if from_available:
+            _move(account, bucket="available", kind=Movement.Kind.REFUND, amount_fen=-from_available, now=now, order=order)
+        if from_deposit:
+            _move(account, bucket="deposit", kind=Movement.Kind.REFUND, amount_fen=-from_deposit, now=now, order=order)
+        account.save(update_fields=["available_fen", "deposit_fen", "updated_at"])
+        source = "balance"
+    order.refunded_fen += amount_fen
+    fields = ["refunded_fen"]
+    if order.refunded_fen == order.amount_fen and order.escrow_status == Order.EscrowStatus.PENDING:
+        order.escrow_status = Order.EscrowStatus.REFUNDED
+        fields.append("escrow_status")
+    order.save(update_fields=fields)
+    return order, source
 
 
 # --- payouts ----------------------------------------------------------------------

@@ -1,0 +1,9 @@
+from merchants.tests.factories import paid_order
+from tickets.tests.factories import ticket_in_state
+
+
+def remedy_ticket(*, buyer, agent, merchant, amount_fen: int = 2_990, released: bool = False, category="not_received",
+                  state="assigned"):
+    """An assigned ticket on a paid, shipped order (in escrow unless ``released``)."""
+    order = paid_order(merchant=merchant, buyer=buyer, amount_fen=amount_fen, released=released)
+    return ticket_in_state(state, buyer=buyer, agent=agent, order=order, category=category)

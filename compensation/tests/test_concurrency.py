@@ -1,0 +1,74 @@
+"""Real parallel transactions on PostgreSQL: quotas grant exactly min(N, K),
+the budget is never overspent, one key makes one remedy, approvals race once."""
+
+import pytest
+
+from accounts import roles
+from accounts.tests.factories import UserFactory
+from compensation import ledger, services
+from compensation.models import AgentQuota, BudgetDay, Coupon, Policy, Remedy
+from compensation.tests.factories import remedy_ticket
+from tests.concurrency import race, requires_postgres
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def _coupon(agent, ticket, key=None):
+    return services.apply_remedy(actor=agent, ticket_id=ticket.pk, kind="coupon", reason="安抚", idempotency_key=key)
+
+
+def test_quota_grants_exactly_min_n_k(buyer, agent, merchant):
+    requires_postgres()
+    Policy.objects.update_or_create(pk=1, defaults={"agent_monthly_quota": 3, "buyer_daily_cap": 100})
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+
+    results, errors = race(lambda i: _coupon(agent, ticket).status_code, 8)
+
+    assert errors == []
+    assert sorted(results) == [201] * 3 + [202] * 5
+    assert AgentQuota.objects.get(agent=agent).used == 3
+    assert Coupon.objects.count() == 3
+    assert ledger.verify().ok
+
+
+def test_budget_is_never_overspent(buyer, merchant):
+    requires_postgres()
+    Policy.objects.update_or_create(pk=1, defaults={"daily_budget_fen": 2_000, "buyer_daily_cap": 100})
+    agents = [UserFactory(role=roles.AGENT) for _ in range(8)]
+    ticket = remedy_ticket(buyer=buyer, agent=agents[0], merchant=merchant)
+
+    results, errors = race(lambda i: _coupon(agents[i], ticket).status_code, 8)
+
+    assert errors == []
+    assert results.count(201) == 4  # 4 × ¥5 = the ¥20 budget
+    day = BudgetDay.objects.get()
+    assert day.spent_fen == 2_000 and day.breaker_open
+    assert sum(Coupon.objects.values_list("value_fen", flat=True)) == 2_000
+
+
+def test_same_key_from_eight_threads_makes_one_remedy(buyer, agent, merchant):
+    requires_postgres()
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+
+    results, errors = race(lambda i: _coupon(agent, ticket, key="same-key"), 8)
+
+    assert errors == []
+    assert len({r.remedy_id for r in results}) == 1
+    assert sum(not r.replayed for r in results) == 1
+    assert Remedy.objects.count() == 1 and Coupon.objects.count() == 1
+
+
+def test_two_supervisors_approve_at_once_executes_once(buyer, agent, merchant):
+    requires_postgres()
+    Policy.objects.update_or_create(pk=1, defaults={"value_cap_fen": 100})
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant, amount_fen=3_000)
+    pending = services.apply_remedy(actor=agent, ticket_id=ticket.pk, kind="refund", reason="丢件")
+    leads = [UserFactory(role=roles.SUPERVISOR) for _ in range(2)]
+
+    results, errors = race(lambda i: services.approve_remedy(actor=leads[i], remedy_id=pending.remedy_id), 2)
+
+    assert len(results) == 1 and len(errors) == 1 and errors[0].code == "already_decided"
+    ticket.order.refresh_from_db()
+    assert ticket.order.refunded_fen == 3_000
+    assert BudgetDay.objects.get().spent_fen == 3_000
+    assert ledger.verify().ok

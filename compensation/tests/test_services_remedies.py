@@ -1,0 +1,263 @@
+"""apply_remedy, approvals, the breaker, policy and blacklist through the services."""
+
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db.models import Sum
+from django.utils import timezone
+
+from accounts.tests.factories import UserFactory
+from compensation import ledger, services
+from compensation.errors import (
+    AmountInvalid,
+    BudgetStillExhausted,
+    BuyerBlacklisted,
+    IdempotencyConflict,
+    InvalidInput,
+    OrderNotEligible,
+    OwnRequest,
+    PermissionDenied,
+    RemedyDecided,
+    TicketClosed,
+)
+from compensation.models import (
+    AgentQuota,
+    BlacklistEntry,
+    BudgetDay,
+    Coupon,
+    LedgerEntry,
+    Policy,
+    PolicyChange,
+    Remedy,
+)
+from compensation.tests.factories import remedy_ticket
+from merchants.models import MerchantAccount, Order, ResendTask
+from tickets.models import Message, TicketEvent
+
+
+def _apply(agent, ticket, kind="refund", **kwargs):
+    return services.apply_remedy(actor=agent, ticket_id=ticket.pk, kind=kind, reason=kwargs.pop("reason", "丢件赔付"), **kwargs)
+
+
+@pytest.mark.django_db
+def test_refund_inside_every_cap_executes_from_escrow(buyer, agent, merchant):
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant, amount_fen=2_990)
+    result = _apply(agent, ticket)
+    assert result.status_code == 201 and result.body["status"] == "executed" and result.body["amount_fen"] == 2_990
+    remedy = Remedy.objects.get()
+    assert remedy.self_service and remedy.executed_at
+    order = Order.objects.get(pk=ticket.order_id)
+    assert (order.refunded_fen, order.escrow_status) == (2_990, "refunded")
+    assert MerchantAccount.objects.get(merchant=merchant).pending_fen == 0
+    assert AgentQuota.objects.get(agent=agent).used == 1
+    assert BudgetDay.objects.get().spent_fen == 2_990
+    entries = list(LedgerEntry.objects.values_list("account", "amount_fen"))
+    assert entries == [(f"escrow:order:{order.pk}", -2_990), (f"buyer:{buyer.pk}", 2_990)]
+    assert TicketEvent.objects.filter(ticket=ticket, kind="remedy_executed").exists()
+    assert Message.objects.filter(ticket=ticket, author_role="system", body__contains="¥29.90").exists()
+
+
+@pytest.mark.django_db
+def test_resend_plus_coupon_combo(buyer, agent, merchant):
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    result = _apply(agent, ticket, kind="resend", with_coupon=True)
+    assert result.status_code == 201
+    task = ResendTask.objects.get()
+    assert task.ticket_id == ticket.pk and task.status == "open"
+    coupon = Coupon.objects.get()
+    assert (coupon.value_fen, coupon.threshold_fen, coupon.buyer_id) == (500, 0, buyer.pk)
+    assert coupon.expires_at > timezone.now() + timedelta(days=29)
+    assert BudgetDay.objects.get().spent_fen == 500
+    assert LedgerEntry.objects.aggregate(total=Sum("amount_fen"))["total"] == 0
+    assert Message.objects.filter(ticket=ticket, body__contains=coupon.code).exists()
+
+
+@pytest.mark.django_db
+def test_partial_refund_plus_coupon_from_merchant_balance(buyer, agent, merchant):
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant, amount_fen=4_000, released=True,
+                           category="logistics_delay")
+    result = _apply(agent, ticket, amount_fen=1_000, with_coupon=True)
+    assert result.status_code == 201
+    assert MerchantAccount.objects.get(merchant=merchant).available_fen == 3_000
+    assert Order.objects.get(pk=ticket.order_id).refundable_fen == 3_000
+    assert BudgetDay.objects.get().spent_fen == 1_500
+    # a second refund never goes past what is left
+    with pytest.raises(AmountInvalid):
+        _apply(agent, ticket, amount_fen=3_001)
+
+
+@pytest.mark.django_db
+def test_refund_on_disputed_order_converts_the_hold(buyer, agent, merchant):
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant, amount_fen=3_000, released=True)
+    assert MerchantAccount.objects.get(merchant=merchant).held_fen == 3_000
+    _apply(agent, ticket)
+    account = MerchantAccount.objects.get(merchant=merchant)
+    assert (account.held_fen, account.available_fen) == (0, 0)
+    assert ticket.order.holds.get().status == "converted"
+
+
+@pytest.mark.django_db
+def test_caps_route_to_approval_with_reasons(buyer, agent, merchant):
+    policy = services.get_policy()
+    Policy.objects.filter(pk=policy.pk).update(value_cap_fen=1_000, buyer_daily_cap=0)
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant, amount_fen=2_000)
+    result = _apply(agent, ticket)
+    assert result.status_code == 202
+    assert result.body["status"] == "pending_approval"
+    assert set(result.body["reasons"]) == {"over_value_cap", "buyer_daily_cap"}
+    assert AgentQuota.objects.get(agent=agent).used == 0  # nothing consumed
+    assert BudgetDay.objects.get().spent_fen == 0 and not LedgerEntry.objects.exists()
+
+
+@pytest.mark.django_db
+def test_quota_and_flagged_buyer_route_to_approval(buyer, agent, merchant):
+    Policy.objects.update_or_create(pk=1, defaults={"agent_monthly_quota": 1, "buyer_daily_cap": 10})
+    first = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    assert _apply(agent, first, kind="coupon").status_code == 201
+    second = _apply(agent, first, kind="coupon")
+    assert second.status_code == 202 and second.body["reasons"] == ["quota_exhausted"]
+    buyer.account_status = "flagged"
+    buyer.save()
+    other = UserFactory(role="agent")
+    third = _apply(other, first, kind="coupon")
+    assert third.body["reasons"] == ["buyer_flagged"]
+
+
+@pytest.mark.django_db
+def test_breaker_opens_when_spend_reaches_budget_and_resets(buyer, agent, merchant, supervisor):
+    Policy.objects.update_or_create(pk=1, defaults={"daily_budget_fen": 1_000, "buyer_daily_cap": 10})
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    assert _apply(agent, ticket, kind="coupon").status_code == 201   # 500
+    assert _apply(agent, ticket, kind="coupon").status_code == 201   # 1,000: reaches the budget
+    assert BudgetDay.objects.get().breaker_open
+    blocked = _apply(agent, ticket, kind="coupon")
+    assert blocked.status_code == 202 and blocked.body["reasons"] == ["breaker_open"]
+    with pytest.raises(BudgetStillExhausted):
+        services.reset_breaker(actor=supervisor, reason="大促加预算")
+    with pytest.raises(PermissionDenied):
+        services.reset_breaker(actor=agent, reason="x", budget_fen=5_000)
+    day = services.reset_breaker(actor=supervisor, reason="大促加预算", budget_fen=5_000)
+    assert not day.breaker_open and day.resets.get().reset_by_id == supervisor.pk
+    assert _apply(agent, ticket, kind="coupon").status_code == 201
+
+
+@pytest.mark.django_db
+def test_breaker_closes_at_day_rollover(buyer, agent, merchant):
+    BudgetDay.objects.create(date=timezone.localdate() - timedelta(days=1), budget_fen=100, spent_fen=100, breaker_open=True)
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    assert _apply(agent, ticket, kind="coupon").status_code == 201
+
+
+@pytest.mark.django_db
+def test_refusals_are_422_and_leave_nothing(buyer, other_buyer, agent, merchant, supervisor):
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    with pytest.raises(AmountInvalid):
+        _apply(agent, ticket, amount_fen=0)
+    with pytest.raises(AmountInvalid):
+        _apply(agent, ticket, amount_fen=10**9)
+    with pytest.raises(AmountInvalid):
+        _apply(agent, ticket, kind="resend", amount_fen=100)
+    with pytest.raises(InvalidInput):
+        _apply(agent, ticket, kind="gold")
+    with pytest.raises(InvalidInput):
+        _apply(agent, ticket, reason="  ")
+    services.add_to_blacklist(actor=supervisor, kind="account", value=buyer.username, reason="恶意索赔", window_days=3)
+    with pytest.raises(BuyerBlacklisted):
+        _apply(agent, ticket)
+    unshipped = remedy_ticket(buyer=other_buyer, agent=agent, merchant=merchant)
+    Order.objects.filter(pk=unshipped.order_id).update(status="paid")
+    with pytest.raises(OrderNotEligible):
+        _apply(agent, unshipped, kind="resend")
+    closed = remedy_ticket(buyer=other_buyer, agent=agent, merchant=merchant, state="closed")
+    with pytest.raises(TicketClosed):
+        _apply(agent, closed, kind="coupon")
+    with pytest.raises(PermissionDenied):
+        _apply(buyer, ticket, kind="coupon")
+    assert not Remedy.objects.exists() and not LedgerEntry.objects.exists()
+
+
+@pytest.mark.django_db
+def test_idempotency_replays_and_conflicts(buyer, agent, merchant):
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    first = _apply(agent, ticket, kind="coupon", idempotency_key="k-1")
+    again = _apply(agent, ticket, kind="coupon", idempotency_key="k-1")
+    assert again.replayed and again.body == first.body and again.status_code == 201
+    with pytest.raises(IdempotencyConflict):
+        _apply(agent, ticket, kind="coupon", amount_fen=300, idempotency_key="k-1")
+    assert Remedy.objects.count() == 1 and Coupon.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_approval_executes_once_and_never_by_the_requester(buyer, agent, merchant, supervisor):
+    Policy.objects.update_or_create(pk=1, defaults={"value_cap_fen": 1_000})
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant, amount_fen=5_000)
+    pending = _apply(agent, ticket)
+    with pytest.raises(PermissionDenied):
+        services.approve_remedy(actor=agent, remedy_id=pending.remedy_id)
+    own = UserFactory(role="supervisor")
+    own_request = _apply(own, ticket, kind="coupon")
+    with pytest.raises(OwnRequest):
+        services.approve_remedy(actor=own, remedy_id=own_request.remedy_id)
+    remedy = services.approve_remedy(actor=supervisor, remedy_id=pending.remedy_id, reason="核实丢件")
+    assert remedy.status == "executed" and remedy.decided_by_id == supervisor.pk and not remedy.self_service
+    assert Order.objects.get(pk=ticket.order_id).refunded_fen == 5_000
+    with pytest.raises(RemedyDecided):
+        services.approve_remedy(actor=supervisor, remedy_id=pending.remedy_id)
+    with pytest.raises(RemedyDecided):
+        services.reject_remedy(actor=supervisor, remedy_id=pending.remedy_id)
+    rejected = services.reject_remedy(actor=supervisor, remedy_id=own_request.remedy_id, reason="不符合")
+    assert rejected.status == "rejected" and not Coupon.objects.filter(remedy=rejected).exists()
+
+
+@pytest.mark.django_db
+def test_policy_changes_are_recorded(supervisor, agent):
+    policy = services.update_policy(actor=supervisor, changes={"coupon_fen": 800, "value_cap_fen": 5_000}, reason="大促")
+    assert policy.coupon_fen == 800
+    change = PolicyChange.objects.get()
+    assert change.changed_by_id == supervisor.pk and change.changes == {"coupon_fen": [500, 800]}
+    with pytest.raises(PermissionDenied):
+        services.update_policy(actor=agent, changes={"coupon_fen": 1})
+    with pytest.raises(InvalidInput):
+        services.update_policy(actor=supervisor, changes={"nonsense": 1})
+    with pytest.raises(InvalidInput):
+        services.update_policy(actor=supervisor, changes={"coupon_fen": -1})
+
+
+@pytest.mark.django_db
+def test_blacklist_from_daily_counts(buyer, other_buyer, agent, merchant):
+    from compensation.models import BuyerCounter
+
+    BuyerCounter.objects.create(buyer=buyer, date=timezone.localdate(), count=4)
+    BuyerCounter.objects.create(buyer=other_buyer, date=timezone.localdate(), count=3)
+    added = services.blacklist_from_daily_counts(max_remedies=3, max_tickets=5)
+    assert [e.value for e in added] == [buyer.username]
+    assert services.blacklist_from_daily_counts(max_remedies=3, max_tickets=5) == []
+    entry = BlacklistEntry.objects.get()
+    assert entry.source == "daily_counts" and entry.window_days == 3
+
+
+@pytest.mark.django_db
+def test_ledger_verifies_and_detects_tampering(buyer, agent, merchant, capsys):
+    Policy.objects.update_or_create(pk=1, defaults={"buyer_daily_cap": 10})
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    _apply(agent, ticket, amount_fen=1_000, with_coupon=True)
+    _apply(agent, ticket, kind="coupon")
+    assert ledger.verify().ok and ledger.verify().entries == 6
+    call_command("verify_ledger")
+    assert "Ledger OK: 6 entries" in capsys.readouterr().out
+    entry = LedgerEntry.objects.order_by("id")[1]
+    LedgerEntry.objects.filter(pk=entry.pk).update(amount_fen=999)
+    result = ledger.verify()
+    assert result.bad_hashes == [entry.pk] and result.unbalanced_remedies == [entry.remedy_id]
+    with pytest.raises(CommandError):
+        call_command("verify_ledger")
+
+
+@pytest.mark.django_db
+def test_unbalanced_lines_are_refused(buyer, agent, merchant):
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    result = _apply(agent, ticket, kind="coupon")
+    with pytest.raises(ValueError):
+        ledger.post(remedy=Remedy.objects.get(pk=result.remedy_id), lines=[("a", 1, "")], now=timezone.now())
