@@ -17,6 +17,8 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.roles import AGENT, BUYER, MERCHANT_STAFF, SUPERVISOR, ensure_role_groups
 from accounts.services import create_user
+from compensation import services as compensation
+from cs_portal.errors import DomainError
 from merchants import services as escrow
 from merchants.models import Merchant, MerchantStaff, Order, Shipment, ShipmentEvent
 from tickets import services as ticket_services
@@ -162,6 +164,7 @@ class Command(BaseCommand):
         orders = self._orders(rng, buyers, merchants)
         self._tickets(rng, agents, lead, orders)
         self._money(rng, agents, lead, merchants, buyers)
+        self._remedies(agents)
 
     def _queues(self) -> dict[str, Queue]:
         specs = [
@@ -375,6 +378,29 @@ class Command(BaseCommand):
                 escrow.settle_payout(payout_id=payout.pk, paid=paid, reason="" if paid else "收款账户名不符",
                                      now=now - timedelta(days=6 - i))
         escrow.recompute_credit_scores(now=now)
+
+    def _remedies(self, agents: list[User]) -> None:
+        """A few remedies: self-service coupons and resends, and refunds over
+        the value cap waiting in the supervisor's approval queue."""
+        compensation.get_policy()
+        candidates = list(
+            Ticket.objects.filter(status__in=[Ticket.Status.ASSIGNED, Ticket.Status.WAITING_MERCHANT],
+                                  order__isnull=False, assignee__isnull=False)
+            .select_related("order", "assignee").order_by("pk")[:8]
+        )
+        for i, ticket in enumerate(candidates):
+            actor = ticket.assignee
+            if i % 4 == 0:
+                kind, extra = "resend", {"with_coupon": True}
+            elif i % 4 == 1:
+                kind, extra = "coupon", {}
+            else:
+                kind, extra = "refund", {}
+            try:
+                compensation.apply_remedy(actor=actor, ticket_id=ticket.pk, kind=kind, reason="双十一物流延误补偿",
+                                          idempotency_key=f"seed-remedy-{ticket.pk}", **extra)
+            except DomainError:
+                continue  # an order that cannot take this remedy: the demo simply skips it
 
     def _demo_order(self, rng: random.Random, merchant: Merchant, buyer: User, name: str, variant: str,
                     amount: int, *, placed, status: str) -> Order:
