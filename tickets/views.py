@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 from rest_framework.exceptions import ValidationError
 
@@ -77,7 +77,13 @@ EVENT_REASONS = {
     "merchant_replied": gettext_lazy("the merchant replied"),
 }
 STATUS_LABELS = dict(Ticket.Status.choices)
-TIER_LABELS = dict(sla.TIER_CHOICES)
+# the tiers by their own names ("Agent" alone is also a role and a message author)
+TIER_LABELS = {
+    sla.TIER_AGENT: pgettext_lazy("tier", "Agent"),
+    sla.TIER_TEAM_LEAD: pgettext_lazy("tier", "Team lead"),
+    sla.TIER_HEAD: pgettext_lazy("tier", "Head"),
+    sla.TIER_ALL_LEVELS: pgettext_lazy("tier", "All levels"),
+}
 
 
 # --- access ----------------------------------------------------------------------
@@ -174,6 +180,14 @@ def _agent_bar(request) -> dict:
     }
 
 
+def _span(delta) -> str:
+    """``00:38``, ``12:05`` or ``1:02:03``: a duration as the countdowns show it."""
+    seconds = max(0, int(delta.total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes:02d}:{seconds:02d}"
+
+
 def _hours_minutes(seconds: int) -> str:
     hours, rest = divmod(max(0, int(seconds)), 3600)
     return f"{hours}:{rest // 60:02d}"
@@ -212,6 +226,8 @@ def queue(request):
         filters = replace(filters, active_only=True)
     tickets = selectors.console_queue(user=request.user, filters=filters)
     page = Paginator(tickets, QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
+    for row in page:
+        row.tier_label = TIER_LABELS.get(row.tier, row.tier)
     keep = request.GET.copy()
     keep.pop("page", None)
     context = {
@@ -328,7 +344,13 @@ def reply(request, ticket_id: int):
         raise Http404 from None
     except DomainError as error:
         return _error_fragment(request, error, target="#reply-error")
-    return render(request, "tickets/_messages.html", {"conversation": [message], "clear_error": True})
+    # the header changes too (first response, a resumed ticket): swap it out of band
+    ticket = _ticket_or_404(request, ticket_id)
+    context = {
+        **_state_context(request, ticket, with_timeline=False),
+        "conversation": [message], "clear_error": True, "oob_head": True,
+    }
+    return render(request, "tickets/_messages.html", context)
 
 
 @require_GET
@@ -347,7 +369,7 @@ def new_messages(request, ticket_id: int):
 # --- display helpers ---------------------------------------------------------------
 
 
-def _state_context(request, ticket: Ticket) -> dict:
+def _state_context(request, ticket: Ticket, *, with_timeline: bool = True) -> dict:
     names = selectors.available_transitions(ticket=ticket, user=request.user)
     actions = [
         {"name": name, "label": TRANSITION_LABELS[name], "primary": name in PRIMARY_TRANSITIONS}
@@ -358,8 +380,9 @@ def _state_context(request, ticket: Ticket) -> dict:
         "ticket": ticket,
         "actions": actions,
         "reassign_to": selectors.agents_for_assignment() if "reassign" in names else [],
-        "timeline": _timeline(ticket),
+        "timeline": _timeline(ticket) if with_timeline else [],
         "tier_label": TIER_LABELS.get(ticket.tier, ticket.tier),
+        "first_response": _span(ticket.first_response_at - ticket.created_at) if ticket.first_response_at else "",
         "now": timezone.now(),
     }
 
@@ -384,7 +407,8 @@ def _timeline(ticket: Ticket) -> list[dict]:
                     % {"before": TIER_LABELS.get(before, before), "after": TIER_LABELS.get(after, after)}
                 )
         if data.get("queue"):
-            details.append(_("queue %(queue)s") % {"queue": data["queue"]})
+            name = ticket.queue.name if ticket.queue and ticket.queue.code == data["queue"] else data["queue"]
+            details.append(_("queue %(queue)s") % {"queue": name})
         if data.get("reason") in EVENT_REASONS:
             details.append(str(EVENT_REASONS[data["reason"]]))
         if data.get("amount_fen"):

@@ -67,6 +67,10 @@
         el.classList.remove("is-overdue");
       }
     }
+    for (const el of $$("[data-waiting-since]")) {
+      if (el._since === undefined) el._since = Date.parse(el.dataset.waitingSince);
+      if (!Number.isNaN(el._since)) el.textContent = `${t("waiting")} ${formatSpan(current - el._since)}`;
+    }
     for (const el of $$(".sla[data-sla-paused]")) {
       if (el.textContent !== t("paused")) el.textContent = t("paused");
     }

@@ -233,6 +233,9 @@ def test_reply_creates_the_next_message(console, agent, buyer, order):
     html = response.content.decode()
     assert f'id="msg-{last + 1}"' in html and "您好，马上为您查询。" in html and "<html" not in html
     assert 'id="reply-error"' in html and 'hx-swap-oob="true"' in html
+    # the header comes along out of band: the first response is now recorded
+    assert re.search(r'<section id="ticket-state"[^>]*hx-swap-oob="true"', html)
+    assert "data-waiting-since" not in html
 
 
 @pytest.mark.django_db
