@@ -136,7 +136,13 @@ class TicketListApi(GenericAPIView):
     @extend_schema(operation_id="tickets_list", parameters=LIST_PARAMS, responses=TicketOutput(many=True))
     def get(self, request):
         filters = parse_ticket_filters(request.query_params, user=request.user)
-        tickets = selectors.ticket_list(user=request.user, filters=filters).order_by("-created_at", "-id")
+        # a list row shows only the queue's code: join just that (the console joins more)
+        tickets = (
+            selectors.ticket_list(user=request.user, filters=filters)
+            .select_related(None)
+            .select_related("queue")
+            .order_by("-created_at", "-id")
+        )
         page = self.paginate_queryset(tickets)
         return self.get_paginated_response(TicketOutput(page, many=True, context={"now": timezone.now()}).data)
 

@@ -210,6 +210,13 @@ class Ticket(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
             models.Index(fields=["buyer", "-created_at"], name="ticket_buyer_recent"),
             models.Index(fields=["merchant", "-created_at"], name="ticket_merchant_recent"),
             models.Index(fields=["grade", "status"], name="ticket_grade_status"),
+            # the console queue: active tickets, most urgent deadline first (Ticket.ACTIVE,
+            # written out because the class attribute is not visible inside Meta)
+            models.Index(
+                fields=["due_at", "created_at", "id"],
+                condition=models.Q(status__in=["open", "assigned", "waiting_merchant", "waiting_buyer"]),
+                name="ticket_active_due",
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(tier__gte=1, tier__lte=4), name="ticket_tier_range"),
