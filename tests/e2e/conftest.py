@@ -47,3 +47,4 @@ def browser_page(chromium):
     page.on("pageerror", lambda error: page.errors.append(str(error)))
     yield page
     context.close()
+

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from io import StringIO
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.db import connections
 
 from accounts.models import User
 from tickets import services
@@ -24,6 +26,22 @@ from tickets.models import Message, Ticket
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+def orm(fn):
+    """Run ``fn`` (ORM reads, a service call) in a worker thread and close its
+    connection there: the test thread hosts Playwright's event loop, where a
+    connection would be context-local, never closed, and keep the test
+    database from being dropped (and ``async_to_sync`` publishing would fail)."""
+
+    def run():
+        try:
+            return fn()
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(run).result()
 
 
 def _pick_ticket() -> Ticket:
@@ -43,7 +61,7 @@ def demo_data(transactional_db):
 
 
 def test_agent_works_a_ticket_from_queue_to_resolved(live_server, demo_data, browser_page):
-    ticket = _pick_ticket()
+    ticket = orm(_pick_ticket)
     assert ticket is not None, "the demo data has an open ticket with a shipped order"
     shipment = ticket.order.shipment
     page = browser_page
@@ -136,13 +154,13 @@ def test_agent_works_a_ticket_from_queue_to_resolved(live_server, demo_data, bro
     assert ticket.order.order_no in text and shipment.carrier in text and shipment.tracking_no in text
     assert "{" not in text
     assert page.locator("#placeholder-warning").is_hidden()
-    last_seq = Ticket.objects.get(pk=ticket.pk).last_seq
+    last_seq = orm(lambda: Ticket.objects.get(pk=ticket.pk).last_seq)
     page.focus("#reply-body")
     page.keyboard.press("Control+Enter")
     page.wait_for_selector(f"#msg-{last_seq + 1}.msg-agent")
     assert page.input_value("#reply-body") == ""
     assert page.locator("#ticket-state [data-waiting-since]").count() == 0  # the header came along
-    message = Message.objects.get(ticket=ticket, seq=last_seq + 1)
+    message = orm(lambda: Message.objects.select_related("author").get(ticket_id=ticket.pk, seq=last_seq + 1))
     assert (message.body, message.internal, message.author.username) == (text, False, "agent1")
     page.wait_for_timeout(300)
     page.screenshot(path=str(SHOTS / "console-ticket.png"))
@@ -157,7 +175,7 @@ def test_agent_works_a_ticket_from_queue_to_resolved(live_server, demo_data, bro
     page.click("[data-transition=resolve]")
     page.wait_for_selector("[data-ticket-status=resolved]")
     assert page.locator("[data-ticket-status]").inner_text() == "已解决"
-    assert Ticket.objects.get(pk=ticket.pk).status == "resolved"
+    assert orm(lambda: Ticket.objects.get(pk=ticket.pk).status) == "resolved"
     assert set(page.locator("[data-transition]").evaluate_all("els => els.map(e => e.dataset.transition)")) == {
         "close", "reopen"
     }
@@ -165,12 +183,12 @@ def test_agent_works_a_ticket_from_queue_to_resolved(live_server, demo_data, bro
 
     # meanwhile the ticket is closed elsewhere: the stale "reopen" is refused inline
     # (a 409 swapped into the page with the fresh state), never a blank page or a 500
-    services.transition_ticket(actor=User.objects.get(username="agent1"), ticket_id=ticket.pk, name="close")
+    orm(lambda: services.transition_ticket(actor=User.objects.get(username="agent1"), ticket_id=ticket.pk, name="close"))
     page.click("[data-transition=reopen]")
     error = page.locator("#ticket-state .inline-error")
     error.wait_for()
     assert error.get_attribute("data-code") == "illegal_transition" and "操作未完成" in error.inner_text()
     assert page.locator("[data-ticket-status]").inner_text() == "已关闭"
     assert page.locator("[data-transition]").count() == 0
-    assert Ticket.objects.get(pk=ticket.pk).status == "closed"
+    assert orm(lambda: Ticket.objects.get(pk=ticket.pk).status) == "closed"
     assert page.errors == []
