@@ -69,12 +69,32 @@ EVENT_LABELS = {
     "dispute_opened": gettext_lazy("Dispute opened"),
     "dispute_settled": gettext_lazy("Dispute settled"),
     "resend_missed": gettext_lazy("Merchant missed the resend deadline"),
+    "remedy_requested": gettext_lazy("Remedy sent for approval"),
+    "remedy_executed": gettext_lazy("Remedy granted"),
+    "remedy_rejected": gettext_lazy("Remedy rejected"),
+    "merchant_accept_refund": gettext_lazy("Merchant accepted the refund"),
+    "merchant_contest": gettext_lazy("Merchant contested the claim"),
+}
+# the compensation app's words for what its timeline rows carry (tickets never imports it)
+REMEDY_KINDS = {
+    "refund": gettext_lazy("Refund"),
+    "resend": gettext_lazy("Resend"),
+    "coupon": gettext_lazy("Coupon"),
+}
+APPROVAL_REASONS = {
+    "quota_exhausted": gettext_lazy("agent quota used up"),
+    "over_value_cap": gettext_lazy("over the value cap"),
+    "buyer_daily_cap": gettext_lazy("buyer's daily cap reached"),
+    "breaker_open": gettext_lazy("budget breaker open"),
+    "buyer_flagged": gettext_lazy("buyer flagged"),
 }
 EVENT_REASONS = {
     "sla_breach": gettext_lazy("SLA deadline passed"),
     "resend_missed": gettext_lazy("resend deadline missed"),
     "buyer_replied": gettext_lazy("the buyer replied"),
     "merchant_replied": gettext_lazy("the merchant replied"),
+    "merchant_accept_refund": gettext_lazy("the merchant accepted the refund"),
+    "merchant_contest": gettext_lazy("the merchant contested"),
 }
 STATUS_LABELS = dict(Ticket.Status.choices)
 # the tiers by their own names ("Agent" alone is also a role and a message author)
@@ -390,42 +410,61 @@ def _state_context(request, ticket: Ticket, *, with_timeline: bool = True) -> di
 def _timeline(ticket: Ticket) -> list[dict]:
     entries = []
     for event in selectors.ticket_timeline(ticket=ticket):
-        data = event.data or {}
-        details = []
-        if "from" in data and "to" in data and data["from"] != data["to"]:
-            details.append(
-                _("%(before)s → %(after)s")
-                % {"before": STATUS_LABELS.get(data["from"], data["from"]),
-                   "after": STATUS_LABELS.get(data["to"], data["to"])}
-            )
-        if "tier_from" in data or "tier_before" in data:
-            before = data.get("tier_from", data.get("tier_before"))
-            after = data.get("tier_to", data.get("tier_after"))
-            if before != after:
-                details.append(
-                    _("tier %(before)s → %(after)s")
-                    % {"before": TIER_LABELS.get(before, before), "after": TIER_LABELS.get(after, after)}
-                )
-        if data.get("queue"):
-            name = ticket.queue.name if ticket.queue and ticket.queue.code == data["queue"] else data["queue"]
-            details.append(_("queue %(queue)s") % {"queue": name})
-        if data.get("reason") in EVENT_REASONS:
-            details.append(str(EVENT_REASONS[data["reason"]]))
-        if data.get("amount_fen"):
-            details.append(_("held %(amount)s") % {"amount": format_fen(data["amount_fen"])})
-        if data.get("escrow") == "kept_in_escrow":
-            details.append(_("money kept in escrow"))
-        if "score" in data:
-            details.append(_("score %(score)s/10") % {"score": data["score"]})
+        data = event.data if isinstance(event.data, dict) else {}
         entries.append({
             "kind": event.kind,
-            "label": EVENT_LABELS.get(event.kind, event.kind),
+            "label": EVENT_LABELS.get(event.kind) or event.kind.replace("_", " "),
             "actor": event.actor.name if event.actor_id else _("System"),
             "created_at": event.created_at,
-            "details": details,
-            "note": data.get("note", ""),
+            "details": _event_details(ticket, event.kind, data),
+            "note": data.get("note") or data.get("text") or "",
+            "evidence": [pk for pk in data.get("evidence_ids", []) if isinstance(pk, int)],
         })
     return entries
+
+
+def _event_details(ticket: Ticket, kind: str, data: dict) -> list[str]:
+    """One event's data in words: status and tier moves, queue, reason, money."""
+    details = []
+    if "from" in data and "to" in data and data["from"] != data["to"]:
+        details.append(
+            _("%(before)s → %(after)s")
+            % {"before": STATUS_LABELS.get(data["from"], data["from"]),
+               "after": STATUS_LABELS.get(data["to"], data["to"])}
+        )
+    if "tier_from" in data or "tier_before" in data:
+        before = data.get("tier_from", data.get("tier_before"))
+        after = data.get("tier_to", data.get("tier_after"))
+        if before != after:
+            details.append(
+                _("tier %(before)s → %(after)s")
+                % {"before": TIER_LABELS.get(before, before), "after": TIER_LABELS.get(after, after)}
+            )
+    if data.get("queue"):
+        name = ticket.queue.name if ticket.queue and ticket.queue.code == data["queue"] else data["queue"]
+        details.append(_("queue %(queue)s") % {"queue": name})
+    if data.get("reason") in EVENT_REASONS:
+        details.append(str(EVENT_REASONS[data["reason"]]))
+    amount = data.get("amount_fen")
+    if kind.startswith("dispute_"):
+        if amount:
+            details.append(
+                (_("hold released %(amount)s") if data.get("released") else _("held %(amount)s"))
+                % {"amount": format_fen(amount)}
+            )
+        if data.get("escrow") == "kept_in_escrow":
+            details.append(_("money kept in escrow"))
+    elif kind.startswith("remedy_"):
+        label = REMEDY_KINDS.get(data.get("kind"), data.get("kind") or "")
+        details.append(f"{label} {format_fen(amount)}".strip() if amount else str(label))
+        if data.get("with_coupon"):
+            details.append(str(REMEDY_KINDS["coupon"]))
+        reasons = [str(APPROVAL_REASONS.get(r, r)) for r in data.get("reasons", []) if isinstance(r, str)]
+        if reasons:
+            details.append(_("needs approval: %(reasons)s") % {"reasons": ", ".join(reasons)})
+    if "score" in data:
+        details.append(_("score %(score)s/10") % {"score": data["score"]})
+    return [d for d in details if d]
 
 
 PLACEHOLDER = re.compile(r"(\{\w+\})")

@@ -586,5 +586,14 @@
     newClientId();
     syncNoteMode();
   }
-  if (body.hasAttribute("data-console")) connect();
+  if (body.hasAttribute("data-console")) {
+    connect();
+    // the database is the truth, the socket only wakes us: re-read now and then
+    // anyway, in case a frame was lost (or came from a process whose in-memory layer we miss)
+    setInterval(() => {
+      if (document.hidden) return;
+      if (queuePage() && !isTyping(document.activeElement)) refreshQueue();
+      if (ticketPage()) refreshTicket();
+    }, 60000);
+  }
 })();

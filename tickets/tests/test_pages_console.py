@@ -223,6 +223,22 @@ def test_ticket_page_shows_conversation_order_and_timeline(console, agent, buyer
 
 
 @pytest.mark.django_db
+def test_timeline_puts_other_apps_events_in_words(console, agent, buyer):
+    ticket = ticket_in_state("assigned", buyer=buyer, agent=agent)
+    TicketEvent.objects.create(ticket=ticket, kind="remedy_requested", actor=agent,
+                               data={"remedy_id": 1, "kind": "refund", "amount_fen": 500, "reasons": ["over_value_cap"]})
+    TicketEvent.objects.create(ticket=ticket, kind="merchant_contest", data={"text": "11-12 已签收", "evidence_ids": [7]})
+    TicketEvent.objects.create(ticket=ticket, kind="something_new", data=[1, 2])  # odd data never breaks the page
+    response = console.get(f"/console/tickets/{ticket.pk}/", HTTP_ACCEPT_LANGUAGE="en")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Remedy sent for approval" in html and "Refund ¥5.00" in html and "over the value cap" in html
+    assert "held ¥5.00" not in html
+    assert "Merchant contested the claim" in html and "11-12 已签收" in html and 'href="/api/v1/evidence/7/"' in html
+    assert "something new" in html
+
+
+@pytest.mark.django_db
 def test_reply_creates_the_next_message(console, agent, buyer, order):
     ticket = ticket_in_state("assigned", buyer=buyer, agent=agent, order=order)
     last = ticket.last_seq
