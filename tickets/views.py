@@ -10,13 +10,13 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from functools import wraps
+from urllib.parse import urlsplit
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.translation import gettext as _
@@ -121,8 +121,10 @@ def staff_required(view):
         if not request.user.is_authenticated:
             if _is_htmx(request):
                 # the session ran out under an open console: send the whole page to login
+                current = urlsplit(request.headers.get("HX-Current-URL", ""))
+                back_to = (current.path or "/") + (f"?{current.query}" if current.query else "")
                 response = HttpResponse(status=401)
-                response["HX-Redirect"] = f"{reverse('login')}?next={request.headers.get('HX-Current-URL', '/')}"
+                response["HX-Redirect"] = redirect_to_login(back_to)["Location"]
                 return response
             return redirect_to_login(request.get_full_path())
         if not roles.is_agent(request.user):

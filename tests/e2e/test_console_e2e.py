@@ -23,7 +23,7 @@ from accounts.models import User
 from tickets import services
 from tickets.models import Message, Ticket
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, reset_sequences=True), pytest.mark.timeout(180)]
 
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 

@@ -50,9 +50,9 @@ def test_anonymous_is_sent_to_login(client, buyer, order):
 
 @pytest.mark.django_db
 def test_anonymous_htmx_request_redirects_the_whole_page(client):
-    response = client.get("/console/", **TABLE, HTTP_HX_CURRENT_URL="/console/?grade=2")
+    response = client.get("/console/", **TABLE, HTTP_HX_CURRENT_URL="http://testserver/console/?grade=2&mine=1")
     assert response.status_code == 401
-    assert response["HX-Redirect"].startswith("/accounts/login/?next=")
+    assert response["HX-Redirect"] == "/accounts/login/?next=/console/%3Fgrade%3D2%26mine%3D1"
 
 
 @pytest.mark.django_db
