@@ -381,3 +381,30 @@ def test_credit_page_shows_the_components_and_history(portal, merchant, other_me
 def test_credit_page_before_any_score(portal, merchant):
     html = portal.get("/merchant/credit/").content.decode()
     assert 'id="credit-score">100<' in html
+
+
+@pytest.mark.django_db
+def test_tasks_payouts_and_credit_pages_queries_do_not_grow(portal, merchant, merchant_user,
+                                                            django_assert_max_num_queries):
+    fund(merchant, available_fen=1_000_000)
+
+    def add(n: int, start: int) -> None:
+        for i in range(start, start + n):
+            _task(merchant, ticket_id=1000 + i, hours_left=-1 if i % 2 else 30)
+            services.request_payout(actor=merchant_user, merchant_id=merchant.pk, amount_fen=100 + i,
+                                    idempotency_key=f"k{i}")
+        services.mark_missed_resends()  # half of them missed; each sweep adds a credit score row
+
+    def counts() -> list[int]:
+        found = []
+        for path in ("/merchant/tasks/", "/merchant/payouts/", "/merchant/credit/"):
+            portal.get(path)
+            with django_assert_max_num_queries(12) as captured:
+                assert portal.get(path).status_code == 200
+            found.append(len(captured.captured_queries))
+        return found
+
+    add(2, 0)
+    few = counts()
+    add(12, 2)  # more open tasks, missed ones, payouts over a page, a longer credit history
+    assert counts() == few
