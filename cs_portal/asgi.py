@@ -8,6 +8,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cs_portal.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
+from django.conf import settings  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
@@ -19,3 +20,10 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+if settings.RUN_JOBS_IN_PROCESS:
+    # the embedded default: SLA sweeps and reminders publish through the
+    # in-memory channel layer, which only this process's sockets can hear
+    from cs_portal.periodic import EmbeddedJobs  # noqa: E402
+
+    application = EmbeddedJobs(application)

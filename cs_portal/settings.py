@@ -128,6 +128,9 @@ CELERY_BEAT_SCHEDULE = {
     "credit-scores": {"task": "merchants.tasks.credit_scores", "schedule": timedelta(hours=6)},
 }
 
+# The embedded default runs those jobs inside the server process (scripts/dev sets it).
+RUN_JOBS_IN_PROCESS = env.bool("RUN_JOBS_IN_PROCESS", default=False)
+
 # --- Auth -----------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "/accounts/login/"

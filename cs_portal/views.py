@@ -1,7 +1,7 @@
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponseNotFound, JsonResponse
+from django.http import HttpResponseNotFound, HttpResponseServerError, JsonResponse
 from django.shortcuts import redirect
-from django.template.loader import render_to_string
+from django.template.loader import get_template, render_to_string
 
 from accounts import roles
 
@@ -29,4 +29,5 @@ def not_found(request, exception=None):
 def server_error(request):
     if _wants_json(request):
         return JsonResponse({"code": "server_error", "detail": "Something went wrong on our side."}, status=500)
-    return JsonResponse({"code": "server_error", "detail": "Something went wrong on our side."}, status=500)
+    # a static page: rendering must not depend on what just failed
+    return HttpResponseServerError(get_template("500.html").template.source)

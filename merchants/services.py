@@ -303,7 +303,7 @@ def request_payout(*, actor, merchant_id: int, amount_fen: int, idempotency_key:
     _check_amount(amount_fen)
     key = (idempotency_key or "").strip()
     if not key or len(key) > 128:
-        raise AmountInvalid("Idempotency-Key is 1–128 characters.") from None
+        raise InvalidInput("Idempotency-Key is 1–128 characters.", field="idempotency_key")
     digest = request_hash({"amount_fen": amount_fen})
     account = lock_account(merchant_id)  # serialises payouts of this merchant
     existing = Payout.objects.filter(merchant_id=merchant_id, idempotency_key=key).first()

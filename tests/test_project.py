@@ -15,10 +15,18 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = ["accounts", "merchants", "tickets", "compensation"]  # lower ← higher
 
 
+# set for the browser tests' event loop; a deploy check must not inherit it
+TEST_ONLY_ENV = ("DJANGO_ALLOW_ASYNC_UNSAFE",)
+
+
+def _child_env(extra: dict | None = None) -> dict:
+    return {**{k: v for k, v in os.environ.items() if k not in TEST_ONLY_ENV}, **(extra or {})}
+
+
 def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120,
-        env={**os.environ, **(env or {})},
+        env=_child_env(env),
     )
 
 
@@ -35,7 +43,7 @@ def test_check_deploy_is_clean_with_production_settings():
 
 
 def test_production_settings_refuse_to_start_without_a_secret_key():
-    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+    env = {k: v for k, v in _child_env().items() if k != "SECRET_KEY"}
     env["DEBUG"] = "0"
     result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, capture_output=True, text=True,
                             env=env, timeout=120)

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 
 from accounts import roles
 from cs_portal.api import filter_choice
-from cs_portal.errors import PermissionDenied
+from cs_portal.errors import InvalidInput, PermissionDenied
 from tickets import selectors, services, sla
 from tickets.models import AgentProfile, Message, OvertimeRequest, Playbook, Queue, Rating, Ticket, TicketEvent
 from tickets.selectors import TicketFilters
@@ -62,20 +62,21 @@ def _int(value, name: str) -> int:
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise serializers.ValidationError({name: "Expected an integer."}) from None
+        raise InvalidInput(f"{name}: expected an integer.", field=name) from None
     if number < 0 or number > 2**62:
-        raise serializers.ValidationError({name: "Out of range."})
+        raise InvalidInput(f"{name}: out of range.", field=name)
     return number
 
 
 def parse_ticket_filters(params, *, user) -> TicketFilters:
-    """Query parameters → ``TicketFilters``; shared by the API and the console."""
+    """Query parameters → ``TicketFilters``; shared by the API and the console
+    (raises ``InvalidInput``, a 400 with code ``invalid``, for a bad value)."""
     statuses = None
     if raw := params.get("status"):
         statuses = [s for s in raw.split(",") if s]
         unknown = set(statuses) - set(Ticket.Status.values)
         if unknown:
-            raise serializers.ValidationError({"status": f"Unknown status {', '.join(sorted(unknown))}."})
+            raise InvalidInput(f"status: unknown status {', '.join(sorted(unknown))[:64]}.", field="status")
     queue_id = None
     if raw := params.get("queue"):
         if raw.isdigit():
@@ -83,10 +84,10 @@ def parse_ticket_filters(params, *, user) -> TicketFilters:
         else:
             queue_id = Queue.objects.filter(code=raw[:32]).values_list("pk", flat=True).first()
             if queue_id is None:
-                raise serializers.ValidationError({"queue": f"Unknown queue {raw[:32]!r}."})
+                raise InvalidInput(f"queue: unknown queue {raw[:32]!r}.", field="queue")
     grade = params.get("grade") or None
     if grade and grade not in sla.GRADE_DEADLINES:
-        raise serializers.ValidationError({"grade": f"Unknown grade {grade[:16]!r}."})
+        raise InvalidInput(f"grade: unknown grade {grade[:16]!r}.", field="grade")
     assignee_id, unassigned = None, False
     if raw := params.get("assignee"):
         if raw == "me":

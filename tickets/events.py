@@ -55,6 +55,8 @@ def ticket_changed(ticket: Ticket) -> None:
 
 def message_posted(message: Message) -> None:
     publish_on_commit([ticket_group(message.ticket_id)], message_payload(message))
+    # staff consoles get a notice without the body, and fetch what they may see
+    publish_on_commit([CONSOLE], {"type": "message.posted", "ticket_id": message.ticket_id, "seq": message.seq})
 
 
 def sla_breached(breach: SlaBreach, ticket: Ticket) -> None:

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from django.contrib.auth.models import Group
 from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django_fsm import can_proceed
 
@@ -94,7 +94,10 @@ def ticket_list(*, user, filters: TicketFilters, now: datetime | None = None) ->
 
 def console_queue(*, user, filters: TicketFilters, now: datetime | None = None) -> QuerySet[Ticket]:
     """The console's queue: most urgent deadline first, then oldest."""
-    return ticket_list(user=user, filters=filters, now=now).order_by("due_at", "created_at", "id")
+    # paused tickets (no deadline) last on every database, as the partial index orders them
+    return ticket_list(user=user, filters=filters, now=now).order_by(
+        F("due_at").asc(nulls_last=True), "created_at", "id"
+    )
 
 
 def messages_visible_to(*, user, ticket: Ticket) -> QuerySet[Message]:

@@ -22,7 +22,6 @@ from django.utils.cache import patch_vary_headers
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, pgettext_lazy
 from django.views.decorators.http import require_GET, require_POST
-from rest_framework.exceptions import ValidationError
 
 from accounts import roles
 from cs_portal.errors import DomainError, InvalidInput
@@ -241,8 +240,8 @@ def queue(request):
     filter_error, status = None, 200
     try:
         filters = parse_ticket_filters(params, user=request.user)
-    except ValidationError as exc:
-        filter_error, status = _validation_text(exc), 400
+    except InvalidInput as exc:
+        filter_error, status = str(exc.detail), 400
         filters = TicketFilters()
     if not filters.status and not show_all:
         filters = replace(filters, active_only=True)
@@ -283,16 +282,6 @@ def queue(request):
         response = render(request, "tickets/queue.html", context, status=status)
     patch_vary_headers(response, ["HX-Request", "HX-Target"])
     return response
-
-
-def _validation_text(exc: ValidationError) -> str:
-    detail = exc.detail
-    if isinstance(detail, dict):
-        parts = []
-        for value in detail.values():
-            parts.extend(str(v) for v in (value if isinstance(value, list) else [value]))
-        return " ".join(parts)
-    return " ".join(str(v) for v in detail) if isinstance(detail, list) else str(detail)
 
 
 # --- one ticket ------------------------------------------------------------------

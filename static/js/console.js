@@ -491,6 +491,10 @@
         toast({ title: t("shiftReached"), kind: "warn", timeout: 0 });
         break;
       }
+      case "message.posted":
+        // the body stays on the server: fetch the new messages of the open ticket
+        if (page && String(frame.ticket_id) === page.dataset.ticketId) htmx.trigger(document.body, "refresh-messages");
+        break;
       case "assignment":
         toast({
           title: t("newAssignment"),

@@ -178,6 +178,10 @@ def _open_dispute(*, ticket: Ticket, actor, now) -> None:
     in the ticket's own transaction."""
     if not _is_dispute(ticket):
         return
+    if ticket.party == Party.BUYER:
+        # the merchant's money is at stake: the merchant sees the ticket and can answer it
+        ticket.party = Party.BOTH
+        ticket.save(update_fields=["party", "updated_at"])
     hold = escrow.place_dispute_hold(
         order=ticket.order, ticket_id=ticket.pk, reason=Category(ticket.category).label, now=now
     )

@@ -31,6 +31,9 @@ async def test_staff_connect_and_receive_ticket_changes(agent, buyer, order):
     connected, _ = await communicator.connect()
     assert connected
     ticket = await database_sync_to_async(open_ticket)(buyer=buyer, order=order)
+    # the opening message is announced (without its body), then the routing
+    first = await communicator.receive_json_from(timeout=5)
+    assert first == {"type": "message.posted", "ticket_id": ticket.pk, "seq": 1}
     frame = await communicator.receive_json_from(timeout=5)
     assert frame["type"] == "ticket.changed" and frame["ticket_id"] == ticket.pk
     await database_sync_to_async(services.transition_ticket)(actor=agent, ticket_id=ticket.pk, name="assign")

@@ -176,3 +176,26 @@ def test_order_confirm_api(api, buyer, other_buyer, merchant):
     again = api(buyer).post(f"/api/v1/orders/{order.pk}/confirm/")
     assert again.status_code == 409 and again.json()["code"] == "order_not_releasable"
     assert Order.objects.get(pk=order.pk).escrow_status == "released"
+
+
+@pytest.mark.django_db
+def test_merchant_sees_and_answers_a_dispute_that_holds_its_money(buyer, released_order, merchant_user, other_merchant_user):
+    from tickets.selectors import tickets_visible_to
+
+    ticket = open_ticket(buyer=buyer, order=released_order, category="not_received")
+    assert ticket.party == "both"
+    assert list(tickets_visible_to(user=merchant_user).values_list("pk", flat=True)) == [ticket.pk]
+    assert not tickets_visible_to(user=other_merchant_user).exists()
+    services.respond_as_merchant(actor=merchant_user, ticket_id=ticket.pk, action="accept_refund")
+    assert TicketEvent.objects.filter(ticket=ticket, kind="merchant_accept_refund").exists()
+
+
+@pytest.mark.django_db
+def test_payout_without_a_usable_key_is_a_400_on_the_key(merchant, merchant_user):
+    from merchants import services as merchant_services
+    from merchants.errors import InvalidInput as KeyInvalid
+
+    fund(merchant, available_fen=1_000)
+    with pytest.raises(KeyInvalid) as refused:
+        merchant_services.request_payout(actor=merchant_user, merchant_id=merchant.pk, amount_fen=100, idempotency_key=" ")
+    assert refused.value.extra["field"] == "idempotency_key" and refused.value.code == "invalid"

@@ -1,26 +1,13 @@
-"""Run the periodic jobs inline, beside the server, in the embedded default.
-
-Production runs the same table (``CELERY_BEAT_SCHEDULE``) with Celery beat;
-this loop exists so that one process on a laptop gets SLA sweeps and shift
-reminders too.
-"""
+"""Run the periodic jobs inline in a loop (or once), outside the server."""
 
 from __future__ import annotations
 
-import logging
 import signal
 import time
 
-from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from cs_portal.celery import app
-
-logger = logging.getLogger(__name__)
-
-
-def _seconds(schedule) -> float:
-    return schedule.total_seconds() if hasattr(schedule, "total_seconds") else float(schedule)
+from cs_portal.periodic import Schedule
 
 
 class Command(BaseCommand):
@@ -30,9 +17,7 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="run every job once and exit")
 
     def handle(self, *args, once: bool = False, **options) -> None:
-        app.loader.import_default_modules()
-        jobs = {name: (entry["task"], _seconds(entry["schedule"])) for name, entry in settings.CELERY_BEAT_SCHEDULE.items()}
-        next_run = dict.fromkeys(jobs, 0.0)
+        schedule = Schedule()
         stop = {"now": False}
 
         def _stop(*_):
@@ -40,19 +25,11 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
-        self.stdout.write(f"Periodic jobs: {', '.join(f'{n} every {s:g}s' for n, (_, s) in jobs.items())}")
+        self.stdout.write(f"Periodic jobs: {schedule.describe()}")
         while not stop["now"]:
-            now = time.monotonic()
-            for name, (task_name, every) in jobs.items():
-                if now < next_run[name]:
-                    continue
-                next_run[name] = now + every
-                try:
-                    result = app.tasks[task_name].apply().get()
-                    if result:
-                        self.stdout.write(f"{name}: {result}")
-                except Exception:  # one failing job must not stop the others
-                    logger.exception("periodic job %s failed", name)
+            for name, result in schedule.run_due().items():
+                if result:
+                    self.stdout.write(f"{name}: {result}")
             if once:
                 return
             time.sleep(1)

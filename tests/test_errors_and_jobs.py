@@ -1,0 +1,53 @@
+"""The 500 handler answers in the caller's language (JSON or HTML); the
+embedded default runs the periodic jobs inside the server process."""
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from channels.db import database_sync_to_async
+from django.test import RequestFactory
+from django.utils import timezone
+
+from cs_portal.periodic import EmbeddedJobs, Schedule
+from cs_portal.views import server_error
+from tickets.models import SlaBreach, Ticket
+from tickets.tests.factories import open_ticket
+
+
+def test_server_error_is_json_for_the_api_and_html_for_pages():
+    api = server_error(RequestFactory().get("/api/v1/tickets/"))
+    assert api.status_code == 500 and api["Content-Type"] == "application/json"
+    page = server_error(RequestFactory().get("/console/"))
+    assert page.status_code == 500 and b"Something went wrong" in page.content and b"{%" not in page.content
+
+
+def test_schedule_knows_every_beat_job():
+    schedule = Schedule()
+    assert set(schedule.jobs) >= {"sla-sweep", "shift-reminders", "auto-confirm", "resend-deadlines"}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_embedded_jobs_run_the_sla_sweep_inside_the_server(buyer, order):
+    def overdue():
+        ticket = open_ticket(buyer=buyer, order=order)
+        Ticket.objects.filter(pk=ticket.pk).update(due_at=timezone.now() - timedelta(minutes=5))
+        return ticket
+
+    ticket = await database_sync_to_async(overdue)()
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append(scope["type"])
+
+    wrapped = EmbeddedJobs(app)
+    await wrapped({"type": "http"}, None, None)
+    try:
+        for _ in range(100):
+            if await database_sync_to_async(SlaBreach.objects.filter(ticket_id=ticket.pk).exists)():
+                break
+            await asyncio.sleep(0.1)
+        assert await database_sync_to_async(SlaBreach.objects.filter(ticket_id=ticket.pk).exists)()
+        assert seen == ["http"]
+    finally:
+        wrapped.task.cancel()
