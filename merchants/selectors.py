@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import Count, Min, QuerySet
 
 from accounts.roles import is_agent, is_buyer, is_merchant_staff
 from cs_portal.errors import NotFound
 from merchants.escrow import Figures
-from merchants.models import FundHold, Merchant, MerchantAccount, MerchantStaff, Order
+from merchants.models import CreditScore, FundHold, Merchant, MerchantAccount, MerchantStaff, Order, Payout, ResendTask
 
 
 def merchant_id_for(*, user) -> int | None:
@@ -113,3 +113,40 @@ def balance_explanation(*, merchant: Merchant) -> BalanceExplanation:
         .order_by("-placed_at")[:HOLDS_SHOWN]
     )
     return BalanceExplanation(merchant, figures, lines, len(held) > HOLDS_SHOWN, disputed)
+
+
+# --- the portal's reads (always for one merchant) ---------------------------------
+
+
+def resend_tasks_for(*, merchant: Merchant, open_only: bool | None = None) -> QuerySet[ResendTask]:
+    """Open tasks nearest deadline first (``open_only=True``), the decided ones
+    newest first (``False``), or all of them."""
+    tasks = ResendTask.objects.filter(merchant=merchant).select_related("order")
+    if open_only is True:
+        return tasks.filter(status=ResendTask.Status.OPEN).order_by("deadline_at", "id")
+    if open_only is False:
+        return tasks.exclude(status=ResendTask.Status.OPEN).order_by("-created_at", "-id")
+    return tasks.order_by("deadline_at", "id")
+
+
+def get_task_for(*, merchant: Merchant, task_id: int) -> ResendTask | None:
+    return resend_tasks_for(merchant=merchant).filter(pk=task_id).first()
+
+
+def open_task_summary(*, merchant: Merchant) -> dict:
+    """``{"count", "next_deadline"}`` of the merchant's open resend tasks (one query)."""
+    return ResendTask.objects.filter(merchant=merchant, status=ResendTask.Status.OPEN).aggregate(
+        count=Count("pk"), next_deadline=Min("deadline_at")
+    )
+
+
+def payouts_for(*, merchant: Merchant) -> QuerySet[Payout]:
+    return Payout.objects.filter(merchant=merchant).order_by("-created_at", "-id")
+
+
+def credit_history_for(*, merchant: Merchant, limit: int) -> list[CreditScore]:
+    return list(CreditScore.objects.filter(merchant=merchant).order_by("-computed_at", "-id")[:limit])
+
+
+def active_hold_for_ticket(*, merchant: Merchant, ticket_id: int) -> FundHold | None:
+    return FundHold.objects.filter(merchant=merchant, ticket_id=ticket_id, status=FundHold.Status.HELD).first()

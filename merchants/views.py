@@ -21,7 +21,6 @@ from functools import wraps
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import Paginator
-from django.db.models import Count, Min
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -33,10 +32,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts import roles
 from cs_portal.errors import DomainError
 from cs_portal.money import format_fen
-from merchants import services
+from merchants import selectors, services
 from merchants.errors import AmountInvalid
 from merchants.escrow import Figures
-from merchants.models import CreditScore, FundHold, Payout, ResendTask
+from merchants.models import FundHold, ResendTask
 from merchants.selectors import balance_explanation, merchant_for
 
 # a resend deadline closer than this is shown in red
@@ -207,9 +206,7 @@ def overview(request, merchant):
         for line in explained.holds
     ]
     disputed = [{"order": order, "amount": format_fen(order.amount_fen)} for order in explained.disputed_in_escrow]
-    tasks = ResendTask.objects.filter(merchant=merchant, status=ResendTask.Status.OPEN).aggregate(
-        count=Count("pk"), next_deadline=Min("deadline_at")
-    )
+    tasks = selectors.open_task_summary(merchant=merchant)
     context = {
         **_common(merchant, "overview"),
         "money": money,
@@ -230,16 +227,14 @@ def _tasks_context(merchant, *, row_state: dict | None = None) -> dict:
     """Open tasks (nearest deadline first), then the fulfilled and missed ones;
     ``row_state`` adds an error or a confirmation to one row."""
     now = timezone.now()
-    mine = ResendTask.objects.filter(merchant=merchant).select_related("order")
-    open_rows = [_task_row(t, now) for t in mine.filter(status=ResendTask.Status.OPEN).order_by("deadline_at", "id")]
+    open_rows = [_task_row(t, now) for t in selectors.resend_tasks_for(merchant=merchant, open_only=True)]
     done_rows = [
-        _task_row(t, now)
-        for t in mine.exclude(status=ResendTask.Status.OPEN).order_by("-created_at", "-id")[:TASK_HISTORY_SHOWN]
+        _task_row(t, now) for t in selectors.resend_tasks_for(merchant=merchant, open_only=False)[:TASK_HISTORY_SHOWN]
     ]
     if row_state:
         rows = [row for row in open_rows + done_rows if row["task"].pk == row_state["task_id"]]
         if not rows:  # just fulfilled: show it on top of the open ones
-            rows = [_task_row(ResendTask.objects.select_related("order").get(pk=row_state["task_id"]), now)]
+            rows = [_task_row(selectors.get_task_for(merchant=merchant, task_id=row_state["task_id"]), now)]
             open_rows.insert(0, rows[0])
         rows[0].update(row_state)
     return {**_common(merchant, "tasks"), "open_tasks": open_rows, "done_tasks": done_rows, "carriers": CARRIERS}
@@ -257,7 +252,7 @@ def tasks(request, merchant):
 def fulfil_task(request, merchant, task_id: int):
     """Enter the carrier and tracking number of a resend; answer with the row
     (htmx) or the whole page, the error inline with its 4xx status."""
-    task = ResendTask.objects.filter(pk=task_id, merchant=merchant).select_related("order").first()
+    task = selectors.get_task_for(merchant=merchant, task_id=task_id)
     if task is None:
         if is_htmx(request):
             return render(request, "merchants/_task_missing.html", status=404)
@@ -269,7 +264,7 @@ def fulfil_task(request, merchant, task_id: int):
     except DomainError as error:
         status, state = error.status, {"task_id": task.pk, "error": portal_error(error), "entered": entered}
     if is_htmx(request):
-        task = ResendTask.objects.select_related("order").get(pk=task.pk)
+        task = selectors.get_task_for(merchant=merchant, task_id=task.pk)
         context = {**_task_row(task, timezone.now()), **state, "carriers": CARRIERS}
         return render(request, "merchants/_task_row.html", context, status=status)
     return render(request, "merchants/tasks.html", _tasks_context(merchant, row_state=state), status=status)
@@ -306,7 +301,7 @@ def _payout_panel(merchant, *, result: dict | None = None, error: dict | None = 
 
 
 def _payout_history(request, merchant) -> dict:
-    payouts = Payout.objects.filter(merchant=merchant).order_by("-created_at", "-id")
+    payouts = selectors.payouts_for(merchant=merchant)
     page = Paginator(payouts, PAYOUTS_PAGE_SIZE).get_page(request.GET.get("page"))
     return {"page": page, "rows": [{"payout": p, "amount": format_fen(p.amount_fen)} for p in page]}
 
@@ -353,9 +348,7 @@ def payouts(request, merchant):
 @merchant_staff_required
 def credit(request, merchant):
     """The credit score with its three parts and its history."""
-    history = list(
-        CreditScore.objects.filter(merchant=merchant).order_by("-computed_at", "-id")[:CREDIT_HISTORY_SHOWN]
-    )
+    history = selectors.credit_history_for(merchant=merchant, limit=CREDIT_HISTORY_SHOWN)
     latest = history[0] if history else None
     components = []
     if latest is not None:

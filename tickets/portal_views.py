@@ -21,11 +21,11 @@ from django.views.decorators.http import require_GET, require_POST
 
 from cs_portal.errors import DomainError
 from cs_portal.money import format_fen
-from merchants.models import FundHold
+from merchants import selectors as merchant_selectors
 from merchants.views import is_htmx, merchant_staff_required
 from tickets import selectors, services
 from tickets.errors import TicketNotFound
-from tickets.models import Evidence, Ticket
+from tickets.models import Ticket
 from tickets.services.merchant_side import MAX_IMAGE_BYTES, MAX_IMAGES
 
 LIST_PAGE_SIZE = 50
@@ -127,10 +127,7 @@ def _ticket_or_404(request, ticket_id: int) -> Ticket:
 def ticket_detail(request, merchant, ticket_id: int):
     ticket = _ticket_or_404(request, ticket_id)
     messages = list(selectors.messages_visible_to(user=request.user, ticket=ticket))
-    hold = (
-        FundHold.objects.filter(merchant=merchant, ticket_id=ticket.pk, status=FundHold.Status.HELD)
-        .only("amount_fen").first()
-    )
+    hold = merchant_selectors.active_hold_for_ticket(merchant=merchant, ticket_id=ticket.pk)
     order = ticket.order if ticket.order_id else None
     context = {
         "merchant": merchant,
@@ -144,7 +141,7 @@ def ticket_detail(request, merchant, ticket_id: int):
             for item in (order.items or []) if isinstance(item, dict)
         ] if order else [],
         "conversation": messages,
-        "evidence": list(Evidence.objects.filter(ticket=ticket).order_by("created_at", "id")),
+        "evidence": selectors.evidence_for(ticket=ticket),
         "hold_amount": format_fen(hold.amount_fen) if hold else "",
         "can_write": ticket.status != Ticket.Status.CLOSED,
         "can_answer": ticket.is_active,

@@ -212,3 +212,8 @@ def get_evidence_for(*, user, evidence_id: int):
     ):
         raise TicketNotFound("Evidence not found.")
     return evidence
+
+
+def evidence_for(*, ticket: Ticket) -> list:
+    """The evidence images of a ticket the viewer already may see, oldest first."""
+    return list(ticket.evidence.order_by("created_at", "id"))
