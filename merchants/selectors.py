@@ -9,7 +9,17 @@ from django.db.models import Count, Min, QuerySet
 from accounts.roles import is_agent, is_buyer, is_merchant_staff
 from cs_portal.errors import NotFound
 from merchants.escrow import Figures
-from merchants.models import CreditScore, FundHold, Merchant, MerchantAccount, MerchantStaff, Order, Payout, ResendTask
+from merchants.models import (
+    CreditScore,
+    FundHold,
+    Merchant,
+    MerchantAccount,
+    MerchantStaff,
+    Order,
+    OrderChange,
+    Payout,
+    ResendTask,
+)
 
 
 def merchant_id_for(*, user) -> int | None:
@@ -150,3 +160,8 @@ def credit_history_for(*, merchant: Merchant, limit: int) -> list[CreditScore]:
 
 def active_hold_for_ticket(*, merchant: Merchant, ticket_id: int) -> FundHold | None:
     return FundHold.objects.filter(merchant=merchant, ticket_id=ticket_id, status=FundHold.Status.HELD).first()
+
+
+def order_changes_for(*, order: Order) -> list[OrderChange]:
+    """The order's change history, newest first."""
+    return list(order.changes.select_related("actor").order_by("-created_at", "-id")[:20])

@@ -13,5 +13,6 @@ urlpatterns = [
     path("tickets/<int:ticket_id>/state/", views.ticket_state, name="ticket-state"),
     path("tickets/<int:ticket_id>/messages/", views.new_messages, name="messages"),
     path("tickets/<int:ticket_id>/reply/", views.reply, name="reply"),
+    path("tickets/<int:ticket_id>/order-change/", views.change_order, name="order-change"),
     path("tickets/<int:ticket_id>/transitions/<slug:name>/", views.transition, name="transition"),
 ]

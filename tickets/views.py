@@ -26,6 +26,8 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts import roles
 from cs_portal.errors import DomainError, InvalidInput
 from cs_portal.money import format_fen
+from merchants import selectors as merchant_selectors
+from merchants import services as merchant_services
 from tickets import selectors, services, sla
 from tickets.api import parse_ticket_filters
 from tickets.errors import TicketNotFound
@@ -506,9 +508,43 @@ def _order_panel(ticket: Ticket) -> dict | None:
         "amount": format_fen(order.amount_fen),
         "shipment": shipment,
         "tracking": selectors.shipment_events_for(ticket=ticket),
+        # before shipment the agent may change it; after, the options that remain
+        "changeable": order.status == order.Status.PAID,
+        "remaining": None if order.status == order.Status.PAID else merchant_services.options_after_shipment(order),
+        "changes": merchant_selectors.order_changes_for(order=order),
     }
 
 
+@require_POST
+@staff_required
+def change_order(request, ticket_id: int):
+    """Change the ticket's order before shipment (address, variants); answer
+    with the order panel again, the refusal inline with its status."""
+    ticket = _ticket_or_404(request, ticket_id)
+    if not ticket.order_id:
+        raise Http404
+    address = request.POST.get("address")
+    if address is not None and address.strip() == (ticket.order.shipping_address or ""):
+        address = None  # unchanged
+    variants = {
+        key.removeprefix("variant:"): value for key, value in request.POST.items()
+        if key.startswith("variant:") and value.strip()
+    }
+    variants = {sku: v for sku, v in variants.items()
+                if any(i.get("sku") == sku and i.get("variant") != v.strip() for i in ticket.order.items)}
+    status, notice, error = 200, None, None
+    try:
+        merchant_services.change_order(actor=request.user, order_id=ticket.order_id, address=address,
+                                       variants=variants or None, ticket_id=ticket.pk)
+        notice = _("Order changed; the merchant has been told.")
+    except DomainError as exc:
+        status, error = exc.status, exc
+    ticket = _ticket_or_404(request, ticket_id)  # re-read: the order may have changed or shipped
+    context = {"ticket": ticket, "order_panel": _order_panel(ticket), "change_notice": notice,
+               "change_error": error}
+    return render(request, "tickets/_order_panel.html", context, status=status)
+
+
 __all__ = [
-    "new_messages", "presence", "queue", "reply", "staff_required", "ticket", "ticket_state", "transition",
+    "change_order", "new_messages", "presence", "queue", "reply", "staff_required", "ticket", "ticket_state", "transition",
 ]
