@@ -114,6 +114,17 @@ def _amount_for(*, kind: str, amount_fen, order: Order | None, policy: Policy) -
     return 0
 
 
+def refusal_for(*, ticket: Ticket, kind: str, amount_fen=None, now: datetime | None = None):
+    """The DomainError ``apply_remedy`` would refuse with (422 or 400), or None:
+    the panel shows it before any click."""
+    try:
+        _refuse_if_ineligible(ticket=ticket, kind=kind, now=now or timezone.now())
+        _amount_for(kind=kind, amount_fen=amount_fen, order=ticket.order, policy=get_policy())
+    except (AmountInvalid, BuyerBlacklisted, OrderNotEligible, TicketClosed) as refused:
+        return refused
+    return None
+
+
 # --- apply --------------------------------------------------------------------------
 
 

@@ -1,0 +1,206 @@
+"""Console pages of ``compensation``: the remedy panel (loaded into the ticket
+page), the supervisor's approval queue, the policy and the breaker. Thin:
+reads through selectors, writes through services."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.shortcuts import render
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from accounts import roles
+from compensation import selectors, services
+from cs_portal.errors import DomainError
+from cs_portal.money import format_fen
+from tickets.errors import TicketNotFound
+from tickets.selectors import get_ticket_for
+from tickets.views import _agent_bar, staff_required
+
+REASON_TEXTS = {
+    "quota_exhausted": _("your monthly self-service quota is used up"),
+    "over_value_cap": _("the order is worth more than the self-service cap"),
+    "buyer_daily_cap": _("the buyer has had today's remedies"),
+    "breaker_open": _("the day's compensation budget is spent (breaker open)"),
+    "buyer_flagged": _("the buyer's account is flagged"),
+}
+REFUSAL_TEXTS = {
+    "buyer_blacklisted": _("The buyer is blacklisted: no remedy."),
+    "order_not_eligible": _("The ticket's order cannot take this remedy."),
+    "amount_invalid": _("Nothing is left to refund on this order."),
+    "ticket_closed": _("The ticket is resolved or closed."),
+}
+POLICY_LABELS = {
+    "value_cap_fen": _("Self-service order value cap (fen)"),
+    "coupon_fen": _("Coupon value (fen)"),
+    "agent_monthly_quota": _("Agent monthly self-service quota"),
+    "buyer_daily_cap": _("Remedies per buyer per day"),
+    "daily_budget_fen": _("Daily compensation budget (fen)"),
+}
+ACTION_LABELS = {
+    "refund": _("Refund in full"),
+    "refund_coupon": _("Refund + ¥5 coupon"),
+    "resend": _("Resend"),
+    "resend_coupon": _("Resend + ¥5 coupon"),
+    "coupon": _("¥5 coupon"),
+}
+
+
+def supervisor_required(view):
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not roles.is_supervisor(request.user):
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    wrapper.__name__ = view.__name__
+    wrapper.__doc__ = view.__doc__
+    return wrapper
+
+
+def _panel_context(request, ticket, **extra) -> dict:
+    panel = selectors.remedy_panel(ticket=ticket, agent=request.user)
+    options = [
+        {
+            "option": option,
+            "label": ACTION_LABELS[option.key],
+            "amount": format_fen(option.amount_fen),
+            "cost": format_fen(option.cost_fen),
+            "reasons": [REASON_TEXTS.get(code, code) for code in option.reasons],
+            "refusal": REFUSAL_TEXTS.get(option.refusal, option.refusal),
+        }
+        for option in panel.options
+    ]
+    budget = panel.budget
+    return {
+        "ticket": ticket,
+        "options": options,
+        "quota": panel.quota,
+        "budget": budget,
+        "budget_spent": format_fen(budget.spent_fen),
+        "budget_total": format_fen(budget.budget_fen),
+        "budget_percent": min(100, round(100 * budget.spent_fen / budget.budget_fen)) if budget.budget_fen else 100,
+        "refundable": format_fen(panel.refundable_fen),
+        "idempotency_key": uuid.uuid4().hex,
+        **extra,
+    }
+
+
+def _ticket(request, ticket_id: int):
+    try:
+        return get_ticket_for(user=request.user, ticket_id=ticket_id)
+    except TicketNotFound:
+        raise Http404 from None
+
+
+@require_GET
+@staff_required
+def panel(request, ticket_id: int):
+    """The remedy panel: what the agent may do self-service, what needs approval and why."""
+    return render(request, "compensation/_panel.html", _panel_context(request, _ticket(request, ticket_id)))
+
+
+@require_POST
+@staff_required
+def apply(request, ticket_id: int):
+    """Apply one panel action (confirmed in the page); answer with the panel and the outcome."""
+    ticket = _ticket(request, ticket_id)
+    actions = {key: (kind, with_coupon) for key, kind, with_coupon in selectors.PANEL_ACTIONS}
+    key = request.POST.get("action", "")
+    if key not in actions:
+        return render(request, "compensation/_panel.html",
+                      _panel_context(request, ticket, error=_("Unknown action.")), status=400)
+    kind, with_coupon = actions[key]
+    status, outcome, error = 200, None, None
+    try:
+        result = services.apply_remedy(
+            actor=request.user, ticket_id=ticket.pk, kind=kind, with_coupon=with_coupon,
+            reason=request.POST.get("reason") or str(ACTION_LABELS[key]),
+            idempotency_key=request.POST.get("idempotency_key"),
+        )
+        status = result.status_code
+        outcome = {"status": result.body["status"], "label": ACTION_LABELS[key],
+                   "reasons": [REASON_TEXTS.get(c, c) for c in result.body.get("reasons", [])]}
+    except DomainError as exc:
+        status, error = exc.status, REFUSAL_TEXTS.get(exc.code, exc.detail)
+    response = render(request, "compensation/_panel.html",
+                      _panel_context(request, _ticket(request, ticket_id), outcome=outcome, error=error),
+                      status=status)
+    response["HX-Trigger"] = "refresh-messages"
+    return response
+
+
+# --- the supervisor's pages ------------------------------------------------------------
+
+
+def _approval_rows(remedies) -> list[dict]:
+    return [
+        {
+            "remedy": remedy,
+            "label": ACTION_LABELS["refund_coupon" if remedy.kind == "refund" and remedy.with_coupon else
+                                  "resend_coupon" if remedy.kind == "resend" and remedy.with_coupon else remedy.kind],
+            "amount": format_fen(remedy.cost_fen),
+            "order_value": format_fen(remedy.order.amount_fen) if remedy.order_id else "—",
+            "reasons": [REASON_TEXTS.get(c, c) for c in remedy.approval_reasons],
+        }
+        for remedy in remedies
+    ]
+
+
+@require_GET
+@supervisor_required
+def approvals(request):
+    """Pending remedies, oldest first, to approve or reject with a reason."""
+    context = {**_agent_bar(request), "nav": "approvals", "rows": _approval_rows(selectors.pending_approvals()[:200])}
+    return render(request, "compensation/approvals.html", context)
+
+
+@require_POST
+@supervisor_required
+def decide(request, remedy_id: int, verdict: str):
+    decide_fn = services.approve_remedy if verdict == "approve" else services.reject_remedy
+    status, error, remedy = 200, None, None
+    try:
+        remedy = decide_fn(actor=request.user, remedy_id=remedy_id, reason=request.POST.get("reason", ""))
+    except DomainError as exc:
+        status, error = exc.status, exc.detail
+    return render(request, "compensation/_decision.html",
+                  {"remedy": remedy, "remedy_id": remedy_id, "error": error}, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+@staff_required
+def policy(request):
+    """The caps (supervisors change them, every change recorded) and the breaker."""
+    status, error, notice = 200, None, None
+    if request.method == "POST":
+        if not roles.is_supervisor(request.user):
+            raise PermissionDenied
+        try:
+            if request.POST.get("form") == "breaker":
+                budget = request.POST.get("budget_fen", "").strip()
+                services.reset_breaker(actor=request.user, reason=request.POST.get("reason", ""),
+                                       budget_fen=int(budget) if budget.isdigit() else None)
+                notice = _("Breaker re-armed.")
+            else:
+                changes = {name: int(request.POST[name]) for name in services.POLICY_FIELDS
+                           if request.POST.get(name, "").strip().isdigit()}
+                services.update_policy(actor=request.user, changes=changes, reason=request.POST.get("reason", ""))
+                notice = _("Policy saved.")
+        except DomainError as exc:
+            status, error = exc.status, exc.detail
+    budget = selectors.budget_today()
+    current = services.get_policy()
+    context = {
+        **_agent_bar(request), "nav": "policy", "history": selectors.policy_history(),
+        "field_rows": [(name, POLICY_LABELS[name], getattr(current, name)) for name in services.POLICY_FIELDS],
+        "budget": budget, "budget_spent": format_fen(budget.spent_fen), "budget_total": format_fen(budget.budget_fen),
+        "can_edit": roles.is_supervisor(request.user), "error": error,
+        "notice": notice,
+    }
+    return render(request, "compensation/policy.html", context, status=status)
