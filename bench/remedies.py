@@ -1,0 +1,232 @@
+"""Benchmark: 16 agents applying remedies through the HTTP API on PostgreSQL,
+beside ``pgbench -N`` on the same server in the same run.
+
+    .venv/bin/python bench/remedies.py [--seconds 20] [--concurrency 16]
+
+Uses its own databases (``cs_bench_remedies`` for the app, ``cs_bench_pgbench``
+for pgbench; loopback only) and Redis db 7. Prints remedies/s, p50/p99 and the
+status codes; pgbench tps alone and during the load; the ratio of remedies/s
+to pgbench tps; where one remedy's time goes (SQL statements, time in SQL,
+time waiting for the budget-day row lock); and the two exactness checks
+(``verify_ledger``, budget spent = sum of executed costs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+APP_DB = "postgres://postgres@127.0.0.1:5432/cs_bench_remedies"
+PGBENCH_DB = "cs_bench_pgbench"
+REDIS = "redis://127.0.0.1:6379/7"
+ENV = {
+    **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SQLITE_PATH")},
+    "DATABASE_URL": APP_DB, "REDIS_URL": REDIS, "DEBUG": "0", "SECRET_KEY": "bench-remedies-only",
+    "ALLOWED_HOSTS": "127.0.0.1,localhost", "SECURE_SSL_REDIRECT": "0", "SECURE_COOKIES": "0",
+    "SECURE_HSTS_SECONDS": "0", "DJANGO_SETTINGS_MODULE": "cs_portal.settings", "PYTHONPATH": str(ROOT),
+}
+
+SETUP = r'''
+import json, django, sys
+django.setup()
+from django.utils import timezone
+from accounts import roles
+from accounts.services import create_user
+from compensation import services as comp
+from merchants import services as escrow
+from merchants.models import Merchant, Order, Shipment
+from rest_framework.authtoken.models import Token
+from tickets import services as tickets
+agents_n, per_agent = int(sys.argv[1]), int(sys.argv[2])
+lead = create_user(username="bench_lead", password=None, role=roles.SUPERVISOR)
+comp.update_policy(actor=lead, changes={"agent_monthly_quota": 10**6, "buyer_daily_cap": 10**6,
+                                        "daily_budget_fen": 10**11, "value_cap_fen": 10**6})
+merchant = Merchant.objects.create(code="BENCH", name="基准商家")
+buyers = [create_user(username=f"bench_buyer{i}", password=None, role=roles.BUYER) for i in range(64)]
+out = {"agents": []}
+n = 0
+for a in range(agents_n):
+    agent = create_user(username=f"bench_agent{a}", password=None, role=roles.AGENT)
+    ids = []
+    for t in range(per_agent):
+        n += 1
+        buyer = buyers[n % len(buyers)]
+        order = Order.objects.create(order_no=f"BR{n:08d}", buyer=buyer, merchant=merchant, amount_fen=9_900,
+                                     status="shipped", placed_at=timezone.now(), items=[{"sku": "S", "name": "x", "qty": 1, "price_fen": 9900}])
+        Shipment.objects.create(order=order, carrier="顺丰速运", tracking_no=f"SFB{n:09d}", status="in_transit", shipped_at=timezone.now())
+        escrow.record_order_paid(order=order)
+        ticket = tickets.open_ticket(actor=buyer, category="logistics_delay", subject="延误", body="快递延误", order_id=order.pk)
+        tickets.transition_ticket(actor=agent, ticket_id=ticket.pk, name="assign")
+        ids.append(ticket.pk)
+    out["agents"].append({"token": Token.objects.create(user=agent).key, "tickets": ids})
+print(json.dumps(out))
+'''
+
+PROFILE = r'''
+import django, json, time
+django.setup()
+from django.db import connection
+from accounts.models import User
+from tickets.models import Ticket
+from compensation import services
+agent = User.objects.get(username="bench_agent0")
+tickets = list(Ticket.objects.filter(assignee=agent).order_by("pk")[:2])
+# warm: the first call pays for imports and caches
+services.apply_remedy(actor=agent, ticket_id=tickets[0].pk, kind="coupon", reason="warm-up")
+ticket = tickets[1]
+times = []
+def wrapper(execute, sql, params, many, context):
+    start = time.perf_counter()
+    try:
+        return execute(sql, params, many, context)
+    finally:
+        times.append((time.perf_counter() - start, sql))
+start = time.perf_counter()
+with connection.execute_wrapper(wrapper):
+    services.apply_remedy(actor=agent, ticket_id=ticket.pk, kind="resend", with_coupon=True, reason="profile")
+wall = time.perf_counter() - start
+lock = sum(t for t, sql in times if "compensation_budgetday" in sql and "FOR UPDATE" in sql)
+held_from = next(i for i, (_, sql) in enumerate(times) if "compensation_budgetday" in sql and "FOR UPDATE" in sql)
+held_sql = sum(t for t, _ in times[held_from:])
+print(json.dumps({"statements": len(times), "sql_ms": 1000 * sum(t for t, _ in times), "wall_ms": 1000 * wall,
+                  "budget_lock_ms": 1000 * lock, "sql_under_lock_ms": 1000 * held_sql,
+                  "statements_under_lock": len(times) - held_from}))
+'''
+
+CHECKS = r'''
+import django, json
+django.setup()
+from django.db.models import Sum
+from compensation.ledger import verify
+from compensation.models import BudgetDay, Remedy
+executed = [r.cost_fen for r in Remedy.objects.filter(status="executed")]
+spent = BudgetDay.objects.aggregate(s=Sum("spent_fen"))["s"] or 0
+v = verify()
+print(json.dumps({"ledger_ok": v.ok, "ledger_entries": v.entries, "spent_fen": spent, "executed_cost_fen": sum(executed),
+                  "executed": len(executed), "pending": Remedy.objects.filter(status="pending_approval").count()}))
+'''
+
+
+def run(cmd, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=ROOT, env=ENV, check=True, capture_output=True, text=True, **kwargs)
+
+
+def psql(sql: str, db: str = "postgres") -> None:
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", db, "-qc", sql], check=True, capture_output=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pgbench(seconds: int, clients: int) -> float:
+    out = subprocess.run(["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-N", "-c", str(clients), "-j", "2",
+                          "-T", str(seconds), PGBENCH_DB], check=True, capture_output=True, text=True).stdout
+    line = next(line for line in out.splitlines() if line.startswith("tps"))
+    return float(line.split("=")[1].split()[0])
+
+
+async def load(base: str, agents: list[dict], seconds: float, concurrency: int) -> tuple[list[float], dict[int, int]]:
+    latencies: list[float] = []
+    codes: dict[int, int] = {}
+    deadline = time.monotonic() + seconds
+    kinds = [{"kind": "coupon"}, {"kind": "resend", "with_coupon": True}, {"kind": "refund", "amount_fen": 100}]
+
+    async def agent_loop(client: httpx.AsyncClient, index: int, spec: dict) -> None:
+        headers = {"Authorization": f"Token {spec['token']}"}
+        n = 0
+        while time.monotonic() < deadline:
+            ticket = spec["tickets"][n % len(spec["tickets"])]
+            body = {**kinds[n % len(kinds)], "reason": "双十一延误补偿"}
+            start = time.perf_counter()
+            response = await client.post(f"{base}/api/v1/tickets/{ticket}/remedies/", json=body,
+                                         headers={**headers, "Idempotency-Key": f"a{index}-{n}"})
+            latencies.append((time.perf_counter() - start) * 1000)
+            codes[response.status_code] = codes.get(response.status_code, 0) + 1
+            n += 1
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        await asyncio.gather(*(agent_loop(client, i, agents[i % len(agents)]) for i in range(concurrency)))
+    return latencies, codes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--tickets-per-agent", type=int, default=30)
+    args = parser.parse_args()
+
+    t0 = time.perf_counter()
+    for db in ("cs_bench_remedies", PGBENCH_DB):
+        psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        psql(f'CREATE DATABASE "{db}"')
+    subprocess.run(["redis-cli", "-n", "7", "flushdb"], check=True, capture_output=True)
+    subprocess.run(["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-i", "-q", "-s", "10", PGBENCH_DB], check=True,
+                   capture_output=True)
+    run([PY, "manage.py", "migrate", "--noinput", "-v0"])
+    agents = json.loads(run([PY, "-c", SETUP, str(args.concurrency), str(args.tickets_per_agent)]).stdout.strip().splitlines()[-1])["agents"]
+    psql("VACUUM ANALYZE", "cs_bench_remedies")
+    print(f"set up in {time.perf_counter() - t0:.0f}s: {args.concurrency} agents × {args.tickets_per_agent} tickets")
+
+    port = free_port()
+    server = subprocess.Popen([str(Path(PY).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port), "cs_portal.asgi:application"],
+                              cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(f"{base}/api/schema/", timeout=2)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        asyncio.run(load(base, agents, 3, 4))  # warm-up
+        tps_alone = pgbench(args.seconds, args.concurrency)
+        with subprocess.Popen(["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-N", "-c", str(args.concurrency), "-j", "2",
+                               "-T", str(args.seconds), PGBENCH_DB], stdout=subprocess.PIPE, text=True) as beside:
+            start = time.perf_counter()
+            latencies, codes = asyncio.run(load(base, agents, args.seconds, args.concurrency))
+            elapsed = time.perf_counter() - start
+            out, _ = beside.communicate()
+        tps_beside = float(next(line for line in out.splitlines() if line.startswith("tps")).split("=")[1].split()[0])
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+    profile = json.loads(run([PY, "-c", PROFILE]).stdout.strip().splitlines()[-1])
+    checks = json.loads(run([PY, "-c", CHECKS]).stdout.strip().splitlines()[-1])
+    latencies.sort()
+    done = len(latencies)
+    rate = done / elapsed
+    print(f"\nremedies through the API: {done} in {elapsed:.1f}s = {rate:.1f}/s with {args.concurrency} agents "
+          f"(one daphne process); p50 {statistics.median(latencies):.0f} ms, p99 {latencies[int(done * 0.99) - 1]:.0f} ms; "
+          f"status codes {dict(sorted(codes.items()))}")
+    print(f"pgbench -N, {args.concurrency} clients: {tps_alone:.0f} tps alone, {tps_beside:.0f} tps beside the API load")
+    print(f"ratio remedies/s : pgbench tps (alone) = 1 : {tps_alone / rate:.0f}  ({rate / tps_alone:.4f})")
+    print(f"one remedy in-process (resend + coupon): {profile['statements']} SQL statements, "
+          f"{profile['sql_ms']:.1f} ms in SQL of {profile['wall_ms']:.1f} ms wall; taking the budget-day lock "
+          f"{profile['budget_lock_ms']:.1f} ms; then {profile['statements_under_lock']} statements "
+          f"({profile['sql_under_lock_ms']:.1f} ms of SQL) run while it is held, until commit")
+    print(f"exactness: ledger verified={checks['ledger_ok']} ({checks['ledger_entries']} entries); budget spent "
+          f"{checks['spent_fen']} fen = executed costs {checks['executed_cost_fen']} fen: "
+          f"{checks['spent_fen'] == checks['executed_cost_fen']}; executed {checks['executed']}, pending {checks['pending']}")
+    print("note: client, daphne, PostgreSQL and pgbench share this machine's 2 cores")
+
+
+if __name__ == "__main__":
+    main()
