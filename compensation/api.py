@@ -9,7 +9,7 @@ from rest_framework.response import Response
 
 from accounts import roles
 from compensation import selectors, services
-from compensation.models import Policy, Remedy
+from compensation.models import BlacklistEntry, Policy, Remedy
 from cs_portal.api import filter_choice
 from cs_portal.errors import PermissionDenied
 
@@ -183,3 +183,40 @@ class BreakerResetApi(GenericAPIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         return Response(BudgetOutput(services.reset_breaker(actor=request.user, **data.validated_data)).data)
+
+
+class BlacklistOutput(serializers.ModelSerializer):
+    added_by_id = serializers.IntegerField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = BlacklistEntry
+        fields = ["id", "kind", "value", "reason", "window_days", "expires_at", "source", "added_by_id", "created_at"]
+
+
+class BlacklistApi(GenericAPIView):
+    serializer_class = BlacklistOutput
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "BlacklistInput"
+
+        kind = serializers.CharField(max_length=16)
+        value = serializers.CharField(max_length=128)
+        reason = serializers.CharField(max_length=255)
+        window_days = serializers.IntegerField(required=False, default=7)
+
+    @extend_schema(operation_id="compensation_blacklist_list",
+                   parameters=[OpenApiParameter("active", bool)], responses=BlacklistOutput(many=True))
+    def get(self, request):
+        if not roles.is_agent(request.user):
+            raise PermissionDenied("Staff only.")
+        entries = selectors.blacklist(active_only=request.query_params.get("active") in ("1", "true"))
+        page = self.paginate_queryset(entries)
+        return self.get_paginated_response(BlacklistOutput(page, many=True).data)
+
+    @extend_schema(operation_id="compensation_blacklist_add", request=InputSerializer, responses={201: BlacklistOutput})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        entry = services.add_to_blacklist(actor=request.user, **data.validated_data)
+        return Response(BlacklistOutput(entry).data, status=201)

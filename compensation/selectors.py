@@ -128,3 +128,10 @@ def policy_history(*, limit: int = 50) -> list:
     from compensation.models import PolicyChange
 
     return list(PolicyChange.objects.select_related("changed_by").order_by("-created_at", "-id")[:limit])
+
+
+def blacklist(*, active_only: bool = False):
+    from compensation.models import BlacklistEntry
+
+    entries = BlacklistEntry.objects.select_related("added_by").order_by("-created_at", "-id")
+    return entries.filter(expires_at__gt=timezone.now()) if active_only else entries

@@ -11,4 +11,5 @@ urlpatterns = [
     path("compensation/budget/", api.BudgetApi.as_view(), name="compensation-budget"),
     path("compensation/policy/", api.PolicyApi.as_view(), name="compensation-policy"),
     path("compensation/breaker/reset/", api.BreakerResetApi.as_view(), name="compensation-breaker-reset"),
+    path("compensation/blacklist/", api.BlacklistApi.as_view(), name="compensation-blacklist"),
 ]

@@ -125,6 +125,7 @@ CELERY_BEAT_SCHEDULE = {
     "auto-confirm": {"task": "merchants.tasks.auto_confirm", "schedule": timedelta(minutes=10)},
     "resend-deadlines": {"task": "tickets.tasks.resend_deadlines", "schedule": timedelta(minutes=1)},
     "credit-scores": {"task": "merchants.tasks.credit_scores", "schedule": timedelta(hours=6)},
+    "blacklist-daily-counts": {"task": "compensation.tasks.blacklist_daily_counts", "schedule": timedelta(minutes=15)},
 }
 
 # The embedded default runs those jobs inside the server process (scripts/dev sets it).
