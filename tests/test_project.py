@@ -112,3 +112,14 @@ def test_every_beat_job_is_a_registered_celery_task(settings):
     app.loader.import_default_modules()
     for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
         assert entry["task"] in app.tasks, name
+
+
+def test_every_app_with_tests_is_collected():
+    """A test folder outside pytest.ini's testpaths would silently never run in CI."""
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / "pytest.ini")
+    testpaths = set(config["pytest"]["testpaths"].split())
+    with_tests = {p.parent.parent.name for p in ROOT.glob("*/tests/__init__.py")}
+    assert with_tests <= testpaths
