@@ -1,7 +1,8 @@
 from django.urls import path
 
-from tickets.consumers import ConsoleConsumer
+from tickets.consumers import ChatConsumer, ConsoleConsumer
 
 websocket_urlpatterns = [
     path("ws/console/", ConsoleConsumer.as_asgi()),
+    path("ws/tickets/<int:ticket_id>/chat/", ChatConsumer.as_asgi()),
 ]

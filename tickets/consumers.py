@@ -6,7 +6,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from accounts import roles
-from tickets.events import CONSOLE, agent_group
+from cs_portal.errors import DomainError
+from tickets.events import CONSOLE, agent_group, ticket_group
 
 
 class ConsoleConsumer(AsyncJsonWebsocketConsumer):
@@ -53,3 +54,143 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
 
     async def broadcast(self, event) -> None:
         await self.send_json(event["payload"])
+
+
+class ChatConsumer(AsyncJsonWebsocketConsumer):
+    """``/ws/tickets/<id>/chat/?after_seq=N``: the ticket's conversation for its
+    buyer, staff and (once brought in) its merchant.
+
+    Lossless by construction: join the group first, then replay every stored
+    message with ``seq > after_seq`` from the database, then stream, dropping
+    what was already sent. Scope is checked at connect and on every action.
+    """
+
+    MAX_FRAME = 8 * 1024
+    BURST = 10  # messages per window and connection
+    WINDOW_S = 10.0
+
+    async def connect(self) -> None:
+        self.user = self.scope.get("user")
+        self.ticket_id = int(self.scope["url_route"]["kwargs"]["ticket_id"])
+        if self.user is None or not self.user.is_authenticated:
+            await self.close(code=4401)
+            return
+        if not await self._may_see():
+            await self.close(code=4403)
+            return
+        self.is_staff = await database_sync_to_async(roles.is_agent)(self.user)
+        self.last_seq = self._after_seq()
+        self.sent_times: list[float] = []
+        self.group = ticket_group(self.ticket_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        for frame in await self._stored_after(self.last_seq):
+            await self._send_message(frame)
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    def _after_seq(self) -> int:
+        from urllib.parse import parse_qs
+
+        raw = parse_qs(self.scope.get("query_string", b"").decode()).get("after_seq", ["0"])[0]
+        return int(raw) if raw.isdigit() else 0
+
+    @database_sync_to_async
+    def _may_see(self) -> bool:
+        from tickets.errors import TicketNotFound
+        from tickets.selectors import get_ticket_for
+
+        try:
+            get_ticket_for(user=self.user, ticket_id=self.ticket_id)
+        except TicketNotFound:
+            return False
+        return True
+
+    @database_sync_to_async
+    def _stored_after(self, seq: int) -> list[dict]:
+        from tickets.events import message_payload
+        from tickets.selectors import get_ticket_for, messages_visible_to
+
+        ticket = get_ticket_for(user=self.user, ticket_id=self.ticket_id)
+        return [message_payload(m) for m in messages_visible_to(user=self.user, ticket=ticket).filter(seq__gt=seq)]
+
+    async def _send_message(self, frame: dict) -> None:
+        self.last_seq = max(self.last_seq, frame["seq"])
+        await self.send_json(frame)
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
+        if text_data is None or len(text_data) > self.MAX_FRAME:
+            await self._error("frame_refused", "Send JSON text frames under 8 KiB.")
+            return
+        try:
+            content = await self.decode_json(text_data)
+        except ValueError:
+            await self._error("malformed_json", "Frames are JSON objects.")
+            return
+        if not isinstance(content, dict):
+            await self._error("malformed_json", "Frames are JSON objects.")
+            return
+        if not await self._may_see():  # scope again on every action
+            await self.close(code=4403)
+            return
+        kind = content.get("type")
+        if kind == "message":
+            await self._post(content)
+        elif kind in ("typing", "read"):
+            relay = {"type": kind, "author": {"id": self.user.pk, "name": self.user.name}}
+            if kind == "read":
+                relay["seq"] = content.get("seq") if isinstance(content.get("seq"), int) else self.last_seq
+            await self.channel_layer.group_send(self.group, {"type": "broadcast", "payload": relay,
+                                                             "sender": self.channel_name})
+        else:
+            await self._error("unsupported", "Frame types: message, typing, read.")
+
+    async def _post(self, content: dict) -> None:
+        import time
+
+        now = time.monotonic()
+        self.sent_times = [t for t in self.sent_times if now - t < self.WINDOW_S]
+        if len(self.sent_times) >= self.BURST:
+            await self._error("throttled", "Too many messages; wait a few seconds.")
+            return
+        self.sent_times.append(now)
+        body, client_id = content.get("body"), content.get("client_msg_id")
+        if not isinstance(body, str) or (client_id is not None and not isinstance(client_id, str)):
+            await self._error("invalid", "A message has a text body and an optional client_msg_id.")
+            return
+        try:
+            message = await database_sync_to_async(_post_message)(self.user, self.ticket_id, body, client_id)
+        except DomainError as error:
+            await self._error(error.code, str(error.detail))
+            return
+        await self.send_json({"type": "ack", "client_msg_id": client_id, "seq": message.seq})
+
+    async def _error(self, code: str, detail: str) -> None:
+        await self.send_json({"type": "error", "code": code, "detail": detail})
+
+    async def broadcast(self, event) -> None:
+        payload = event["payload"]
+        if payload.get("type") == "message":
+            if payload.get("internal") and not self.is_staff:
+                return
+            if payload["seq"] <= self.last_seq:
+                return  # already sent by the replay
+            if payload["seq"] > self.last_seq + 1:
+                # a wake-up overtook another (or one was dropped): fill the gap from the database, in order
+                for frame in await self._stored_after(self.last_seq):
+                    await self._send_message(frame)
+                return
+            await self._send_message(payload)
+        elif payload.get("type") in ("typing", "read"):
+            if event.get("sender") != self.channel_name:
+                await self.send_json(payload)
+        else:
+            await self.send_json(payload)
+
+
+def _post_message(user, ticket_id: int, body: str, client_id: str | None):
+    from tickets.services import post_message
+
+    return post_message(actor=user, ticket_id=ticket_id, body=body, client_msg_id=client_id)

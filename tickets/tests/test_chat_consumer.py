@@ -1,0 +1,118 @@
+"""/ws/tickets/<id>/chat/ through the ASGI stack: scope at connect, replay
+after ``after_seq`` then stream without duplicates, internal notes for staff
+only, idempotent send, typing relayed, bad frames and floods refused."""
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from cs_portal.asgi import application
+from tickets import services
+from tickets.models import Message
+from tickets.tests.factories import ticket_in_state
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _connect(user, ticket_id, after_seq=0):
+    headers = [(b"origin", b"http://127.0.0.1:8000")]
+    if user is not None:
+        client = Client()
+        client.force_login(user)
+        headers.append((b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()))
+    return WebsocketCommunicator(application, f"/ws/tickets/{ticket_id}/chat/?after_seq={after_seq}", headers=headers)
+
+
+async def _frames(comm, n):
+    return [await comm.receive_json_from(timeout=5) for _ in range(n)]
+
+
+async def _drain(comm) -> list[dict]:
+    """Every frame that arrives until the socket goes quiet (a receive timeout
+    would cancel the application, so ask ``receive_nothing`` first)."""
+    frames = []
+    while not await comm.receive_nothing(timeout=0.5):
+        frames.append(await comm.receive_json_from(timeout=5))
+    return frames
+
+
+async def test_replay_then_stream_without_gaps_or_duplicates(buyer, agent, order):
+    ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
+    for text in ("一", "二", "三"):
+        await database_sync_to_async(services.post_message)(actor=agent, ticket_id=ticket.pk, body=text)
+    buyer_ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=2)
+    connected, _ = await buyer_ws.connect()
+    assert connected
+    replay = await _frames(buyer_ws, 2)
+    assert [(f["type"], f["seq"], f["body"]) for f in replay] == [("message", 3, "二"), ("message", 4, "三")]
+    assert replay[0]["author"]["role"] == "agent" and replay[0]["created_at"]
+    # a note stays with staff; a new message streams once
+    await database_sync_to_async(services.post_message)(actor=agent, ticket_id=ticket.pk, body="内部", internal=True)
+    await database_sync_to_async(services.post_message)(actor=agent, ticket_id=ticket.pk, body="四")
+    frames = []
+    while True:
+        frame = await buyer_ws.receive_json_from(timeout=5)
+        frames.append(frame)
+        if frame.get("type") == "message":
+            break
+    assert frames[-1]["seq"] == 6 and frames[-1]["body"] == "四"
+    assert all(f.get("body") != "内部" for f in frames)
+    await buyer_ws.disconnect()
+
+
+async def test_send_is_idempotent_and_acknowledged(buyer, agent, order):
+    ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
+    ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=1)
+    assert (await ws.connect())[0]
+    for _ in range(2):
+        await ws.send_json_to({"type": "message", "body": "在吗", "client_msg_id": "c-1"})
+    frames = await _drain(ws)
+    acks = [f for f in frames if f["type"] == "ack"]
+    assert [a["seq"] for a in acks] == [2, 2]
+    assert [f["seq"] for f in frames if f["type"] == "message"] == [2]
+    assert await database_sync_to_async(Message.objects.filter(ticket=ticket, client_msg_id="c-1").count)() == 1
+    await ws.disconnect()
+
+
+async def test_typing_reaches_the_other_side(buyer, agent, order):
+    ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
+    agent_ws = await database_sync_to_async(_connect)(agent, ticket.pk, after_seq=1)
+    buyer_ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=1)
+    assert (await agent_ws.connect())[0] and (await buyer_ws.connect())[0]
+    await agent_ws.send_json_to({"type": "typing"})
+    frame = await buyer_ws.receive_json_from(timeout=5)
+    assert frame["type"] == "typing" and frame["author"]["id"] == agent.pk
+    assert await agent_ws.receive_nothing(timeout=0.3)
+    await agent_ws.disconnect()
+    await buyer_ws.disconnect()
+
+
+async def test_scope_at_connect(buyer, other_buyer, agent, order, merchant_user):
+    ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
+    anonymous = await database_sync_to_async(_connect)(None, ticket.pk)
+    assert (await anonymous.connect()) == (False, 4401)
+    for outsider in (other_buyer, merchant_user):  # the merchant is not invited to this buyer-only ticket
+        ws = await database_sync_to_async(_connect)(outsider, ticket.pk)
+        assert (await ws.connect()) == (False, 4403)
+    unknown = await database_sync_to_async(_connect)(agent, 987654)
+    assert (await unknown.connect()) == (False, 4403)
+
+
+async def test_bad_frames_and_floods_get_error_frames(buyer, agent, order):
+    ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
+    ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=1)
+    assert (await ws.connect())[0]
+    await ws.send_to(text_data="{oops")
+    assert (await ws.receive_json_from(timeout=5))["code"] == "malformed_json"
+    await ws.send_to(text_data="x" * 9000)
+    assert (await ws.receive_json_from(timeout=5))["code"] == "frame_refused"
+    await ws.send_json_to({"type": "message", "body": ""})
+    assert (await ws.receive_json_from(timeout=5))["code"] == "invalid"
+    for i in range(12):
+        await ws.send_json_to({"type": "message", "body": f"刷屏{i}", "client_msg_id": f"f{i}"})
+    codes = [frame.get("code") or frame["type"] for frame in await _drain(ws)]
+    assert "throttled" in codes
+    stored = await database_sync_to_async(Message.objects.filter(ticket=ticket, body__startswith="刷屏").count)()
+    assert stored == 9  # the empty body counted towards the burst of 10
+    await ws.disconnect()
