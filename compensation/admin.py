@@ -15,19 +15,7 @@ from compensation.models import (
     Remedy,
     RemedyEvent,
 )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows that change only through ``compensation.services``."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+from cs_portal.admin import ReadOnlyAdmin
 
 
 class RemedyEventInline(admin.TabularInline):

@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from cs_portal.admin import ReadOnlyAdmin
 from merchants.models import (
     CreditScore,
     FundHold,
@@ -69,19 +70,6 @@ class ShipmentAdmin(admin.ModelAdmin):
 class ShipmentEventAdmin(admin.ModelAdmin):
     list_display = ("shipment", "occurred_at", "location", "description")
     raw_id_fields = ("shipment",)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Money rows change only through ``merchants.services``."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(MerchantAccount)

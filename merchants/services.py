@@ -214,6 +214,19 @@ def settle_dispute(*, order_id: int, ticket_id: int, now: datetime) -> FundHold 
     return hold
 
 
+def _take_refund_from_balance(account: MerchantAccount, *, amount_fen: int, now: datetime, **links) -> None:
+    """A refund taken from the merchant's money: the available balance first,
+    then the deposit; never below zero (the caller saves the locked account)."""
+    from_available = min(amount_fen, account.available_fen)
+    from_deposit = amount_fen - from_available
+    if from_deposit > account.deposit_fen:
+        raise ExceedsWithdrawable("The merchant's balance and deposit cannot cover this refund.")
+    if from_available:
+        _move(account, bucket="available", kind=Movement.Kind.REFUND, amount_fen=-from_available, now=now, **links)
+    if from_deposit:
+        _move(account, bucket="deposit", kind=Movement.Kind.REFUND, amount_fen=-from_deposit, now=now, **links)
+
+
 def convert_hold_to_refund(*, ticket_id: int, amount_fen: int, now: datetime) -> FundHold:
     """Turn the dispute's hold into a refund of ``amount_fen`` (≤ the hold),
     taken from the available balance, then the deposit (remedies call this)."""
@@ -225,16 +238,7 @@ def convert_hold_to_refund(*, ticket_id: int, amount_fen: int, now: datetime) ->
     if amount_fen > hold.amount_fen:
         raise AmountInvalid("A refund from a hold cannot exceed the hold.")
     account = lock_account(hold.merchant_id)
-    from_available = min(amount_fen, account.available_fen)
-    from_deposit = amount_fen - from_available
-    if from_deposit > account.deposit_fen:
-        raise ExceedsWithdrawable("The merchant's balance and deposit cannot cover this refund.")
-    if from_available:
-        _move(account, bucket="available", kind=Movement.Kind.REFUND, amount_fen=-from_available, now=now,
-              order=hold.order, hold=hold)
-    if from_deposit:
-        _move(account, bucket="deposit", kind=Movement.Kind.REFUND, amount_fen=-from_deposit, now=now,
-              order=hold.order, hold=hold)
+    _take_refund_from_balance(account, amount_fen=amount_fen, now=now, order=hold.order, hold=hold)
     account.held_fen -= hold.amount_fen
     account.save(update_fields=["available_fen", "deposit_fen", "held_fen", "updated_at"])
     hold.status = FundHold.Status.CONVERTED
@@ -263,14 +267,7 @@ def refund_order(*, order_id: int, ticket_id: int, amount_fen: int, now: datetim
         source = "hold"
     else:
         account = lock_account(order.merchant_id)
-        from_available = min(amount_fen, account.available_fen)
-        from_deposit = amount_fen - from_available
-        if from_deposit > account.deposit_fen:
-            raise ExceedsWithdrawable("The merchant's balance and deposit cannot cover this refund.")
-        if from_available:
-            _move(account, bucket="available", kind=Movement.Kind.REFUND, amount_fen=-from_available, now=now, order=order)
-        if from_deposit:
-            _move(account, bucket="deposit", kind=Movement.Kind.REFUND, amount_fen=-from_deposit, now=now, order=order)
+        _take_refund_from_balance(account, amount_fen=amount_fen, now=now, order=order)
         account.save(update_fields=["available_fen", "deposit_fen", "updated_at"])
         source = "balance"
     order.refunded_fen += amount_fen

@@ -11,37 +11,23 @@ from __future__ import annotations
 
 import json
 import re
-from concurrent.futures import ThreadPoolExecutor
 from io import StringIO
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
-from django.db import connections
 
 from accounts.models import User
 from tickets import services
 from tickets.models import Message, Ticket
+
+from tests.e2e.helpers import orm
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, reset_sequences=True), pytest.mark.timeout(180)]
 
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
-def orm(fn):
-    """Run ``fn`` (ORM reads, a service call) in a worker thread and close its
-    connection there: the test thread hosts Playwright's event loop, where a
-    connection would be context-local, never closed, and keep the test
-    database from being dropped (and ``async_to_sync`` publishing would fail)."""
-
-    def run():
-        try:
-            return fn()
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(run).result()
 
 
 def _pick_ticket() -> Ticket:

@@ -8,12 +8,11 @@ task fulfilled. The overview screenshot for the README is taken on the way.
 from __future__ import annotations
 
 import re
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.db import connections, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from accounts import roles
@@ -25,24 +24,13 @@ from merchants.selectors import balance_explanation
 from merchants.tests.factories import MerchantFactory, fund, make_merchant_staff, paid_order
 from tickets.tests.factories import open_ticket, ticket_in_state
 
+from tests.e2e.helpers import orm
+
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
-def orm(fn):
-    """Run ``fn`` in a worker thread and close its connection there: the test
-    thread hosts Playwright's event loop, where a connection would never be
-    closed and keep the PostgreSQL test database from being dropped."""
-
-    def run():
-        try:
-            return fn()
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(run).result()
 
 
 @pytest.fixture

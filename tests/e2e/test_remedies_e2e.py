@@ -5,11 +5,11 @@ second browser context, approves an over-cap refund from the approvals page."""
 from __future__ import annotations
 
 import re
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from django.db import connections
+
+from tests.e2e.helpers import orm
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
@@ -17,18 +17,6 @@ SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 PASSWORD = "pass-12345-word"
 
 
-def orm(fn):
-    """ORM work in a worker thread whose connection is closed there (the test
-    thread hosts Playwright's event loop)."""
-
-    def run():
-        try:
-            return fn()
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(run).result()
 
 
 def _data():
@@ -40,7 +28,7 @@ def _data():
     from merchants.tests.factories import MerchantFactory
 
     agent = UserFactory(role=roles.AGENT, username="agent_e2e", display_name="王芳")
-    lead = UserFactory(role=roles.SUPERVISOR, username="lead_e2e", display_name="赵敏")
+    UserFactory(role=roles.SUPERVISOR, username="lead_e2e", display_name="赵敏")
     buyer = UserFactory(role=roles.BUYER, username="buyer_e2e", display_name="林晓雨")
     merchant = MerchantFactory(name="优品数码旗舰店")
     small = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant, amount_fen=2_990)
