@@ -74,6 +74,7 @@ urlpatterns = [
     path("api/v1/", include("compensation.urls_api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("chat/", include("tickets.chat_urls")),
     path("console/remedies/", include("compensation.urls")),
     path("console/", include("tickets.urls")),
     path("merchant/tickets/", include("tickets.portal_urls")),

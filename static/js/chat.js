@@ -1,0 +1,95 @@
+/* The buyer's chat over /ws/tickets/<id>/chat/?after_seq=N.
+ * Lossless from the page's side: every frame carries its seq and the page
+ * keeps the highest it has shown; a reconnect (with backoff) asks for what
+ * came after it. What the buyer typed waits in an outbox (sessionStorage)
+ * with a client id until the server acknowledges it, so nothing typed is lost
+ * and nothing is sent twice. */
+(function () {
+  "use strict";
+  const body = document.body;
+  if (!body.hasAttribute("data-chat")) return;
+  const ticketId = body.dataset.ticketId;
+  const me = body.dataset.userId;
+  const t = JSON.parse(document.getElementById("chat-i18n").textContent);
+  const log = document.getElementById("chat-log");
+  const status = document.getElementById("chat-status");
+  const typing = document.getElementById("typing");
+  const form = document.getElementById("chat-send");
+  const input = document.getElementById("chat-input");
+  const outboxKey = `chat-outbox-${ticketId}`;
+  let lastSeq = Number(body.dataset.lastSeq || 0);
+  let socket = null, attempts = 0, typingTimer = null;
+
+  const outbox = () => JSON.parse(sessionStorage.getItem(outboxKey) || "[]");
+  const saveOutbox = (items) => sessionStorage.setItem(outboxKey, JSON.stringify(items));
+
+  function setStatus(state, text) { status.dataset.state = state; status.textContent = text; }
+
+  function bubble(frame, pending) {
+    const li = document.createElement("li");
+    const role = frame.author ? frame.author.role : "buyer";
+    li.className = `bubble from-${role}` + (String(frame.author && frame.author.id) === me || pending ? " mine" : "") + (pending ? " pending" : "");
+    if (frame.seq) li.dataset.seq = frame.seq;
+    if (pending) li.dataset.clientId = frame.client_msg_id;
+    const who = document.createElement("span"); who.className = "who";
+    who.textContent = role === "system" ? t.system : (frame.author ? frame.author.name : "");
+    const text = document.createElement("span"); text.className = "body"; text.textContent = frame.body;
+    const time = document.createElement("time");
+    time.textContent = pending ? t.pending : new Date(frame.created_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    li.append(who, text, time);
+    return li;
+  }
+
+  function show(frame) {
+    if (frame.seq <= lastSeq) return; // already on the page
+    lastSeq = frame.seq;
+    const pending = frame.client_msg_id && log.querySelector(`[data-client-id="${CSS.escape(frame.client_msg_id)}"]`);
+    if (pending) pending.remove();
+    log.append(bubble(frame, false));
+    log.lastElementChild.scrollIntoView({ block: "end" });
+  }
+
+  function flushOutbox() {
+    if (!socket || socket.readyState !== WebSocket.OPEN) return;
+    for (const item of outbox()) socket.send(JSON.stringify({ type: "message", body: item.body, client_msg_id: item.id }));
+  }
+
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    socket = new WebSocket(`${scheme}//${location.host}/ws/tickets/${ticketId}/chat/?after_seq=${lastSeq}`);
+    socket.addEventListener("open", () => { attempts = 0; setStatus("open", t.live); flushOutbox(); });
+    socket.addEventListener("message", (event) => {
+      let frame; try { frame = JSON.parse(event.data); } catch (e) { return; }
+      if (frame.type === "message") { show(frame); typing.hidden = true; }
+      else if (frame.type === "ack") saveOutbox(outbox().filter((item) => item.id !== frame.client_msg_id));
+      else if (frame.type === "typing") { typing.hidden = false; clearTimeout(typingTimer); typingTimer = setTimeout(() => { typing.hidden = true; }, 4000); }
+      else if (frame.type === "ticket.changed" && (frame.status === "resolved" || frame.status === "closed")) location.reload();
+    });
+    socket.addEventListener("close", (event) => {
+      socket = null;
+      if (event.code === 4401 || event.code === 4403) { setStatus("closed", t.reconnecting); return; }
+      setStatus("closed", t.reconnecting);
+      const delay = Math.min(30000, 1000 * 2 ** attempts) * (0.5 + Math.random() / 2);
+      attempts = Math.min(attempts + 1, 10);
+      setTimeout(connect, delay);
+    });
+  }
+
+  if (form) {
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const text = input.value.trim();
+      if (!text) return;
+      const item = { id: (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random()), body: text };
+      saveOutbox([...outbox(), item]);
+      log.append(bubble({ body: text, client_msg_id: item.id }, true));
+      input.value = "";
+      flushOutbox();
+    });
+    input.addEventListener("input", () => { if (socket && socket.readyState === WebSocket.OPEN) socket.send('{"type":"typing"}'); });
+    input.addEventListener("keydown", (event) => { if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) form.requestSubmit(); });
+  }
+  // what was typed before a reload is still waiting: show it as pending and send it
+  for (const item of outbox()) log.append(bubble({ body: item.body, client_msg_id: item.id }, true));
+  connect();
+})();
