@@ -102,3 +102,58 @@ def test_api_and_console_answer(embedded):
         assert console.status_code == 200
         assert browser.get("/static/vendor/htmx-2.0.11.min.js").status_code == 200
         assert browser.get("/api/docs/").status_code == 200
+
+
+def test_buyer_and_agent_chat_through_real_websockets(embedded):
+    """Headless Chromium against the real daphne: a buyer starts a chat, the
+    agent answers through the API, the answer arrives over the socket; the
+    buyer's page is reloaded in the middle and no message is lost or doubled."""
+    import re
+    import shutil
+
+    if not shutil.which("/usr/bin/chromium"):  # pragma: no cover
+        pytest.skip("Debian's chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    base, _, _ = embedded
+    agent = httpx.post(f"{base}/api/v1/auth/token/", json={"username": "agent1", "password": "demo12345"}).json()["token"]
+    headers = {"Authorization": f"Token {agent}"}
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+        page = browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN").new_page()
+        page.set_default_timeout(15_000)
+        page.goto(f"{base}/accounts/login/?next=/chat/")
+        page.fill("#id_username", "buyer2")
+        page.fill("#id_password", "demo12345")
+        page.click("button[type=submit]")
+        page.wait_for_url(re.compile(r"/chat/$"))
+        page.select_option("select[name=order_id]", index=1)
+        page.fill("textarea[name=body]", "快递三天没动了，帮我看看")
+        page.click(".chat-start button[type=submit]")
+        page.wait_for_url(re.compile(r"/chat/\d+/$"))
+        ticket_id = int(re.search(r"/chat/(\d+)/", page.url).group(1))
+        page.locator('#chat-status[data-state="open"]').wait_for()
+
+        # the agent answers through the API: the buyer sees it without a reload
+        answer = httpx.post(f"{base}/api/v1/tickets/{ticket_id}/messages/", headers=headers, json={"body": "您好，我来帮您查"})
+        assert answer.status_code == 201
+        page.locator(".bubble", has_text="您好，我来帮您查").wait_for()
+
+        # the buyer answers over the socket: stored once, acknowledged
+        page.fill("#chat-input", "谢谢")
+        page.click("#chat-send button[type=submit]")
+        page.locator('.bubble[data-seq]', has_text="谢谢").wait_for()
+
+        # reload in the middle while the agent keeps writing
+        page.reload(wait_until="commit")
+        httpx.post(f"{base}/api/v1/tickets/{ticket_id}/messages/", headers=headers, json={"body": "已联系快递"})
+        page.locator('#chat-status[data-state="open"]').wait_for()
+        page.locator(".bubble", has_text="已联系快递").wait_for()
+        seqs = page.locator(".bubble[data-seq]").evaluate_all("els => els.map(e => Number(e.dataset.seq))")
+        stored = httpx.get(f"{base}/api/v1/tickets/{ticket_id}/messages/", headers=headers).json()["results"]
+        assert sorted(seqs) == [m["seq"] for m in stored if not m["internal"]]  # each once, none missing
+        assert len(seqs) == len(set(seqs))
+        page.screenshot(path=str(ROOT / "docs" / "screenshots" / "buyer-chat.png"))
+        browser.close()
