@@ -86,6 +86,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         for frame in await self._stored_after(self.last_seq):
             await self._send_message(frame)
+        # the others see who joined (the buyer sees the merchant come in)
+        role = await database_sync_to_async(roles.role_of)(self.user)
+        await self.channel_layer.group_send(self.group, {
+            "type": "broadcast", "sender": self.channel_name,
+            "payload": {"type": "joined", "author": {"id": self.user.pk, "name": self.user.name, "role": role}},
+        })
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
@@ -183,7 +189,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                     await self._send_message(frame)
                 return
             await self._send_message(payload)
-        elif payload.get("type") in ("typing", "read"):
+        elif payload.get("type") in ("typing", "read", "joined"):
             if event.get("sender") != self.channel_name:
                 await self.send_json(payload)
         else:

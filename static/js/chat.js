@@ -63,6 +63,12 @@
       if (frame.type === "message") { show(frame); typing.hidden = true; }
       else if (frame.type === "ack") saveOutbox(outbox().filter((item) => item.id !== frame.client_msg_id));
       else if (frame.type === "typing") { typing.hidden = false; clearTimeout(typingTimer); typingTimer = setTimeout(() => { typing.hidden = true; }, 4000); }
+      else if (frame.type === "joined" && frame.author && frame.author.role === "merchant_staff") {
+        const note = document.createElement("li");
+        note.className = "bubble from-system";
+        note.textContent = `${frame.author.name} · ${t.merchantJoined}`;
+        log.append(note);
+      }
       else if (frame.type === "ticket.changed" && (frame.status === "resolved" || frame.status === "closed")) location.reload();
     });
     socket.addEventListener("close", (event) => {

@@ -80,6 +80,8 @@ async def test_typing_reaches_the_other_side(buyer, agent, order):
     agent_ws = await database_sync_to_async(_connect)(agent, ticket.pk, after_seq=1)
     buyer_ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=1)
     assert (await agent_ws.connect())[0] and (await buyer_ws.connect())[0]
+    joined = await agent_ws.receive_json_from(timeout=5)  # the buyer came in after the agent
+    assert joined["type"] == "joined" and joined["author"]["role"] == "buyer"
     await agent_ws.send_json_to({"type": "typing"})
     frame = await buyer_ws.receive_json_from(timeout=5)
     assert frame["type"] == "typing" and frame["author"]["id"] == agent.pk
@@ -116,3 +118,18 @@ async def test_bad_frames_and_floods_get_error_frames(buyer, agent, order):
     stored = await database_sync_to_async(Message.objects.filter(ticket=ticket, body__startswith="刷屏").count)()
     assert stored == 9  # the empty body counted towards the burst of 10
     await ws.disconnect()
+
+
+async def test_buyer_sees_the_merchant_join_once_brought_in(buyer, agent, order, merchant_user):
+    ticket = await database_sync_to_async(ticket_in_state)("waiting_merchant", buyer=buyer, agent=agent, order=order)
+    buyer_ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=1)
+    assert (await buyer_ws.connect())[0]
+    merchant_ws = await database_sync_to_async(_connect)(merchant_user, ticket.pk, after_seq=1)
+    assert (await merchant_ws.connect())[0]
+    frame = await buyer_ws.receive_json_from(timeout=5)
+    assert frame == {"type": "joined", "author": {"id": merchant_user.pk, "name": merchant_user.name, "role": "merchant_staff"}}
+    await merchant_ws.send_json_to({"type": "message", "body": "已安排补发", "client_msg_id": "m-1"})
+    message = await buyer_ws.receive_json_from(timeout=5)
+    assert message["type"] == "message" and message["author"]["role"] == "merchant"
+    await buyer_ws.disconnect()
+    await merchant_ws.disconnect()
