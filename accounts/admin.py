@@ -2,7 +2,8 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import User
+from accounts.models import LoginEvent, User
+from cs_portal.admin import ReadOnlyAdmin
 
 
 @admin.register(User)
@@ -13,3 +14,12 @@ class UserAdmin(BaseUserAdmin):
     fieldsets = BaseUserAdmin.fieldsets + (
         (_("Workbench"), {"fields": ("display_name", "phone", "language", "account_status")}),
     )
+
+
+@admin.register(LoginEvent)
+class LoginEventAdmin(ReadOnlyAdmin):
+    list_display = ("at", "user", "source", "ip", "device")
+    list_filter = ("source",)
+    list_select_related = ("user",)
+    search_fields = ("user__username", "ip", "device")
+    date_hierarchy = "at"

@@ -8,6 +8,9 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 
 from accounts import roles
+from accounts.logins import ip_and_device
+from accounts.models import LoginEvent
+from accounts.services import record_login
 from cs_portal.api import error_response
 
 
@@ -16,7 +19,7 @@ class LoginThrottle(AnonRateThrottle):
 
 
 class TokenApi(GenericAPIView):
-    """Exchange a username and password for an API token."""
+    """Exchange a username and password for an API token (recorded in the login history)."""
 
     permission_classes = [AllowAny]
     authentication_classes = []
@@ -49,4 +52,6 @@ class TokenApi(GenericAPIView):
                 code="invalid_credentials", detail="Wrong username or password.", status_code=400
             )
         token, _ = Token.objects.get_or_create(user=user)
+        ip, device = ip_and_device(request)
+        record_login(user=user, ip=ip, device=device, source=LoginEvent.Source.TOKEN)
         return Response({"token": token.key, "user_id": user.pk, "role": roles.role_of(user)})

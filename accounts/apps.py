@@ -16,3 +16,8 @@ class AccountsConfig(AppConfig):
     def ready(self) -> None:
         # Permissions exist only after migrate; the role groups follow them.
         post_migrate.connect(_create_role_groups, sender=self, dispatch_uid="accounts.role_groups")
+        from django.contrib.auth.signals import user_logged_in
+
+        from accounts.logins import record_session_login
+
+        user_logged_in.connect(record_session_login, dispatch_uid="accounts.login_history")

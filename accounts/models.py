@@ -1,5 +1,6 @@
 from django.contrib.auth.models import AbstractUser
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 
@@ -31,6 +32,7 @@ class User(AbstractUser):
             ("work_tickets", "Can work tickets as an agent"),
             ("supervise", "Can supervise agents and tickets"),
             ("act_for_merchant", "Can act for a merchant in the merchant portal"),
+            ("integrate", "Can call the platform's integration endpoints (order system, carrier feeds)"),
         ]
 
     def __str__(self) -> str:
@@ -39,3 +41,28 @@ class User(AbstractUser):
     @property
     def name(self) -> str:
         return self.display_name or self.get_full_name() or self.username
+
+
+class LoginEvent(models.Model):
+    """One sign-in (a session login or a token exchange): when, from which IP
+    and device. Append-only; ``risk`` judges dormant accounts by it."""
+
+    class Source(models.TextChoices):
+        SESSION = "session", _("Browser session")
+        TOKEN = "token", _("API token")
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="login_events")
+    at = models.DateTimeField(_("at"), default=timezone.now)
+    ip = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+    device = models.CharField(_("device"), max_length=128, blank=True,
+                              help_text="X-Device-Id, else ua:<hash of the user agent>")
+    source = models.CharField(_("source"), max_length=16, choices=Source.choices)
+
+    class Meta:
+        verbose_name = _("login event")
+        verbose_name_plural = _("login events")
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["user", "-at"], name="login_user_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.source} {self.at:%Y-%m-%d %H:%M}"

@@ -12,17 +12,22 @@ BUYER = "buyer"
 AGENT = "agent"
 SUPERVISOR = "supervisor"
 MERCHANT_STAFF = "merchant_staff"
+# a machine account of the platform (the order system, carrier feeds): it calls
+# the integration endpoints with its own token and nothing else
+INTEGRATION = "integration"
 
 PERM_BUYER = "accounts.act_as_buyer"
 PERM_AGENT = "accounts.work_tickets"
 PERM_SUPERVISOR = "accounts.supervise"
 PERM_MERCHANT = "accounts.act_for_merchant"
+PERM_INTEGRATION = "accounts.integrate"
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     BUYER: ["act_as_buyer"],
     AGENT: ["work_tickets"],
     SUPERVISOR: ["work_tickets", "supervise"],
     MERCHANT_STAFF: ["act_for_merchant"],
+    INTEGRATION: ["integrate"],
 }
 
 
@@ -43,6 +48,11 @@ def is_merchant_staff(user) -> bool:
     return bool(user and user.is_authenticated and user.has_perm(PERM_MERCHANT))
 
 
+def is_integration(user) -> bool:
+    """The platform's own systems (order system, carrier feeds) by their token."""
+    return bool(user and user.is_authenticated and user.is_active and user.has_perm(PERM_INTEGRATION))
+
+
 def role_of(user) -> str | None:
     if is_supervisor(user):
         return SUPERVISOR
@@ -50,6 +60,8 @@ def role_of(user) -> str | None:
         return AGENT
     if is_merchant_staff(user):
         return MERCHANT_STAFF
+    if is_integration(user):
+        return INTEGRATION
     if is_buyer(user):
         return BUYER
     return None

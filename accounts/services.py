@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.contrib.auth.models import Group
 from django.db import transaction
+from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import LoginEvent, User
 from accounts.roles import ROLE_PERMISSIONS, ensure_role_groups
 from cs_portal.errors import InvalidInput
 
@@ -35,3 +38,11 @@ def set_role(*, user: User, role: str) -> User:
     for attr in ("_perm_cache", "_user_perm_cache", "_group_perm_cache"):
         user.__dict__.pop(attr, None)
     return user
+
+
+def record_login(*, user: User, ip: str | None, device: str, source: str, now: datetime | None = None) -> LoginEvent:
+    """Write one line of the login history (session logins and token exchanges)."""
+    if source not in LoginEvent.Source.values:
+        raise InvalidInput(f"Unknown login source {source!r}.")
+    return LoginEvent.objects.create(user=user, at=now or timezone.now(), ip=ip or None, device=(device or "")[:128],
+                                     source=source)
