@@ -23,6 +23,24 @@ def _jobs_inline(settings):
 
 
 @pytest.fixture
+def daytime(monkeypatch):
+    """The clock moved to 15:00 local time today (and still running).
+
+    Shift figures count today's work only, so a test that needs "7 hours worked
+    today" cannot pass in the first hours after local midnight; with this it
+    runs the same at any hour CI starts. Model field defaults keep the real
+    clock (they hold the function itself), which these tests do not rely on.
+    """
+    from django.utils import timezone
+
+    real_now = timezone.now
+    local = timezone.localtime(real_now())
+    offset = local.replace(hour=15, minute=0, second=0, microsecond=0) - local
+    monkeypatch.setattr(timezone, "now", lambda: real_now() + offset)
+    return offset
+
+
+@pytest.fixture
 def buyer(db):
     return UserFactory(role=roles.BUYER, username="buyer_a", display_name="林晓雨")
 

@@ -390,7 +390,7 @@ def test_presence_switch_calls_the_service(console, agent):
 
 
 @pytest.mark.django_db
-def test_shift_banner_shows_when_the_shift_is_reached(console, agent):
+def test_shift_banner_shows_when_the_shift_is_reached(console, agent, daytime):
     html = console.get("/console/").content.decode()
     assert re.search(r'id="shift-banner"[^>]*hidden', html)
     WorkSession.objects.create(agent=agent, started_at=timezone.now() - timedelta(hours=7, minutes=10))

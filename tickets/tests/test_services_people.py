@@ -46,7 +46,7 @@ def test_split_shift_adds_up_and_ignores_yesterday(agent):
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_shift_reminder_once_a_day(agent):
+async def test_shift_reminder_once_a_day(agent, daytime):
     def given():
         make_agent_profile(agent)
         WorkSession.objects.create(agent=agent, started_at=timezone.now() - timedelta(hours=7, minutes=2))

@@ -97,7 +97,7 @@ def test_full_agent_and_language_mismatch_get_nothing(buyer, order):
 
 
 @pytest.mark.django_db
-def test_agent_at_shift_limit_gets_no_new_chats_until_overtime(buyer, order, supervisor, django_capture_on_commit_callbacks):
+def test_agent_at_shift_limit_gets_no_new_chats_until_overtime(buyer, order, supervisor, daytime, django_capture_on_commit_callbacks):
     tired = _agent("tired")
     WorkSession.objects.filter(agent=tired).update(started_at=timezone.now() - timedelta(hours=7, minutes=1))
     ticket = open_ticket(buyer=buyer, order=order, channel="chat")
