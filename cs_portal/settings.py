@@ -207,6 +207,15 @@ SHIFT_HOURS = env.float("SHIFT_HOURS", default=7.0)
 REOPEN_WINDOW = timedelta(days=env.int("REOPEN_WINDOW_DAYS", default=7))
 BODY_MAX_CHARS = 5000
 AUTO_CONFIRM_DAYS = env.int("AUTO_CONFIRM_DAYS", default=10)
+# staff may undo an order cancellation this long after it (if nothing happened since)
+CANCEL_UNDO_WINDOW_S = env.int("CANCEL_UNDO_WINDOW_S", default=600)
+# the stolen-account rule: no login for RISK_DORMANT_DAYS, then within
+# RISK_BURST_WINDOW_HOURS at least RISK_BURST_MIN_ORDERS orders in at least
+# RISK_BURST_MIN_SLOTS distinct hours of the day
+RISK_DORMANT_DAYS = env.int("RISK_DORMANT_DAYS", default=90)
+RISK_BURST_WINDOW_HOURS = env.int("RISK_BURST_WINDOW_HOURS", default=24)
+RISK_BURST_MIN_ORDERS = env.int("RISK_BURST_MIN_ORDERS", default=3)
+RISK_BURST_MIN_SLOTS = env.int("RISK_BURST_MIN_SLOTS", default=3)
 
 # --- Security (production) --------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

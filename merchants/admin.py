@@ -9,6 +9,7 @@ from merchants.models import (
     MerchantStaff,
     Movement,
     Order,
+    OrderCancellation,
     OrderChange,
     Payout,
     ResendTask,
@@ -116,3 +117,9 @@ class OrderChangeAdmin(ReadOnlyAdmin):
 class CreditScoreAdmin(ReadOnlyAdmin):
     list_display = ("merchant", "score", "dispute_rate", "on_time_shipping", "resend_compliance", "computed_at")
     list_select_related = ("merchant",)
+
+
+@admin.register(OrderCancellation)
+class OrderCancellationAdmin(ReadOnlyAdmin):
+    list_display = ("order", "cancelled_by", "returned_fen", "cancelled_at", "undo_until", "restored_by", "restored_at")
+    list_select_related = ("order", "cancelled_by", "restored_by")

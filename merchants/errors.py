@@ -55,3 +55,33 @@ class AlreadyShipped(Conflict):
 class TaskNotOpen(Conflict):
     code = "task_not_open"
     default_detail = "This task is no longer open."
+
+
+class AlreadyCancelled(Conflict):
+    code = "already_cancelled"
+    default_detail = "The order is already cancelled."
+
+
+class OrderNotCancellable(Conflict):
+    code = "order_not_cancellable"
+    default_detail = "The order's money has left escrow; it cannot be cancelled, only refunded."
+
+
+class NotCancelled(Conflict):
+    code = "not_cancelled"
+    default_detail = "The order is not cancelled; there is nothing to undo."
+
+
+class UndoUnavailable(Conflict):
+    code = "undo_unavailable"
+    default_detail = "This cancellation cannot be undone."
+
+
+class UndoExpired(Conflict):
+    code = "undo_expired"
+    default_detail = "The time to undo this cancellation has passed."
+
+
+class ChangedSinceCancel(Conflict):
+    code = "changed_since_cancel"
+    default_detail = "The order changed after it was cancelled; the cancellation can no longer be undone."

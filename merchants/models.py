@@ -182,6 +182,8 @@ class Movement(models.Model):
         DEPOSIT_DEDUCTION = "deposit_deduction", _("Deposit deduction")
         PAYOUT = "payout", _("Payout")
         PAYOUT_RETURNED = "payout_returned", _("Failed payout returned")
+        ORDER_CANCELLED = "order_cancelled", _("Order cancelled, returned to the buyer")
+        ORDER_RESTORED = "order_restored", _("Cancelled order restored into escrow")
 
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="movements")
     bucket = models.CharField(_("bucket"), max_length=16, choices=Bucket.choices)
@@ -335,3 +337,38 @@ class CreditScore(models.Model):
 
     def __str__(self) -> str:
         return f"{self.merchant}: {self.score}"
+
+
+class OrderCancellation(models.Model):
+    """Staff cancelled a paid order before shipment: who, why, what went from
+    escrow back to the buyer, and until when it can be undone (restored) if
+    nothing happened to the order since. At most one active (not restored)
+    cancellation per order."""
+
+    order = models.ForeignKey("Order", on_delete=models.PROTECT, related_name="cancellations")
+    cancelled_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    reason = models.CharField(_("reason"), max_length=255)
+    returned_fen = models.BigIntegerField(_("returned from escrow (fen)"))
+    escrow_status_before = models.CharField(_("escrow status before"), max_length=16,
+                                            choices=Order.EscrowStatus.choices)
+    cancelled_at = models.DateTimeField(_("cancelled at"), default=timezone.now)
+    undo_until = models.DateTimeField(_("can be undone until"))
+    # the order's last movement when it was cancelled: a later one means money
+    # moved since (every writer of an order's movements holds the order's lock)
+    movement_mark = models.BigIntegerField(_("last movement id at cancel"), default=0)
+    restored_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                    related_name="+")
+    restored_at = models.DateTimeField(_("restored at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("order cancellation")
+        verbose_name_plural = _("order cancellations")
+        ordering = ["-cancelled_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(returned_fen__gte=0), name="cancellation_returned_non_negative"),
+            models.UniqueConstraint(fields=["order"], condition=models.Q(restored_at__isnull=True),
+                                    name="cancellation_one_active_per_order"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.order} cancelled at {self.cancelled_at:%Y-%m-%d %H:%M}"

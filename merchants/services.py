@@ -22,9 +22,15 @@ from accounts import roles
 from cs_portal.errors import InvalidInput
 from cs_portal.realtime import publish_on_commit
 from merchants.errors import (
+    AlreadyCancelled,
     AlreadyShipped,
     AmountInvalid,
+    ChangedSinceCancel,
+    NotCancelled,
     NotFound,
+    OrderNotCancellable,
+    UndoExpired,
+    UndoUnavailable,
     ExceedsWithdrawable,
     HoldNotActive,
     IdempotencyConflict,
@@ -43,6 +49,7 @@ from merchants.models import (
     MerchantAccount,
     Movement,
     Order,
+    OrderCancellation,
     OrderChange,
     Payout,
     ResendTask,
@@ -540,6 +547,101 @@ def ship_order(*, actor, order_id: int, carrier: str, tracking_no: str, now: dat
                             status=Shipment.Status.AWAITING_PICKUP, shipped_at=now)
     order.status = Order.Status.SHIPPED
     order.save(update_fields=["status"])
+    return order
+
+
+# --- cancelling a paid order before shipment, and undoing it ----------------------
+
+
+@transaction.atomic(durable=True)
+def cancel_order(*, actor, order_id: int, reason: str, now: datetime | None = None) -> OrderCancellation:
+    """Staff cancel a paid order that has not shipped: what is left of its
+    money in escrow goes back to the buyer (the merchant's pending balance
+    falls by it), recorded with who, why and until when it can be undone.
+
+    Locks the order, then the merchant account (the global order). Safe to
+    repeat one order at a time: an order already cancelled is a 409
+    ``already_cancelled``, one that shipped a 409 ``already_shipped``.
+    """
+    if not roles.is_agent(actor):
+        raise PermissionDenied("Only staff cancel orders.")
+    reason = (reason or "").strip()
+    if not reason or len(reason) > 255:
+        raise InvalidInput("Give a reason (at most 255 characters).", field="reason")
+    now = now or timezone.now()
+    order = Order.objects.select_for_update().filter(pk=order_id).first()
+    if order is None:
+        raise NotFound("Order not found.")
+    if order.status == Order.Status.CANCELLED:
+        raise AlreadyCancelled()
+    if order.status != Order.Status.PAID:
+        remaining = options_after_shipment(order)
+        raise AlreadyShipped("The order has shipped; it can no longer be cancelled.",
+                             options=remaining.options, applies=remaining.applies)
+    if order.escrow_status == Order.EscrowStatus.RELEASED:
+        raise OrderNotCancellable()
+    returned = order.amount_fen - order.refunded_fen if order.escrow_status == Order.EscrowStatus.PENDING else 0
+    if returned:
+        account = lock_account(order.merchant_id)
+        _move(account, bucket="pending", kind=Movement.Kind.ORDER_CANCELLED, amount_fen=-returned, now=now,
+              order=order, note=reason)
+        account.save(update_fields=["pending_fen", "updated_at"])
+    mark = order.movements.order_by("-pk").values_list("pk", flat=True).first() or 0
+    cancellation = OrderCancellation.objects.create(
+        order=order, cancelled_by=actor, reason=reason, returned_fen=returned,
+        escrow_status_before=order.escrow_status, cancelled_at=now, movement_mark=mark,
+        undo_until=now + timedelta(seconds=settings.CANCEL_UNDO_WINDOW_S),
+    )
+    order.status = Order.Status.CANCELLED
+    order.escrow_status = Order.EscrowStatus.REFUNDED
+    order.refunded_fen += returned
+    order.save(update_fields=["status", "escrow_status", "refunded_fen"])
+    publish_on_commit([merchant_group(order.merchant_id)],
+                      {"type": "order.cancelled", "order_id": order.pk, "order_no": order.order_no})
+    return cancellation
+
+
+@transaction.atomic(durable=True)
+def restore_order(*, actor, order_id: int, now: datetime | None = None) -> Order:
+    """Undo a cancellation within ``CANCEL_UNDO_WINDOW_S``, if nothing happened
+    to the order since: it is paid again and its money back in escrow.
+
+    Locks the order, then the merchant account, like ``cancel_order``, so a
+    cancel and its undo never interleave. 409 ``not_cancelled`` when there is
+    nothing to undo (also when a parallel undo won), ``undo_expired`` after
+    the window, ``changed_since_cancel`` when money moved on the order since.
+    """
+    if not roles.is_agent(actor):
+        raise PermissionDenied("Only staff restore orders.")
+    now = now or timezone.now()
+    order = Order.objects.select_for_update().filter(pk=order_id).first()
+    if order is None:
+        raise NotFound("Order not found.")
+    if order.status != Order.Status.CANCELLED:
+        raise NotCancelled()
+    # every writer of an order's cancellations holds the order's lock
+    cancellation = order.cancellations.filter(restored_at__isnull=True).order_by("-cancelled_at", "-pk").first()
+    if cancellation is None:
+        raise UndoUnavailable("The order was not cancelled through the workbench; nothing records what to undo.")
+    if now > cancellation.undo_until:
+        raise UndoExpired()
+    moved_since = order.movements.filter(pk__gt=cancellation.movement_mark).exists()
+    if moved_since or order.escrow_status != Order.EscrowStatus.REFUNDED or order.refunded_fen != order.amount_fen:
+        raise ChangedSinceCancel()
+    if cancellation.returned_fen:
+        account = lock_account(order.merchant_id)
+        _move(account, bucket="pending", kind=Movement.Kind.ORDER_RESTORED, amount_fen=cancellation.returned_fen,
+              now=now, order=order, note=f"cancellation #{cancellation.pk} undone")
+        account.save(update_fields=["pending_fen", "updated_at"])
+    order.status = Order.Status.PAID
+    order.escrow_status = cancellation.escrow_status_before
+    order.refunded_fen -= cancellation.returned_fen
+    order.save(update_fields=["status", "escrow_status", "refunded_fen"])
+    cancellation.restored_by = actor
+    cancellation.restored_at = now
+    cancellation.save(update_fields=["restored_by", "restored_at"])
+    publish_on_commit([merchant_group(order.merchant_id)],
+                      {"type": "order.restored", "order_id": order.pk, "order_no": order.order_no})
     return order
 
 

@@ -76,3 +76,79 @@ def test_change_racing_shipment_is_all_or_nothing(agent, merchant, merchant_user
             assert order.shipping_address == "杭州市西湖区文三路 90 号"
             outcomes.add("shipped_first")
     assert outcomes  # each round ended in one whole outcome
+
+
+def _books_balance(merchant) -> int:
+    from django.db.models import F, Sum
+
+    from merchants.models import Movement, Order
+
+    account = MerchantAccount.objects.get(merchant=merchant)
+    moved = Movement.objects.filter(merchant=merchant, bucket="pending").aggregate(t=Sum("amount_fen"))["t"] or 0
+    in_escrow = Order.objects.filter(merchant=merchant, escrow_status="pending").aggregate(
+        t=Sum(F("amount_fen") - F("refunded_fen")))["t"] or 0
+    assert account.pending_fen == moved == in_escrow
+    return account.pending_fen
+
+
+def test_eight_parallel_cancels_return_the_escrow_once(merchant, supervisor):
+    requires_postgres()
+    from merchants.errors import AlreadyCancelled
+    from merchants.models import Order, OrderCancellation
+    from merchants.tests.factories import paid_order
+
+    order = paid_order(merchant=merchant, amount_fen=6_600, status=Order.Status.PAID)
+
+    results, errors = race(lambda i: services.cancel_order(actor=supervisor, order_id=order.pk, reason="盗号"), 8)
+
+    assert len(results) == 1
+    assert len(errors) == 7 and all(isinstance(e, AlreadyCancelled) for e in errors)
+    assert OrderCancellation.objects.filter(order=order).count() == 1
+    assert _books_balance(merchant) == 0
+
+
+def test_cancel_racing_its_undo_always_leaves_the_books_whole(merchant, supervisor, agent):
+    requires_postgres()
+    from merchants.errors import AlreadyCancelled, NotCancelled
+    from merchants.models import Order
+    from merchants.tests.factories import paid_order
+
+    outcomes = set()
+    for _ in range(6):
+        order = paid_order(merchant=merchant, amount_fen=3_000, status=Order.Status.PAID)
+        services.cancel_order(actor=supervisor, order_id=order.pk, reason="盗号")
+
+        def act(i, order=order):
+            if i % 2 == 0:
+                return services.restore_order(actor=agent, order_id=order.pk)
+            return services.cancel_order(actor=supervisor, order_id=order.pk, reason="再次取消")
+
+        results, errors = race(act, 4)  # two undos and two cancels at once
+        assert all(isinstance(e, AlreadyCancelled | NotCancelled) for e in errors), errors
+        order.refresh_from_db()
+        active = order.cancellations.filter(restored_at__isnull=True).count()
+        assert active == (1 if order.status == "cancelled" else 0)
+        # every success flips the order between paid and cancelled, every refusal flips nothing
+        restored = [r for r in results if isinstance(r, Order)]
+        assert order.cancellations.filter(restored_at__isnull=False).count() == len(restored)
+        assert order.cancellations.count() == 1 + len(results) - len(restored)
+        assert (len(results) % 2 == 0) == (order.status == "cancelled")
+        outcomes.add(order.status)
+        _books_balance(merchant)
+    assert outcomes <= {"paid", "cancelled"}
+
+
+def test_parallel_undos_restore_once(merchant, supervisor):
+    requires_postgres()
+    from merchants.errors import NotCancelled
+    from merchants.models import Order
+    from merchants.tests.factories import paid_order
+
+    order = paid_order(merchant=merchant, amount_fen=4_500, status=Order.Status.PAID)
+    services.cancel_order(actor=supervisor, order_id=order.pk, reason="盗号")
+
+    results, errors = race(lambda i: services.restore_order(actor=supervisor, order_id=order.pk), 6)
+
+    assert len(results) == 1 and len(errors) == 5 and all(isinstance(e, NotCancelled) for e in errors)
+    assert Order.objects.get(pk=order.pk).status == "paid"
+    assert _books_balance(merchant) == 4_500
