@@ -52,7 +52,7 @@ from merchants.models import Order
 from tickets.events import CONSOLE
 from tickets.models import Ticket, TicketEvent
 from tickets.selectors import get_ticket_for
-from tickets.services.messages import append_message
+from tickets.services.conversation import append_message
 
 MAX_COUPON_FEN = 100_00  # ¥100: a larger "coupon" is a typo
 POLICY_FIELDS = ("value_cap_fen", "coupon_fen", "agent_monthly_quota", "buyer_daily_cap", "daily_budget_fen")
@@ -310,7 +310,7 @@ def _execute(*, remedy: Remedy, budget: BudgetDay, counter: BuyerCounter, ticket
                                data={"remedy_id": remedy.pk, "kind": remedy.kind, "amount_fen": remedy.amount_fen,
                                      "with_coupon": remedy.with_coupon, "coupons": coupon_codes,
                                      "self_service": remedy.self_service})
-    append_message(ticket=ticket, author=None, body="，".join(told) + "。", internal=False, now=now)
+    append_message(ticket=ticket, author=None, body="，".join(told) + "。", internal=False, now=now, notice="remedy_applied")
     publish_on_commit([CONSOLE], {"type": "budget", "date": budget.date.isoformat(), "spent_fen": budget.spent_fen,
                                   "budget_fen": budget.budget_fen, "breaker_open": budget.breaker_open})
 

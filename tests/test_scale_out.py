@@ -75,7 +75,7 @@ async def test_a_message_crosses_workers(two_workers, buyer, agent, order):
     first, second = two_workers
 
     def url(port):
-        return f"ws://127.0.0.1:{port}/ws/tickets/{ticket.pk}/chat/?after_seq=1"
+        return f"ws://127.0.0.1:{port}/ws/tickets/{ticket.pk}/chat/?after_seq=2"
 
     headers = {"Origin": "http://127.0.0.1"}
     async with websockets.connect(url(first), additional_headers={**headers, "Cookie": f"sessionid={buyer_cookie}"}) as buyer_ws, \
@@ -85,8 +85,8 @@ async def test_a_message_crosses_workers(two_workers, buyer, agent, order):
         ack = json.loads(await asyncio.wait_for(agent_ws.recv(), 10))
         while ack.get("type") != "ack":
             ack = json.loads(await asyncio.wait_for(agent_ws.recv(), 10))
-        assert ack["seq"] == 2
+        assert ack["seq"] == 3
         frame = json.loads(await asyncio.wait_for(buyer_ws.recv(), 10))
         while frame.get("type") != "message":
             frame = json.loads(await asyncio.wait_for(buyer_ws.recv(), 10))
-        assert (frame["seq"], frame["body"], frame["author"]["id"]) == (2, "跨进程你好", agent.pk)
+        assert (frame["seq"], frame["body"], frame["author"]["id"]) == (3, "跨进程你好", agent.pk)

@@ -10,6 +10,7 @@ from tickets.models import (
     Queue,
     QuickReply,
     Rating,
+    ReadMark,
     RoutingRule,
     SlaBreach,
     Ticket,
@@ -103,6 +104,12 @@ class PlaybookAdmin(admin.ModelAdmin):
     list_filter = ("category",)
     search_fields = ("title", "body")
     raw_id_fields = ("created_by",)
+
+
+@admin.register(ReadMark)
+class ReadMarkAdmin(admin.ModelAdmin):
+    list_display = ("ticket", "user", "seq", "updated_at")
+    raw_id_fields = ("ticket", "user")
 
 
 @admin.register(Rating)

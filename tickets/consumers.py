@@ -86,16 +86,21 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         for frame in await self._stored_after(self.last_seq):
             await self._send_message(frame)
-        # the others see who joined (the buyer sees the merchant come in)
+        # the others see who joined (the buyer sees the merchant come in, agents
+        # see who else has the ticket open); each of them answers "here" to us alone
         role = await database_sync_to_async(roles.role_of)(self.user)
+        self.me = {"id": self.user.pk, "name": self.user.name, "role": role, "key": _viewer_key(self.channel_name)}
         await self.channel_layer.group_send(self.group, {
-            "type": "broadcast", "sender": self.channel_name,
-            "payload": {"type": "joined", "author": {"id": self.user.pk, "name": self.user.name, "role": role}},
+            "type": "broadcast", "sender": self.channel_name, "payload": {"type": "joined", "author": self.me},
         })
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
+            if hasattr(self, "me"):
+                await self.channel_layer.group_send(self.group, {
+                    "type": "broadcast", "sender": self.channel_name, "payload": {"type": "left", "author": self.me},
+                })
 
     def _after_seq(self) -> int:
         from urllib.parse import parse_qs
@@ -144,12 +149,18 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         kind = content.get("type")
         if kind == "message":
             await self._post(content)
-        elif kind in ("typing", "read"):
-            relay = {"type": kind, "author": {"id": self.user.pk, "name": self.user.name}}
-            if kind == "read":
-                relay["seq"] = content.get("seq") if isinstance(content.get("seq"), int) else self.last_seq
-            await self.channel_layer.group_send(self.group, {"type": "broadcast", "payload": relay,
-                                                             "sender": self.channel_name})
+        elif kind == "typing":
+            await self.channel_layer.group_send(self.group, {
+                "type": "broadcast", "sender": self.channel_name,
+                "payload": {"type": "typing", "author": self.me},
+            })
+        elif kind == "read":
+            # stored (the read receipt and the console's unread counts come from it), then told to the others
+            seq = content.get("seq", self.last_seq)
+            try:
+                await database_sync_to_async(_mark_read)(self.user, self.ticket_id, seq)
+            except DomainError as error:
+                await self._error(error.code, str(error.detail))
         else:
             await self._error("unsupported", "Frame types: message, typing, read.")
 
@@ -189,11 +200,33 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                     await self._send_message(frame)
                 return
             await self._send_message(payload)
-        elif payload.get("type") in ("typing", "read", "joined"):
-            if event.get("sender") != self.channel_name:
+        elif payload.get("type") in ("typing", "joined", "here", "left"):
+            sender = event.get("sender")
+            if sender == self.channel_name:
+                return
+            if payload["type"] == "joined" and sender and hasattr(self, "me"):
+                await self.channel_layer.send(sender, {
+                    "type": "broadcast", "sender": self.channel_name, "payload": {"type": "here", "author": self.me},
+                })
+            await self.send_json(payload)
+        elif payload.get("type") == "read":
+            if payload.get("author", {}).get("id") != self.user.pk:  # one's own receipts are no news
                 await self.send_json(payload)
         else:
             await self.send_json(payload)
+
+
+def _viewer_key(channel_name: str) -> str:
+    """A stable, opaque id for one open socket (one person may have two tabs)."""
+    import hashlib
+
+    return hashlib.blake2s(channel_name.encode(), digest_size=6).hexdigest()
+
+
+def _mark_read(user, ticket_id: int, seq) -> int:
+    from tickets.services import mark_read
+
+    return mark_read(actor=user, ticket_id=ticket_id, seq=seq)
 
 
 def _post_message(user, ticket_id: int, body: str, client_id: str | None):

@@ -45,6 +45,7 @@ def message_payload(message: Message) -> dict[str, Any]:
         "author_id": message.author_id,
         "body": message.body,
         "internal": message.internal,
+        "notice": message.notice,
         "created_at": message.created_at.isoformat(),
     }
 
@@ -57,6 +58,15 @@ def message_posted(message: Message) -> None:
     publish_on_commit([ticket_group(message.ticket_id)], message_payload(message))
     # staff consoles get a notice without the body, and fetch what they may see
     publish_on_commit([CONSOLE], {"type": "message.posted", "ticket_id": message.ticket_id, "seq": message.seq})
+
+
+def read_marked(*, ticket: Ticket, user, seq: int) -> None:
+    """Read receipts: the others in the conversation see how far this person has read."""
+    from accounts import roles
+
+    payload = {"type": "read", "ticket_id": ticket.pk, "seq": seq,
+               "author": {"id": user.pk, "name": user.name, "role": roles.role_of(user)}}
+    publish_on_commit([ticket_group(ticket.pk)], payload)
 
 
 def sla_breached(breach: SlaBreach, ticket: Ticket) -> None:

@@ -351,6 +351,9 @@ class Message(models.Model):
     body = models.TextField(_("body"))
     internal = models.BooleanField(_("internal note"), default=False)
     client_msg_id = models.CharField(_("client message id"), max_length=64, null=True, blank=True)
+    # what a system message announces (assigned, merchant_invited, remedy_applied, resolved, reopened),
+    # so clients can show it as a notice; empty for people's messages
+    notice = models.CharField(_("notice"), max_length=32, blank=True, default="")
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     class Meta:
@@ -368,6 +371,25 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.ticket_id}/{self.seq}"
+
+
+class ReadMark(models.Model):
+    """How far one person has read a ticket's conversation: the highest ``seq``
+    they have seen. It only moves forward. Agents' marks give the console's
+    unread counts; the buyer's and the merchant's give read receipts."""
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="read_marks")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    seq = models.PositiveIntegerField(_("read up to seq"), default=0)
+    updated_at = models.DateTimeField(_("updated at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("read mark")
+        verbose_name_plural = _("read marks")
+        constraints = [models.UniqueConstraint(fields=["ticket", "user"], name="read_mark_ticket_user_unique")]
+
+    def __str__(self) -> str:
+        return f"#{self.ticket_id} read by {self.user_id} to {self.seq}"
 
 
 class Rating(models.Model):

@@ -73,7 +73,7 @@ def test_resend_plus_coupon_through_the_panel_once(client, buyer, agent, merchan
     again = client.post(f"/console/remedies/panel/{ticket.pk}/apply/", data, HTTP_HX_REQUEST="true")
     assert again.status_code == 201
     assert Remedy.objects.count() == 1 and Coupon.objects.count() == 1 and ResendTask.objects.count() == 1
-    assert Message.objects.filter(ticket=ticket, author_role="system").count() == 1
+    assert Message.objects.filter(ticket=ticket, notice="remedy_applied").count() == 1
     assert client.post(f"/console/remedies/panel/{ticket.pk}/apply/", {"action": "gold"}).status_code == 400
 
 

@@ -13,7 +13,7 @@ from accounts import roles
 from tickets.errors import Conflict, InvalidInput, PermissionDenied
 from tickets.models import Evidence, Ticket, TicketEvent
 from tickets.selectors import get_ticket_for
-from tickets.services.messages import append_message
+from tickets.services.conversation import append_message
 from tickets.services.transitions import run_transition
 
 MAX_IMAGES = 4

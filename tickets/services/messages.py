@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -11,43 +9,12 @@ from django.utils import timezone
 from accounts import roles
 from tickets import events
 from tickets.errors import AlreadyRated, Conflict, InvalidInput, NotResolved, PermissionDenied, TicketClosed
-from tickets.models import Message, Party, Rating, Ticket, TicketEvent
+from tickets.models import Message, Party, Rating, ReadMark, Ticket, TicketEvent
 from tickets.selectors import get_ticket_for
+from tickets.services.conversation import append_message
 from tickets.services.transitions import run_transition
 
-
-def author_role_of(user) -> str:
-    if user is None:
-        return Message.AuthorRole.SYSTEM
-    if roles.is_agent(user):
-        return Message.AuthorRole.AGENT
-    if roles.is_merchant_staff(user):
-        return Message.AuthorRole.MERCHANT
-    return Message.AuthorRole.BUYER
-
-
-def append_message(
-    *, ticket: Ticket, author, body: str, internal: bool, now: datetime, client_msg_id: str | None = None
-) -> Message:
-    """Give the message the ticket's next ``seq``. ``ticket`` is locked (or
-    new) in the caller's transaction, so the counter has no gaps or repeats:
-    a rolled-back message rolls its number back with it."""
-    assert transaction.get_connection().in_atomic_block, "append_message needs the caller's transaction"
-    role = author_role_of(author)
-    ticket.last_seq += 1
-    ticket.last_message_at = now
-    update = ["last_seq", "last_message_at", "updated_at"]
-    # the opening message (seq 1) is the request itself, never a response
-    if role == Message.AuthorRole.AGENT and not internal and ticket.first_response_at is None and ticket.last_seq > 1:
-        ticket.first_response_at = now
-        update.append("first_response_at")
-    ticket.save(update_fields=update)
-    message = Message.objects.create(
-        ticket=ticket, seq=ticket.last_seq, author=author, author_role=role, body=body,
-        internal=internal, client_msg_id=client_msg_id, created_at=now,
-    )
-    events.message_posted(message)
-    return message
+__all__ = ["append_message", "mark_read", "post_message", "rate_ticket"]
 
 
 @transaction.atomic(durable=True)
@@ -116,3 +83,27 @@ def rate_ticket(*, actor, ticket_id: int, score: int, comment: str = "") -> Rati
         raise AlreadyRated() from None
     TicketEvent.objects.create(ticket=ticket, kind="rated", actor=actor, data={"score": score}, created_at=now)
     return rating
+
+
+def mark_read(*, actor, ticket_id: int, seq: int) -> int:
+    """``actor`` has seen the conversation up to ``seq``; the mark only moves
+    forward and never past the last message. Returns the mark now stored."""
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        raise InvalidInput("seq is a non-negative integer.", field="seq")
+    ticket = get_ticket_for(user=actor, ticket_id=ticket_id)
+    seq = min(seq, ticket.last_seq)
+    now = timezone.now()
+    # one statement either way, so two tabs marking at once cannot move it backwards
+    changed = ReadMark.objects.filter(ticket=ticket, user=actor, seq__lt=seq).update(seq=seq, updated_at=now) > 0
+    if not changed:
+        try:
+            with transaction.atomic():
+                _, changed = ReadMark.objects.get_or_create(
+                    ticket=ticket, user=actor, defaults={"seq": seq, "updated_at": now}
+                )
+        except IntegrityError:  # the other tab created it first
+            changed = ReadMark.objects.filter(ticket=ticket, user=actor, seq__lt=seq).update(seq=seq, updated_at=now) > 0
+    if changed:
+        events.read_marked(ticket=ticket, user=actor, seq=seq)
+        return seq
+    return ReadMark.objects.filter(ticket=ticket, user=actor).values_list("seq", flat=True).first() or 0

@@ -20,7 +20,7 @@ from tickets.errors import (
 )
 from tickets.models import DISPUTE_CATEGORIES, MERCHANT_CATEGORIES, Category, Channel, Language, Party, Ticket, TicketEvent
 from tickets.selectors import get_ticket_for
-from tickets.services.messages import append_message
+from tickets.services.conversation import append_message
 from tickets.services.routing import assign_chat_on_open, pick_queue
 from tickets.services.transitions import check_permission, check_source_state, run_transition
 

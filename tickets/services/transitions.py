@@ -12,6 +12,7 @@ from tickets import events
 from tickets.errors import IllegalTransition, TransitionForbidden, TransitionRefused, UnknownTransition
 from tickets.models import Ticket, TicketEvent
 from tickets.selectors import USER_TRANSITIONS
+from tickets.services.conversation import append_notice
 
 SYSTEM_TRANSITIONS = (*USER_TRANSITIONS, "route")
 
@@ -83,5 +84,18 @@ def run_transition(
         ticket=ticket, kind=name, actor=actor if actor and actor.is_authenticated else None,
         data=data, created_at=now,
     )
+    _tell_conversation(ticket=ticket, name=name, now=now, assignee=kwargs.get("assignee"))
     events.ticket_changed(ticket)
     return event
+
+
+def _tell_conversation(*, ticket: Ticket, name: str, now: datetime, assignee=None) -> None:
+    """The buyer (and the merchant) see the moves that concern them as notices in the chat."""
+    if name in ("assign", "reassign") and assignee is not None:
+        append_notice(ticket=ticket, notice="assigned", now=now, agent=assignee.name)
+    elif name == "wait_merchant" and ticket.merchant_id:
+        append_notice(ticket=ticket, notice="merchant_invited", now=now, merchant=ticket.merchant.name)
+    elif name == "resolve":
+        append_notice(ticket=ticket, notice="resolved", now=now)
+    elif name == "reopen":
+        append_notice(ticket=ticket, notice="reopened", now=now)

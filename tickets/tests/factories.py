@@ -8,11 +8,12 @@ from tickets.models import AgentProfile, AgentSkill, Category, Ticket
 
 
 def open_ticket(*, buyer, order=None, category: str = Category.LOGISTICS_DELAY, channel: str = "web",
-                actor=None, grade: str | None = None, subject: str = "快递三天没动了", body: str = "请帮我查一下物流") -> Ticket:
+                actor=None, grade: str | None = None, subject: str = "快递三天没动了", body: str = "请帮我查一下物流",
+                language: str | None = None) -> Ticket:
     ticket = services.open_ticket(
         actor=actor or buyer, category=category, subject=subject, body=body,
         order_id=order.pk if order else None, channel=channel,
-        buyer_id=buyer.pk if actor is not None else None, grade=grade,
+        buyer_id=buyer.pk if actor is not None else None, grade=grade, language=language,
     )
     # re-read rather than refresh_from_db: FSMModelMixin.refresh_from_db flips
     # ``protected`` on the shared field and races when tests run threads

@@ -254,20 +254,21 @@ def test_events_are_staff_only(api, buyer, order, merchant_user, agent):
 def test_messages_endpoint(api, buyer, other_buyer, order, agent):
     ticket = ticket_in_state("assigned", buyer=buyer, agent=agent, order=order)
     path = f"/api/v1/tickets/{ticket.pk}/messages/"
+    # seq 1 is the request, 2 the "assigned" notice
     note = api(agent).post(path, {"body": "内部", "internal": True}, format="json")
-    assert note.status_code == 201 and note.json()["seq"] == 2 and note.json()["internal"] is True
+    assert note.status_code == 201 and note.json()["seq"] == 3 and note.json()["internal"] is True
     reply = api(buyer).post(path, {"body": "在吗"}, format="json")
-    assert reply.status_code == 201 and reply.json()["seq"] == 3 and reply.json()["author_id"] == buyer.pk
+    assert reply.status_code == 201 and reply.json()["seq"] == 4 and reply.json()["author_id"] == buyer.pk
     assert api(buyer).post(path, {"body": "x", "internal": True}, format="json").status_code == 403
-    assert [m["seq"] for m in api(buyer).get(path).json()["results"]] == [1, 3]
-    assert [m["seq"] for m in api(agent).get(path).json()["results"]] == [1, 2, 3]
-    assert [m["seq"] for m in api(agent).get(f"{path}?after_seq=1").json()["results"]] == [2, 3]
+    assert [m["seq"] for m in api(buyer).get(path).json()["results"]] == [1, 2, 4]
+    assert [m["seq"] for m in api(agent).get(path).json()["results"]] == [1, 2, 3, 4]
+    assert [m["seq"] for m in api(agent).get(f"{path}?after_seq=2").json()["results"]] == [3, 4]
     assert api(agent).get(f"{path}?after_seq=x").status_code == 400
     assert api(other_buyer).get(path).status_code == 404
     assert api(other_buyer).post(path, {"body": "hi"}, format="json").status_code == 404
     assert api(buyer).post(path, {"body": ""}, format="json").status_code == 400
     assert api(buyer).post(path, {"body": "x" * 6000}, format="json").status_code == 400
-    assert Message.objects.filter(ticket=ticket).count() == 3
+    assert Message.objects.filter(ticket=ticket).count() == 4
 
 
 @pytest.mark.django_db

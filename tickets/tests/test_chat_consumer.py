@@ -9,7 +9,7 @@ from django.test import Client
 
 from cs_portal.asgi import application
 from tickets import services
-from tickets.models import Message
+from tickets.models import Message, ReadMark, Ticket
 from tickets.tests.factories import ticket_in_state
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -22,6 +22,11 @@ def _connect(user, ticket_id, after_seq=0):
         client.force_login(user)
         headers.append((b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()))
     return WebsocketCommunicator(application, f"/ws/tickets/{ticket_id}/chat/?after_seq={after_seq}", headers=headers)
+
+
+async def _last_seq(ticket) -> int:
+    """Where a client that has seen everything so far would resume."""
+    return await database_sync_to_async(lambda: Ticket.objects.get(pk=ticket.pk).last_seq)()
 
 
 async def _frames(comm, n):
@@ -39,13 +44,14 @@ async def _drain(comm) -> list[dict]:
 
 async def test_replay_then_stream_without_gaps_or_duplicates(buyer, agent, order):
     ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
+    # seq 1 the request, 2 the "assigned" notice
     for text in ("一", "二", "三"):
         await database_sync_to_async(services.post_message)(actor=agent, ticket_id=ticket.pk, body=text)
-    buyer_ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=2)
+    buyer_ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=3)
     connected, _ = await buyer_ws.connect()
     assert connected
     replay = await _frames(buyer_ws, 2)
-    assert [(f["type"], f["seq"], f["body"]) for f in replay] == [("message", 3, "二"), ("message", 4, "三")]
+    assert [(f["type"], f["seq"], f["body"]) for f in replay] == [("message", 4, "二"), ("message", 5, "三")]
     assert replay[0]["author"]["role"] == "agent" and replay[0]["created_at"]
     # a note stays with staff; a new message streams once
     await database_sync_to_async(services.post_message)(actor=agent, ticket_id=ticket.pk, body="内部", internal=True)
@@ -56,32 +62,35 @@ async def test_replay_then_stream_without_gaps_or_duplicates(buyer, agent, order
         frames.append(frame)
         if frame.get("type") == "message":
             break
-    assert frames[-1]["seq"] == 6 and frames[-1]["body"] == "四"
+    assert frames[-1]["seq"] == 7 and frames[-1]["body"] == "四"
     assert all(f.get("body") != "内部" for f in frames)
     await buyer_ws.disconnect()
 
 
 async def test_send_is_idempotent_and_acknowledged(buyer, agent, order):
     ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
-    ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=1)
+    seq = await _last_seq(ticket)
+    ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=seq)
     assert (await ws.connect())[0]
     for _ in range(2):
         await ws.send_json_to({"type": "message", "body": "在吗", "client_msg_id": "c-1"})
     frames = await _drain(ws)
     acks = [f for f in frames if f["type"] == "ack"]
-    assert [a["seq"] for a in acks] == [2, 2]
-    assert [f["seq"] for f in frames if f["type"] == "message"] == [2]
+    assert [a["seq"] for a in acks] == [seq + 1, seq + 1]
+    assert [f["seq"] for f in frames if f["type"] == "message"] == [seq + 1]
     assert await database_sync_to_async(Message.objects.filter(ticket=ticket, client_msg_id="c-1").count)() == 1
     await ws.disconnect()
 
 
 async def test_typing_reaches_the_other_side(buyer, agent, order):
     ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
-    agent_ws = await database_sync_to_async(_connect)(agent, ticket.pk, after_seq=1)
-    buyer_ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=1)
+    agent_ws = await database_sync_to_async(_connect)(agent, ticket.pk, after_seq=await _last_seq(ticket))
+    buyer_ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=await _last_seq(ticket))
     assert (await agent_ws.connect())[0] and (await buyer_ws.connect())[0]
     joined = await agent_ws.receive_json_from(timeout=5)  # the buyer came in after the agent
     assert joined["type"] == "joined" and joined["author"]["role"] == "buyer"
+    here = await buyer_ws.receive_json_from(timeout=5)  # and learns the agent was already there
+    assert here["type"] == "here" and here["author"]["id"] == agent.pk and here["author"]["role"] == "agent"
     await agent_ws.send_json_to({"type": "typing"})
     frame = await buyer_ws.receive_json_from(timeout=5)
     assert frame["type"] == "typing" and frame["author"]["id"] == agent.pk
@@ -103,7 +112,7 @@ async def test_scope_at_connect(buyer, other_buyer, agent, order, merchant_user)
 
 async def test_bad_frames_and_floods_get_error_frames(buyer, agent, order):
     ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
-    ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=1)
+    ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=await _last_seq(ticket))
     assert (await ws.connect())[0]
     await ws.send_to(text_data="{oops")
     assert (await ws.receive_json_from(timeout=5))["code"] == "malformed_json"
@@ -122,14 +131,57 @@ async def test_bad_frames_and_floods_get_error_frames(buyer, agent, order):
 
 async def test_buyer_sees_the_merchant_join_once_brought_in(buyer, agent, order, merchant_user):
     ticket = await database_sync_to_async(ticket_in_state)("waiting_merchant", buyer=buyer, agent=agent, order=order)
-    buyer_ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=1)
+    buyer_ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=await _last_seq(ticket))
     assert (await buyer_ws.connect())[0]
-    merchant_ws = await database_sync_to_async(_connect)(merchant_user, ticket.pk, after_seq=1)
+    merchant_ws = await database_sync_to_async(_connect)(merchant_user, ticket.pk, after_seq=await _last_seq(ticket))
     assert (await merchant_ws.connect())[0]
     frame = await buyer_ws.receive_json_from(timeout=5)
-    assert frame == {"type": "joined", "author": {"id": merchant_user.pk, "name": merchant_user.name, "role": "merchant_staff"}}
+    assert frame["type"] == "joined"
+    assert {k: frame["author"][k] for k in ("id", "name", "role")} == {
+        "id": merchant_user.pk, "name": merchant_user.name, "role": "merchant_staff"}
     await merchant_ws.send_json_to({"type": "message", "body": "已安排补发", "client_msg_id": "m-1"})
     message = await buyer_ws.receive_json_from(timeout=5)
     assert message["type"] == "message" and message["author"]["role"] == "merchant"
     await buyer_ws.disconnect()
     await merchant_ws.disconnect()
+
+
+async def test_read_receipts_are_stored_and_shown_to_the_others(buyer, agent, order):
+    ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
+    await database_sync_to_async(services.post_message)(actor=agent, ticket_id=ticket.pk, body="您好")
+    seq = await _last_seq(ticket)
+    agent_ws = await database_sync_to_async(_connect)(agent, ticket.pk, after_seq=seq)
+    buyer_ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=seq)
+    assert (await agent_ws.connect())[0] and (await buyer_ws.connect())[0]
+    await _drain(agent_ws)
+    await _drain(buyer_ws)
+    await buyer_ws.send_json_to({"type": "read", "seq": seq})
+    frame = await agent_ws.receive_json_from(timeout=5)
+    assert frame["type"] == "read" and frame["seq"] == seq and frame["author"]["role"] == "buyer"
+    assert await buyer_ws.receive_nothing(timeout=0.3)  # one's own receipt is no news
+    mark = await database_sync_to_async(ReadMark.objects.get)(ticket=ticket, user=buyer)
+    assert mark.seq == seq
+    # a bad seq is an error frame; reading nothing new sends nothing
+    await buyer_ws.send_json_to({"type": "read", "seq": "x"})
+    assert (await buyer_ws.receive_json_from(timeout=5))["code"] == "invalid"
+    await buyer_ws.send_json_to({"type": "read", "seq": seq})
+    assert await agent_ws.receive_nothing(timeout=0.3)
+    await agent_ws.disconnect()
+    await buyer_ws.disconnect()
+
+
+async def test_viewers_see_each_other_come_and_go(buyer, agent, other_agent, order):
+    ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
+    seq = await _last_seq(ticket)
+    first = await database_sync_to_async(_connect)(agent, ticket.pk, after_seq=seq)
+    assert (await first.connect())[0]
+    second = await database_sync_to_async(_connect)(other_agent, ticket.pk, after_seq=seq)
+    assert (await second.connect())[0]
+    joined = await first.receive_json_from(timeout=5)
+    assert joined["type"] == "joined" and joined["author"]["id"] == other_agent.pk
+    here = await second.receive_json_from(timeout=5)
+    assert here["type"] == "here" and here["author"]["id"] == agent.pk
+    await second.disconnect()
+    left = await first.receive_json_from(timeout=5)
+    assert left["type"] == "left" and left["author"]["key"] == joined["author"]["key"]
+    await first.disconnect()

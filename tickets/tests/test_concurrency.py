@@ -47,9 +47,9 @@ def test_parallel_messages_get_gap_free_seq(buyer, order, agent):
 
     assert errors == []
     seqs = list(Message.objects.filter(ticket=ticket).order_by("seq").values_list("seq", flat=True))
-    assert seqs == list(range(1, 82))
+    assert seqs == list(range(1, 83))  # the request, the "assigned" notice and the 80 posted here
     ticket.refresh_from_db()
-    assert ticket.last_seq == 81
+    assert ticket.last_seq == 82
 
 
 def test_parallel_sweeps_breach_each_deadline_once(buyer, order):

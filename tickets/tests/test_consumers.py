@@ -38,6 +38,8 @@ async def test_staff_connect_and_receive_ticket_changes(agent, buyer, order):
     assert frame["type"] == "ticket.changed" and frame["ticket_id"] == ticket.pk
     await database_sync_to_async(services.transition_ticket)(actor=agent, ticket_id=ticket.pk, name="assign")
     frame = await communicator.receive_json_from(timeout=5)
+    assert frame == {"type": "message.posted", "ticket_id": ticket.pk, "seq": 2}  # the "assigned" notice
+    frame = await communicator.receive_json_from(timeout=5)
     assert (frame["status"], frame["assignee_id"]) == ("assigned", agent.pk)
     await communicator.send_json_to({"type": "ping"})
     assert await communicator.receive_json_from(timeout=5) == {"type": "pong"}

@@ -12,7 +12,7 @@ from tickets.errors import (
     TicketClosed,
     TicketNotFound,
 )
-from tickets.models import Message, Playbook, QuickReply, Rating, TicketEvent
+from tickets.models import Message, Playbook, QuickReply, Rating, ReadMark, TicketEvent
 from tickets.selectors import messages_visible_to
 from tickets.tests.factories import open_ticket, ticket_in_state
 
@@ -25,10 +25,11 @@ def test_seq_increases_by_one_per_ticket(buyer, order, agent):
     services.post_message(actor=buyer, ticket_id=ticket.pk, body="在吗")
     services.post_message(actor=buyer, ticket_id=other.pk, body="另一个")
     services.post_message(actor=agent, ticket_id=ticket.pk, body="备注", internal=True)
-    assert list(Message.objects.filter(ticket=ticket).values_list("seq", flat=True)) == [1, 2, 3, 4]
+    # 1 the request, 2 the "assigned" notice, then the three posted here
+    assert list(Message.objects.filter(ticket=ticket).values_list("seq", flat=True)) == [1, 2, 3, 4, 5]
     assert list(Message.objects.filter(ticket=other).values_list("seq", flat=True)) == [1, 2]
     ticket.refresh_from_db()
-    assert ticket.last_seq == 4
+    assert ticket.last_seq == 5
 
 
 @pytest.mark.django_db
@@ -37,7 +38,7 @@ def test_refused_message_leaves_no_number_behind(buyer, order, agent):
     with pytest.raises(PermissionDenied):
         services.post_message(actor=buyer, ticket_id=ticket.pk, body="x", internal=True)
     message = services.post_message(actor=buyer, ticket_id=ticket.pk, body="ok")
-    assert message.seq == 2
+    assert message.seq == ticket.last_seq + 1
 
 
 @pytest.mark.django_db
@@ -45,7 +46,8 @@ def test_internal_notes_are_hidden_from_buyer_and_merchant(buyer, order, agent, 
     ticket = ticket_in_state("waiting_merchant", buyer=buyer, agent=agent, order=order)
     services.post_message(actor=agent, ticket_id=ticket.pk, body="买家情绪激动", internal=True)
     services.post_message(actor=agent, ticket_id=ticket.pk, body="已联系商家")
-    assert [m.body for m in messages_visible_to(user=buyer, ticket=ticket)] == ["请帮我查一下物流", "已联系商家"]
+    people = [m.body for m in messages_visible_to(user=buyer, ticket=ticket) if m.author_id]
+    assert people == ["请帮我查一下物流", "已联系商家"]
     assert "买家情绪激动" not in [m.body for m in messages_visible_to(user=merchant_user, ticket=ticket)]
     assert "买家情绪激动" in [m.body for m in messages_visible_to(user=agent, ticket=ticket)]
     with pytest.raises(PermissionDenied):
@@ -166,3 +168,52 @@ def test_agents_add_playbooks_buyers_cannot(agent, buyer):
         services.add_playbook(actor=agent, title="x", body="y", category="nonsense")
     with pytest.raises(InvalidInput):
         services.add_playbook(actor=agent, title="", body="y")
+
+
+@pytest.mark.django_db
+def test_the_conversation_is_told_of_assignment_invitation_resolution_and_reopening(buyer, order, agent, merchant):
+    ticket = open_ticket(buyer=buyer, order=order)
+    services.transition_ticket(actor=agent, ticket_id=ticket.pk, name="assign")
+    services.transition_ticket(actor=agent, ticket_id=ticket.pk, name="wait_merchant")
+    services.transition_ticket(actor=agent, ticket_id=ticket.pk, name="resume")
+    services.transition_ticket(actor=agent, ticket_id=ticket.pk, name="resolve")
+    services.transition_ticket(actor=buyer, ticket_id=ticket.pk, name="reopen")
+    notices = list(Message.objects.filter(ticket=ticket, author__isnull=True).values_list("notice", "author_role", "body"))
+    assert [n[0] for n in notices] == ["assigned", "merchant_invited", "resolved", "reopened"]
+    assert {n[1] for n in notices} == {"system"}
+    # in the ticket's language (Chinese by default), naming who
+    assert agent.name in notices[0][2] and "正在" in notices[0][2]
+    assert merchant.name in notices[1][2]
+    # resuming is not news to the buyer
+    assert Message.objects.filter(ticket=ticket).count() == 1 + 4
+
+
+@pytest.mark.django_db
+def test_notices_speak_the_tickets_language(buyer, order, agent):
+    ticket = open_ticket(buyer=buyer, order=order, language="en")
+    services.transition_ticket(actor=agent, ticket_id=ticket.pk, name="assign")
+    notice = Message.objects.get(ticket=ticket, notice="assigned")
+    assert notice.body == f"{agent.name} is now handling your request."
+
+
+@pytest.mark.django_db
+def test_read_marks_move_forward_only_and_stop_at_the_last_message(buyer, order, agent, django_capture_on_commit_callbacks):
+    ticket = ticket_in_state("assigned", buyer=buyer, agent=agent, order=order)  # seq 1 request, 2 notice
+    assert services.mark_read(actor=buyer, ticket_id=ticket.pk, seq=2) == 2
+    assert services.mark_read(actor=buyer, ticket_id=ticket.pk, seq=1) == 2  # never backwards
+    assert services.mark_read(actor=buyer, ticket_id=ticket.pk, seq=99) == 2  # nothing past the last message
+    services.post_message(actor=agent, ticket_id=ticket.pk, body="您好")
+    assert services.mark_read(actor=agent, ticket_id=ticket.pk, seq=3) == 3
+    assert services.mark_read(actor=buyer, ticket_id=ticket.pk, seq=3) == 3
+    assert dict(ReadMark.objects.filter(ticket=ticket).values_list("user_id", "seq")) == {buyer.pk: 3, agent.pk: 3}
+
+
+@pytest.mark.django_db
+def test_read_marks_refuse_bad_seq_and_other_peoples_tickets(buyer, other_buyer, order, agent):
+    ticket = ticket_in_state("assigned", buyer=buyer, agent=agent, order=order)
+    for bad in (-1, "3", None, True):
+        with pytest.raises(InvalidInput):
+            services.mark_read(actor=buyer, ticket_id=ticket.pk, seq=bad)
+    with pytest.raises(TicketNotFound):
+        services.mark_read(actor=other_buyer, ticket_id=ticket.pk, seq=1)
+    assert not ReadMark.objects.exists()
