@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "merchants",
     "tickets",
     "compensation",
+    "risk",
     "cs_portal",
 ]
 
@@ -126,6 +127,7 @@ CELERY_BEAT_SCHEDULE = {
     "resend-deadlines": {"task": "tickets.tasks.resend_deadlines", "schedule": timedelta(minutes=1)},
     "credit-scores": {"task": "merchants.tasks.credit_scores", "schedule": timedelta(hours=6)},
     "blacklist-daily-counts": {"task": "compensation.tasks.blacklist_daily_counts", "schedule": timedelta(minutes=15)},
+    "stolen-account-detector": {"task": "risk.tasks.detect_stolen_accounts", "schedule": timedelta(minutes=15)},
 }
 
 # The embedded default runs those jobs inside the server process (scripts/dev sets it).

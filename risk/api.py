@@ -1,0 +1,222 @@
+"""Risk API: the order system's check, and staff's review list and actions.
+Validate → service → serialize."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.generics import GenericAPIView
+from rest_framework.response import Response
+
+from accounts.models import User
+from cs_portal.api import filter_choice
+from risk import selectors, services
+from risk.models import RiskHit
+
+
+class RiskCheckOutput(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=["allow", "deny"])
+    reasons = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="account_frozen, account_flagged, account_blacklisted, ip_blacklisted, device_blacklisted",
+    )
+
+
+class RiskCheckApi(GenericAPIView):
+    """May this booking go ahead? For the order system's own token and staff."""
+
+    serializer_class = RiskCheckOutput
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "RiskCheckInput"
+
+        account = serializers.CharField(required=False, allow_blank=True, max_length=150)
+        ip = serializers.CharField(required=False, allow_blank=True, max_length=64)
+        device = serializers.CharField(required=False, allow_blank=True, max_length=128)
+
+    @extend_schema(
+        operation_id="risk_check",
+        parameters=[
+            OpenApiParameter("account", str, description="the account's username"),
+            OpenApiParameter("ip", str, description="the client's IPv4 or IPv6 address"),
+            OpenApiParameter("device", str, description="the client's device id"),
+        ],
+        responses={200: RiskCheckOutput, 400: OpenApiResponse(description="no or malformed account, ip, device"),
+                   403: OpenApiResponse(description="neither the order system's token nor staff")},
+    )
+    def get(self, request):
+        data = self.InputSerializer(data=request.query_params)
+        data.is_valid(raise_exception=True)
+        result = services.risk_check(actor=request.user, **data.validated_data)
+        return Response(RiskCheckOutput({"decision": result.decision, "reasons": result.reasons}).data)
+
+
+class RiskHitOutput(serializers.ModelSerializer):
+    account_id = serializers.IntegerField(source="user_id", read_only=True)
+    username = serializers.CharField(source="user.username", read_only=True)
+    account_status = serializers.CharField(source="user.account_status", read_only=True)
+    rule = serializers.CharField(read_only=True)
+    status = serializers.CharField(read_only=True, help_text="open, dismissed or actioned")
+    evidence = serializers.DictField(read_only=True, help_text="the orders, their hours, the dormant span")
+    reviewed_by_id = serializers.IntegerField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = RiskHit
+        fields = ["id", "account_id", "username", "account_status", "rule", "status", "evidence", "first_order_at",
+                  "last_order_at", "detected_at", "reviewed_by_id", "reviewed_at", "review_note"]
+
+
+class RiskHitListApi(GenericAPIView):
+    serializer_class = RiskHitOutput
+
+    @extend_schema(
+        operation_id="risk_hits_list",
+        parameters=[OpenApiParameter("status", str, enum=RiskHit.Status.values),
+                    OpenApiParameter("account", int, description="account (user) id")],
+        responses=RiskHitOutput(many=True),
+    )
+    def get(self, request):
+        hits = selectors.hits_visible_to(user=request.user)
+        hits = filter_choice(hits, request.query_params, "status", RiskHit.Status.values)
+        raw = request.query_params.get("account")
+        if raw:
+            if not raw.isdigit():
+                raise serializers.ValidationError({"account": "Expected an integer id."})
+            hits = hits.filter(user_id=int(raw))
+        page = self.paginate_queryset(hits)
+        return self.get_paginated_response(RiskHitOutput(page, many=True).data)
+
+
+class ReasonInput(serializers.Serializer):
+    class Meta:
+        ref_name = "RiskReasonInput"
+
+    reason = serializers.CharField(max_length=255)
+
+
+class RiskHitDismissApi(GenericAPIView):
+    serializer_class = RiskHitOutput
+
+    @extend_schema(operation_id="risk_hits_dismiss", request=ReasonInput, responses=RiskHitOutput)
+    def post(self, request, hit_id: int):
+        data = ReasonInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        hit = services.dismiss_hit(actor=request.user, hit_id=hit_id, **data.validated_data)
+        return Response(RiskHitOutput(hit).data)
+
+
+class RiskAccountOutput(serializers.ModelSerializer):
+    account_status = serializers.ChoiceField(choices=User.AccountStatus.choices, read_only=True)
+
+    class Meta:
+        model = User
+        fields = ["id", "username", "account_status"]
+        ref_name = "RiskAccount"
+
+
+class RiskAccountStatusApi(GenericAPIView):
+    """Flag or freeze a buyer's account (supervisors)."""
+
+    serializer_class = RiskAccountOutput
+    verb = "flag"
+
+    @extend_schema(request=ReasonInput, responses=RiskAccountOutput)
+    def post(self, request, account_id: int):
+        data = ReasonInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        act = services.flag_account if self.verb == "flag" else services.freeze_account
+        account = act(actor=request.user, user_id=account_id, **data.validated_data)
+        return Response(RiskAccountOutput(account).data)
+
+
+class RiskUnfreezeApi(GenericAPIView):
+    """An agent records the check of the caller's registration details; when
+    it passes the account is unfrozen, when not it is a 422
+    ``verification_failed`` (the failed check stays on record)."""
+
+    serializer_class = RiskAccountOutput
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "RiskUnfreezeInput"
+
+        phone = serializers.CharField(max_length=32, help_text="the phone number the caller states")
+        email = serializers.CharField(required=False, allow_blank=True, max_length=254, default="")
+        id_last4_confirmed = serializers.BooleanField(required=False, default=False)
+        note = serializers.CharField(required=False, allow_blank=True, max_length=255, default="")
+
+    @extend_schema(operation_id="risk_accounts_unfreeze", request=InputSerializer,
+                   responses={200: RiskAccountOutput, 422: OpenApiResponse(description="verification_failed")})
+    def post(self, request, account_id: int):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        check = services.verify_owner(actor=request.user, user_id=account_id, **data.validated_data)
+        account = services.unfreeze_account(actor=request.user, user_id=account_id, verification_id=check.pk,
+                                            note=data.validated_data["note"])
+        return Response(RiskAccountOutput(account).data)
+
+
+class BulkOrderLine(serializers.Serializer):
+    order_id = serializers.IntegerField(source="pk")
+    order_no = serializers.CharField()
+    status = serializers.CharField()
+    amount_fen = serializers.IntegerField()
+
+
+class BulkSkipLine(serializers.Serializer):
+    order_id = serializers.IntegerField()
+    code = serializers.CharField()
+
+
+class BulkOrdersOutput(serializers.Serializer):
+    orders = BulkOrderLine(many=True)
+    skipped = BulkSkipLine(many=True)
+    undo_until = serializers.DateTimeField(allow_null=True)
+
+
+def _bulk_payload(result) -> dict:
+    return {"orders": result.done, "undo_until": result.undo_until,
+            "skipped": [{"order_id": order_id, "code": code} for order_id, code in result.skipped]}
+
+
+class RiskCancelOrdersApi(GenericAPIView):
+    """Cancel the account's pending orders (all, or the listed ones); each can
+    be undone until ``undo_until``."""
+
+    serializer_class = BulkOrdersOutput
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "RiskCancelOrdersInput"
+
+        reason = serializers.CharField(max_length=255)
+        order_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False,
+                                          min_length=1, max_length=services.MAX_BULK_ORDERS)
+
+    @extend_schema(operation_id="risk_accounts_cancel_orders", request=InputSerializer, responses=BulkOrdersOutput)
+    def post(self, request, account_id: int):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = services.cancel_pending_orders(actor=request.user, user_id=account_id, **data.validated_data)
+        return Response(BulkOrdersOutput(_bulk_payload(result)).data)
+
+
+class RiskRestoreOrdersApi(GenericAPIView):
+    """Undo the cancel of the listed orders, within the undo window."""
+
+    serializer_class = BulkOrdersOutput
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "RiskRestoreOrdersInput"
+
+        order_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=1,
+                                          max_length=services.MAX_BULK_ORDERS)
+
+    @extend_schema(operation_id="risk_accounts_restore_orders", request=InputSerializer, responses=BulkOrdersOutput)
+    def post(self, request, account_id: int):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = services.restore_cancelled_orders(actor=request.user, user_id=account_id, **data.validated_data)
+        return Response(BulkOrdersOutput(_bulk_payload(result)).data)

@@ -1,0 +1,18 @@
+"""The console's risk page (``/console/risk/``) and its htmx fragments."""
+
+from django.urls import path
+
+from risk import views
+
+app_name = "risk"
+
+urlpatterns = [
+    path("", views.review, name="review"),
+    path("accounts/<int:account_id>/", views.account, name="account"),
+    path("accounts/<int:account_id>/flag/", views.restrict, {"verb": "flag"}, name="flag"),
+    path("accounts/<int:account_id>/freeze/", views.restrict, {"verb": "freeze"}, name="freeze"),
+    path("accounts/<int:account_id>/cancel/", views.cancel, name="cancel"),
+    path("accounts/<int:account_id>/undo/", views.undo, name="undo"),
+    path("accounts/<int:account_id>/unfreeze/", views.unfreeze, name="unfreeze"),
+    path("hits/<int:hit_id>/dismiss/", views.dismiss, name="dismiss"),
+]

@@ -1,0 +1,17 @@
+from django.urls import path
+
+from risk import api
+
+urlpatterns = [
+    path("risk/check/", api.RiskCheckApi.as_view(), name="risk-check"),
+    path("risk/hits/", api.RiskHitListApi.as_view(), name="risk-hits"),
+    path("risk/hits/<int:hit_id>/dismiss/", api.RiskHitDismissApi.as_view(), name="risk-hit-dismiss"),
+    path("risk/accounts/<int:account_id>/flag/", api.RiskAccountStatusApi.as_view(verb="flag"), name="risk-flag"),
+    path("risk/accounts/<int:account_id>/freeze/", api.RiskAccountStatusApi.as_view(verb="freeze"),
+         name="risk-freeze"),
+    path("risk/accounts/<int:account_id>/unfreeze/", api.RiskUnfreezeApi.as_view(), name="risk-unfreeze"),
+    path("risk/accounts/<int:account_id>/cancel-orders/", api.RiskCancelOrdersApi.as_view(),
+         name="risk-cancel-orders"),
+    path("risk/accounts/<int:account_id>/restore-orders/", api.RiskRestoreOrdersApi.as_view(),
+         name="risk-restore-orders"),
+]
