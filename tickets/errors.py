@@ -75,3 +75,10 @@ __all__ = [
     "NotFound", "NotResolved", "OrderNotFound", "OvertimeDecided", "PermissionDenied", "ShiftLimitReached",
     "TicketClosed", "TicketNotFound", "TransitionForbidden", "TransitionRefused", "UnknownCategory", "UnknownTransition",
 ]
+
+
+class HeldByOther(Conflict):
+    """The console asks before an agent replies on a ticket another agent holds."""
+
+    code = "held_by_other"
+    default_detail = "Another agent holds this ticket; confirm to reply anyway."

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from cs_portal.realtime import publish_on_commit
-from tickets.models import Message, SlaBreach, Ticket
+from merchants.services import merchant_group
+from tickets.models import Channel, Message, Party, SlaBreach, Ticket
 
 CONSOLE = "console"
 
@@ -50,14 +51,33 @@ def message_payload(message: Message) -> dict[str, Any]:
     }
 
 
+def _merchant_sees(ticket: Ticket) -> bool:
+    """The merchant's portal hears of a ticket once the merchant is a party to it
+    (the same rule as ``selectors.tickets_visible_to``)."""
+    return bool(ticket.merchant_id) and ticket.party in (Party.MERCHANT, Party.BOTH)
+
+
 def ticket_changed(ticket: Ticket) -> None:
     publish_on_commit([CONSOLE, ticket_group(ticket.pk)], ticket_payload(ticket))
+    if _merchant_sees(ticket):
+        # what the portal needs to say "this needs you" (or "you are invited into a chat")
+        publish_on_commit([merchant_group(ticket.merchant_id)], {
+            "type": "ticket.changed",
+            "ticket_id": ticket.pk,
+            "status": ticket.status,
+            "subject": ticket.subject,
+            "needs_merchant": ticket.status == Ticket.Status.WAITING_MERCHANT,
+            "chat": ticket.channel == Channel.CHAT,
+        })
 
 
 def message_posted(message: Message) -> None:
     publish_on_commit([ticket_group(message.ticket_id)], message_payload(message))
     # staff consoles get a notice without the body, and fetch what they may see
     publish_on_commit([CONSOLE], {"type": "message.posted", "ticket_id": message.ticket_id, "seq": message.seq})
+    if not message.internal and _merchant_sees(message.ticket):
+        publish_on_commit([merchant_group(message.ticket.merchant_id)],
+                          {"type": "message.posted", "ticket_id": message.ticket_id, "seq": message.seq})
 
 
 def read_marked(*, ticket: Ticket, user, seq: int) -> None:

@@ -7,14 +7,17 @@ from datetime import datetime
 
 from django.contrib.auth.models import Group
 from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import F, Q, QuerySet
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_fsm import can_proceed
 
 from accounts import roles
 from merchants.selectors import merchant_id_for
 from tickets.errors import TicketNotFound
-from tickets.models import AgentProfile, Message, Party, Playbook, Queue, QuickReply, Ticket, TicketEvent
+from tickets.models import (
+    AgentProfile, Channel, Message, Party, Playbook, Queue, QuickReply, ReadMark, Ticket, TicketEvent,
+)
 
 # transitions a person may run by name (``route`` is the system's alone)
 USER_TRANSITIONS = (
@@ -142,6 +145,35 @@ def playbooks(*, category: str | None = None, q: str | None = None) -> QuerySet[
 
 
 # --- reads for the agent console pages ------------------------------------------
+
+
+def chat_tabs(*, user, limit: int = 12) -> list[Ticket]:
+    """The chats an agent holds, most recently active first, each with
+    ``unread``: buyer and merchant messages after the agent's read mark.
+    One query however many chats."""
+    read_seq = ReadMark.objects.filter(ticket=OuterRef("pk"), user=user).values("seq")[:1]
+    return list(
+        Ticket.objects.filter(assignee=user, channel=Channel.CHAT, status__in=Ticket.WORKING)
+        .select_related("buyer")
+        .annotate(read_seq=Coalesce(Subquery(read_seq), Value(0)))
+        .annotate(unread=Count("messages", filter=Q(
+            messages__seq__gt=F("read_seq"),
+            messages__author_role__in=[Message.AuthorRole.BUYER, Message.AuthorRole.MERCHANT],
+        )))
+        .order_by(F("last_message_at").desc(nulls_last=True), "-id")[:limit]
+    )
+
+
+def read_receipts(*, ticket: Ticket) -> dict[str, int]:
+    """How far the buyer and the merchant's staff have read: ``{"buyer": seq, "merchant": seq}``."""
+    marks = ReadMark.objects.filter(ticket=ticket).filter(
+        Q(user_id=ticket.buyer_id) | Q(user__merchant_staff__merchant_id=ticket.merchant_id)
+    ).values_list("user_id", "seq")
+    receipts = {"buyer": 0, "merchant": 0}
+    for user_id, seq in marks:
+        side = "buyer" if user_id == ticket.buyer_id else "merchant"
+        receipts[side] = max(receipts[side], seq)
+    return receipts
 
 
 def console_ticket(*, user, ticket_id: int) -> Ticket:

@@ -9,6 +9,7 @@ app_name = "console"
 urlpatterns = [
     path("", views.queue, name="queue"),
     path("presence/", views.presence, name="presence"),
+    path("chats/tabs/", views.chat_tabs, name="chat-tabs"),
     path("tickets/<int:ticket_id>/", views.ticket, name="ticket"),
     path("tickets/<int:ticket_id>/state/", views.ticket_state, name="ticket-state"),
     path("tickets/<int:ticket_id>/messages/", views.new_messages, name="messages"),

@@ -30,7 +30,7 @@ from merchants import selectors as merchant_selectors
 from merchants import services as merchant_services
 from tickets import selectors, services, sla
 from tickets.api import parse_ticket_filters
-from tickets.errors import TicketNotFound
+from tickets.errors import HeldByOther, TicketNotFound
 from tickets.models import AgentProfile, Category, Ticket
 from tickets.selectors import TicketFilters
 
@@ -149,6 +149,7 @@ ERROR_TEXTS = {
     "transition_refused": gettext_lazy("The ticket does not meet the conditions for this right now."),
     "unknown_transition": gettext_lazy("There is no such action."),
     "ticket_closed": gettext_lazy("The ticket is closed; the buyer can open a new one."),
+    "held_by_other": gettext_lazy("Another agent holds this ticket. Reply anyway, beside them?"),
     "assignee_invalid": gettext_lazy("The assignee must be an active agent."),
     "permission_denied": gettext_lazy("You do not have permission to do this."),
     "not_found": gettext_lazy("Not found."),
@@ -173,6 +174,8 @@ def error_text(error: DomainError) -> str:
     field = error.extra.get("field")
     if field in FIELD_TEXTS:
         return str(FIELD_TEXTS[field])
+    if error.code == "held_by_other" and error.extra.get("holder"):
+        return _("%(holder)s holds this ticket. Reply anyway, beside them?") % {"holder": error.extra["holder"]}
     return str(ERROR_TEXTS.get(error.code, error.detail))
 
 
@@ -201,6 +204,9 @@ def _agent_bar(request) -> dict:
         "shift_limit": _hours_minutes(shift.limit_s),
         "shift_percent": min(100, round(100 * shift.worked_s / shift.limit_s)) if shift.limit_s else 100,
     }
+
+
+CHAT_FIRST_REPLY_TARGET_S = 60
 
 
 def _span(delta) -> str:
@@ -251,6 +257,11 @@ def queue(request):
     page = Paginator(tickets, QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
     for row in page:
         row.tier_label = TIER_LABELS.get(row.tier, row.tier)
+        if row.first_response_at:
+            waited = row.first_response_at - row.created_at
+            row.first_reply = _span(waited)
+            # a chat's first answer is meant to come in seconds (DESIGN: measured and shown)
+            row.first_reply_slow = waited.total_seconds() > (CHAT_FIRST_REPLY_TARGET_S if row.channel == "chat" else 3600)
     keep = request.GET.copy()
     keep.pop("page", None)
     context = {
@@ -296,11 +307,15 @@ def ticket(request, ticket_id: int):
     replies, order and shipment, timeline, playbooks."""
     ticket = _ticket_or_404(request, ticket_id)
     messages = list(selectors.messages_visible_to(user=request.user, ticket=ticket))
+    last_seq = messages[-1].seq if messages else 0
+    # opening the ticket reads it: its chat tab's unread count drops to zero
+    services.mark_read(actor=request.user, ticket_id=ticket.pk, seq=last_seq)
     context = {
         **_agent_bar(request),
         **_state_context(request, ticket),
         "conversation": messages,
-        "last_seq": messages[-1].seq if messages else 0,
+        "last_seq": last_seq,
+        "receipts": selectors.read_receipts(ticket=ticket),
         "quick_replies": _quick_replies(request, ticket),
         "order_panel": _order_panel(ticket),
         "playbooks": selectors.playbooks(category=ticket.category),
@@ -346,12 +361,20 @@ def transition(request, ticket_id: int, name: str):
 @require_POST
 @staff_required
 def reply(request, ticket_id: int):
-    """Post a reply or an internal note; answer with the new message to append."""
+    """Post a reply or an internal note; answer with the new message to append.
+
+    A reply (not a note) on a ticket another agent holds is refused until the
+    agent confirms: two agents answering one buyer at once is the mistake."""
+    internal = request.POST.get("internal") in ("on", "1", "true")
+    if not internal and request.POST.get("confirm_held") != "1":
+        held = _ticket_or_404(request, ticket_id)
+        if held.assignee_id not in (None, request.user.pk):
+            error = HeldByOther(holder=held.assignee.name if held.assignee else "")
+            return _error_fragment(request, error, target="#reply-error")
     try:
         message = services.post_message(
             actor=request.user, ticket_id=ticket_id, body=request.POST.get("body", ""),
-            internal=request.POST.get("internal") in ("on", "1", "true"),
-            client_msg_id=(request.POST.get("client_msg_id") or None),
+            internal=internal, client_msg_id=(request.POST.get("client_msg_id") or None),
         )
     except TicketNotFound:
         raise Http404 from None
@@ -377,6 +400,17 @@ def new_messages(request, ticket_id: int):
     if not messages:
         return HttpResponse(status=204)
     return render(request, "tickets/_messages.html", {"conversation": messages})
+
+
+@require_GET
+@staff_required
+def chat_tabs(request):
+    """The strip of chats this agent holds, with unread counts (refreshed live)."""
+    current = request.GET.get("current", "")
+    return render(request, "tickets/_chat_tabs.html", {
+        "tabs": selectors.chat_tabs(user=request.user),
+        "current_id": int(current) if current.isdigit() else None,
+    })
 
 
 # --- display helpers ---------------------------------------------------------------

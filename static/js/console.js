@@ -5,6 +5,9 @@
  *  - the quick-reply picker and the reply box
  *  - the live socket /ws/console/ (refreshes the queue / the ticket, toasts SLA alerts),
  *    reconnecting with backoff when it drops
+ *  - the chat tabs strip (the agent's chats with unread counts), refreshed on new messages
+ *  - on a ticket page, the ticket's own chat socket: who else is viewing, who is typing,
+ *    how far the buyer and the merchant have read; the agent's typing and reading go out
  */
 (function () {
   "use strict";
@@ -429,6 +432,8 @@
   document.addEventListener("htmx:afterRequest", (event) => {
     const form = event.detail.elt;
     if (form && form.id === "reply-form" && event.detail.successful) {
+      const confirm = document.getElementById("confirm-held");
+      if (confirm) confirm.value = "";
       form.reset();
       newClientId();
       checkPlaceholders();
@@ -493,7 +498,9 @@
       }
       case "message.posted":
         // the body stays on the server: fetch the new messages of the open ticket
-        if (page && String(frame.ticket_id) === page.dataset.ticketId) htmx.trigger(document.body, "refresh-messages");
+        // (unless its own chat socket already brings them)
+        if (page && String(frame.ticket_id) === page.dataset.ticketId && !chatLive.open()) htmx.trigger(document.body, "refresh-messages");
+        if (inChatTabs(frame.ticket_id)) refreshChats();
         break;
       case "assignment":
         toast({
@@ -504,6 +511,7 @@
           timeout: 15000,
         });
         if (queuePage()) refreshQueue();
+        refreshChats();
         break;
       default:
         break;
@@ -576,6 +584,172 @@
   window.addEventListener("online", reconnectNow);
   document.addEventListener("visibilitychange", () => { if (!document.hidden) reconnectNow(); });
 
+  /* ------------------------------------------------------------ chat tabs */
+
+  function inChatTabs(ticketId) {
+    const strip = document.getElementById("chat-tabs");
+    return !!strip && (strip.dataset.ticketIds || "").split(",").includes(String(ticketId));
+  }
+
+  const refreshChats = debounce(() => {
+    if (document.getElementById("chat-tabs") && window.htmx) htmx.trigger(document.body, "refresh-chats");
+  }, 400);
+
+  /* ------------------------------------------------------------ the ticket's chat socket */
+
+  const chatLive = {
+    socket: null,
+    attempts: 0,
+    timer: null,
+    viewers: new Map(),
+    sentRead: 0,
+    lastTyping: 0,
+    typingTimer: null,
+    open() { return !!this.socket && this.socket.readyState === WebSocket.OPEN; },
+    send(frame) { if (this.open()) this.socket.send(JSON.stringify(frame)); },
+  };
+
+  function renderViewers() {
+    const box = document.getElementById("viewers");
+    if (!box) return;
+    const people = new Map();
+    for (const who of chatLive.viewers.values()) people.set(`${who.role}:${who.id}`, who);
+    box.textContent = "";
+    box.hidden = people.size === 0;
+    if (!people.size) return;
+    box.append(`${t("alsoHere")} `);
+    for (const who of people.values()) {
+      const chip = document.createElement("span");
+      chip.className = `viewer viewer-${who.role}`;
+      chip.textContent = who.name;
+      chip.dataset.userId = who.id;
+      box.append(chip, " ");
+    }
+  }
+
+  function applyReceipts() {
+    const page = ticketPage();
+    if (!page) return;
+    for (const tag of $$("#conversation .read-tag")) tag.remove();
+    const marks = [["buyer", Number(page.dataset.buyerReadSeq) || 0], ["merchant", Number(page.dataset.merchantReadSeq) || 0]];
+    for (const [side, seq] of marks) {
+      if (!seq) continue;
+      // the newest message they could see (not an internal note) up to where they have read
+      const seen = $$("#conversation .msg[data-seq]:not(.msg-internal)").filter((m) => Number(m.dataset.seq) <= seq).pop();
+      const head = seen && $(".msg-head", seen);
+      if (!head) continue;
+      const tag = document.createElement("span");
+      tag.className = `read-tag read-${side}`;
+      tag.textContent = `✓ ${t("read")} · ${side === "buyer" ? t("buyer") : t("merchant")}`;
+      head.append(tag);
+    }
+  }
+
+  function markRead() {
+    const seq = lastSeq();
+    if (document.hidden || seq <= chatLive.sentRead || !chatLive.open()) return;
+    chatLive.sentRead = seq;
+    chatLive.send({ type: "read", seq });
+  }
+
+  function showTyping(author) {
+    const box = document.getElementById("typing-indicator");
+    if (!box) return;
+    box.textContent = `${author.name} ${t("isTyping")}`;
+    box.hidden = false;
+    clearTimeout(chatLive.typingTimer);
+    chatLive.typingTimer = setTimeout(() => { box.hidden = true; }, 4000);
+  }
+
+  function handleChatFrame(frame) {
+    const page = ticketPage();
+    if (!page || !frame) return;
+    const me = body.dataset.userId;
+    switch (frame.type) {
+      case "message":
+        if (frame.seq > lastSeq()) htmx.trigger(document.body, "refresh-messages");
+        if (frame.author && frame.author.id) { const box = document.getElementById("typing-indicator"); if (box) box.hidden = true; }
+        break;
+      case "typing":
+        if (frame.author && String(frame.author.id) !== me) showTyping(frame.author);
+        break;
+      case "read":
+        if (!frame.author) break;
+        if (frame.author.role === "buyer") page.dataset.buyerReadSeq = Math.max(Number(page.dataset.buyerReadSeq) || 0, frame.seq);
+        else if (frame.author.role === "merchant_staff") page.dataset.merchantReadSeq = Math.max(Number(page.dataset.merchantReadSeq) || 0, frame.seq);
+        applyReceipts();
+        break;
+      case "joined":
+      case "here":
+        if (frame.author && String(frame.author.id) !== me) { chatLive.viewers.set(frame.author.key, frame.author); renderViewers(); }
+        break;
+      case "left":
+        if (frame.author) { chatLive.viewers.delete(frame.author.key); renderViewers(); }
+        break;
+      default:
+        break;
+    }
+  }
+
+  function connectChat() {
+    const page = ticketPage();
+    if (!page || !page.dataset.chatPath || !("WebSocket" in window)) return;
+    const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+    let socket;
+    try {
+      socket = new WebSocket(`${scheme}//${window.location.host}${page.dataset.chatPath}?after_seq=${lastSeq()}`);
+    } catch (e) { return; }
+    chatLive.socket = socket;
+    socket.addEventListener("open", () => {
+      chatLive.attempts = 0;
+      chatLive.viewers.clear();
+      renderViewers();
+      htmx.trigger(document.body, "refresh-messages"); // anything posted while the socket was away
+      chatLive.sentRead = 0;
+      markRead();
+    });
+    socket.addEventListener("message", (event) => {
+      let frame;
+      try { frame = JSON.parse(event.data); } catch (e) { return; }
+      handleChatFrame(frame);
+    });
+    socket.addEventListener("close", (event) => {
+      if (chatLive.socket === socket) chatLive.socket = null;
+      chatLive.viewers.clear();
+      renderViewers();
+      if (event.code === 4401 || event.code === 4403) return;
+      const delay = Math.min(30000, 1000 * 2 ** chatLive.attempts) * (0.5 + Math.random() / 2);
+      chatLive.attempts = Math.min(chatLive.attempts + 1, 10);
+      clearTimeout(chatLive.timer);
+      chatLive.timer = setTimeout(connectChat, delay);
+    });
+  }
+
+  document.addEventListener("input", (event) => {
+    if (event.target.id !== "reply-body") return;
+    const internal = document.getElementById("reply-internal");
+    if (internal && internal.checked) return; // an internal note is nobody else's business
+    const at = Date.now();
+    if (at - chatLive.lastTyping < 3000) return;
+    chatLive.lastTyping = at;
+    chatLive.send({ type: "typing" });
+  });
+
+  document.addEventListener("click", (event) => {
+    if (!event.target.closest || !event.target.closest("[data-confirm-held]")) return;
+    const confirm = document.getElementById("confirm-held");
+    const form = document.getElementById("reply-form");
+    if (!confirm || !form) return;
+    confirm.value = "1";
+    form.requestSubmit();
+  });
+
+  document.addEventListener("htmx:afterSettle", (event) => {
+    const target = event.detail.target;
+    if (target && target.id === "conversation") { applyReceipts(); markRead(); }
+  });
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) markRead(); });
+
   /* ------------------------------------------------------------ start */
 
   window.CSW = { lastSeq, toast, handleFrame };
@@ -589,6 +763,8 @@
     scrollConversation(true);
     newClientId();
     syncNoteMode();
+    applyReceipts();
+    connectChat();
   }
   if (body.hasAttribute("data-console")) {
     connect();

@@ -5,6 +5,9 @@
  *  - resend deadline countdowns from data-deadline-at, ticking every second,
  *    red under the threshold in <body data-urgent-s>, "overdue by" once passed
  *  - the payout form's "All" button fills in the withdrawable amount
+ *  - the live socket /ws/merchant/: a toast and the nav count when a ticket
+ *    needs the merchant or the merchant is invited into a chat; the open ticket
+ *    list or ticket refreshes itself; reconnects with backoff
  */
 (function () {
   "use strict";
@@ -53,6 +56,71 @@
 
   document.addEventListener("htmx:afterSettle", tickDeadlines);
 
+  /* live notices */
+
+  const toast = (options) => window.CSW && window.CSW.toast(options);
+  let socket = null;
+  let attempts = 0;
+
+  function setNeeds(delta) {
+    const badge = document.getElementById("portal-needs");
+    if (!badge) return;
+    const count = Math.max(0, (Number(badge.textContent) || 0) + delta);
+    badge.textContent = String(count);
+    badge.hidden = count === 0;
+  }
+
+  function onTicketPage(ticketId) {
+    const page = document.querySelector("[data-portal-ticket]");
+    return !!page && page.dataset.portalTicket === String(ticketId);
+  }
+
+  const needing = new Set();
+
+  function handle(frame) {
+    if (!frame || typeof frame !== "object") return;
+    const href = frame.ticket_id ? `/merchant/tickets/${encodeURIComponent(frame.ticket_id)}/` : null;
+    if (frame.type === "ticket.changed") {
+      const key = String(frame.ticket_id);
+      if (frame.needs_merchant && !needing.has(key)) {
+        needing.add(key);
+        setNeeds(1);
+        toast({ title: frame.chat ? t("invitedToChat") : t("needsYou"), text: `#${frame.ticket_id} ${frame.subject || ""}`, href, kind: "warn", timeout: 0 });
+      } else if (!frame.needs_merchant && needing.has(key)) {
+        needing.delete(key);
+        setNeeds(-1);
+      }
+      if (window.htmx) htmx.trigger(document.body, "refresh-portal");
+    } else if (frame.type === "message.posted") {
+      if (onTicketPage(frame.ticket_id)) { if (window.htmx) htmx.trigger(document.body, "refresh-messages"); }
+      else toast({ title: t("newMessage"), text: `#${frame.ticket_id}`, href, kind: "info" });
+    } else if (frame.type === "resend.task") {
+      toast({ title: t("resendTask"), text: `${frame.order_no} · ${t("deadline")} ${new Date(frame.deadline_at).toLocaleString()}`, href: "/merchant/tasks/", kind: "warn", timeout: 0 });
+    }
+  }
+
+  function connect() {
+    const path = body.dataset.wsMerchant;
+    if (!path || !("WebSocket" in window)) return;
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    socket = new WebSocket(`${scheme}//${location.host}${path}`);
+    socket.addEventListener("open", () => { attempts = 0; body.dataset.live = "open"; });
+    socket.addEventListener("message", (event) => {
+      let frame;
+      try { frame = JSON.parse(event.data); } catch (e) { return; }
+      handle(frame);
+    });
+    socket.addEventListener("close", (event) => {
+      socket = null;
+      body.dataset.live = "closed";
+      if (event.code === 4401 || event.code === 4403) return;
+      const delay = Math.min(30000, 1000 * 2 ** attempts) * (0.5 + Math.random() / 2);
+      attempts = Math.min(attempts + 1, 10);
+      setTimeout(connect, delay);
+    });
+  }
+
   tickDeadlines();
   setInterval(tickDeadlines, 1000);
+  connect();
 })();

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts import roles
@@ -93,16 +93,16 @@ def mark_read(*, actor, ticket_id: int, seq: int) -> int:
     ticket = get_ticket_for(user=actor, ticket_id=ticket_id)
     seq = min(seq, ticket.last_seq)
     now = timezone.now()
-    # one statement either way, so two tabs marking at once cannot move it backwards
-    changed = ReadMark.objects.filter(ticket=ticket, user=actor, seq__lt=seq).update(seq=seq, updated_at=now) > 0
-    if not changed:
-        try:
-            with transaction.atomic():
-                _, changed = ReadMark.objects.get_or_create(
-                    ticket=ticket, user=actor, defaults={"seq": seq, "updated_at": now}
-                )
-        except IntegrityError:  # the other tab created it first
-            changed = ReadMark.objects.filter(ticket=ticket, user=actor, seq__lt=seq).update(seq=seq, updated_at=now) > 0
+    # one statement, insert or move forward: two tabs marking at once cannot move it backwards
+    table = ReadMark._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (ticket_id, user_id, seq, updated_at) VALUES (%s, %s, %s, %s) "
+            f"ON CONFLICT (ticket_id, user_id) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at "
+            f"WHERE {table}.seq < excluded.seq",
+            [ticket.pk, actor.pk, seq, now],
+        )
+        changed = cursor.rowcount > 0
     if changed:
         events.read_marked(ticket=ticket, user=actor, seq=seq)
         return seq
