@@ -146,6 +146,29 @@ def test_buyer_and_agent_chat_through_real_websockets(embedded):
         page.click("#chat-send button[type=submit]")
         page.locator('.bubble[data-seq]', has_text="谢谢").wait_for()
 
+        # an agent in a second browser opens the ticket in the console: sees the buyer
+        # there, the buyer typing and how far the buyer has read, and answers
+        console = browser.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN").new_page()
+        console.set_default_timeout(15_000)
+        console.goto(f"{base}/accounts/login/?next=/console/tickets/{ticket_id}/")
+        console.fill("#id_username", "agent1")
+        console.fill("#id_password", "demo12345")
+        console.click("button[type=submit]")
+        console.wait_for_url(re.compile(rf"/console/tickets/{ticket_id}/$"))
+        console.locator("#viewers .viewer-buyer").wait_for()
+        page.fill("#chat-input", "还有一个问题")
+        console.locator("#typing-indicator:not([hidden])").wait_for()
+        console.locator("#conversation .read-tag.read-buyer").wait_for()
+        console.fill("#reply-body", "收到，我在处理")
+        console.click("#reply-form button[type=submit]")
+        held = console.locator("[data-confirm-held]")
+        console.locator("#conversation .msg", has_text="收到，我在处理").or_(held).first.wait_for()
+        if held.count():  # the chat was routed to another agent: the console asks first
+            held.click()
+        page.locator(".bubble", has_text="收到，我在处理").wait_for()
+        console.screenshot(path=str(ROOT / "docs" / "screenshots" / "console-chat.png"))
+        page.fill("#chat-input", "")
+
         # reload in the middle while the agent keeps writing
         page.reload(wait_until="commit")
         httpx.post(f"{base}/api/v1/tickets/{ticket_id}/messages/", headers=headers, json={"body": "已联系快递"})

@@ -3,7 +3,8 @@
  * keeps the highest it has shown; a reconnect (with backoff) asks for what
  * came after it. What the buyer typed waits in an outbox (sessionStorage)
  * with a client id until the server acknowledges it, so nothing typed is lost
- * and nothing is sent twice. */
+ * and nothing is sent twice. The page tells how far the buyer has read
+ * (a "read" frame) and ticks the buyer's own messages once staff have read them. */
 (function () {
   "use strict";
   const body = document.body;
@@ -18,7 +19,7 @@
   const input = document.getElementById("chat-input");
   const outboxKey = `chat-outbox-${ticketId}`;
   let lastSeq = Number(body.dataset.lastSeq || 0);
-  let socket = null, attempts = 0, typingTimer = null;
+  let socket = null, attempts = 0, typingTimer = null, sentRead = 0;
 
   const outbox = () => JSON.parse(sessionStorage.getItem(outboxKey) || "[]");
   const saveOutbox = (items) => sessionStorage.setItem(outboxKey, JSON.stringify(items));
@@ -47,6 +48,21 @@
     if (pending) pending.remove();
     log.append(bubble(frame, false));
     log.lastElementChild.scrollIntoView({ block: "end" });
+    markRead();
+  }
+
+  function markRead() {
+    if (document.hidden || lastSeq <= sentRead || !socket || socket.readyState !== WebSocket.OPEN) return;
+    sentRead = lastSeq;
+    socket.send(JSON.stringify({ type: "read", seq: lastSeq }));
+  }
+
+  function showRead(seq) {
+    // tick the buyer's newest message the other side has read
+    const mine = Array.from(log.querySelectorAll(".bubble.mine[data-seq]")).filter((li) => Number(li.dataset.seq) <= seq);
+    for (const li of log.querySelectorAll(".bubble.is-read")) li.classList.remove("is-read");
+    const last = mine.pop();
+    if (last) { last.classList.add("is-read"); last.title = t.read; }
   }
 
   function flushOutbox() {
@@ -57,11 +73,12 @@
   function connect() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     socket = new WebSocket(`${scheme}//${location.host}/ws/tickets/${ticketId}/chat/?after_seq=${lastSeq}`);
-    socket.addEventListener("open", () => { attempts = 0; setStatus("open", t.live); flushOutbox(); });
+    socket.addEventListener("open", () => { attempts = 0; sentRead = 0; setStatus("open", t.live); flushOutbox(); markRead(); });
     socket.addEventListener("message", (event) => {
       let frame; try { frame = JSON.parse(event.data); } catch (e) { return; }
       if (frame.type === "message") { show(frame); typing.hidden = true; }
       else if (frame.type === "ack") saveOutbox(outbox().filter((item) => item.id !== frame.client_msg_id));
+      else if (frame.type === "read" && frame.author && frame.author.role !== "buyer") showRead(frame.seq);
       else if (frame.type === "typing") { typing.hidden = false; clearTimeout(typingTimer); typingTimer = setTimeout(() => { typing.hidden = true; }, 4000); }
       else if (frame.type === "joined" && frame.author && frame.author.role === "merchant_staff") {
         const note = document.createElement("li");
@@ -97,5 +114,6 @@
   }
   // what was typed before a reload is still waiting: show it as pending and send it
   for (const item of outbox()) log.append(bubble({ body: item.body, client_msg_id: item.id }, true));
+  document.addEventListener("visibilitychange", markRead);
   connect();
 })();
