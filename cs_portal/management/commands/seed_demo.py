@@ -127,6 +127,7 @@ class Command(BaseCommand):
             made = bulk_tickets(tickets, rng=rng)
             self.stdout.write(self.style.SUCCESS(f"Added {made} tickets."))
         self._print_logins()
+        seed_risk(self.stdout)
 
     def _print_logins(self) -> None:
         self.stdout.write(
@@ -460,3 +461,41 @@ def bulk_tickets(count: int, *, rng: random.Random, batch: int = 5000) -> int:
     return made
 
 
+def seed_risk(stdout) -> None:
+    """The order system's machine login (integration role, a token, no
+    password) and one stolen account the detector has caught: ``sleeper1``,
+    whose owner last signed in 200 days ago, ordering four times since a
+    stranger's sign-in last night. Idempotent; prints the token every run."""
+    from rest_framework.authtoken.models import Token
+
+    from accounts.models import LoginEvent
+    from accounts.roles import INTEGRATION
+    from risk.services import detect_stolen_accounts
+
+    system = User.objects.filter(username="order-system").first() or create_user(
+        username="order-system", password=None, role=INTEGRATION, display_name="订单系统")
+    token, _ = Token.objects.get_or_create(user=system)
+    merchant = Merchant.objects.filter(code="M001").first()
+    if merchant is not None and not User.objects.filter(username="sleeper1").exists():
+        now = timezone.now()
+        sleeper = create_user(username="sleeper1", password=PASSWORD, role=BUYER, display_name="沉睡用户",
+                              phone="13800000099", email="sleeper1@example.com")
+        User.objects.filter(pk=sleeper.pk).update(date_joined=now - timedelta(days=400))
+        LoginEvent.objects.create(user=sleeper, at=now - timedelta(days=200), ip="36.110.20.8", device="owner-iphone",
+                                  source=LoginEvent.Source.TOKEN)
+        LoginEvent.objects.create(user=sleeper, at=now - timedelta(hours=22), ip="103.21.244.9", device="unknown-pc",
+                                  source=LoginEvent.Source.SESSION)
+        for n, hours in enumerate((20, 14, 7, 2), start=1):
+            placed = now - timedelta(hours=hours, minutes=7 * n)
+            order = Order.objects.create(
+                order_no=f"DD{placed:%Y%m%d}9{n:05d}", buyer=sleeper, merchant=merchant, amount_fen=29_900,
+                items=[{"sku": "M001-3", "name": "机械键盘", "variant": "青轴", "qty": 1, "price_fen": 29_900}],
+                shipping_address="广东省深圳市宝安区某仓库 代收点", region="广东", placed_at=placed,
+                ship_by=placed + timedelta(hours=48),
+            )
+            escrow.record_order_paid(order=order, now=placed)
+        detect_stolen_accounts(now=now)
+    stdout.write(
+        f"  order system  order-system (no password) · Authorization: Token {token.key}\n"
+        "                GET /api/v1/risk/check/?account=sleeper1  · review list http://127.0.0.1:8000/console/risk/\n"
+    )
