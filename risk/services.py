@@ -143,6 +143,9 @@ def _evidence(*, account: User, burst: list[Order], thresholds: Thresholds) -> d
                   .order_by("-at").values_list("at", flat=True).first())
     if last_login:
         before.append((last_login, "login"))
+    if account.last_login and account.last_login < reactivated:
+        # sign-ins from before the login history existed
+        before.append((account.last_login, "login"))
     last_order = (Order.objects.filter(buyer=account, placed_at__lt=reactivated)
                   .order_by("-placed_at").values_list("placed_at", flat=True).first())
     if last_order:

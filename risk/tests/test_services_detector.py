@@ -149,3 +149,14 @@ def test_the_periodic_job_runs_the_detector(settings):
     stolen_history(now=NOW.__class__.now(NOW.tzinfo))
     assert detect_stolen_accounts.delay().get() == 1
     assert detect_stolen_accounts.delay().get() == 0
+
+
+@pytest.mark.django_db
+def test_a_sign_in_from_before_the_login_history_still_counts():
+    from accounts.models import User
+
+    user = buyer_account()
+    User.objects.filter(pk=user.pk).update(last_login=NOW - timedelta(days=3))
+    for hours in (1, 4, 8):
+        order_at(user, NOW - timedelta(hours=hours))
+    assert detect().created == []
