@@ -344,7 +344,8 @@ def unfreeze_account(*, actor, user_id: int, verification_id: int | None, note: 
     account = _buyer_account(lock_user(user_id))
     if account.account_status == Status.ACTIVE:
         raise NotRestricted()
-    check = lock_verification(verification_id, account.pk) if isinstance(verification_id, int) else None
+    valid_id = isinstance(verification_id, int) and not isinstance(verification_id, bool)
+    check = lock_verification(verification_id, account.pk) if valid_id else None
     if check is None:
         raise VerificationRequired()
     if check.outcome != OwnerVerification.Outcome.PASSED:

@@ -32,7 +32,13 @@ ERROR_TEXTS = {
     "hit_closed": _("This hit has already been reviewed."),
     "verification_required": _("Check the owner's registration details first."),
     "verification_failed": _("The registration details did not match: the account stays restricted. The failed check is recorded."),
-    "invalid": _("Check the form: a reason is required (at most 255 characters)."),
+}
+INVALID_TEXTS = {
+    "reason": _("Give a reason (at most 255 characters)."),
+    "note": _("The note is at most 255 characters."),
+    "phone": _("Type the phone number the caller gives."),
+    "email": _("The e-mail is at most 254 characters."),
+    "order_ids": _("Tick at least one order."),
 }
 SKIP_TEXTS = {
     "already_shipped": _("shipped meanwhile"),
@@ -64,6 +70,8 @@ def supervisor_required(view):
 
 
 def _error_text(exc: DomainError) -> str:
+    if exc.code == "invalid":
+        return str(INVALID_TEXTS.get(exc.extra.get("field"), _("Check the form.")))
     return str(ERROR_TEXTS.get(exc.code, exc.detail))
 
 

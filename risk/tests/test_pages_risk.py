@@ -131,6 +131,9 @@ def test_cancel_without_a_reason_is_an_inline_400(client, supervisor, victim):
     client.force_login(supervisor)
     response = client.post(f"/console/risk/accounts/{victim.pk}/cancel/", {"order_id": [order.pk], "reason": ""}, **HX)
     assert response.status_code == 400 and 'class="notice error"' in response.content.decode()
+    nothing_ticked = client.post(f"/console/risk/accounts/{victim.pk}/cancel/", {"reason": "盗号"}, **HX,
+                                 HTTP_ACCEPT_LANGUAGE="en")
+    assert nothing_ticked.status_code == 400 and "Tick at least one order." in nothing_ticked.content.decode()
     assert Order.objects.get(pk=order.pk).status == "paid"
 
 
