@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "tickets",
     "compensation",
     "risk",
+    "incidents",
     "cs_portal",
 ]
 
@@ -129,6 +130,7 @@ CELERY_BEAT_SCHEDULE = {
     "credit-scores": {"task": "merchants.tasks.credit_scores", "schedule": timedelta(hours=6)},
     "blacklist-daily-counts": {"task": "compensation.tasks.blacklist_daily_counts", "schedule": timedelta(minutes=15)},
     "stolen-account-detector": {"task": "risk.tasks.detect_stolen_accounts", "schedule": timedelta(minutes=15)},
+    "incident-rules": {"task": "incidents.tasks.sweep_incident_rules", "schedule": timedelta(minutes=5)},
 }
 
 # The embedded default runs those jobs inside the server process (scripts/dev sets it).
@@ -202,6 +204,9 @@ SPECTACULAR_SETTINGS = {
         "OvertimeStatusEnum": "tickets.models.OvertimeRequest.Status",
         "HoldStatusEnum": "merchants.models.FundHold.Status",
         "PayoutStatusEnum": "merchants.models.Payout.Status",
+        "TierEnum": "tickets.sla.TIER_CHOICES",
+        "IncidentStatusEnum": "incidents.models.Incident.Status",
+        "BulkJobStatusEnum": "incidents.models.BulkJob.Status",
     },
 }
 
@@ -219,6 +224,17 @@ RISK_DORMANT_DAYS = env.int("RISK_DORMANT_DAYS", default=90)
 RISK_BURST_WINDOW_HOURS = env.int("RISK_BURST_WINDOW_HOURS", default=24)
 RISK_BURST_MIN_ORDERS = env.int("RISK_BURST_MIN_ORDERS", default=3)
 RISK_BURST_MIN_SLOTS = env.int("RISK_BURST_MIN_SLOTS", default=3)
+# the emergency plan's grade-2 rule: MORE than this many parcels of a kind in one
+# region within INCIDENT_RULE_WINDOW_HOURS raises an incident by itself
+INCIDENT_RULE_THRESHOLDS = {
+    "backlog": env.int("INCIDENT_BACKLOG_THRESHOLD", default=20),
+    "lost": env.int("INCIDENT_LOST_THRESHOLD", default=5),
+    "stuck": env.int("INCIDENT_STUCK_THRESHOLD", default=100),
+}
+INCIDENT_RULE_WINDOW_HOURS = env.int("INCIDENT_RULE_WINDOW_HOURS", default=24)
+# a bulk job writes and publishes its progress every N items or every S seconds
+BULK_PROGRESS_EVERY = env.int("BULK_PROGRESS_EVERY", default=100)
+BULK_PROGRESS_INTERVAL_S = env.float("BULK_PROGRESS_INTERVAL_S", default=1.0)
 
 # --- Security (production) --------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

@@ -16,10 +16,10 @@ from tickets.services.people import (
 )
 from tickets.services.routing import dispatch_chats, pick_queue
 from tickets.services.sla import sweep_missed_resends, sweep_sla
-from tickets.services.tickets import open_ticket, transition_ticket
+from tickets.services.tickets import open_system_ticket, open_ticket, transition_ticket
 
 __all__ = [
-    "Upload", "add_playbook", "decide_overtime", "dispatch_chats", "mark_read", "open_ticket", "pick_queue", "post_message",
+    "Upload", "add_playbook", "decide_overtime", "dispatch_chats", "mark_read", "open_system_ticket", "open_ticket", "pick_queue", "post_message",
     "rate_ticket", "render_quick_reply", "respond_as_merchant", "request_overtime", "send_shift_reminders", "set_presence",
     "shift_status", "sweep_missed_resends", "sweep_sla", "transition_ticket",
 ]

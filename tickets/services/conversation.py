@@ -56,6 +56,9 @@ NOTICE_TEXTS = {
     "merchant_invited": gettext_noop("The merchant {merchant} has been invited into this conversation."),
     "resolved": gettext_noop("This request is resolved. Please rate our service from 0 to 10."),
     "reopened": gettext_noop("This request has been reopened."),
+    "logistics_exception": gettext_noop(
+        "The carrier reports a problem with your parcel {tracking_no}: {what}. We are on it and will keep you posted here."
+    ),
 }
 
 

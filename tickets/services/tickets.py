@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -9,6 +11,7 @@ from django.utils import timezone
 
 from accounts import roles
 from merchants import services as escrow
+from merchants.models import Order
 from merchants.selectors import merchant_id_for, orders_visible_to
 from tickets import sla
 from tickets.errors import (
@@ -108,7 +111,27 @@ def open_ticket(
     else:
         raise PermissionDenied("You may not open tickets.")
 
-    grade = grade or sla.GRADE_GENERAL
+    return _create_ticket(
+        actor=actor, category=category, subject=subject, body=body, party=party, channel=channel,
+        grade=grade or sla.GRADE_GENERAL, language=language, buyer=buyer, merchant_id=merchant_id, order=order, now=now,
+    )
+
+
+def open_system_ticket(*, order: Order, category: str, subject: str, body: str, now: datetime) -> Ticket:
+    """The platform opens a ticket for an order's buyer by itself (a carrier
+    exception noticed before the buyer complains). Inside the caller's transaction."""
+    assert transaction.get_connection().in_atomic_block, "open_system_ticket needs the caller's transaction"
+    return _create_ticket(
+        actor=None, category=category, subject=subject[:SUBJECT_MAX], body=body, party=Party.BUYER,
+        channel=Channel.API, grade=sla.GRADE_GENERAL, language=getattr(order.buyer, "language", "") or Language.ZH,
+        buyer=order.buyer, merchant_id=order.merchant_id, order=order, now=now,
+    )
+
+
+def _create_ticket(*, actor, category, subject, body, party, channel, grade, language, buyer, merchant_id, order,
+                   now) -> Ticket:
+    if language not in Language.values:
+        language = Language.ZH
     ticket = Ticket(
         subject=subject, category=category, party=party, channel=channel, grade=grade,
         tier=sla.GRADE_TIERS[grade], language=language, buyer=buyer, merchant_id=merchant_id,

@@ -1,0 +1,36 @@
+from cs_portal.errors import Conflict, InvalidInput, NotFound, PermissionDenied  # noqa: F401
+
+
+class IncidentNotFound(NotFound):
+    code = "not_found"
+    default_detail = "Incident not found."
+
+
+class IncidentClosed(Conflict):
+    code = "incident_closed"
+    default_detail = "The incident is closed."
+
+
+class ReviewIncomplete(InvalidInput):
+    code = "review_incomplete"
+    default_detail = "Closing an incident needs its review: cause, what was done and preventive measures."
+
+
+class UnknownShipment(NotFound):
+    code = "unknown_shipment"
+    default_detail = "No shipment with this carrier and tracking number."
+
+
+class JobNotFound(NotFound):
+    code = "not_found"
+    default_detail = "Bulk job not found."
+
+
+class JobState(Conflict):
+    code = "job_state"
+    default_detail = "The job cannot do that in its current state."
+
+
+class UndoExpired(Conflict):
+    code = "undo_expired"
+    default_detail = "The undo window has passed."

@@ -1,0 +1,18 @@
+"""Background work for incidents (Celery in production, inline in the embedded default)."""
+
+from celery import shared_task
+
+
+@shared_task(acks_late=True)
+def run_bulk_job(job_id: int) -> int:
+    """Run (or resume) a bulk job; re-delivery after a worker crash resumes it."""
+    from incidents.services import run_job
+
+    return run_job(job_id=job_id).processed
+
+
+@shared_task
+def sweep_incident_rules() -> int:
+    from incidents.services import sweep_incident_rules as sweep
+
+    return len(sweep())

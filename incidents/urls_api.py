@@ -1,0 +1,16 @@
+from django.urls import path
+
+from incidents import api
+
+urlpatterns = [
+    path("logistics/events/", api.LogisticsEventApi.as_view(), name="logistics-events"),
+    path("incidents/", api.IncidentListApi.as_view(), name="incident-list"),
+    path("incidents/<int:incident_id>/", api.IncidentDetailApi.as_view(), name="incident-detail"),
+    path("incidents/<int:incident_id>/tickets/", api.IncidentTicketsApi.as_view(), name="incident-tickets"),
+    path("incidents/<int:incident_id>/close/", api.IncidentCloseApi.as_view(), name="incident-close"),
+    path("bulk-jobs/", api.BulkJobListApi.as_view(), name="bulk-job-list"),
+    path("bulk-jobs/<int:job_id>/", api.BulkJobDetailApi.as_view(), name="bulk-job-detail"),
+    path("bulk-jobs/<int:job_id>/preview/", api.BulkJobPreviewApi.as_view(), name="bulk-job-preview"),
+    path("bulk-jobs/<int:job_id>/run/", api.BulkJobRunApi.as_view(), name="bulk-job-run"),
+    path("bulk-jobs/<int:job_id>/undo/", api.BulkJobUndoApi.as_view(), name="bulk-job-undo"),
+]
