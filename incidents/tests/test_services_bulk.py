@@ -1,0 +1,144 @@
+"""Bulk jobs: the dry run writes nothing, a run acts once per item through the
+owning service (caps and approvals still hold), a run stopped half-way resumes
+without doing anything twice, cancels can be undone within the window."""
+
+from __future__ import annotations
+
+import pytest
+
+from cs_portal.errors import DomainError
+from incidents import services
+from incidents.models import BulkJob, BulkJobItem, IncidentEvent
+from merchants.models import Order
+from merchants.tests.factories import paid_order
+from tickets.models import Message
+from tickets.tests.factories import open_ticket, ticket_in_state
+
+
+@pytest.fixture
+def incident(supervisor):
+    return services.open_incident(actor=supervisor, title="浙江丢件潮", grade="2", region="浙江")
+
+
+def _with_tickets(incident, supervisor, tickets):
+    services.link_tickets(actor=supervisor, incident_id=incident.pk, ticket_ids=[t.pk for t in tickets])
+
+
+@pytest.fixture
+def start(django_capture_on_commit_callbacks):
+    """Start a job and run what the commit queues (the job itself, eager here)."""
+    def run(supervisor, job):
+        with django_capture_on_commit_callbacks(execute=True):
+            services.start_job(actor=supervisor, job_id=job.pk)
+    return run
+
+
+def _counts() -> tuple[int, int]:
+    return Message.objects.count(), BulkJobItem.objects.exclude(status="pending").count()
+
+
+@pytest.mark.django_db
+def test_macro_reply_preview_then_run_once_with_placeholders_filled(supervisor, buyer, order, incident, start):
+    tickets = [open_ticket(buyer=buyer, order=order) for _ in range(3)]
+    _with_tickets(incident, supervisor, tickets)
+    job = services.create_bulk_job(actor=supervisor, kind="macro_reply", incident_id=incident.pk,
+                                   params={"body": "{buyer_name}您好，订单{order_no}的包裹我们正在追查。"})
+    before = _counts()
+    _, rows, counts = services.preview_job(actor=supervisor, job_id=job.pk)
+    assert _counts() == before  # the dry run changed nothing
+    assert counts == {"ok": 3, "refused": 0}
+    assert rows[0].change == f"{buyer.name}您好，订单{order.order_no}的包裹我们正在追查。"
+    start(supervisor, job)  # eager here: runs on commit
+    job.refresh_from_db()
+    assert (job.status, job.done_count, job.percent) == ("done", 3, 100)
+    for ticket in tickets:
+        assert Message.objects.filter(ticket=ticket, body__startswith=buyer.name, author=supervisor).count() == 1
+    # run again: nothing twice
+    services.run_job(job_id=job.pk)
+    assert Message.objects.filter(body__contains="正在追查").count() == 3
+    with pytest.raises(DomainError) as again:
+        services.start_job(actor=supervisor, job_id=job.pk)
+    assert again.value.code == "job_state"
+    assert IncidentEvent.objects.filter(incident=incident, kind="job_done").exists()
+
+
+@pytest.mark.django_db
+def test_a_job_stopped_half_way_resumes_without_doing_anything_twice(supervisor, buyer, order, incident):
+    tickets = [open_ticket(buyer=buyer, order=order) for _ in range(5)]
+    _with_tickets(incident, supervisor, tickets)
+    job = services.create_bulk_job(actor=supervisor, kind="macro_reply", incident_id=incident.pk,
+                                   params={"body": "统一回复"})
+    BulkJob.objects.filter(pk=job.pk).update(status="queued")
+    partial = services.run_job(job_id=job.pk, stop_after=2)  # the worker "dies" here
+    assert (partial.status, partial.done_count) == ("running", 2)
+    # the worst moment: an item's reply committed but its mark did not
+    item = BulkJobItem.objects.filter(job=job, status="pending").order_by("id").first()
+    from tickets import services as ticket_services
+
+    ticket_services.post_message(actor=supervisor, ticket_id=item.target_id, body="统一回复",
+                                 client_msg_id=f"bulk-{job.pk}-{item.target_id}")
+    done = services.run_job(job_id=job.pk)
+    assert (done.status, done.done_count) == ("done", 5)
+    assert Message.objects.filter(body="统一回复").count() == 5
+
+
+@pytest.mark.django_db
+def test_bulk_remedy_goes_through_apply_remedy_and_its_caps(supervisor, buyer, merchant, incident, start):
+    from compensation.models import Remedy
+
+    orders = [paid_order(merchant=merchant, buyer=buyer) for _ in range(2)]
+    tickets = [ticket_in_state("assigned", buyer=buyer, agent=supervisor, order=o) for o in orders]
+    closed = ticket_in_state("resolved", buyer=buyer, agent=supervisor, order=orders[0])
+    _with_tickets(incident, supervisor, tickets + [closed])
+    job = services.create_bulk_job(actor=supervisor, kind="remedy", incident_id=incident.pk,
+                                   params={"remedy": "coupon", "reason": "丢件潮安抚"})
+    assert job.total == 2  # only open tickets
+    start(supervisor, job)
+    job.refresh_from_db()
+    assert job.done_count + job.failed_count == 2
+    assert Remedy.objects.filter(ticket__in=tickets).count() == job.done_count
+    services.run_job(job_id=job.pk)
+    assert Remedy.objects.filter(ticket__in=tickets).count() == job.done_count  # not twice
+
+
+@pytest.mark.django_db
+def test_bulk_cancel_for_a_risk_list_and_its_undo(supervisor, buyer, other_buyer, merchant, start):
+    mine = [paid_order(merchant=merchant, buyer=buyer, status=Order.Status.PAID) for _ in range(3)]
+    shipped = paid_order(merchant=merchant, buyer=buyer)  # the factory's default: shipped
+    theirs = paid_order(merchant=merchant, buyer=other_buyer, status=Order.Status.PAID)
+    job = services.create_bulk_job(actor=supervisor, kind="cancel", user_ids=[buyer.pk],
+                                   params={"reason": "疑似被盗账号"})
+    assert sorted(job.items.values_list("target_id", flat=True)) == sorted(o.pk for o in mine)
+    start(supervisor, job)
+    job.refresh_from_db()
+    assert job.status == "done" and job.undo_until is not None
+    assert set(Order.objects.filter(pk__in=[o.pk for o in mine]).values_list("status", flat=True)) == {"cancelled"}
+    assert Order.objects.get(pk=shipped.pk).status == "shipped" and Order.objects.get(pk=theirs.pk).status == "paid"
+    services.undo_job(actor=supervisor, job_id=job.pk)
+    assert set(Order.objects.filter(pk__in=[o.pk for o in mine]).values_list("status", flat=True)) == {"paid"}
+    assert BulkJob.objects.get(pk=job.pk).status == "undone"
+
+
+@pytest.mark.django_db
+def test_undo_after_the_window_is_refused(supervisor, buyer, merchant, settings, start):
+    settings.CANCEL_UNDO_WINDOW_S = 0
+    paid_order(merchant=merchant, buyer=buyer, status=Order.Status.PAID)
+    job = services.create_bulk_job(actor=supervisor, kind="cancel", user_ids=[buyer.pk], params={"reason": "x"})
+    start(supervisor, job)
+    with pytest.raises(DomainError) as late:
+        services.undo_job(actor=supervisor, job_id=job.pk)
+    assert late.value.code == "undo_expired"
+    assert Order.objects.get(buyer=buyer).status == "cancelled"
+
+
+@pytest.mark.django_db
+def test_jobs_are_for_supervisors_and_refuse_bad_input(agent, supervisor, buyer, order, incident):
+    with pytest.raises(DomainError) as denied:
+        services.create_bulk_job(actor=agent, kind="macro_reply", incident_id=incident.pk, params={"body": "x"})
+    assert denied.value.code == "permission_denied"
+    for kind, params in [("macro_reply", {"body": ""}), ("remedy", {"remedy": "gold", "reason": "x"}),
+                         ("nuke", {}), ("macro_reply", {"body": "x"})]:  # the last: no tickets linked yet
+        with pytest.raises(DomainError) as bad:
+            services.create_bulk_job(actor=supervisor, kind=kind, incident_id=incident.pk, params=params)
+        assert bad.value.code == "invalid"
+    assert not BulkJob.objects.exists()
