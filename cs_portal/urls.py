@@ -79,6 +79,7 @@ urlpatterns = [
     path("chat/", include("tickets.chat_urls")),
     path("console/remedies/", include("compensation.urls")),
     path("console/risk/", include("risk.urls")),
+    path("console/", include("incidents.urls")),
     path("console/", include("tickets.urls")),
     path("merchant/tickets/", include("tickets.portal_urls")),
     path("merchant/", include("merchants.urls")),

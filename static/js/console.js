@@ -471,6 +471,7 @@
     const page = ticketPage();
     switch (frame.type) {
       case "ticket.changed":
+        refreshDashboard();
         if (queuePage()) {
           changedTickets.add(String(frame.ticket_id));
           refreshQueue();
@@ -501,6 +502,23 @@
         // (unless its own chat socket already brings them)
         if (page && String(frame.ticket_id) === page.dataset.ticketId && !chatLive.open()) htmx.trigger(document.body, "refresh-messages");
         if (inChatTabs(frame.ticket_id)) refreshChats();
+        break;
+      case "bulk.progress": {
+        // move the bar at once; the fragment re-reads the job when it finishes
+        const box = document.getElementById(`job-${frame.job_id}`);
+        if (box) {
+          const bar = $(".progress-bar", box);
+          if (bar) bar.style.width = `${frame.percent}%`;
+          const figure = $("[data-percent]", box);
+          if (figure) figure.textContent = `${frame.percent}%`;
+          if (frame.status !== "running" && frame.status !== "queued") htmx.trigger(document.body, `bulk-progress-${frame.job_id}`);
+        }
+        refreshDashboard();
+        break;
+      }
+      case "budget":
+      case "incident":
+        refreshDashboard();
         break;
       case "assignment":
         toast({
@@ -583,6 +601,12 @@
 
   window.addEventListener("online", reconnectNow);
   document.addEventListener("visibilitychange", () => { if (!document.hidden) reconnectNow(); });
+
+  /* ------------------------------------------------------------ dashboard */
+
+  const refreshDashboard = debounce(() => {
+    if (document.getElementById("dashboard") && window.htmx) htmx.trigger(document.body, "refresh-dashboard");
+  }, 2000);
 
   /* ------------------------------------------------------------ chat tabs */
 

@@ -1,0 +1,197 @@
+"""Console pages for supervisors: incidents with their bulk jobs (preview, run
+with a live progress bar, undo) and the live dashboard."""
+
+from __future__ import annotations
+
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from compensation.views import supervisor_required
+from cs_portal.errors import DomainError
+from cs_portal.money import format_fen
+from incidents import selectors, services
+from incidents.models import Incident, IncidentEvent
+from tickets import sla
+from tickets.models import Category
+from tickets.views import _agent_bar
+
+ERROR_TEXTS = {
+    "review_incomplete": _("Write the cause, what was done and the preventive measures before closing."),
+    "incident_closed": _("The incident is already closed."),
+    "job_state": _("The job has already been started."),
+    "undo_expired": _("The undo window has passed."),
+}
+
+
+def _error(request, error: DomainError, target: str):
+    response = render(request, "incidents/_error.html", {"error": error, "text": ERROR_TEXTS.get(error.code, error.detail)},
+                      status=error.status)
+    response["HX-Retarget"] = target
+    response["HX-Reswap"] = "innerHTML"
+    return response
+
+
+def _incident(incident_id: int) -> Incident:
+    incident = Incident.objects.filter(pk=incident_id).first()
+    if incident is None:
+        raise Http404
+    return incident
+
+
+@require_http_methods(["GET", "POST"])
+@supervisor_required
+def incident_list(request):
+    """Open incidents first, and the form to open one."""
+    error = None
+    if request.method == "POST":
+        try:
+            incident = services.open_incident(
+                actor=request.user, title=request.POST.get("title", ""), grade=request.POST.get("grade", ""),
+                region=request.POST.get("region", ""), carrier=request.POST.get("carrier", ""),
+                category=request.POST.get("category", ""), description=request.POST.get("description", ""),
+            )
+            return redirect("incidents:detail", incident_id=incident.pk)
+        except DomainError as refused:
+            error = refused
+    return render(request, "incidents/list.html", {
+        **_agent_bar(request), "nav": "incidents", "open": selectors.open_incidents(),
+        "closed": Incident.objects.filter(status=Incident.Status.CLOSED).order_by("-closed_at")[:20],
+        "grades": sla.GRADE_CHOICES, "categories": Category.choices, "error": error,
+        "error_text": ERROR_TEXTS.get(error.code, error.detail) if error else "",
+    }, status=error.status if error else 200)
+
+
+@require_GET
+@supervisor_required
+def incident_detail(request, incident_id: int):
+    incident = _incident(incident_id)
+    return render(request, "incidents/detail.html", {
+        **_agent_bar(request), "nav": "incidents", "incident": incident,
+        "tickets": selectors.incident_tickets(incident), "ticket_count": incident.links.count(),
+        "jobs": selectors.recent_jobs(incident), "timeline": IncidentEvent.objects.filter(incident=incident)
+        .select_related("actor"), "categories": Category.choices,
+    })
+
+
+@require_POST
+@supervisor_required
+def link(request, incident_id: int):
+    try:
+        query = services.TicketQuery.parse(request.POST)
+        linked = services.link_tickets(actor=request.user, incident_id=incident_id, query=query)
+    except DomainError as refused:
+        return _error(request, refused, "#link-result")
+    incident = _incident(incident_id)
+    return render(request, "incidents/_linked.html", {"linked": linked, "ticket_count": incident.links.count()})
+
+
+@require_POST
+@supervisor_required
+def close(request, incident_id: int):
+    try:
+        services.close_incident(actor=request.user, incident_id=incident_id, cause=request.POST.get("cause", ""),
+                                actions_taken=request.POST.get("actions_taken", ""),
+                                prevention=request.POST.get("prevention", ""))
+    except DomainError as refused:
+        return _error(request, refused, "#close-result")
+    response = render(request, "incidents/_linked.html", {"closed": True})
+    response["HX-Redirect"] = request.path.rsplit("close/", 1)[0]
+    return response
+
+
+@require_POST
+@supervisor_required
+def job_preview(request, incident_id: int):
+    """Create the job from the form and show its dry run: nothing changes yet."""
+    kind = request.POST.get("kind", "")
+    params = {"body": request.POST.get("body", "")} if kind == "macro_reply" else {
+        "remedy": request.POST.get("remedy", ""), "reason": request.POST.get("reason", ""),
+        "with_coupon": request.POST.get("with_coupon") == "on",
+    } if kind == "remedy" else {"reason": request.POST.get("reason", "")}
+    try:
+        job = services.create_bulk_job(actor=request.user, kind=kind, params=params, incident_id=incident_id)
+        job, rows, counts = services.preview_job(actor=request.user, job_id=job.pk)
+    except DomainError as refused:
+        return _error(request, refused, "#job-slot")
+    return render(request, "incidents/_preview.html", {"job": job, "rows": rows, "counts": counts})
+
+
+@require_POST
+@supervisor_required
+def job_run(request, job_id: int):
+    try:
+        services.start_job(actor=request.user, job_id=job_id)
+    except DomainError as refused:
+        return _error(request, refused, "#job-slot")
+    return render(request, "incidents/_progress.html", {"job": services.get_job(actor=request.user, job_id=job_id)})
+
+
+@require_GET
+@supervisor_required
+def job_progress(request, job_id: int):
+    try:
+        job = services.get_job(actor=request.user, job_id=job_id)
+    except DomainError:
+        raise Http404 from None
+    return render(request, "incidents/_progress.html", {"job": job})
+
+
+@require_POST
+@supervisor_required
+def job_undo(request, job_id: int):
+    try:
+        job = services.undo_job(actor=request.user, job_id=job_id)
+    except DomainError as refused:
+        return _error(request, refused, "#job-slot")
+    return render(request, "incidents/_progress.html", {"job": job})
+
+
+# --- the dashboard ---------------------------------------------------------------
+
+
+def _bars(points: list[tuple], *, width: int = 600, height: int = 120) -> dict:
+    """Server-rendered SVG bar chart geometry (no chart library, no CDN)."""
+    top = max([v for _, v in points] + [1])
+    step = width / max(len(points), 1)
+    bars = [{"x": round(i * step, 1), "w": round(max(step - 1, 1), 1), "h": round(height * v / top, 1),
+             "y": round(height - height * v / top, 1), "value": v, "label": label.strftime("%H:%M")}
+            for i, (label, v) in enumerate(points)]
+    return {"bars": bars, "width": width, "height": height, "top": top,
+            "first": points[0][0].strftime("%H:%M") if points else "", "last": points[-1][0].strftime("%H:%M") if points else ""}
+
+
+def _dashboard_context() -> dict:
+    board = selectors.dashboard()
+    budget = board.budget
+    return {
+        "board": board,
+        "inflow": _bars(board.inflow),
+        "inflow_total": sum(v for _, v in board.inflow),
+        "inflow_last": board.inflow[-1][1] if board.inflow else 0,
+        "breaches": [{"grade": label, "count": board.breaches_by_grade[g]} for g, label in sla.GRADE_CHOICES],
+        "budget_spent": format_fen(budget.spent_fen) if budget else format_fen(0),
+        "budget_total": format_fen(budget.budget_fen) if budget else "—",
+        "budget_percent": min(100, round(100 * budget.spent_fen / budget.budget_fen)) if budget and budget.budget_fen else 0,
+        "breaker_open": bool(budget and budget.breaker_open),
+        "longest_wait": f"{board.longest_wait_s // 60}:{board.longest_wait_s % 60:02d}",
+        "agents": [{**a, "worked": f"{a['worked_s'] // 3600}:{a['worked_s'] % 3600 // 60:02d}",
+                    "load_percent": min(100, round(100 * a["load"] / a["capacity"])) if a["capacity"] else 0}
+                   for a in board.agents],
+    }
+
+
+@require_GET
+@supervisor_required
+def dashboard(request):
+    return render(request, "incidents/dashboard.html", {**_agent_bar(request), "nav": "dashboard",
+                                                         **_dashboard_context()})
+
+
+@require_GET
+@supervisor_required
+def dashboard_figures(request):
+    return render(request, "incidents/_dashboard.html", _dashboard_context())
+
+
