@@ -158,3 +158,12 @@ def test_portal_nav_counts_tickets_waiting_on_the_merchant(client, merchant_user
     client.force_login(other_merchant_user)
     html = client.get("/merchant/tickets/").content.decode()
     assert re.search(r'<span id="portal-needs" class="nav-badge"[^>]*hidden>0</span>', html)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("status, words", [("flagged", "account-banner"), ("frozen", 'data-account-status="frozen"')])
+def test_ticket_page_warns_when_the_buyer_is_flagged_or_frozen(console, agent, buyer, order, status, words):
+    ticket = ticket_in_state("assigned", buyer=buyer, agent=agent, order=order)
+    assert "account-banner" not in console.get(f"/console/tickets/{ticket.pk}/").content.decode()
+    type(buyer).objects.filter(pk=buyer.pk).update(account_status=status)
+    assert words in console.get(f"/console/tickets/{ticket.pk}/").content.decode()
