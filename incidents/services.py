@@ -24,6 +24,7 @@ from accounts import roles
 from compensation import services as compensation
 from compensation.models import Remedy
 from cs_portal.errors import DomainError
+from cs_portal.money import format_fen
 from cs_portal.realtime import publish_on_commit, send_now
 from incidents.errors import (
     IncidentClosed,
@@ -490,7 +491,7 @@ def _preview_chunk(job: BulkJob, ids: list[int], *, actor) -> list[PreviewRow]:
     if job.kind == BulkJob.Kind.CANCEL:
         orders = Order.objects.filter(pk__in=ids).in_bulk()
         return [PreviewRow(i, orders[i].order_no if i in orders else f"#{i}",
-                           gettext("cancel, %(amount)s back to the buyer") % {"amount": _yuan(orders[i].amount_fen)}
+                           gettext("cancel, %(amount)s back to the buyer") % {"amount": format_fen(orders[i].amount_fen)}
                            if i in orders and orders[i].status == Order.Status.PAID else gettext("not cancellable now"),
                            i in orders and orders[i].status == Order.Status.PAID) for i in ids]
     found = Ticket.objects.select_related("buyer", "order", "order__shipment", "assignee").in_bulk(ids)
@@ -521,16 +522,10 @@ def _render_macro(job: BulkJob, ticket: Ticket, agent) -> tuple[str, list[str]]:
 def _remedy_label(params: dict) -> str:
     label = str(Remedy.Kind(params["remedy"]).label)
     if params.get("amount_fen"):
-        label += f" {_yuan(params['amount_fen'])}"
+        label += f" {format_fen(params['amount_fen'])}"
     if params.get("with_coupon"):
         label += " + ¥5"
     return label
-
-
-def _yuan(fen: int) -> str:
-    from cs_portal.money import format_fen
-
-    return format_fen(fen)
 
 
 @transaction.atomic(durable=True)
