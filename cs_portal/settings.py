@@ -107,7 +107,15 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
+            # capacity counts per process (one Redis list carries every socket of a
+            # daphne process), so it is sized for a busy process, not one socket;
+            # the pool must outlast a mass disconnect (every socket discards at once)
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL,
+                           "max_connections": env.int("CHANNEL_REDIS_MAX_CONNECTIONS", default=1000)}],
+                "capacity": env.int("CHANNEL_LAYER_CAPACITY", default=20000),
+                "expiry": 30,
+            },
         }
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}

@@ -154,6 +154,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 "type": "broadcast", "sender": self.channel_name,
                 "payload": {"type": "typing", "author": self.me},
             })
+        elif kind == "sync":
+            # the client's periodic check: anything stored that a dropped wake-up
+            # never announced comes now, in order (the database is the truth)
+            for frame in await self._stored_after(self.last_seq):
+                await self._send_message(frame)
+            await self.send_json({"type": "synced", "seq": self.last_seq})
         elif kind == "read":
             # stored (the read receipt and the console's unread counts come from it), then told to the others
             seq = content.get("seq", self.last_seq)
@@ -162,7 +168,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             except DomainError as error:
                 await self._error(error.code, str(error.detail))
         else:
-            await self._error("unsupported", "Frame types: message, typing, read.")
+            await self._error("unsupported", "Frame types: message, typing, read, sync.")
 
     async def _post(self, content: dict) -> None:
         import time
@@ -183,6 +189,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self._error(error.code, str(error.detail))
             return
         await self.send_json({"type": "ack", "client_msg_id": client_id, "seq": message.seq})
+        if message.seq > self.last_seq + 1:
+            # our own message is newer than the last one we showed: a wake-up was lost, fill the gap
+            for frame in await self._stored_after(self.last_seq):
+                await self._send_message(frame)
 
     async def _error(self, code: str, detail: str) -> None:
         await self.send_json({"type": "error", "code": code, "detail": detail})

@@ -19,7 +19,8 @@
   const input = document.getElementById("chat-input");
   const outboxKey = `chat-outbox-${ticketId}`;
   let lastSeq = Number(body.dataset.lastSeq || 0);
-  let socket = null, attempts = 0, typingTimer = null, sentRead = 0;
+  let socket = null, attempts = 0, typingTimer = null, sentRead = 0, lastTyping = 0;
+  const SYNC_MS = 20000; // a lost wake-up is caught within this (the server replays from the database)
 
   const outbox = () => JSON.parse(sessionStorage.getItem(outboxKey) || "[]");
   const saveOutbox = (items) => sessionStorage.setItem(outboxKey, JSON.stringify(items));
@@ -109,11 +110,19 @@
       input.value = "";
       flushOutbox();
     });
-    input.addEventListener("input", () => { if (socket && socket.readyState === WebSocket.OPEN) socket.send('{"type":"typing"}'); });
+    input.addEventListener("input", () => {
+      // at most one typing frame per 3 s: each one costs the server a scope check
+      if (!socket || socket.readyState !== WebSocket.OPEN || Date.now() - lastTyping < 3000) return;
+      lastTyping = Date.now();
+      socket.send('{"type":"typing"}');
+    });
     input.addEventListener("keydown", (event) => { if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) form.requestSubmit(); });
   }
   // what was typed before a reload is still waiting: show it as pending and send it
   for (const item of outbox()) log.append(bubble({ body: item.body, client_msg_id: item.id }, true));
   document.addEventListener("visibilitychange", markRead);
+  setInterval(() => {
+    if (socket && socket.readyState === WebSocket.OPEN && !document.hidden) socket.send('{"type":"sync"}');
+  }, SYNC_MS);
   connect();
 })();

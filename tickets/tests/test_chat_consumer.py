@@ -185,3 +185,30 @@ async def test_viewers_see_each_other_come_and_go(buyer, agent, other_agent, ord
     left = await first.receive_json_from(timeout=5)
     assert left["type"] == "left" and left["author"]["key"] == joined["author"]["key"]
     await first.disconnect()
+
+
+async def test_a_dropped_wake_up_is_recovered_by_sync_and_by_the_next_own_message(buyer, agent, order, monkeypatch):
+    """The channel layer may drop a wake-up (channels-redis past its capacity):
+    the stored message still reaches the client, in order, without duplicates."""
+    import cs_portal.realtime
+
+    ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
+    seq = await _last_seq(ticket)
+    ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=seq)
+    assert (await ws.connect())[0]
+    with monkeypatch.context() as patch:
+        patch.setattr(cs_portal.realtime, "send_now", lambda group, payload: None)  # every wake-up lost
+        await database_sync_to_async(services.post_message)(actor=agent, ticket_id=ticket.pk, body="丢失的唤醒")
+    assert await ws.receive_nothing(timeout=0.5)
+    await ws.send_json_to({"type": "sync"})
+    frames = await _drain(ws)
+    assert [(f["type"], f.get("seq")) for f in frames] == [("message", seq + 1), ("synced", seq + 1)]
+    # a second loss, then the buyer writes: the ack shows a gap and it is filled at once
+    with monkeypatch.context() as patch:
+        patch.setattr(cs_portal.realtime, "send_now", lambda group, payload: None)
+        await database_sync_to_async(services.post_message)(actor=agent, ticket_id=ticket.pk, body="又丢一次")
+    await ws.send_json_to({"type": "message", "body": "在吗", "client_msg_id": "gap-1"})
+    frames = await _drain(ws)
+    seqs = [f["seq"] for f in frames if f["type"] == "message"]
+    assert seqs == [seq + 2, seq + 3]  # each once, in order
+    await ws.disconnect()
