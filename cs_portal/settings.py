@@ -139,6 +139,7 @@ CELERY_BEAT_SCHEDULE = {
     "blacklist-daily-counts": {"task": "compensation.tasks.blacklist_daily_counts", "schedule": timedelta(minutes=15)},
     "stolen-account-detector": {"task": "risk.tasks.detect_stolen_accounts", "schedule": timedelta(minutes=15)},
     "incident-rules": {"task": "incidents.tasks.sweep_incident_rules", "schedule": timedelta(minutes=5)},
+    "resume-bulk-jobs": {"task": "incidents.tasks.resume_stalled_jobs", "schedule": timedelta(minutes=1)},
 }
 
 # The embedded default runs those jobs inside the server process (scripts/dev sets it).
@@ -243,6 +244,11 @@ INCIDENT_RULE_WINDOW_HOURS = env.int("INCIDENT_RULE_WINDOW_HOURS", default=24)
 # a bulk job writes and publishes its progress every N items or every S seconds
 BULK_PROGRESS_EVERY = env.int("BULK_PROGRESS_EVERY", default=100)
 BULK_PROGRESS_INTERVAL_S = env.float("BULK_PROGRESS_INTERVAL_S", default=1.0)
+# without Celery (the embedded default) a bulk job runs in a thread of the server
+# process, so the request returns and the progress bar moves; a job whose
+# heartbeat is older than BULK_STALLED_AFTER_S is resumed by the periodic sweep
+BULK_JOBS_IN_THREAD = env.bool("BULK_JOBS_IN_THREAD", default=RUN_JOBS_IN_PROCESS)
+BULK_STALLED_AFTER_S = env.int("BULK_STALLED_AFTER_S", default=300)
 
 # --- Security (production) --------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

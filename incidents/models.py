@@ -158,6 +158,8 @@ class BulkJob(models.Model):
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    # written with each progress report: a running job whose heartbeat stops was interrupted
+    heartbeat_at = models.DateTimeField(_("last progress at"), null=True, blank=True)
     undo_until = models.DateTimeField(_("can be undone until"), null=True, blank=True)
 
     class Meta:

@@ -8,6 +8,8 @@ nothing twice.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -46,6 +48,8 @@ from tickets.events import CONSOLE
 from tickets.models import Category, Ticket, TicketEvent
 from tickets.services.conversation import append_notice
 from tickets.services.knowledge import render_quick_reply
+
+logger = logging.getLogger(__name__)
 
 # --- incidents ------------------------------------------------------------------
 
@@ -536,11 +540,48 @@ def start_job(*, actor, job_id: int) -> BulkJob:
     if job.status != BulkJob.Status.PREVIEWED:
         raise JobState(f"The job is {job.status}.", status=job.status)
     job.status = BulkJob.Status.QUEUED
-    job.save(update_fields=["status"])
+    job.heartbeat_at = timezone.now()
+    job.save(update_fields=["status", "heartbeat_at"])
+    transaction.on_commit(lambda: _launch(job.pk))
+    return job
+
+
+def _launch(job_id: int) -> None:
+    """Celery in production; a thread of this process in the embedded default
+    (so the page can watch it); inline when neither (tests)."""
+    if settings.BULK_JOBS_IN_THREAD:
+        threading.Thread(target=_run_in_thread, args=(job_id,), name=f"bulk-job-{job_id}", daemon=True).start()
+        return
     from incidents.tasks import run_bulk_job
 
-    transaction.on_commit(lambda: run_bulk_job.delay(job.pk))
-    return job
+    run_bulk_job.delay(job_id)
+
+
+def _run_in_thread(job_id: int) -> None:
+    from django.db import connections
+
+    try:
+        run_job(job_id=job_id)
+    except Exception:  # the sweep resumes it; never kill the server for it
+        logger.exception("bulk job %s stopped", job_id)
+    finally:
+        connections.close_all()
+
+
+@transaction.atomic(durable=True)
+def resume_stalled_jobs(*, now: datetime | None = None) -> list[int]:
+    """Jobs queued or running whose heartbeat stopped (a worker or the server
+    died mid-way) are launched again; ``run_job`` picks up their pending items."""
+    now = now or timezone.now()
+    stalled = list(BulkJob.objects.select_for_update(skip_locked=True).filter(
+        status__in=[BulkJob.Status.QUEUED, BulkJob.Status.RUNNING],
+        heartbeat_at__lt=now - timedelta(seconds=settings.BULK_STALLED_AFTER_S),
+    ).values_list("pk", flat=True))
+    if stalled:
+        BulkJob.objects.filter(pk__in=stalled).update(status=BulkJob.Status.QUEUED, heartbeat_at=now)
+        for job_id in stalled:
+            transaction.on_commit(lambda job_id=job_id: _launch(job_id))
+    return stalled
 
 
 def run_job(*, job_id: int, progress_every: int | None = None, progress_interval_s: float | None = None,
@@ -559,7 +600,8 @@ def run_job(*, job_id: int, progress_every: int | None = None, progress_interval
             return job
         job.status = BulkJob.Status.RUNNING
         job.started_at = job.started_at or timezone.now()
-        job.save(update_fields=["status", "started_at"])
+        job.heartbeat_at = timezone.now()
+        job.save(update_fields=["status", "started_at", "heartbeat_at"])
     actor = job.created_by
     tally = {"done": 0, "skipped": 0, "failed": 0}
     last_report, since_report, handled = time.monotonic(), 0, 0
@@ -595,10 +637,10 @@ def run_job(*, job_id: int, progress_every: int | None = None, progress_interval
 
 
 def _report(job: BulkJob, tally: dict[str, int]) -> None:
-    if any(tally.values()):
-        BulkJob.objects.filter(pk=job.pk).update(done_count=F("done_count") + tally["done"],
-                                                 skipped_count=F("skipped_count") + tally["skipped"],
-                                                 failed_count=F("failed_count") + tally["failed"])
+    BulkJob.objects.filter(pk=job.pk).update(done_count=F("done_count") + tally["done"],
+                                             skipped_count=F("skipped_count") + tally["skipped"],
+                                             failed_count=F("failed_count") + tally["failed"],
+                                             heartbeat_at=timezone.now())
     job.refresh_from_db(fields=["done_count", "skipped_count", "failed_count", "status", "total"])
     send_now(CONSOLE, _progress_payload(job))
 
@@ -664,5 +706,6 @@ def undo_job(*, actor, job_id: int) -> BulkJob:
 
 __all__ = [
     "TicketQuery", "close_incident", "create_bulk_job", "get_job", "ingest_logistics_event", "link_tickets",
-    "open_incident", "preview_job", "run_job", "start_job", "sweep_incident_rules", "undo_job",
+    "open_incident", "preview_job", "resume_stalled_jobs", "run_job", "start_job", "sweep_incident_rules",
+    "undo_job",
 ]

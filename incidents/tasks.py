@@ -16,3 +16,10 @@ def sweep_incident_rules() -> int:
     from incidents.services import sweep_incident_rules as sweep
 
     return len(sweep())
+
+
+@shared_task
+def resume_stalled_jobs() -> int:
+    from incidents.services import resume_stalled_jobs as resume
+
+    return len(resume())

@@ -142,3 +142,45 @@ def test_jobs_are_for_supervisors_and_refuse_bad_input(agent, supervisor, buyer,
             services.create_bulk_job(actor=supervisor, kind=kind, incident_id=incident.pk, params=params)
         assert bad.value.code == "invalid"
     assert not BulkJob.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_job_whose_heartbeat_stopped_is_resumed_by_the_sweep(supervisor, buyer, order, incident,
+                                                               django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    tickets = [open_ticket(buyer=buyer, order=order) for _ in range(4)]
+    _with_tickets(incident, supervisor, tickets)
+    job = services.create_bulk_job(actor=supervisor, kind="macro_reply", incident_id=incident.pk,
+                                   params={"body": "断点续跑"})
+    BulkJob.objects.filter(pk=job.pk).update(status="queued")
+    services.run_job(job_id=job.pk, stop_after=1)  # the process dies here
+    assert services.resume_stalled_jobs() == []  # its heartbeat is fresh: leave it alone
+    BulkJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=10))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.resume_stalled_jobs() == [job.pk]
+    job.refresh_from_db()
+    assert (job.status, job.done_count) == ("done", 4)
+    assert Message.objects.filter(body="断点续跑").count() == 4
+    assert services.resume_stalled_jobs() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_in_the_embedded_default_a_job_runs_in_a_thread_and_the_request_returns(supervisor, buyer, order, settings):
+    import time
+
+    settings.BULK_JOBS_IN_THREAD = True
+    incident = services.open_incident(actor=supervisor, title="线程", grade="2")
+    tickets = [open_ticket(buyer=buyer, order=order) for _ in range(3)]
+    services.link_tickets(actor=supervisor, incident_id=incident.pk, ticket_ids=[t.pk for t in tickets])
+    job = services.create_bulk_job(actor=supervisor, kind="macro_reply", incident_id=incident.pk,
+                                   params={"body": "后台执行"})
+    services.start_job(actor=supervisor, job_id=job.pk)
+    for _ in range(100):
+        if BulkJob.objects.get(pk=job.pk).status == "done":
+            break
+        time.sleep(0.1)
+    assert BulkJob.objects.get(pk=job.pk).done_count == 3
+    assert Message.objects.filter(body="后台执行").count() == 3
