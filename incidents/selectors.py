@@ -61,7 +61,8 @@ def dashboard(*, now: datetime | None = None, minutes: int = 60) -> Dashboard:
     load = dict(Ticket.objects.filter(assignee_id__in=ids, status__in=Ticket.WORKING).values_list("assignee_id")
                 .annotate(n=Count("id")).values_list("assignee_id", "n"))
     worked = worked_seconds(agent_ids=ids, now=now)
-    agents = [{"name": p.user.name, "presence": p.presence, "load": load.get(p.user_id, 0), "capacity": p.capacity,
+    agents = [{"name": p.user.name, "presence": p.presence, "presence_label": p.get_presence_display(),
+               "load": load.get(p.user_id, 0), "capacity": p.capacity,
                "worked_s": worked.get(p.user_id, 0)} for p in profiles]
     return Dashboard(
         now=now, inflow=inflow, waiting_chats=waiting["n"],

@@ -357,14 +357,17 @@ def _apply_rules(*, region: str, kind: str, now: datetime) -> Incident | None:
                .values("shipment_id").distinct().count())
     if parcels <= settings.INCIDENT_RULE_THRESHOLDS[rule]:
         return None
-    labels = {"backlog": "Backlog", "lost": "Lost parcels", "stuck": "Parcels stuck in transit"}
+    with override(settings.LANGUAGE_CODE):  # stored text, in the console's language
+        title = f"{Incident.Rule(rule).label} · {region}"
+        description = gettext(
+            "%(parcels)s parcels in %(region)s within %(hours)s h (the rule: more than %(limit)s)."
+        ) % {"parcels": parcels, "region": region, "hours": settings.INCIDENT_RULE_WINDOW_HOURS,
+             "limit": settings.INCIDENT_RULE_THRESHOLDS[rule]}
     try:
         with transaction.atomic():
             incident = _create_incident(
-                title=f"{labels[rule]} · {region}", grade=sla.GRADE_SERIOUS, actor=None, now=now, rule=rule,
-                region=region, category=EXCEPTION_CATEGORY[kind],
-                description=f"{parcels} parcels in {region} within {settings.INCIDENT_RULE_WINDOW_HOURS} h "
-                            f"(threshold: more than {settings.INCIDENT_RULE_THRESHOLDS[rule]}).",
+                title=title, grade=sla.GRADE_SERIOUS, actor=None, now=now, rule=rule,
+                region=region, category=EXCEPTION_CATEGORY[kind], description=description,
             )
     except IntegrityError:  # a parallel event raised it first
         return Incident.objects.filter(status=Incident.Status.OPEN, rule=rule, region=region).first()

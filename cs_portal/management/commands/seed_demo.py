@@ -128,6 +128,7 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS(f"Added {made} tickets."))
         self._print_logins()
         seed_risk(self.stdout)
+        seed_incident(self.stdout)
 
     def _print_logins(self) -> None:
         self.stdout.write(
@@ -499,3 +500,39 @@ def seed_risk(stdout) -> None:
         f"  order system  order-system (no password) · Authorization: Token {token.key}\n"
         "                GET /api/v1/risk/check/?account=sleeper1  · review list http://127.0.0.1:8000/console/risk/\n"
     )
+
+
+def seed_incident(stdout) -> None:
+    """A lost-parcel wave: six parcels to 浙江 reported lost by the carrier feed
+    through the same service as ``POST /api/v1/logistics/events/``, so the
+    emergency plan's rule (more than 5 lost in a region) raises a grade-2
+    incident with their tickets by itself. Idempotent."""
+    from incidents.models import Incident
+    from incidents.services import ingest_logistics_event
+
+    if Incident.objects.exists():
+        return
+    system = User.objects.filter(username="order-system").first()
+    merchant = Merchant.objects.filter(code="M002").first() or Merchant.objects.first()
+    buyers = list(User.objects.filter(username__startswith="buyer").order_by("pk")[:6])
+    if system is None or merchant is None or len(buyers) < 6:
+        return
+    now = timezone.now()
+    for n, buyer in enumerate(buyers, start=1):
+        placed = now - timedelta(days=3, hours=n)
+        order = Order.objects.create(
+            order_no=f"DD{placed:%Y%m%d}7{n:05d}", buyer=buyer, merchant=merchant, amount_fen=8_800,
+            items=[{"sku": "M002-1", "name": "保温杯", "variant": "蓝色", "qty": 1, "price_fen": 8_800}],
+            shipping_address="浙江省杭州市西湖区文三路 100 号", region="浙江", placed_at=placed,
+            ship_by=placed + timedelta(hours=48), status=Order.Status.SHIPPED,
+        )
+        escrow.record_order_paid(order=order, now=placed)
+        shipment = Shipment.objects.create(order=order, carrier="中通快递", tracking_no=f"ZT{placed:%m%d}{n:06d}",
+                                           status=Shipment.Status.IN_TRANSIT, shipped_at=placed + timedelta(hours=20))
+        ingest_logistics_event(actor=system, payload={
+            "event_id": f"ZT-LOST-{shipment.tracking_no}", "tracking_no": shipment.tracking_no, "carrier": "中通快递",
+            "kind": "lost", "occurred_at": (now - timedelta(hours=6 - n)).isoformat(), "location": "杭州转运中心",
+        })
+    incident = Incident.objects.filter(rule="lost", region="浙江").first()
+    if incident is not None:
+        stdout.write(f"  incident      #{incident.pk} {incident.title} · http://127.0.0.1:8000/console/incidents/{incident.pk}/\n")
