@@ -30,7 +30,7 @@ from merchants import selectors as merchant_selectors
 from merchants import services as merchant_services
 from tickets import selectors, services, sla
 from tickets.api import parse_ticket_filters
-from tickets.errors import HeldByOther, TicketNotFound
+from tickets.errors import TicketNotFound
 from tickets.models import AgentProfile, Category, Ticket
 from tickets.selectors import TicketFilters
 
@@ -365,16 +365,12 @@ def reply(request, ticket_id: int):
 
     A reply (not a note) on a ticket another agent holds is refused until the
     agent confirms: two agents answering one buyer at once is the mistake."""
-    internal = request.POST.get("internal") in ("on", "1", "true")
-    if not internal and request.POST.get("confirm_held") != "1":
-        held = _ticket_or_404(request, ticket_id)
-        if held.assignee_id not in (None, request.user.pk):
-            error = HeldByOther(holder=held.assignee.name if held.assignee else "")
-            return _error_fragment(request, error, target="#reply-error")
     try:
         message = services.post_message(
             actor=request.user, ticket_id=ticket_id, body=request.POST.get("body", ""),
-            internal=internal, client_msg_id=(request.POST.get("client_msg_id") or None),
+            internal=request.POST.get("internal") in ("on", "1", "true"),
+            client_msg_id=(request.POST.get("client_msg_id") or None),
+            confirm_held=request.POST.get("confirm_held") == "1",
         )
     except TicketNotFound:
         raise Http404 from None

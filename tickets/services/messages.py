@@ -8,7 +8,9 @@ from django.utils import timezone
 
 from accounts import roles
 from tickets import events
-from tickets.errors import AlreadyRated, Conflict, InvalidInput, NotResolved, PermissionDenied, TicketClosed
+from tickets.errors import (
+    AlreadyRated, Conflict, HeldByOther, InvalidInput, NotResolved, PermissionDenied, TicketClosed,
+)
 from tickets.models import Message, Party, Rating, ReadMark, Ticket, TicketEvent
 from tickets.selectors import get_ticket_for
 from tickets.services.conversation import append_message
@@ -19,13 +21,17 @@ __all__ = ["append_message", "mark_read", "post_message", "rate_ticket"]
 
 @transaction.atomic(durable=True)
 def post_message(
-    *, actor, ticket_id: int, body: str, internal: bool = False, client_msg_id: str | None = None
+    *, actor, ticket_id: int, body: str, internal: bool = False, client_msg_id: str | None = None,
+    confirm_held: bool = True,
 ) -> Message:
     """Post to a ticket's conversation; internal notes are staff-only.
 
     A buyer's answer to a ticket waiting on the buyer (or the merchant's to
     one waiting on the merchant) resumes it and its SLA clock. Sending again
-    with the same ``client_msg_id`` returns the first message.
+    with the same ``client_msg_id`` returns the first message. With
+    ``confirm_held=False`` (the console asks first) a staff reply on a ticket
+    another agent holds is refused with 409 ``held_by_other``; the check runs
+    under the ticket's lock, so a ticket taken a moment ago counts.
     """
     now = timezone.now()
     body = (body or "").strip()
@@ -46,6 +52,9 @@ def post_message(
             return existing
     if ticket.status == Ticket.Status.CLOSED:
         raise TicketClosed()
+    if (not confirm_held and not internal and roles.is_agent(actor)
+            and ticket.assignee_id not in (None, actor.pk)):
+        raise HeldByOther(holder=ticket.assignee.name)
     message = append_message(
         ticket=ticket, author=actor, body=body, internal=internal, now=now, client_msg_id=client_msg_id
     )

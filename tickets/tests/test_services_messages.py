@@ -217,3 +217,18 @@ def test_read_marks_refuse_bad_seq_and_other_peoples_tickets(buyer, other_buyer,
     with pytest.raises(TicketNotFound):
         services.mark_read(actor=other_buyer, ticket_id=ticket.pk, seq=1)
     assert not ReadMark.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_reply_on_another_agents_ticket_needs_confirmation_when_asked(buyer, order, agent, other_agent):
+    ticket = ticket_in_state("assigned", buyer=buyer, agent=agent, order=order)
+    with pytest.raises(Conflict) as held:
+        services.post_message(actor=other_agent, ticket_id=ticket.pk, body="我来", confirm_held=False)
+    assert held.value.code == "held_by_other" and held.value.extra["holder"] == agent.name
+    # notes, the holder, the buyer and callers that do not ask (the API) are not held up
+    services.post_message(actor=other_agent, ticket_id=ticket.pk, body="备注", internal=True, confirm_held=False)
+    services.post_message(actor=agent, ticket_id=ticket.pk, body="我在", confirm_held=False)
+    services.post_message(actor=buyer, ticket_id=ticket.pk, body="好的", confirm_held=False)
+    services.post_message(actor=other_agent, ticket_id=ticket.pk, body="我来")
+    assert list(Message.objects.filter(ticket=ticket, author__isnull=False).values_list("body", flat=True))[-4:] == [
+        "备注", "我在", "好的", "我来"]
