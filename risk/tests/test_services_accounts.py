@@ -28,7 +28,7 @@ from risk.errors import (
     VerificationFailed,
     VerificationRequired,
 )
-from risk.models import AccountAction, OwnerVerification, RiskHit
+from risk.models import AccountAction, OwnerVerification
 from risk.tests.factories import buyer_account, integration_user, open_hit, order_at
 
 
