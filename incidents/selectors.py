@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Min
-from django.db.models.functions import TruncMinute
+from django.db.models import Count, Min, Sum
+from django.db.models.functions import TruncHour, TruncMinute
 from django.utils import timezone
 
-from compensation.models import BudgetDay
+from compensation.models import BudgetDay, Remedy
 from incidents.models import BulkJob, Incident
 from tickets import sla
 from tickets.models import AgentProfile, Channel, SlaBreach, Ticket
@@ -37,6 +37,7 @@ class Dashboard:
     longest_wait_s: int
     breaches_by_grade: dict[str, int]
     budget: BudgetDay | None
+    spend: list[tuple[datetime, int]]  # compensation spent so far today, hour by hour (cumulative fen)
     agents: list[dict]
     incidents: list[Incident]
 
@@ -55,6 +56,7 @@ def dashboard(*, now: datetime | None = None, minutes: int = 60) -> Dashboard:
     breaches = dict(SlaBreach.objects.filter(detected_at__gte=day_start(now)).values_list("grade")
                     .annotate(n=Count("id")).values_list("grade", "n"))
     budget = BudgetDay.objects.filter(date=timezone.localdate(now)).first()
+    spend = _spend_by_hour(now)
     profiles = list(AgentProfile.objects.select_related("user").exclude(presence=AgentProfile.Presence.OFFLINE)
                     .order_by("user__username")[:50])
     ids = [p.user_id for p in profiles]
@@ -68,8 +70,29 @@ def dashboard(*, now: datetime | None = None, minutes: int = 60) -> Dashboard:
         now=now, inflow=inflow, waiting_chats=waiting["n"],
         longest_wait_s=int((now - waiting["oldest"]).total_seconds()) if waiting["oldest"] else 0,
         breaches_by_grade={grade: breaches.get(grade, 0) for grade, _ in sla.GRADE_CHOICES},
-        budget=budget, agents=agents, incidents=list(open_incidents()[:10]),
+        budget=budget, spend=spend, agents=agents, incidents=list(open_incidents()[:10]),
     )
+
+
+def _spend_by_hour(now: datetime) -> list[tuple[datetime, int]]:
+    """What today's executed remedies cost, cumulative per hour (``Remedy.cost_fen``, summed in one query)."""
+    start = day_start(now)
+    rows = (Remedy.objects.filter(status=Remedy.Status.EXECUTED, executed_at__gte=start)
+            .annotate(hour=TruncHour("executed_at")).values("hour", "kind", "with_coupon")
+            .annotate(amount=Sum("amount_fen"), coupons=Sum("coupon_fen")).order_by())
+    per_hour: dict[datetime, int] = {}
+    for row in rows:
+        cost = (row["amount"] if row["kind"] in (Remedy.Kind.REFUND, Remedy.Kind.COUPON) else 0) + (
+            row["coupons"] if row["with_coupon"] else 0)
+        hour = timezone.localtime(row["hour"]).replace(minute=0, second=0, microsecond=0)
+        per_hour[hour] = per_hour.get(hour, 0) + cost
+    hours = int((now - start).total_seconds() // 3600) + 1
+    total, series = 0, []
+    for i in range(hours):
+        hour = timezone.localtime(start + timedelta(hours=i)).replace(minute=0, second=0, microsecond=0)
+        total += per_hour.get(hour, 0)
+        series.append((hour, total))
+    return series
 
 
 __all__ = ["Dashboard", "dashboard", "incident_tickets", "open_incidents", "recent_jobs"]

@@ -162,6 +162,16 @@ def _bars(points: list[tuple], *, width: int = 600, height: int = 120) -> dict:
             "first": points[0][0].strftime("%H:%M") if points else "", "last": points[-1][0].strftime("%H:%M") if points else ""}
 
 
+def _line(points: list[tuple], *, ceiling: int, width: int = 300, height: int = 100) -> dict:
+    """A cumulative line against a ceiling (spend against budget), as SVG coordinates."""
+    top = max([v for _, v in points] + [ceiling, 1])
+    step = width / max(len(points) - 1, 1)
+    coords = " ".join(f"{round(i * step, 1)},{round(height - height * v / top, 1)}" for i, (_, v) in enumerate(points))
+    return {"points": coords, "width": width, "height": height,
+            "ceiling_y": round(height - height * ceiling / top, 1) if ceiling else None,
+            "first": points[0][0].strftime("%H:%M") if points else "", "last": points[-1][0].strftime("%H:%M") if points else ""}
+
+
 def _dashboard_context() -> dict:
     board = selectors.dashboard()
     budget = board.budget
@@ -170,6 +180,7 @@ def _dashboard_context() -> dict:
         "inflow": _bars(board.inflow),
         "inflow_total": sum(v for _, v in board.inflow),
         "inflow_last": board.inflow[-1][1] if board.inflow else 0,
+        "spend": _line(board.spend, ceiling=budget.budget_fen if budget else 0),
         "breaches": [{"grade": label, "count": board.breaches_by_grade[g]} for g, label in sla.GRADE_CHOICES],
         "budget_spent": format_fen(budget.spent_fen) if budget else format_fen(0),
         "budget_total": format_fen(budget.budget_fen) if budget else "—",
