@@ -614,9 +614,10 @@ def run_job(*, job_id: int, progress_every: int | None = None, progress_interval
             break
         for item in batch:
             status, result = _run_item(job, item, actor)
-            BulkJobItem.objects.filter(pk=item.pk, status=BulkJobItem.Status.PENDING).update(
+            marked = BulkJobItem.objects.filter(pk=item.pk, status=BulkJobItem.Status.PENDING).update(
                 status=status, result=result, processed_at=timezone.now())
-            tally[status] += 1
+            if marked:  # a second worker on the same job (a redelivery) counts nothing twice
+                tally[status] += 1
             since_report += 1
             handled += 1
             if since_report >= every or time.monotonic() - last_report >= interval:
@@ -629,9 +630,10 @@ def run_job(*, job_id: int, progress_every: int | None = None, progress_interval
     _report(job, tally)
     now = timezone.now()
     undo = now + timedelta(seconds=settings.CANCEL_UNDO_WINDOW_S) if job.kind == BulkJob.Kind.CANCEL else None
-    BulkJob.objects.filter(pk=job.pk).update(status=BulkJob.Status.DONE, finished_at=now, undo_until=undo)
+    finished = BulkJob.objects.filter(pk=job.pk, status=BulkJob.Status.RUNNING).update(
+        status=BulkJob.Status.DONE, finished_at=now, undo_until=undo)
     job.refresh_from_db()
-    if job.incident_id:
+    if finished and job.incident_id:  # one "done" on the timeline, whichever worker finished
         IncidentEvent.objects.create(incident_id=job.incident_id, kind="job_done", actor=actor, created_at=now,
                                      data={"job_id": job.pk, "kind": job.kind, "done": job.done_count,
                                            "skipped": job.skipped_count, "failed": job.failed_count})

@@ -184,3 +184,29 @@ def test_in_the_embedded_default_a_job_runs_in_a_thread_and_the_request_returns(
         time.sleep(0.1)
     assert BulkJob.objects.get(pk=job.pk).done_count == 3
     assert Message.objects.filter(body="后台执行").count() == 3
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_on_one_job_do_each_item_once_and_count_it_once():
+    """A redelivered task while the first worker still runs: both walk the items."""
+    from accounts import roles
+    from accounts.tests.factories import UserFactory
+    from merchants.tests.factories import OrderFactory
+    from tests.concurrency import race, requires_postgres
+
+    requires_postgres()
+    boss = UserFactory(role=roles.SUPERVISOR)
+    buyer = UserFactory(role=roles.BUYER)
+    order = OrderFactory(buyer=buyer)
+    incident = services.open_incident(actor=boss, title="并发", grade="2")
+    tickets = [open_ticket(buyer=buyer, order=order) for _ in range(12)]
+    services.link_tickets(actor=boss, incident_id=incident.pk, ticket_ids=[t.pk for t in tickets])
+    job = services.create_bulk_job(actor=boss, kind="macro_reply", incident_id=incident.pk, params={"body": "并发回复"})
+    BulkJob.objects.filter(pk=job.pk).update(status="queued")
+    _, errors = race(lambda i: services.run_job(job_id=job.pk, progress_every=1), 2)
+    assert errors == []
+    job.refresh_from_db()
+    assert (job.status, job.done_count, job.total) == ("done", 12, 12)
+    assert Message.objects.filter(body="并发回复").count() == 12
+    assert IncidentEvent.objects.filter(incident=incident, kind="job_done").count() == 1
