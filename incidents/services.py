@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -501,7 +502,7 @@ def _preview_chunk(job: BulkJob, ids: list[int], *, actor) -> list[PreviewRow]:
                            gettext("cancel, %(amount)s back to the buyer") % {"amount": format_fen(orders[i].amount_fen)}
                            if i in orders and orders[i].status == Order.Status.PAID else gettext("not cancellable now"),
                            i in orders and orders[i].status == Order.Status.PAID) for i in ids]
-    found = Ticket.objects.select_related("buyer", "order", "order__shipment", "assignee").in_bulk(ids)
+    found = Ticket.objects.select_related("buyer", "merchant", "order", "order__shipment", "assignee").in_bulk(ids)
     rows = []
     for i in ids:
         ticket = found.get(i)
@@ -560,11 +561,23 @@ def _launch(job_id: int) -> None:
     run_bulk_job.delay(job_id)
 
 
+def run_job_in_one_loop(*, job_id: int, **options) -> BulkJob:
+    """``run_job`` under one event loop: each progress and message publish
+    (``async_to_sync`` from sync code) then reuses it and its Redis connection
+    instead of starting a thread, a loop and a connection per frame (bench/bulk.py
+    measured 2.3–3.0 ms a frame that way against 0.18 ms). For callers outside
+    any loop: the Celery task and the embedded default's thread."""
+    async def main() -> BulkJob:
+        return await sync_to_async(run_job, thread_sensitive=True)(job_id=job_id, **options)
+
+    return async_to_sync(main)()
+
+
 def _run_in_thread(job_id: int) -> None:
     from django.db import connections
 
     try:
-        run_job(job_id=job_id)
+        run_job_in_one_loop(job_id=job_id)
     except Exception:  # the sweep resumes it; never kill the server for it
         logger.exception("bulk job %s stopped", job_id)
     finally:
@@ -660,7 +673,7 @@ def _run_item(job: BulkJob, item: BulkJobItem, actor) -> tuple[str, dict]:
     key = f"bulk-{job.pk}-{item.target_id}"
     try:
         if job.kind == BulkJob.Kind.MACRO_REPLY:
-            ticket = (Ticket.objects.select_related("buyer", "order", "order__shipment", "assignee")
+            ticket = (Ticket.objects.select_related("buyer", "merchant", "order", "order__shipment", "assignee")
                       .filter(pk=item.target_id).first())
             if ticket is None or not ticket.is_active:
                 return BulkJobItem.Status.SKIPPED, {"reason": "not_open"}
@@ -711,6 +724,6 @@ def undo_job(*, actor, job_id: int) -> BulkJob:
 
 __all__ = [
     "TicketQuery", "close_incident", "create_bulk_job", "get_job", "ingest_logistics_event", "link_tickets",
-    "open_incident", "preview_job", "resume_stalled_jobs", "run_job", "start_job", "sweep_incident_rules",
+    "open_incident", "preview_job", "resume_stalled_jobs", "run_job", "run_job_in_one_loop", "start_job", "sweep_incident_rules",
     "undo_job",
 ]

@@ -6,9 +6,9 @@ from celery import shared_task
 @shared_task(acks_late=True)
 def run_bulk_job(job_id: int) -> int:
     """Run (or resume) a bulk job; re-delivery after a worker crash resumes it."""
-    from incidents.services import run_job
+    from incidents.services import run_job_in_one_loop
 
-    return run_job(job_id=job_id).processed
+    return run_job_in_one_loop(job_id=job_id).processed
 
 
 @shared_task

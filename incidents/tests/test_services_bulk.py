@@ -210,3 +210,18 @@ def test_two_workers_on_one_job_do_each_item_once_and_count_it_once():
     assert (job.status, job.done_count, job.total) == ("done", 12, 12)
     assert Message.objects.filter(body="并发回复").count() == 12
     assert IncidentEvent.objects.filter(incident=incident, kind="job_done").count() == 1
+
+
+@pytest.mark.django_db
+def test_the_dry_run_costs_the_same_queries_for_3_or_30_tickets(supervisor, buyer, order, incident,
+                                                                django_assert_max_num_queries):
+    def preview_queries(n):
+        tickets = [open_ticket(buyer=buyer, order=order) for _ in range(n)]
+        _with_tickets(incident, supervisor, tickets)
+        job = services.create_bulk_job(actor=supervisor, kind="macro_reply", ticket_ids=[t.pk for t in tickets],
+                                       params={"body": "{buyer_name}，{order_no}"})
+        with django_assert_max_num_queries(10) as captured:
+            services.preview_job(actor=supervisor, job_id=job.pk)
+        return len(captured.captured_queries)
+
+    assert preview_queries(3) == preview_queries(30)

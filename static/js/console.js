@@ -604,9 +604,19 @@
 
   /* ------------------------------------------------------------ dashboard */
 
-  const refreshDashboard = debounce(() => {
-    if (document.getElementById("dashboard") && window.htmx) htmx.trigger(document.body, "refresh-dashboard");
-  }, 2000);
+  // a throttle, not a debounce: a bulk job sends a frame every second, and a
+  // debounce restarted by each would hold the dashboard still until the job ends
+  let dashboardDue = 0;
+  let dashboardTimer = null;
+  function refreshDashboard() {
+    if (!document.getElementById("dashboard") || !window.htmx || dashboardTimer) return;
+    const wait = Math.max(0, dashboardDue - Date.now());
+    dashboardTimer = setTimeout(() => {
+      dashboardTimer = null;
+      dashboardDue = Date.now() + 2000;
+      htmx.trigger(document.body, "refresh-dashboard");
+    }, wait);
+  }
 
   /* ------------------------------------------------------------ chat tabs */
 
