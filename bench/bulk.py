@@ -512,7 +512,10 @@ def call_run_job(cfg: Config, run: Run, meter: Meter, listener: Listener | None,
     job_id, progress = run.job_id, progress_args(cfg, run.mode)
 
     def call():
-        return services.run_job(job_id=job_id, stop_after=stop_after, **progress)
+        if one_loop:  # wrapped below, as the profile's comparison does
+            return services.run_job(job_id=job_id, stop_after=stop_after, **progress)
+        # the production entry point (the Celery task and the embedded default's thread)
+        return services.run_job_in_one_loop(job_id=job_id, stop_after=stop_after, **progress)
 
     runner = call
     if one_loop:
