@@ -108,6 +108,7 @@
       saveOutbox([...outbox(), item]);
       log.append(bubble({ body: text, client_msg_id: item.id }, true));
       input.value = "";
+      lastTyping = 0; // the next thing typed is news again
       flushOutbox();
     });
     input.addEventListener("input", () => {
