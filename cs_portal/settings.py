@@ -111,11 +111,8 @@ if REDIS_URL:
             # daphne process), so it is sized for a busy process, not one socket;
             # the pool must outlast a mass disconnect (every socket discards at once)
             "CONFIG": {
-                # socket_timeout above channels-redis's 5 s blocking pop: redis-py 8's
-                # default 5 s made idle receives fail (channels_redis#422)
                 "hosts": [{"address": REDIS_URL,
-                           "max_connections": env.int("CHANNEL_REDIS_MAX_CONNECTIONS", default=1000),
-                           "socket_timeout": 15}],
+                           "max_connections": env.int("CHANNEL_REDIS_MAX_CONNECTIONS", default=1000)}],
                 "capacity": env.int("CHANNEL_LAYER_CAPACITY", default=20000),
                 "expiry": 30,
             },
