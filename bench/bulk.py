@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import ipaddress
 import json
 import math
 import os
@@ -80,10 +79,12 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+# the safety checks of the tickets benchmark: a loopback PostgreSQL whose name says "bench"
+from bench.tickets import check_targets  # noqa: E402
 
 OVERHEAD_GOAL = 0.10  # progress may slow a job by at most 10 %
 BUSY_WARN_CORES = 1.5  # machine CPU use during a run above which other work competed
@@ -97,15 +98,6 @@ STARTED = time.perf_counter()
 def log(msg: str) -> None:
     # elapsed time, not the clock: django.setup() switches the process to TIME_ZONE
     print(f"[{time.perf_counter() - STARTED:7.1f}s] {msg}", flush=True)
-
-
-def is_loopback(host: str | None) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host or "").is_loopback
-    except ValueError:
-        return False
 
 
 def rss_mb() -> float:
@@ -152,23 +144,6 @@ class Config:
     trace: bool
     listener: bool
     json_path: str | None
-
-
-def check_targets(cfg: Config) -> tuple[str, str]:
-    """Refuse anything but a loopback database whose name says it is a bench."""
-    db = urlsplit(cfg.database_url)
-    dbname = db.path.lstrip("/")
-    if db.scheme not in ("postgres", "postgresql", "pgsql"):
-        raise SystemExit(f"BENCH_DATABASE_URL must be PostgreSQL, got {db.scheme!r}")
-    if not is_loopback(db.hostname):
-        raise SystemExit(f"refusing a non-loopback database host {db.hostname!r}")
-    if "bench" not in dbname or dbname in ("postgres", "template0", "template1"):
-        raise SystemExit(f"refusing to drop database {dbname!r}: its name must contain 'bench'")
-    redis = urlsplit(cfg.redis_url)
-    if not is_loopback(redis.hostname):
-        raise SystemExit(f"refusing a non-loopback Redis host {redis.hostname!r}")
-    admin_url = urlunsplit((db.scheme, db.netloc, "/postgres", db.query, ""))
-    return dbname, admin_url
 
 
 def recreate(cfg: Config) -> dict[str, str]:
