@@ -105,13 +105,12 @@ def close(request, incident_id: int):
 @supervisor_required
 def job_preview(request, incident_id: int):
     """Create the job from the form and show its dry run: nothing changes yet."""
-    kind = request.POST.get("kind", "")
-    params = {"body": request.POST.get("body", "")} if kind == "macro_reply" else {
-        "remedy": request.POST.get("remedy", ""), "reason": request.POST.get("reason", ""),
-        "with_coupon": request.POST.get("with_coupon") == "on",
-    } if kind == "remedy" else {"reason": request.POST.get("reason", "")}
+    # the form has every kind's fields; the service keeps the ones the chosen kind takes
+    params = {name: request.POST.get(name, "") for name in ("body", "remedy", "reason")}
+    params["with_coupon"] = request.POST.get("with_coupon") == "on"
     try:
-        job = services.create_bulk_job(actor=request.user, kind=kind, params=params, incident_id=incident_id)
+        job = services.create_bulk_job(actor=request.user, kind=request.POST.get("kind", ""), params=params,
+                                       incident_id=incident_id)
         job, rows, counts = services.preview_job(actor=request.user, job_id=job.pk)
     except DomainError as refused:
         return _error(request, refused, "#job-slot")

@@ -225,3 +225,44 @@ def test_the_dry_run_costs_the_same_queries_for_3_or_30_tickets(supervisor, buye
         return len(captured.captured_queries)
 
     assert preview_queries(3) == preview_queries(30)
+
+
+@pytest.mark.django_db
+def test_linking_refuses_unknown_tickets_and_closed_incidents(supervisor, agent, buyer, order, incident):
+    ticket = open_ticket(buyer=buyer, order=order)
+    for bad in ([ticket.pk, 987654], ["x"]):
+        with pytest.raises(DomainError) as refused:
+            services.link_tickets(actor=supervisor, incident_id=incident.pk, ticket_ids=bad)
+        assert refused.value.code == "invalid"
+    with pytest.raises(DomainError) as nothing:
+        services.link_tickets(actor=supervisor, incident_id=incident.pk)
+    assert nothing.value.code == "invalid"
+    with pytest.raises(DomainError) as denied:
+        services.link_tickets(actor=agent, incident_id=incident.pk, ticket_ids=[ticket.pk])
+    assert denied.value.code == "permission_denied"
+    assert not incident.links.exists()
+    services.close_incident(actor=supervisor, incident_id=incident.pk, cause="a", actions_taken="b", prevention="c")
+    with pytest.raises(DomainError) as closed:
+        services.link_tickets(actor=supervisor, incident_id=incident.pk, ticket_ids=[ticket.pk])
+    assert closed.value.code == "incident_closed"
+    with pytest.raises(DomainError) as gone:
+        services.link_tickets(actor=supervisor, incident_id=987654, ticket_ids=[ticket.pk])
+    assert gone.value.code == "not_found"
+
+
+@pytest.mark.django_db
+def test_the_incident_page_runs_a_remedy_or_cancel_job_from_the_same_form(client, supervisor, buyer, merchant, incident):
+    from merchants.tests.factories import paid_order
+
+    client.force_login(supervisor)
+    order = paid_order(merchant=merchant, buyer=buyer, status=Order.Status.PAID)
+    ticket = open_ticket(buyer=buyer, order=order)
+    _with_tickets(incident, supervisor, [ticket])
+    form = {"body": "", "remedy": "coupon", "reason": "安抚", "with_coupon": ""}
+    remedy = client.post(f"/console/incidents/{incident.pk}/jobs/", {**form, "kind": "remedy"}, HTTP_HX_REQUEST="true")
+    cancel = client.post(f"/console/incidents/{incident.pk}/jobs/", {**form, "kind": "cancel"}, HTTP_HX_REQUEST="true")
+    assert remedy.status_code == cancel.status_code == 200
+    assert list(BulkJob.objects.order_by("id").values_list("kind", "params")) == [
+        ("remedy", {"remedy": "coupon", "amount_fen": None, "with_coupon": False, "reason": "安抚"}),
+        ("cancel", {"reason": "安抚"}),
+    ]
