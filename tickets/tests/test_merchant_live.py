@@ -67,5 +67,9 @@ async def test_the_merchant_hears_it_is_needed_and_invited_and_nobody_else_does(
     assert await ours.receive_json_from(timeout=5) == {"type": "pong"}
     await ours.send_to(text_data="{bad")
     assert (await ours.receive_json_from(timeout=5))["code"] == "malformed_json"
+    await ours.send_to(text_data="x" * 2000)
+    assert (await ours.receive_json_from(timeout=5))["code"] == "frame_refused"
+    await ours.send_json_to({"type": "message", "body": "hi"})
+    assert (await ours.receive_json_from(timeout=5))["code"] == "unsupported"
     await ours.disconnect()
     await theirs.disconnect()
