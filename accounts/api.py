@@ -11,7 +11,7 @@ from accounts import roles
 from accounts.logins import ip_and_device
 from accounts.models import LoginEvent
 from accounts.services import record_login
-from cs_portal.api import error_response
+from core.api import error_response
 
 
 class LoginThrottle(AnonRateThrottle):

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from accounts.models import LoginEvent, User
 from accounts.roles import ROLE_PERMISSIONS, ensure_role_groups
-from cs_portal.errors import InvalidInput
+from core.errors import InvalidInput
 
 
 @transaction.atomic

@@ -269,7 +269,7 @@ class Meter:
 
 
 def install_meters(meter: Meter):
-    import cs_portal.realtime as realtime
+    import core.realtime as realtime
     import incidents.services as svc
 
     original_send, original_report = realtime.send_now, svc._report
@@ -681,7 +681,7 @@ def profile(cfg: Config, ctx: dict, meter: Meter, listener: Listener | None) -> 
 
 
 def publish_probe(original_send, n: int = 300) -> dict:
-    """One publish as ``cs_portal.realtime.send_now`` makes it from sync code
+    """One publish as ``core.realtime.send_now`` makes it from sync code
     (``async_to_sync``: a new thread and event loop, so channels_redis opens a
     new Redis connection, and closes it with the loop) against the same
     ``group_send`` awaited on one long-lived loop. To a group nobody joined."""

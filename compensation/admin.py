@@ -15,7 +15,7 @@ from compensation.models import (
     Remedy,
     RemedyEvent,
 )
-from cs_portal.admin import ReadOnlyAdmin
+from core.admin import ReadOnlyAdmin
 
 
 class RemedyEventInline(admin.TabularInline):

@@ -10,8 +10,8 @@ from rest_framework.response import Response
 from accounts import roles
 from compensation import selectors, services
 from compensation.models import BlacklistEntry, Policy, Remedy
-from cs_portal.api import filter_choice
-from cs_portal.errors import PermissionDenied
+from core.api import filter_choice
+from core.errors import PermissionDenied
 
 
 class RemedyResultOutput(serializers.Serializer):

@@ -1,4 +1,4 @@
-from cs_portal.errors import Conflict, DomainError, InvalidInput, NotFound, PermissionDenied
+from core.errors import Conflict, DomainError, InvalidInput, NotFound, PermissionDenied
 
 
 class RemedyRefused(DomainError):

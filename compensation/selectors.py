@@ -11,7 +11,7 @@ from django.utils import timezone
 from accounts import roles
 from compensation.models import AgentQuota, BudgetDay, Remedy
 from compensation.services import get_policy, period_of
-from cs_portal.errors import PermissionDenied
+from core.errors import PermissionDenied
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from accounts import roles
-from cs_portal.realtime import publish_on_commit
+from core.realtime import publish_on_commit
 from compensation import ledger
 from compensation.errors import (
     AmountInvalid,
@@ -316,7 +316,7 @@ def _execute(*, remedy: Remedy, budget: BudgetDay, counter: BuyerCounter, ticket
 
 
 def _yuan(fen: int) -> str:
-    from cs_portal.money import format_fen
+    from core.money import format_fen
 
     return format_fen(fen)
 

@@ -15,8 +15,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts import roles
 from compensation import selectors, services
-from cs_portal.errors import DomainError
-from cs_portal.money import format_fen
+from core.errors import DomainError
+from core.money import format_fen
 from tickets.errors import TicketNotFound
 from tickets.selectors import get_ticket_for
 from tickets.views import _agent_bar, staff_required

@@ -8,7 +8,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
 from accounts import roles
-from cs_portal.errors import PermissionDenied
+from core.errors import PermissionDenied
 from incidents import services
 from incidents.errors import IncidentNotFound
 from incidents.models import BulkJob, Incident, LogisticsEvent

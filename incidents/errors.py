@@ -1,4 +1,4 @@
-from cs_portal.errors import Conflict, InvalidInput, NotFound, PermissionDenied  # noqa: F401
+from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied  # noqa: F401
 
 
 class IncidentNotFound(NotFound):

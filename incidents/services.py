@@ -26,9 +26,9 @@ from django.utils.translation import gettext, override
 from accounts import roles
 from compensation import services as compensation
 from compensation.models import Remedy
-from cs_portal.errors import DomainError
-from cs_portal.money import format_fen
-from cs_portal.realtime import publish_on_commit, send_now
+from core.errors import DomainError
+from core.money import format_fen
+from core.realtime import publish_on_commit, send_now
 from incidents.errors import (
     IncidentClosed,
     IncidentNotFound,

@@ -9,8 +9,8 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from compensation.views import supervisor_required
-from cs_portal.errors import DomainError
-from cs_portal.money import format_fen
+from core.errors import DomainError
+from core.money import format_fen
 from incidents import selectors, services
 from incidents.models import Incident, IncidentEvent
 from tickets import sla

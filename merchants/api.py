@@ -10,8 +10,8 @@ from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
-from cs_portal.api import filter_choice
-from cs_portal.money import format_fen
+from core.api import filter_choice
+from core.money import format_fen
 from merchants import services as merchant_services
 from merchants.models import CreditScore, FundHold, Order, OrderChange, Payout, ResendTask, Shipment, ShipmentEvent
 from merchants.selectors import (

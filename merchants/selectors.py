@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django.db.models import Count, Min, QuerySet
 
 from accounts.roles import is_agent, is_buyer, is_merchant_staff
-from cs_portal.errors import NotFound
+from core.errors import NotFound
 from merchants.escrow import Figures
 from merchants.models import (
     CreditScore,

@@ -19,8 +19,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts import roles
-from cs_portal.errors import InvalidInput
-from cs_portal.realtime import publish_on_commit
+from core.errors import InvalidInput
+from core.realtime import publish_on_commit
 from merchants.errors import (
     AlreadyCancelled,
     AlreadyShipped,

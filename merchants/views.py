@@ -30,8 +30,8 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import roles
-from cs_portal.errors import DomainError
-from cs_portal.money import format_fen
+from core.errors import DomainError
+from core.money import format_fen
 from merchants import selectors, services
 from merchants.errors import AmountInvalid
 from merchants.escrow import Figures

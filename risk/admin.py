@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from cs_portal.admin import ReadOnlyAdmin
+from core.admin import ReadOnlyAdmin
 from risk.models import AccountAction, OwnerVerification, RiskHit
 
 

@@ -9,7 +9,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
 from accounts.models import User
-from cs_portal.api import filter_choice
+from core.api import filter_choice
 from risk import selectors, services
 from risk.models import RiskHit
 

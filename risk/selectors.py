@@ -6,7 +6,7 @@ from django.db.models import Count, Q, QuerySet
 
 from accounts import roles
 from accounts.models import User
-from cs_portal.errors import PermissionDenied
+from core.errors import PermissionDenied
 from merchants.models import Order
 from risk.errors import AccountNotFound
 from risk.models import AccountAction, OwnerVerification, RiskHit

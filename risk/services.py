@@ -26,8 +26,8 @@ from django.utils import timezone
 from accounts import roles
 from accounts.models import LoginEvent, User
 from compensation.models import BlacklistEntry
-from cs_portal.errors import DomainError
-from cs_portal.realtime import publish_on_commit
+from core.errors import DomainError
+from core.realtime import publish_on_commit
 from merchants import services as orders
 from merchants.models import Order, OrderCancellation
 from risk.errors import (

@@ -17,9 +17,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts import roles
 from accounts.models import User
-from cs_portal.errors import DomainError
-from cs_portal.errors import NotFound as DomainNotFound
-from cs_portal.money import format_fen
+from core.errors import DomainError
+from core.errors import NotFound as DomainNotFound
+from core.money import format_fen
 from risk import selectors, services
 from risk.models import RiskHit
 from tickets.views import _agent_bar, staff_required

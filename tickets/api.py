@@ -11,8 +11,8 @@ from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from accounts import roles
-from cs_portal.api import filter_choice
-from cs_portal.errors import InvalidInput, PermissionDenied
+from core.api import filter_choice
+from core.errors import InvalidInput, PermissionDenied
 from tickets import selectors, services, sla
 from tickets.models import AgentProfile, Message, OvertimeRequest, Playbook, Queue, Rating, Ticket, TicketEvent
 from tickets.selectors import TicketFilters

@@ -13,7 +13,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts import roles
-from cs_portal.errors import DomainError
+from core.errors import DomainError
 from merchants.selectors import orders_visible_to
 from tickets import selectors, services
 from tickets.errors import TicketNotFound

@@ -6,7 +6,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from accounts import roles
-from cs_portal.errors import DomainError
+from core.errors import DomainError
 from tickets.events import CONSOLE, agent_group, ticket_group
 
 

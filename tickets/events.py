@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cs_portal.realtime import publish_on_commit
+from core.realtime import publish_on_commit
 from merchants.services import merchant_group
 from tickets.models import Channel, Message, Party, SlaBreach, Ticket
 

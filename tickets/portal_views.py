@@ -19,8 +19,8 @@ from django.urls import reverse
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
-from cs_portal.errors import DomainError
-from cs_portal.money import format_fen
+from core.errors import DomainError
+from core.money import format_fen
 from merchants import selectors as merchant_selectors
 from merchants.views import is_htmx, merchant_staff_required
 from tickets import selectors, services

@@ -24,8 +24,8 @@ from django.utils.translation import gettext_lazy, pgettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts import roles
-from cs_portal.errors import DomainError, InvalidInput
-from cs_portal.money import format_fen
+from core.errors import DomainError, InvalidInput
+from core.money import format_fen
 from merchants import selectors as merchant_selectors
 from merchants import services as merchant_services
 from tickets import selectors, services, sla

@@ -5,7 +5,7 @@ from accounts import roles
 from accounts.roles import role_of
 from accounts.services import create_user, set_role
 from accounts.tests.factories import PASSWORD, UserFactory
-from cs_portal.errors import InvalidInput
+from core.errors import InvalidInput
 
 
 @pytest.mark.django_db

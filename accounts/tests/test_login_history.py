@@ -7,7 +7,7 @@ from accounts import roles
 from accounts.models import LoginEvent
 from accounts.services import create_user, record_login
 from accounts.tests.factories import PASSWORD, UserFactory
-from cs_portal.errors import InvalidInput
+from core.errors import InvalidInput
 
 
 @pytest.mark.django_db

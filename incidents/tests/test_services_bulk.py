@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from cs_portal.errors import DomainError
+from core.errors import DomainError
 from incidents import services
 from incidents.models import BulkJob, BulkJobItem, IncidentEvent
 from merchants.models import Order

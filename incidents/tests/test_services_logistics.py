@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from cs_portal.errors import DomainError
+from core.errors import DomainError
 from incidents import services
 from incidents.models import Incident, IncidentTicket, LogisticsEvent
 from incidents.tests.factories import event, integration_user, shipment_in

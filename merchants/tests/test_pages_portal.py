@@ -13,7 +13,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from cs_portal.money import format_fen
+from core.money import format_fen
 from merchants import services
 from merchants.models import MerchantAccount, Payout, ResendTask
 from merchants.selectors import balance_explanation

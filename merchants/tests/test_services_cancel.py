@@ -22,7 +22,7 @@ from merchants.errors import (
 )
 from merchants.models import MerchantAccount, Movement, Order, OrderCancellation
 from merchants.tests.factories import OrderFactory, paid_order
-from cs_portal.errors import InvalidInput
+from core.errors import InvalidInput
 
 
 def assert_books_balance(merchant) -> MerchantAccount:

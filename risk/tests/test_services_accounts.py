@@ -13,7 +13,7 @@ from accounts.tests.factories import UserFactory
 from compensation import services as compensation
 from compensation.models import BlacklistEntry, Remedy
 from compensation.tests.factories import remedy_ticket
-from cs_portal.errors import InvalidInput, PermissionDenied
+from core.errors import InvalidInput, PermissionDenied
 from merchants.models import MerchantAccount, Movement, Order
 from merchants.tests.factories import MerchantFactory
 from risk import services

@@ -140,7 +140,7 @@ def test_thresholds_come_from_the_settings(settings):
 
 @pytest.mark.django_db
 def test_the_periodic_job_runs_the_detector(settings):
-    from cs_portal.celery import app
+    from celery import current_app as app
     from risk.tasks import detect_stolen_accounts
 
     app.loader.import_default_modules()

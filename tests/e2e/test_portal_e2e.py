@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from accounts import roles
 from accounts.tests.factories import PASSWORD, UserFactory
-from cs_portal.money import format_fen
+from core.money import format_fen
 from merchants import services as escrow
 from merchants.models import ResendTask
 from merchants.selectors import balance_explanation

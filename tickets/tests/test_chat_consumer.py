@@ -7,7 +7,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
-from cs_portal.asgi import application
+from channels.routing import get_default_application
 from tickets import services
 from tickets.models import Message, ReadMark, Ticket
 from tickets.tests.factories import ticket_in_state
@@ -21,7 +21,7 @@ def _connect(user, ticket_id, after_seq=0):
         client = Client()
         client.force_login(user)
         headers.append((b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()))
-    return WebsocketCommunicator(application, f"/ws/tickets/{ticket_id}/chat/?after_seq={after_seq}", headers=headers)
+    return WebsocketCommunicator(get_default_application(), f"/ws/tickets/{ticket_id}/chat/?after_seq={after_seq}", headers=headers)
 
 
 async def _last_seq(ticket) -> int:
@@ -190,14 +190,14 @@ async def test_viewers_see_each_other_come_and_go(buyer, agent, other_agent, ord
 async def test_a_dropped_wake_up_is_recovered_by_sync_and_by_the_next_own_message(buyer, agent, order, monkeypatch):
     """The channel layer may drop a wake-up (channels-redis past its capacity):
     the stored message still reaches the client, in order, without duplicates."""
-    import cs_portal.realtime
+    import core.realtime
 
     ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
     seq = await _last_seq(ticket)
     ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=seq)
     assert (await ws.connect())[0]
     with monkeypatch.context() as patch:
-        patch.setattr(cs_portal.realtime, "send_now", lambda group, payload: None)  # every wake-up lost
+        patch.setattr(core.realtime, "send_now", lambda group, payload: None)  # every wake-up lost
         await database_sync_to_async(services.post_message)(actor=agent, ticket_id=ticket.pk, body="丢失的唤醒")
     assert await ws.receive_nothing(timeout=0.5)
     await ws.send_json_to({"type": "sync"})
@@ -205,7 +205,7 @@ async def test_a_dropped_wake_up_is_recovered_by_sync_and_by_the_next_own_messag
     assert [(f["type"], f.get("seq")) for f in frames] == [("message", seq + 1), ("synced", seq + 1)]
     # a second loss, then the buyer writes: the ack shows a gap and it is filled at once
     with monkeypatch.context() as patch:
-        patch.setattr(cs_portal.realtime, "send_now", lambda group, payload: None)
+        patch.setattr(core.realtime, "send_now", lambda group, payload: None)
         await database_sync_to_async(services.post_message)(actor=agent, ticket_id=ticket.pk, body="又丢一次")
     await ws.send_json_to({"type": "message", "body": "在吗", "client_msg_id": "gap-1"})
     frames = await _drain(ws)

@@ -6,7 +6,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
-from cs_portal.asgi import application
+from channels.routing import get_default_application
 from tickets import services
 from tickets.tests.factories import open_ticket
 
@@ -23,7 +23,7 @@ def _communicator(user=None, origin=b"http://127.0.0.1:8000") -> WebsocketCommun
     headers = [(b"origin", origin)]
     if user is not None:
         headers.append((b"cookie", _session_cookie(user)))
-    return WebsocketCommunicator(application, "/ws/console/", headers=headers)
+    return WebsocketCommunicator(get_default_application(), "/ws/console/", headers=headers)
 
 
 async def test_staff_connect_and_receive_ticket_changes(agent, buyer, order):

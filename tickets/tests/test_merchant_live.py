@@ -7,7 +7,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
-from cs_portal.asgi import application
+from channels.routing import get_default_application
 from merchants.tests.factories import OrderFactory
 from tickets import services
 from tickets.tests.factories import ticket_in_state
@@ -21,7 +21,7 @@ def _connect(user):
         client = Client()
         client.force_login(user)
         headers.append((b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()))
-    return WebsocketCommunicator(application, "/ws/merchant/", headers=headers)
+    return WebsocketCommunicator(get_default_application(), "/ws/merchant/", headers=headers)
 
 
 async def _drain(comm) -> list[dict]:

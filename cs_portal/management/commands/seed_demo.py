@@ -18,7 +18,7 @@ from accounts.models import User
 from accounts.roles import AGENT, BUYER, MERCHANT_STAFF, SUPERVISOR, ensure_role_groups
 from accounts.services import create_user
 from compensation import services as compensation
-from cs_portal.errors import DomainError
+from core.errors import DomainError
 from merchants import services as escrow
 from merchants.models import Merchant, MerchantStaff, Order, Shipment, ShipmentEvent
 from tickets import services as ticket_services

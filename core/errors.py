@@ -1,7 +1,7 @@
 """The base of every domain error.
 
 Services raise subclasses with a stable machine ``code`` and the HTTP status
-the API answers with; the one DRF exception handler in ``cs_portal.api``
+the API answers with; the one DRF exception handler in ``core.api``
 renders them as ``{"code", "detail"}``. Services never raise DRF exceptions.
 """
 

@@ -11,7 +11,7 @@ from rest_framework import exceptions
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
-from cs_portal.errors import DomainError
+from core.errors import DomainError
 
 logger = logging.getLogger(__name__)
 

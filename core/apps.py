@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class CoreConfig(AppConfig):
+    """What every app shares and nothing domain: errors and the API error
+    handler, money formatting, publish-after-commit, input parsing."""
+
+    name = "core"
+    verbose_name = "Core"
