@@ -105,18 +105,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Redis: channel layer, cache, Celery ----------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
+    # Redis pub/sub (core/channel_layer.py says why not channels-redis's list
+    # layer): a group is one Redis channel a process subscribes to once; an
+    # idle socket never times out; a failed subscription is retried and every
+    # socket then re-reads from the database what it may have missed.
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # capacity counts per process (one Redis list carries every socket of a
-            # daphne process), so it is sized for a busy process, not one socket;
-            # the pool must outlast a mass disconnect (every socket discards at once)
-            "CONFIG": {
-                "hosts": [{"address": REDIS_URL,
-                           "max_connections": env.int("CHANNEL_REDIS_MAX_CONNECTIONS", default=1000)}],
-                "capacity": env.int("CHANNEL_LAYER_CAPACITY", default=20000),
-                "expiry": 30,
-            },
+            "BACKEND": "core.channel_layer.RedisPubSubLayer",
+            "CONFIG": {"hosts": [{"address": env.str("CHANNEL_REDIS_URL", default=REDIS_URL)}]},
         }
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}

@@ -1,5 +1,5 @@
 """The embedded default, booted for real: SQLite file, in-memory channel
-layer, demo data loaded twice (idempotent), daphne serving the console and
+layer, demo data loaded twice (idempotent), uvicorn (as scripts/dev) serving the console and
 the API, the periodic jobs running once."""
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def embedded(tmp_path_factory):
             counts.append(_ticket_count(db))
     port = _free_port()
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port), "cs_portal.asgi:application"],
+        [str(Path(sys.executable).parent / "uvicorn"), "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+         "cs_portal.asgi:application"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
@@ -105,7 +106,7 @@ def test_api_and_console_answer(embedded):
 
 
 def test_buyer_and_agent_chat_through_real_websockets(embedded):
-    """Headless Chromium against the real daphne: a buyer starts a chat, the
+    """Headless Chromium against the real server: a buyer starts a chat, the
     agent answers through the API, the answer arrives over the socket; the
     buyer's page is reloaded in the middle and no message is lost or doubled."""
     import re

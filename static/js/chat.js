@@ -71,6 +71,16 @@
     for (const item of outbox()) socket.send(JSON.stringify({ type: "message", body: item.body, client_msg_id: item.id }));
   }
 
+  // 1012 (a server restarting) and 1013 (its channel layer away for a moment):
+  // come back at once, spread over a second so a whole server's clients do not
+  // arrive together; anything else: exponential backoff with jitter
+  function reconnectDelay(code) {
+    if (code === 1012 || code === 1013) { attempts = 0; return 200 + Math.random() * 800; }
+    const delay = Math.min(30000, 1000 * 2 ** attempts) * (0.5 + Math.random() / 2);
+    attempts = Math.min(attempts + 1, 10);
+    return delay;
+  }
+
   function connect() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     socket = new WebSocket(`${scheme}//${location.host}/ws/tickets/${ticketId}/chat/?after_seq=${lastSeq}`);
@@ -87,15 +97,14 @@
         note.textContent = `${frame.author.name} · ${t.merchantJoined}`;
         log.append(note);
       }
+      else if (frame.type === "resync") socket.send('{"type":"sync"}');
       else if (frame.type === "ticket.changed" && (frame.status === "resolved" || frame.status === "closed")) location.reload();
     });
     socket.addEventListener("close", (event) => {
       socket = null;
       if (event.code === 4401 || event.code === 4403) { setStatus("closed", t.reconnecting); return; }
       setStatus("closed", t.reconnecting);
-      const delay = Math.min(30000, 1000 * 2 ** attempts) * (0.5 + Math.random() / 2);
-      attempts = Math.min(attempts + 1, 10);
-      setTimeout(connect, delay);
+      setTimeout(connect, reconnectDelay(event.code));
     });
   }
 

@@ -470,6 +470,11 @@
     if (!frame || typeof frame !== "object") return;
     const page = ticketPage();
     switch (frame.type) {
+      case "resync": // the server's channel layer was away: frames may be lost, the database is not
+        refreshDashboard();
+        if (queuePage()) refreshQueue();
+        if (page) refreshTicket();
+        break;
       case "ticket.changed":
         refreshDashboard();
         if (queuePage()) {
@@ -579,15 +584,23 @@
         return;
       }
       if (event.code === 4403) { live.stopped = true; return; }
-      scheduleReconnect();
+      scheduleReconnect(event.code === 1012 || event.code === 1013);
     });
   }
 
-  function scheduleReconnect() {
+  // soon: the server said "come back at once" (1012 restarting, 1013 its channel
+  // layer away for a moment): spread over a second, no backoff
+  function scheduleReconnect(soon) {
     if (live.stopped || live.timer) return;
-    const base = Math.min(30000, 1000 * 2 ** live.attempts);
-    const delay = Math.round(base * (0.5 + Math.random() / 2)); // jitter: not every console at once
-    live.attempts = Math.min(live.attempts + 1, 10);
+    let delay;
+    if (soon) {
+      live.attempts = 0;
+      delay = Math.round(200 + Math.random() * 800);
+    } else {
+      const base = Math.min(30000, 1000 * 2 ** live.attempts);
+      delay = Math.round(base * (0.5 + Math.random() / 2)); // jitter: not every console at once
+      live.attempts = Math.min(live.attempts + 1, 10);
+    }
     live.timer = setTimeout(() => { live.timer = null; connect(); }, delay);
   }
 
@@ -752,8 +765,14 @@
       chatLive.viewers.clear();
       renderViewers();
       if (event.code === 4401 || event.code === 4403) return;
-      const delay = Math.min(30000, 1000 * 2 ** chatLive.attempts) * (0.5 + Math.random() / 2);
-      chatLive.attempts = Math.min(chatLive.attempts + 1, 10);
+      let delay;
+      if (event.code === 1012 || event.code === 1013) {
+        chatLive.attempts = 0;
+        delay = 200 + Math.random() * 800;
+      } else {
+        delay = Math.min(30000, 1000 * 2 ** chatLive.attempts) * (0.5 + Math.random() / 2);
+        chatLive.attempts = Math.min(chatLive.attempts + 1, 10);
+      }
       clearTimeout(chatLive.timer);
       chatLive.timer = setTimeout(connectChat, delay);
     });

@@ -94,17 +94,27 @@
     } else if (frame.type === "message.posted") {
       if (onTicketPage(frame.ticket_id)) { if (window.htmx) htmx.trigger(document.body, "refresh-messages"); }
       else toast({ title: t("newMessage"), text: `#${frame.ticket_id}`, href, kind: "info" });
+    } else if (frame.type === "resync") {
+      if (window.htmx) { htmx.trigger(document.body, "refresh-portal"); htmx.trigger(document.body, "refresh-messages"); }
     } else if (frame.type === "resend.task") {
       toast({ title: t("resendTask"), text: `${frame.order_no} · ${t("deadline")} ${new Date(frame.deadline_at).toLocaleString()}`, href: "/merchant/tasks/", kind: "warn", timeout: 0 });
     }
   }
+
+  let connectedOnce = false;
 
   function connect() {
     const path = body.dataset.wsMerchant;
     if (!path || !("WebSocket" in window)) return;
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     socket = new WebSocket(`${scheme}//${location.host}${path}`);
-    socket.addEventListener("open", () => { attempts = 0; body.dataset.live = "open"; });
+    socket.addEventListener("open", () => {
+      const again = connectedOnce;
+      connectedOnce = true;
+      attempts = 0;
+      body.dataset.live = "open";
+      if (again && window.htmx) htmx.trigger(document.body, "refresh-portal"); // what happened while away
+    });
     socket.addEventListener("message", (event) => {
       let frame;
       try { frame = JSON.parse(event.data); } catch (e) { return; }
@@ -114,8 +124,14 @@
       socket = null;
       body.dataset.live = "closed";
       if (event.code === 4401 || event.code === 4403) return;
-      const delay = Math.min(30000, 1000 * 2 ** attempts) * (0.5 + Math.random() / 2);
-      attempts = Math.min(attempts + 1, 10);
+      let delay;
+      if (event.code === 1012 || event.code === 1013) { // a server restarting: back at once, spread over a second
+        attempts = 0;
+        delay = 200 + Math.random() * 800;
+      } else {
+        delay = Math.min(30000, 1000 * 2 ** attempts) * (0.5 + Math.random() / 2);
+        attempts = Math.min(attempts + 1, 10);
+      }
       setTimeout(connect, delay);
     });
   }

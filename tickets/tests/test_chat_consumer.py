@@ -86,7 +86,9 @@ async def test_typing_reaches_the_other_side(buyer, agent, order):
     ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
     agent_ws = await database_sync_to_async(_connect)(agent, ticket.pk, after_seq=await _last_seq(ticket))
     buyer_ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=await _last_seq(ticket))
-    assert (await agent_ws.connect())[0] and (await buyer_ws.connect())[0]
+    assert (await agent_ws.connect())[0]
+    assert await agent_ws.receive_nothing(timeout=0.3)  # the agent's own "joined" has gone by
+    assert (await buyer_ws.connect())[0]
     joined = await agent_ws.receive_json_from(timeout=5)  # the buyer came in after the agent
     assert joined["type"] == "joined" and joined["author"]["role"] == "buyer"
     here = await buyer_ws.receive_json_from(timeout=5)  # and learns the agent was already there
@@ -133,6 +135,7 @@ async def test_buyer_sees_the_merchant_join_once_brought_in(buyer, agent, order,
     ticket = await database_sync_to_async(ticket_in_state)("waiting_merchant", buyer=buyer, agent=agent, order=order)
     buyer_ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=await _last_seq(ticket))
     assert (await buyer_ws.connect())[0]
+    assert await buyer_ws.receive_nothing(timeout=0.3)
     merchant_ws = await database_sync_to_async(_connect)(merchant_user, ticket.pk, after_seq=await _last_seq(ticket))
     assert (await merchant_ws.connect())[0]
     frame = await buyer_ws.receive_json_from(timeout=5)
@@ -175,6 +178,7 @@ async def test_viewers_see_each_other_come_and_go(buyer, agent, other_agent, ord
     seq = await _last_seq(ticket)
     first = await database_sync_to_async(_connect)(agent, ticket.pk, after_seq=seq)
     assert (await first.connect())[0]
+    assert await first.receive_nothing(timeout=0.3)  # its own "joined" has gone by
     second = await database_sync_to_async(_connect)(other_agent, ticket.pk, after_seq=seq)
     assert (await second.connect())[0]
     joined = await first.receive_json_from(timeout=5)

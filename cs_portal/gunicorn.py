@@ -1,0 +1,25 @@
+"""gunicorn settings for production (``scripts/serve``): N uvicorn workers
+(uvloop, httptools, websockets) on one port, N from the CPU count.
+
+Every value comes from the environment, so one machine's shape is set where
+it is started: ``WEB_WORKERS``, ``BIND``, ``FORWARDED_ALLOW_IPS`` (the
+balancers whose ``X-Forwarded-*`` headers are believed), ``ACCESS_LOG`` (off
+by default: one line per request costs CPU at peak; the balancer logs).
+"""
+
+import multiprocessing
+import os
+
+bind = os.environ.get("BIND", "0.0.0.0:8000")
+workers = int(os.environ.get("WEB_WORKERS") or multiprocessing.cpu_count())
+worker_class = "uvicorn_worker.UvicornWorker"
+# a worker whose event loop is stuck this long is killed and replaced
+timeout = int(os.environ.get("WEB_WORKER_TIMEOUT", "30"))
+# on a deploy or a stop, sockets close with 1012 and the pages come back at once
+graceful_timeout = int(os.environ.get("WEB_GRACEFUL_TIMEOUT", "20"))
+keepalive = 5
+backlog = 4096
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+accesslog = "-" if os.environ.get("ACCESS_LOG", "0") == "1" else None
+errorlog = "-"
+loglevel = os.environ.get("WEB_LOG_LEVEL", "warning")

@@ -1,0 +1,192 @@
+"""The production recipe under the faults of a peak day, through real server
+processes: ``scripts/serve`` with two ASGI workers on PostgreSQL and a Redis
+of the test's own.
+
+- an idle chat socket and an idle console socket stay open for 60 s and still
+  receive the next message;
+- Redis restarted during a session: the sockets recover and no message is lost;
+- an ASGI worker killed: its clients reconnect to the other and replay from
+  their last seq;
+- a message sent through one worker reaches a socket on the other.
+
+The longer fault runs (minutes of load, every fault) are ``bench/rehearsal.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+
+import httpx
+import pytest
+from channels.db import database_sync_to_async
+from django.db import connection
+from django.test import Client
+from rest_framework.authtoken.models import Token
+
+from tests.live import ChatClient, PrivateRedis, serve, stop
+from tickets.models import Ticket
+from tickets.tests.factories import ticket_in_state
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
+
+
+def _database_url() -> str:
+    s = connection.settings_dict
+    return f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+@pytest.fixture(scope="module")
+def served(django_db_setup, django_db_blocker, tmp_path_factory):
+    if connection.vendor != "postgresql" or not os.environ.get("REDIS_URL"):
+        pytest.skip("the production recipe needs PostgreSQL and Redis")
+    tmp = tmp_path_factory.mktemp("serve")
+    with django_db_blocker.unblock():
+        url = _database_url()
+    app = serve(database_url=url, tmp=tmp, workers=2, redis=PrivateRedis(tmp))
+    yield app
+    stop(app)
+
+
+def _session(user) -> str:
+    client = Client()
+    client.force_login(user)
+    return client.cookies["sessionid"].value
+
+
+def _token(user) -> str:
+    return Token.objects.get_or_create(user=user)[0].key
+
+
+async def _post(served, token: str, ticket_id: int, body: str) -> int:
+    async with httpx.AsyncClient(base_url=served.base, timeout=10) as http:
+        response = await http.post(f"/api/v1/tickets/{ticket_id}/messages/", json={"body": body},
+                                   headers={"Authorization": f"Token {token}"})
+    assert response.status_code == 201, response.text
+    return response.json()["seq"]
+
+
+async def _setup(buyer, agent, order):
+    ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
+    cookies = [await database_sync_to_async(_session)(u) for u in (buyer, agent)]
+    token = await database_sync_to_async(_token)(agent)
+    return ticket, cookies, token
+
+
+def _chat(served, ticket_id: int, cookie: str) -> ChatClient:
+    return ChatClient(url=f"{served.ws_base}/ws/tickets/{ticket_id}/chat/", cookie=cookie, origin=served.origin)
+
+
+def _assert_each_once_in_order(client: ChatClient, bodies: list[str]) -> None:
+    assert [m for m in client.messages if m.get("duplicate")] == []
+    seqs = [m["seq"] for m in client.messages]
+    assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
+    assert [b for b in client.bodies() if b in bodies] == bodies
+
+
+async def test_idle_chat_and_console_sockets_stay_open_for_a_minute(served, buyer, agent, order):
+    import websockets
+
+    ticket, (buyer_cookie, agent_cookie), token = await _setup(buyer, agent, order)
+    chat = _chat(served, ticket.pk, buyer_cookie)
+    chat.start(after_seq=ticket.last_seq)
+    await asyncio.wait_for(chat.connected.wait(), 10)
+    async with websockets.connect(f"{served.ws_base}/ws/console/", ping_interval=None,
+                                  additional_headers={"Origin": served.origin, "Cookie": f"sessionid={agent_cookie}"}) as console:
+        # given: nothing at all crosses either socket for a minute (no pings either)
+        await asyncio.sleep(61)
+        assert console.close_code is None and chat.closes == []
+        # then: both still hear the next message
+        seq = await _post(served, token, ticket.pk, "还在吗？")
+        await chat.wait_for(lambda c: c.last_seq >= seq, timeout=10)
+        while True:
+            frame = json.loads(await asyncio.wait_for(console.recv(), 10))
+            if frame.get("type") == "message.posted" and frame["ticket_id"] == ticket.pk:
+                break
+    await chat.close()
+    assert chat.closes[:-1] == [] and chat.bodies()[-1] == "还在吗？"
+    assert "Timeout reading" not in served.log_text()
+
+
+async def test_redis_restarted_mid_session_loses_no_message(served, buyer, agent, order):
+    import websockets
+
+    ticket, (buyer_cookie, agent_cookie), token = await _setup(buyer, agent, order)
+    chat = _chat(served, ticket.pk, buyer_cookie)
+    chat.start(after_seq=ticket.last_seq)
+    await asyncio.wait_for(chat.connected.wait(), 10)
+    console = await websockets.connect(f"{served.ws_base}/ws/console/", ping_interval=None,
+                                       additional_headers={"Origin": served.origin, "Cookie": f"sessionid={agent_cookie}"})
+    await _post(served, token, ticket.pk, "一")
+    await chat.wait_for(lambda c: "一" in c.bodies())
+
+    # when: Redis goes away; messages are stored meanwhile (their wake-ups are lost)
+    served.redis.stop()
+    await _post(served, token, ticket.pk, "二")
+    await _post(served, token, ticket.pk, "三")
+    await asyncio.sleep(1)
+    served.redis.start()
+    # then: the stored messages reach the buyer once each, in order, and the
+    # console is told to re-read
+    await chat.wait_for(lambda c: "三" in c.bodies(), timeout=20)
+    await _post(served, token, ticket.pk, "四")
+    await chat.wait_for(lambda c: "四" in c.bodies(), timeout=10)
+    _assert_each_once_in_order(chat, ["一", "二", "三", "四"])
+    frames = []
+    while not any(f.get("type") == "resync" for f in frames):
+        frames.append(json.loads(await asyncio.wait_for(console.recv(), 10)))
+    assert console.close_code is None  # the console socket stayed open through it
+    await console.close()
+    await chat.close()
+
+
+async def test_a_killed_worker_s_clients_reconnect_and_replay(served, buyer, agent, order):
+    ticket, (buyer_cookie, _), token = await _setup(buyer, agent, order)
+    chat = _chat(served, ticket.pk, buyer_cookie)
+    chat.start(after_seq=ticket.last_seq)
+    await asyncio.wait_for(chat.connected.wait(), 10)
+    await _post(served, token, ticket.pk, "甲")
+    await chat.wait_for(lambda c: "甲" in c.bodies())
+    victim = int(chat.served_by[-1].rsplit(":", 1)[1])
+    assert victim in served.worker_pids()
+
+    # when: the worker that serves the buyer dies without a goodbye
+    os.kill(victim, signal.SIGKILL)
+    await chat.wait_for(lambda c: len(c.closes) >= 1, timeout=10)
+    await _post(served, token, ticket.pk, "乙")  # stored while the buyer is away
+    # then: the buyer is back on a live worker and gets what it missed, once
+    await chat.wait_for(lambda c: "乙" in c.bodies(), timeout=20)
+    assert int(chat.served_by[-1].rsplit(":", 1)[1]) != victim
+    await _post(served, token, ticket.pk, "丙")
+    await chat.wait_for(lambda c: "丙" in c.bodies(), timeout=10)
+    _assert_each_once_in_order(chat, ["甲", "乙", "丙"])
+    await chat.close()
+
+
+async def test_a_message_crosses_workers(served, buyer, agent, order):
+    """Two workers on one port: the buyer's and the agent's sockets end up on
+    different ones (they are opened until they do), and a message posted over
+    the agent's reaches the buyer's."""
+    ticket, (buyer_cookie, agent_cookie), _ = await _setup(buyer, agent, order)
+    seq = await database_sync_to_async(lambda: Ticket.objects.get(pk=ticket.pk).last_seq)()
+    buyer_chat = _chat(served, ticket.pk, buyer_cookie)
+    buyer_chat.start(after_seq=seq)
+    await asyncio.wait_for(buyer_chat.connected.wait(), 10)
+    agents = []
+    for _ in range(20):
+        agent_chat = _chat(served, ticket.pk, agent_cookie)
+        agent_chat.start(after_seq=seq)
+        await asyncio.wait_for(agent_chat.connected.wait(), 10)
+        agents.append(agent_chat)
+        if agent_chat.served_by[-1] != buyer_chat.served_by[-1]:
+            break
+    else:
+        pytest.fail("20 sockets all landed on one worker")
+    await agent_chat.send({"type": "message", "body": "跨进程你好", "client_msg_id": "x-1"})
+    await buyer_chat.wait_for(lambda c: "跨进程你好" in c.bodies(), timeout=10)
+    message = buyer_chat.messages[-1]
+    assert (message["seq"], message["author"]["id"]) == (seq + 1, agent.pk)
+    for client in (buyer_chat, *agents):
+        await client.close()
