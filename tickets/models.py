@@ -266,7 +266,9 @@ class Ticket(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
         field=status, source=list(ACTIVE), target=None, permission=_escalator, conditions=[_below_top_tier]
     )
     def escalate(self, *, now: datetime) -> None:
+        # each tier gets its own fresh deadline (a paused clock gets it back in full)
         self.tier += 1
+        self.restart_sla(now=now)
 
     @transition(field=status, source=list(WORKING), target=Status.RESOLVED, permission=_holder_or_supervisor)
     def resolve(self, *, now: datetime) -> None:
@@ -291,6 +293,13 @@ class Ticket(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
 
     def start_sla(self, *, now: datetime) -> None:
         self.due_at = now + sla.deadline_for(self.grade)
+
+    def restart_sla(self, *, now: datetime) -> None:
+        """A fresh deadline of the grade from ``now`` (kept whole while paused)."""
+        if self.sla_paused_at is not None:
+            self.sla_remaining_s = int(sla.deadline_for(self.grade).total_seconds())
+        else:
+            self.due_at = now + sla.deadline_for(self.grade)
 
     def pause_sla(self, *, now: datetime) -> None:
         if self.due_at is None:

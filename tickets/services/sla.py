@@ -1,4 +1,11 @@
-"""The SLA sweep: find breached deadlines, escalate one tier, record, alert."""
+"""The SLA sweep: find breached deadlines, escalate one tier, record, alert.
+
+The ladder of the emergency plan: a breach escalates one tier and gives the
+new tier its own fresh deadline, so an untouched ticket climbs agent → team
+lead → head → all levels; at the top every further breach alerts the
+supervisors again and starts another period, until the ticket is resolved,
+closed or waits on the buyer.
+"""
 
 from __future__ import annotations
 
@@ -17,12 +24,12 @@ SWEEP_BATCH = 500
 
 
 def sweep_sla(*, now: datetime | None = None, batch: int = SWEEP_BATCH) -> list[SlaBreach]:
-    """Idempotent: a deadline is breached once (``breached_at`` and the unique
-    ``(ticket, due_at)`` key), so running it again, or twice at once, records
-    and escalates nothing more. Each ticket is its own transaction."""
+    """Idempotent: a deadline is breached once (each breach moves ``due_at``
+    on, and ``(ticket, due_at)`` is unique), so running it again, or twice at
+    once, records and escalates nothing more. Each ticket is its own transaction."""
     now = now or timezone.now()
     due = list(
-        Ticket.objects.filter(status__in=Ticket.ACTIVE, due_at__lt=now, breached_at__isnull=True)
+        Ticket.objects.filter(status__in=Ticket.ACTIVE, due_at__lt=now)
         .order_by("due_at")
         .values_list("pk", flat=True)[:batch]
     )
@@ -38,17 +45,22 @@ def sweep_sla(*, now: datetime | None = None, batch: int = SWEEP_BATCH) -> list[
 def _breach_one(*, ticket_id: int, now: datetime) -> SlaBreach | None:
     ticket = lock_ticket(ticket_id)
     # re-check on the locked row: another sweep or a resolve may have won
-    if ticket is None or not ticket.is_overdue(now) or ticket.breached_at is not None:
+    if ticket is None or not ticket.is_overdue(now):
         return None
     due_at = ticket.due_at
     tier_before = ticket.tier
     if ticket.tier < sla.MAX_TIER:
+        # the next tier, with a fresh deadline of its own (Ticket.escalate)
         run_transition(
             ticket=ticket, name="escalate", actor=None, now=now, system=True,
             event_data={"reason": "sla_breach", "due_at": due_at.isoformat()},
         )
-    ticket.breached_at = now
-    ticket.save(update_fields=["breached_at", "updated_at"])
+    else:
+        # the top of the ladder: another period, and another alert when it passes
+        ticket.restart_sla(now=now)
+    if ticket.breached_at is None:  # the first breach, kept for the reports
+        ticket.breached_at = now
+    ticket.save(update_fields=["breached_at", "due_at", "sla_remaining_s", "updated_at"])
     breach = SlaBreach.objects.create(
         ticket=ticket, due_at=due_at, grade=ticket.grade, tier_before=tier_before, tier_after=ticket.tier,
         detected_at=now,

@@ -175,3 +175,41 @@ def test_sla_sweep_celery_task_runs_the_sweep(buyer, order):
     _overdue(ticket)
     assert sla_sweep.delay().get() == 1
     assert SlaBreach.objects.filter(ticket=ticket).exists()
+
+
+@pytest.mark.django_db
+def test_an_untouched_ticket_climbs_the_whole_ladder_then_alerts_every_period(buyer, order, agent):
+    """Each tier gets its own fresh deadline: grade 3 (30 min per tier) goes
+    agent → team lead → head → all levels, and at the top every period that
+    passes untouched is another breach and another alert."""
+    ticket = open_ticket(buyer=buyer, order=order)
+    now = timezone.now()
+    for tier in (2, 3, 4):
+        now += timedelta(minutes=31)
+        assert [b.ticket_id for b in services.sweep_sla(now=now)] == [ticket.pk]
+        ticket = Ticket.objects.get(pk=ticket.pk)
+        assert ticket.tier == tier and ticket.due_at == now + timedelta(minutes=30)
+    first_breach = ticket.breached_at
+    for _ in range(2):
+        assert services.sweep_sla(now=now + timedelta(minutes=10)) == []  # not due yet
+        now += timedelta(minutes=31)
+        assert len(services.sweep_sla(now=now)) == 1
+    ladder = list(SlaBreach.objects.filter(ticket=ticket).order_by("detected_at")
+                  .values_list("tier_before", "tier_after"))
+    assert ladder == [(1, 2), (2, 3), (3, 4), (4, 4), (4, 4)]
+    ticket = Ticket.objects.get(pk=ticket.pk)
+    assert ticket.breached_at == first_breach  # the first breach is what the reports count
+    assert TicketEvent.objects.filter(ticket=ticket, kind="sla_breached").count() == 5
+    # resolved: the alerts stop
+    services.transition_ticket(actor=agent, ticket_id=ticket.pk, name="assign")
+    services.transition_ticket(actor=agent, ticket_id=ticket.pk, name="resolve")
+    assert services.sweep_sla(now=now + timedelta(days=1)) == []
+
+
+@pytest.mark.django_db
+def test_escalating_a_paused_ticket_gives_the_new_tier_a_whole_deadline(buyer, order, agent, supervisor):
+    ticket = ticket_in_state("waiting_buyer", buyer=buyer, agent=agent, order=order)
+    Ticket.objects.filter(pk=ticket.pk).update(sla_remaining_s=60)
+    services.transition_ticket(actor=agent, ticket_id=ticket.pk, name="escalate")
+    ticket = Ticket.objects.get(pk=ticket.pk)
+    assert ticket.tier == 2 and ticket.due_at is None and ticket.sla_remaining_s == 30 * 60
