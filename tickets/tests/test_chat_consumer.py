@@ -16,7 +16,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _connect(user, ticket_id, after_seq=0):
-    headers = [(b"origin", b"http://127.0.0.1:8000")]
+    # a browser's handshake: the page's own origin and the Host it connected to
+    headers = [(b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1:8000")]
     if user is not None:
         client = Client()
         client.force_login(user)

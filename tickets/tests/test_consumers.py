@@ -20,7 +20,8 @@ def _session_cookie(user) -> bytes:
 
 
 def _communicator(user=None, origin=b"http://127.0.0.1:8000") -> WebsocketCommunicator:
-    headers = [(b"origin", origin)]
+    # a browser's handshake: the page's origin and the Host it connected to
+    headers = [(b"origin", origin), (b"host", b"127.0.0.1:8000")]
     if user is not None:
         headers.append((b"cookie", _session_cookie(user)))
     return WebsocketCommunicator(get_default_application(), "/ws/console/", headers=headers)
