@@ -318,7 +318,7 @@ def seed(cfg: Config) -> dict:
     call_command("migrate", verbosity=0)
     times["migrate"] = time.perf_counter() - start
     start = time.perf_counter()
-    call_command("seed_demo", stdout=StringIO())
+    call_command("seed_demo", demo_database=True, stdout=StringIO())  # DEBUG=0 here
     times["seed_demo"] = time.perf_counter() - start
 
     start = time.perf_counter()

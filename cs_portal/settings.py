@@ -15,7 +15,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 
-DEBUG = env.bool("DEBUG", default=env.bool("DJANGO_DEBUG", default=True))
+# Production is the default: DEBUG is on only when the developer command
+# (scripts/dev) or the test runner (scripts/test) exports DEBUG=1.
+DEBUG = env.bool("DEBUG", default=env.bool("DJANGO_DEBUG", default=False))
 if DEBUG:
     SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-key-change-me-in-production-0123456789")
 else:

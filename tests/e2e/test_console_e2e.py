@@ -43,7 +43,7 @@ def _pick_ticket() -> Ticket:
 @pytest.fixture
 def demo_data(transactional_db):
     """The demo data of ``seed_demo``: logins, orders, shipments, tickets."""
-    call_command("seed_demo", stdout=StringIO())
+    call_command("seed_demo", demo_database=True, stdout=StringIO())  # tests run with DEBUG off
 
 
 def test_agent_works_a_ticket_from_queue_to_resolved(live_server, demo_data, browser_page):

@@ -2,6 +2,11 @@
 
 Idempotent: a second run changes nothing (it only prints the logins);
 ``--tickets N`` adds N more tickets in bulk for benchmarks.
+
+The demo logins share a published password, so the command refuses a
+production settings module (``DEBUG`` off) unless told the database is a
+demo one (``--demo-database``: benchmarks and rehearsals on production
+settings).
 """
 
 from __future__ import annotations
@@ -10,7 +15,8 @@ import random
 from datetime import timedelta
 
 from django.contrib.auth.hashers import make_password
-from django.core.management.base import BaseCommand
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
@@ -115,8 +121,17 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--tickets", type=int, default=0, help="add this many extra tickets in bulk")
         parser.add_argument("--seed", type=int, default=11, help="random seed")
+        parser.add_argument(
+            "--demo-database", action="store_true",
+            help="run with DEBUG off: I know this database is a demo one (the demo logins' password is public)",
+        )
 
-    def handle(self, *args, tickets: int = 0, seed: int = 11, **options) -> None:
+    def handle(self, *args, tickets: int = 0, seed: int = 11, demo_database: bool = False, **options) -> None:
+        if not settings.DEBUG and not demo_database:
+            raise CommandError(
+                "Refusing to load demo data with DEBUG off: it creates staff logins with the published password "
+                f"{PASSWORD!r}. If this database is a demo one, run again with --demo-database."
+            )
         rng = random.Random(seed)
         if not User.objects.filter(username="agent1").exists():
             self._seed_base(rng)
