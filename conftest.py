@@ -99,16 +99,15 @@ def other_order(other_buyer, other_merchant):
 
 @pytest.fixture
 def api():
-    """``api(user)`` → an APIClient authenticated by the user's real token
-    (``api(None)`` is anonymous)."""
+    """``api(user)`` → an APIClient authenticated by a real API token of the
+    user, newly issued (``api(None)`` is anonymous)."""
 
     def make(user=None) -> APIClient:
         client = APIClient()
         if user is not None:
-            from rest_framework.authtoken.models import Token
+            from accounts.services import issue_api_token
 
-            token, _ = Token.objects.get_or_create(user=user)
-            client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+            client.credentials(HTTP_AUTHORIZATION=f"Token {issue_api_token(user=user).key}")
         return client
 
     return make

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import LoginEvent, User
+from accounts.models import ApiToken, LoginEvent, User
 from core.admin import ReadOnlyAdmin
 
 
@@ -23,3 +23,19 @@ class LoginEventAdmin(ReadOnlyAdmin):
     list_select_related = ("user",)
     search_fields = ("user__username", "ip", "device")
     date_hierarchy = "at"
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(ReadOnlyAdmin):
+    """Tokens are issued by a login (or ``manage.py issue_api_token``); here
+    one is seen and revoked (deleted), never written."""
+
+    list_display = ("prefix", "user", "created_at", "expires_at")
+    list_select_related = ("user",)
+    search_fields = ("user__username", "prefix")
+    readonly_fields = ("user", "prefix", "created_at", "expires_at")
+    exclude = ("digest",)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+

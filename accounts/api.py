@@ -1,25 +1,26 @@
-from django.contrib.auth import authenticate
-from drf_spectacular.utils import extend_schema
+from django.contrib.auth import authenticate, logout
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.authtoken.models import Token
 from rest_framework.generics import GenericAPIView
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
 
 from accounts import roles
 from accounts.logins import ip_and_device
-from accounts.models import LoginEvent
-from accounts.services import record_login
+from accounts.models import ApiToken
+from accounts.services import log_in_for_token, revoke_api_token
 from core.api import error_response
-
 
 class LoginThrottle(AnonRateThrottle):
     rate = "30/min"
 
 
 class TokenApi(GenericAPIView):
-    """Exchange a username and password for an API token (recorded in the login history)."""
+    """Exchange a username and password for a new API token (recorded in the
+    login history). Each login gets its own key, valid until ``expires_at``
+    (null: no expiry)."""
 
     permission_classes = [AllowAny]
     authentication_classes = []
@@ -37,12 +38,18 @@ class TokenApi(GenericAPIView):
             ref_name = "TokenOutput"
 
         token = serializers.CharField()
+        expires_at = serializers.DateTimeField(allow_null=True)
         user_id = serializers.IntegerField()
         role = serializers.CharField(allow_null=True)
 
     serializer_class = OutputSerializer
 
-    @extend_schema(operation_id="auth_token", request=InputSerializer, responses=OutputSerializer)
+    @extend_schema(
+        operation_id="auth_token", request=InputSerializer,
+        responses={200: OutputSerializer,
+                   400: OpenApiResponse(description="invalid input or `invalid_credentials`"),
+                   429: OpenApiResponse(description="`throttled`")},
+    )
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -51,7 +58,23 @@ class TokenApi(GenericAPIView):
             return error_response(
                 code="invalid_credentials", detail="Wrong username or password.", status_code=400
             )
-        token, _ = Token.objects.get_or_create(user=user)
         ip, device = ip_and_device(request)
-        record_login(user=user, ip=ip, device=device, source=LoginEvent.Source.TOKEN)
-        return Response({"token": token.key, "user_id": user.pk, "role": roles.role_of(user)})
+        issued = log_in_for_token(user=user, ip=ip, device=device)
+        return Response(self.OutputSerializer({"token": issued.key, "expires_at": issued.expires_at,
+                                               "user_id": user.pk, "role": roles.role_of(user)}).data)
+
+
+class LogoutApi(APIView):
+    """Revoke the token this request came with (the user's other tokens stay);
+    a browser session calling it is logged out instead."""
+
+    @extend_schema(operation_id="auth_logout", request=None,
+                   responses={204: OpenApiResponse(description="the token is revoked"),
+                              401: OpenApiResponse(description="no valid token or session")})
+    def post(self, request):
+        if isinstance(request.auth, ApiToken):
+            revoke_api_token(token=request.auth)
+        else:
+            logout(request._request)
+        return Response(status=204)
+

@@ -21,3 +21,5 @@ class AccountsConfig(AppConfig):
         from accounts.logins import record_session_login
 
         user_logged_in.connect(record_session_login, dispatch_uid="accounts.login_history")
+        # the API token's security scheme in the OpenAPI schema
+        import accounts.schema  # noqa: F401

@@ -42,6 +42,16 @@ class User(AbstractUser):
     def name(self) -> str:
         return self.display_name or self.get_full_name() or self.username
 
+    def save(self, *args, **kwargs) -> None:
+        # A new password (``set_password`` then ``save``: the password change
+        # form, the admin, ``changepassword``) revokes every API token the user
+        # holds. ``check_password``'s rehash clears ``_password`` before it
+        # saves, so upgrading a hash revokes nothing.
+        password_changed = self._password is not None and not self._state.adding
+        super().save(*args, **kwargs)
+        if password_changed:
+            ApiToken.objects.filter(user=self).delete()
+
 
 class LoginEvent(models.Model):
     """One sign-in (a session login or a token exchange): when, from which IP
@@ -66,3 +76,30 @@ class LoginEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} {self.source} {self.at:%Y-%m-%d %H:%M}"
+
+
+class ApiToken(models.Model):
+    """One API key a user holds: a new one per login, so several devices may
+    hold one each. Only the key's SHA-256 is stored (the key itself is shown
+    once, in the login answer); ``expires_at`` is null for a token that never
+    expires (the integration account's). Logout deletes the token; a new
+    password deletes all of the user's (``User.save``)."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
+    digest = models.CharField(_("key digest"), max_length=64, unique=True, editable=False)
+    prefix = models.CharField(_("key prefix"), max_length=8, editable=False,
+                              help_text="The key's first characters, to tell tokens apart")
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("API token")
+        verbose_name_plural = _("API tokens")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user_id})"
+
+    def is_expired(self, now=None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or timezone.now())
+

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import LoginEvent, User
+from accounts import roles
+from accounts.models import ApiToken, LoginEvent, User
 from accounts.roles import ROLE_PERMISSIONS, ensure_role_groups
 from core.errors import InvalidInput
 
@@ -46,3 +51,55 @@ def record_login(*, user: User, ip: str | None, device: str, source: str, now: d
         raise InvalidInput(f"Unknown login source {source!r}.")
     return LoginEvent.objects.create(user=user, at=now or timezone.now(), ip=ip or None, device=(device or "")[:128],
                                      source=source)
+
+
+# --- API tokens -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    key: str  # shown once; only its digest is stored
+    token: ApiToken
+
+    @property
+    def expires_at(self) -> datetime | None:
+        return self.token.expires_at
+
+
+def token_digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def token_lifetime(user: User) -> timedelta | None:
+    """How long a new token of this user lives (``API_TOKEN_TTL_HOURS`` by
+    role; a user without a role gets the staff lifetime); None: no expiry."""
+    ttl = settings.API_TOKEN_TTL_HOURS
+    hours = ttl.get(roles.role_of(user) or roles.AGENT, ttl[roles.AGENT])
+    return timedelta(hours=hours) if hours else None
+
+
+@transaction.atomic
+def issue_api_token(*, user: User, now: datetime | None = None) -> IssuedToken:
+    """A new key for the user (earlier ones stay valid until they expire or
+    are revoked); the user's expired tokens are swept on the way."""
+    now = now or timezone.now()
+    ApiToken.objects.filter(user=user, expires_at__lte=now).delete()
+    key = secrets.token_hex(20)
+    lifetime = token_lifetime(user)
+    token = ApiToken.objects.create(user=user, digest=token_digest(key), prefix=key[:6], created_at=now,
+                                    expires_at=now + lifetime if lifetime else None)
+    return IssuedToken(key=key, token=token)
+
+
+@transaction.atomic(durable=True)
+def log_in_for_token(*, user: User, ip: str | None, device: str) -> IssuedToken:
+    """A password login on the API: a new token and the login history line."""
+    issued = issue_api_token(user=user)
+    record_login(user=user, ip=ip, device=device, source=LoginEvent.Source.TOKEN, now=issued.token.created_at)
+    return issued
+
+
+def revoke_api_token(*, token: ApiToken) -> None:
+    """Logout: this token stops working at once (the user's others do not)."""
+    ApiToken.objects.filter(pk=token.pk).delete()
+

@@ -53,10 +53,9 @@ def main() -> None:
     from django.db import connection
     from django.test import Client
     from django.utils import timezone
-    from rest_framework.authtoken.models import Token
 
     from accounts import roles
-    from accounts.services import create_user
+    from accounts.services import create_user, issue_api_token
     from merchants.models import FundHold, Merchant, MerchantAccount, MerchantStaff, Order
 
     call_command("migrate", verbosity=0)
@@ -83,8 +82,7 @@ def main() -> None:
         ], batch_size=5_000)
         MerchantAccount.objects.create(merchant=merchant, available_fen=n_orders * 10_000, deposit_fen=1_000_000,
                                        held_fen=n_holds * 5_000)
-        token, _ = Token.objects.get_or_create(user=staff)
-        return merchant, token.key
+        return merchant, issue_api_token(user=staff).key
 
     t0 = time.perf_counter()
     small = make_merchant("S", 100, 10)

@@ -43,11 +43,10 @@ import json, django, sys
 django.setup()
 from django.utils import timezone
 from accounts import roles
-from accounts.services import create_user
+from accounts.services import create_user, issue_api_token
 from compensation import services as comp
 from merchants import services as escrow
 from merchants.models import Merchant, Order, Shipment
-from rest_framework.authtoken.models import Token
 from tickets import services as tickets
 agents_n, per_agent = int(sys.argv[1]), int(sys.argv[2])
 lead = create_user(username="bench_lead", password=None, role=roles.SUPERVISOR)
@@ -70,7 +69,7 @@ for a in range(agents_n):
         ticket = tickets.open_ticket(actor=buyer, category="logistics_delay", subject="延误", body="快递延误", order_id=order.pk)
         tickets.transition_ticket(actor=agent, ticket_id=ticket.pk, name="assign")
         ids.append(ticket.pk)
-    out["agents"].append({"token": Token.objects.create(user=agent).key, "tickets": ids})
+    out["agents"].append({"token": issue_api_token(user=agent).key, "tickets": ids})
 print(json.dumps(out))
 '''
 

@@ -34,7 +34,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
@@ -149,6 +148,15 @@ AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
+# API tokens (accounts.ApiToken): a new key per login, valid this many hours by
+# role (0: never expires; the integration account's machine token)
+API_TOKEN_TTL_HOURS = {
+    "agent": env.int("API_TOKEN_TTL_STAFF_HOURS", default=12),
+    "supervisor": env.int("API_TOKEN_TTL_STAFF_HOURS", default=12),
+    "merchant_staff": env.int("API_TOKEN_TTL_MERCHANT_HOURS", default=24),
+    "buyer": env.int("API_TOKEN_TTL_BUYER_HOURS", default=7 * 24),
+    "integration": env.int("API_TOKEN_TTL_INTEGRATION_HOURS", default=0),
+}
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -184,7 +192,7 @@ WHITENOISE_USE_FINDERS = DEBUG
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: its WWW-Authenticate header makes anonymous calls a 401.
-        "rest_framework.authentication.TokenAuthentication",
+        "accounts.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

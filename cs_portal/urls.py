@@ -4,13 +4,14 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from accounts.api import TokenApi
+from accounts.api import LogoutApi, TokenApi
 from cs_portal import views as portal_views
 from merchants import api as merchants_api
 from tickets import api as tickets_api
 
 api_v1 = [
     path("auth/token/", TokenApi.as_view(), name="auth-token"),
+    path("auth/logout/", LogoutApi.as_view(), name="auth-logout"),
     path("tickets/", tickets_api.TicketListApi.as_view(), name="ticket-list"),
     path("tickets/<int:ticket_id>/", tickets_api.TicketDetailApi.as_view(), name="ticket-detail"),
     path(

@@ -24,8 +24,8 @@ import pytest
 from channels.db import database_sync_to_async
 from django.db import connection
 from django.test import Client
-from rest_framework.authtoken.models import Token
 
+from accounts.services import issue_api_token
 from tests.live import ChatClient, PrivateRedis, serve, stop
 from tickets.models import Ticket
 from tickets.tests.factories import ticket_in_state
@@ -57,7 +57,7 @@ def _session(user) -> str:
 
 
 def _token(user) -> str:
-    return Token.objects.get_or_create(user=user)[0].key
+    return issue_api_token(user=user).key
 
 
 async def _post(served, token: str, ticket_id: int, body: str) -> int:

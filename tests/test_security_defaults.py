@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from accounts.models import User
+from accounts.models import ApiToken, User
 
 ROOT = Path(__file__).resolve().parent.parent
 # set for the browser tests' event loop, or by scripts/test for this process: a child must not inherit them
@@ -45,6 +45,7 @@ def test_seed_demo_refuses_a_production_settings_module(settings):
     with pytest.raises(CommandError, match="--demo-database"):
         call_command("seed_demo", stdout=StringIO())
     assert not User.objects.exists()
+    assert not ApiToken.objects.exists()
 
 
 @pytest.mark.django_db
@@ -53,4 +54,7 @@ def test_seed_demo_runs_with_debug_off_when_told_the_database_is_a_demo_one(sett
     out = StringIO()
     call_command("seed_demo", demo_database=True, stdout=out)
     assert User.objects.filter(username="agent1").exists()
+    # the order system's token never expires; its key is shown once, when issued
+    token = ApiToken.objects.get(user__username="order-system")
+    assert token.expires_at is None and f"Authorization: Token {token.prefix}" in out.getvalue()
 

@@ -1,7 +1,7 @@
 import pytest
-from rest_framework.authtoken.models import Token
 
 from accounts import roles
+from accounts.models import ApiToken
 from accounts.roles import role_of
 from accounts.services import create_user, set_role
 from accounts.tests.factories import PASSWORD, UserFactory
@@ -13,8 +13,8 @@ def test_token_for_good_credentials(api, agent):
     response = api(None).post("/api/v1/auth/token/", {"username": agent.username, "password": PASSWORD}, format="json")
     assert response.status_code == 200
     body = response.json()
-    assert body["token"] == Token.objects.get(user=agent).key
-    assert body["role"] == "agent"
+    assert ApiToken.objects.get(user=agent).prefix == body["token"][:6]
+    assert body["role"] == "agent" and body["expires_at"]
     # the token works
     client = api(None)
     client.credentials(HTTP_AUTHORIZATION=f"Token {body['token']}")
@@ -30,7 +30,7 @@ def test_wrong_password_and_bad_input(api, agent):
     bad_token = api(None)
     bad_token.credentials(HTTP_AUTHORIZATION="Token not-a-token")
     assert bad_token.get("/api/v1/tickets/").status_code == 401
-    assert not Token.objects.exists()
+    assert not ApiToken.objects.exists()
 
 
 @pytest.mark.django_db

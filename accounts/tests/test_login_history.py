@@ -1,10 +1,9 @@
 """The integration role and the login history that ``risk`` judges dormant accounts by."""
 
 import pytest
-from rest_framework.authtoken.models import Token
 
 from accounts import roles
-from accounts.models import LoginEvent
+from accounts.models import ApiToken, LoginEvent
 from accounts.services import create_user, record_login
 from accounts.tests.factories import PASSWORD, UserFactory
 from core.errors import InvalidInput
@@ -41,7 +40,7 @@ def test_token_exchange_is_recorded_with_ip_and_device(api, buyer):
     # a wrong password is no login
     api(None).post("/api/v1/auth/token/", {"username": buyer.username, "password": "nope"}, format="json")
     assert LoginEvent.objects.count() == 1
-    assert Token.objects.filter(user=buyer).count() == 1
+    assert ApiToken.objects.filter(user=buyer).count() == 1
 
 
 @pytest.mark.django_db

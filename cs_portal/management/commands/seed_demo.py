@@ -478,19 +478,20 @@ def bulk_tickets(count: int, *, rng: random.Random, batch: int = 5000) -> int:
 
 
 def seed_risk(stdout) -> None:
-    """The order system's machine login (integration role, a token, no
-    password) and one stolen account the detector has caught: ``sleeper1``,
-    whose owner last signed in 200 days ago, ordering four times since a
-    stranger's sign-in last night. Idempotent; prints the token every run."""
-    from rest_framework.authtoken.models import Token
-
+    """The order system's machine login (integration role, a token that does
+    not expire, no password) and one stolen account the detector has caught:
+    ``sleeper1``, whose owner last signed in 200 days ago, ordering four times
+    since a stranger's sign-in last night. Idempotent. Only a token's digest
+    is stored, so its key is printed when it is issued (the first run);
+    ``manage.py issue_api_token order-system`` issues another."""
     from accounts.models import LoginEvent
     from accounts.roles import INTEGRATION
+    from accounts.services import issue_api_token
     from risk.services import detect_stolen_accounts
 
     system = User.objects.filter(username="order-system").first() or create_user(
         username="order-system", password=None, role=INTEGRATION, display_name="订单系统")
-    token, _ = Token.objects.get_or_create(user=system)
+    issued = None if system.api_tokens.exists() else issue_api_token(user=system)
     merchant = Merchant.objects.filter(code="M001").first()
     if merchant is not None and not User.objects.filter(username="sleeper1").exists():
         now = timezone.now()
@@ -511,8 +512,10 @@ def seed_risk(stdout) -> None:
             )
             escrow.record_order_paid(order=order, now=placed)
         detect_stolen_accounts(now=now)
+    shown = (f"Authorization: Token {issued.key}" if issued
+             else "token issued on the first run (manage.py issue_api_token order-system for another)")
     stdout.write(
-        f"  order system  order-system (no password) · Authorization: Token {token.key}\n"
+        f"  order system  order-system (no password) · {shown}\n"
         "                GET /api/v1/risk/check/?account=sleeper1  · review list http://127.0.0.1:8000/console/risk/\n"
     )
 
