@@ -22,6 +22,19 @@ def _jobs_inline(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _login_throttle_per_test(monkeypatch):
+    """The token endpoint's rate limit counts in a cache of each test's own:
+    with Redis the shared cache would carry one test's logins into the next."""
+    from django.core.cache.backends.locmem import LocMemCache
+
+    from accounts.api import LoginThrottle
+
+    cache = LocMemCache("login-throttle-test", {})
+    cache.clear()
+    monkeypatch.setattr(LoginThrottle, "cache", cache)
+
+
 @pytest.fixture
 def daytime(monkeypatch):
     """The clock moved to 15:00 local time today (and still running).

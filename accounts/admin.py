@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import ApiToken, LoginEvent, User
+from accounts.models import ApiToken, LockoutRelease, LoginEvent, User
 from core.admin import ReadOnlyAdmin
 
 
@@ -39,3 +39,10 @@ class ApiTokenAdmin(ReadOnlyAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return request.user.is_superuser
 
+
+@admin.register(LockoutRelease)
+class LockoutReleaseAdmin(ReadOnlyAdmin):
+    list_display = ("at", "actor", "username", "ip", "cleared")
+    list_select_related = ("actor",)
+    search_fields = ("username", "ip", "actor__username")
+    date_hierarchy = "at"

@@ -7,20 +7,26 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
-from accounts import roles
+from accounts import lockouts, roles
 from accounts.logins import ip_and_device
 from accounts.models import ApiToken
-from accounts.services import log_in_for_token, revoke_api_token
+from accounts.services import lift_lockout, log_in_for_token, revoke_api_token
 from core.api import error_response
 
 class LoginThrottle(AnonRateThrottle):
+    """A cap on token exchanges per client address (successful ones too);
+    the address is the real client (``NUM_PROXIES``), never a header the
+    client writes. Failed passwords are counted by the lockout (axes)."""
+
+    scope = "login"
     rate = "30/min"
 
 
 class TokenApi(GenericAPIView):
     """Exchange a username and password for a new API token (recorded in the
     login history). Each login gets its own key, valid until ``expires_at``
-    (null: no expiry)."""
+    (null: no expiry); too many failures lock the account and, separately,
+    the client address (429 ``locked_out``)."""
 
     permission_classes = [AllowAny]
     authentication_classes = []
@@ -48,13 +54,19 @@ class TokenApi(GenericAPIView):
         operation_id="auth_token", request=InputSerializer,
         responses={200: OutputSerializer,
                    400: OpenApiResponse(description="invalid input or `invalid_credentials`"),
-                   429: OpenApiResponse(description="`throttled`")},
+                   429: OpenApiResponse(description="`locked_out` (too many failed logins for the account or "
+                                                           "from the address) or `throttled`")},
     )
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = authenticate(request, **data.validated_data)
         if user is None:
+            # axes marks the request when the account or the address is (now) locked out
+            if getattr(request, "axes_locked_out", False):
+                response = error_response(code=lockouts.CODE, detail=lockouts.locked_out_detail(), status_code=429)
+                response["Retry-After"] = lockouts.retry_after_seconds()
+                return response
             return error_response(
                 code="invalid_credentials", detail="Wrong username or password.", status_code=400
             )
@@ -78,3 +90,33 @@ class LogoutApi(APIView):
             logout(request._request)
         return Response(status=204)
 
+
+class LockoutResetApi(APIView):
+    """Lift a login lockout (supervisors): the failures of an account, of a
+    client address, or of either when both are given; audited."""
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "LockoutResetInput"
+
+        username = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
+        ip = serializers.IPAddressField(required=False, allow_null=True, default=None)
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "LockoutResetOutput"
+
+        username = serializers.CharField()
+        ip = serializers.IPAddressField(allow_null=True)
+        cleared = serializers.IntegerField(help_text="failure records cleared")
+        at = serializers.DateTimeField()
+
+    @extend_schema(operation_id="auth_lockouts_reset", request=InputSerializer,
+                   responses={200: OutputSerializer,
+                              400: OpenApiResponse(description="neither a username nor an address, or a bad one"),
+                              403: OpenApiResponse(description="not a supervisor")})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        release = lift_lockout(actor=request.user, **data.validated_data)
+        return Response(self.OutputSerializer(release).data)

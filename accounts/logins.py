@@ -1,10 +1,14 @@
 """Login history: where a request comes from, and the receiver that records
 browser logins (the token endpoint records its own exchanges).
 
-The IP is ``REMOTE_ADDR``: the balancer in front of the ASGI workers must pass
-the client's address through (daphne's ``--proxy-headers``) rather than this
-code trusting an ``X-Forwarded-For`` anyone can send. The device is the
-client's ``X-Device-Id`` when it sends one, else a hash of its user agent.
+The client's address is ``REMOTE_ADDR``: the ASGI server resolves it from
+the balancer's headers it trusts (uvicorn's ``FORWARDED_ALLOW_IPS``), never
+from an ``X-Forwarded-For`` anyone can send. Only when proxies in front of
+Django are not resolved there does ``TRUSTED_PROXY_COUNT`` say how many
+``X-Forwarded-For`` entries, from the right, were written by them (the same
+rule as DRF's ``NUM_PROXIES``). The login lockout (django-axes), the throttles
+and the login history all take the address from ``client_ip``. The device is
+the client's ``X-Device-Id`` when it sends one, else a hash of its user agent.
 """
 
 from __future__ import annotations
@@ -12,17 +16,33 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 
+from django.conf import settings
+
 from accounts.models import LoginEvent
 
 DEVICE_HEADER = "X-Device-Id"
 
 
-def ip_and_device(request) -> tuple[str | None, str]:
-    raw_ip = (request.META.get("REMOTE_ADDR") or "").strip()
+def _ip(raw: str) -> str | None:
     try:
-        ip = str(ipaddress.ip_address(raw_ip))
+        return str(ipaddress.ip_address(raw.strip()))
     except ValueError:
-        ip = None
+        return None
+
+
+def client_ip(request) -> str | None:
+    """The real client's address (``AXES_CLIENT_IP_CALLABLE``)."""
+    proxies = settings.TRUSTED_PROXY_COUNT
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR") if proxies > 0 else None
+    if forwarded:
+        hops = forwarded.split(",")
+        # the entry the outermost trusted proxy appended: what it saw connect
+        return _ip(hops[-min(proxies, len(hops))])
+    return _ip(request.META.get("REMOTE_ADDR") or "")
+
+
+def ip_and_device(request) -> tuple[str | None, str]:
+    ip = client_ip(request)
     device = (request.headers.get(DEVICE_HEADER) or "").strip()[:128]
     if not device:
         agent = request.headers.get("User-Agent") or ""

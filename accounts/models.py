@@ -103,3 +103,21 @@ class ApiToken(models.Model):
     def is_expired(self, now=None) -> bool:
         return self.expires_at is not None and self.expires_at <= (now or timezone.now())
 
+
+class LockoutRelease(models.Model):
+    """The audit line of a supervisor lifting a login lockout (django-axes'
+    failure records for an account, an address or both). Append-only."""
+
+    actor = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    username = models.CharField(_("username"), max_length=150, blank=True)
+    ip = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+    cleared = models.PositiveIntegerField(_("failure records cleared"), default=0)
+    at = models.DateTimeField(_("at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("lockout release")
+        verbose_name_plural = _("lockout releases")
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.username or '-'} / {self.ip or '-'} by {self.actor_id}"

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -11,9 +13,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts import roles
-from accounts.models import ApiToken, LoginEvent, User
+from accounts.models import ApiToken, LockoutRelease, LoginEvent, User
 from accounts.roles import ROLE_PERMISSIONS, ensure_role_groups
-from core.errors import InvalidInput
+from core.errors import InvalidInput, PermissionDenied
+
+logger = logging.getLogger(__name__)
 
 
 @transaction.atomic
@@ -103,3 +107,32 @@ def revoke_api_token(*, token: ApiToken) -> None:
     """Logout: this token stops working at once (the user's others do not)."""
     ApiToken.objects.filter(pk=token.pk).delete()
 
+
+# --- login lockouts -----------------------------------------------------------
+
+
+@transaction.atomic(durable=True)
+def lift_lockout(*, actor: User, username: str = "", ip: str | None = None) -> LockoutRelease:
+    """A supervisor lifts a login lockout: django-axes' failure records of the
+    account, of the address, or (both given) of either, are cleared, and the
+    release is written down."""
+    from axes.handlers.proxy import AxesProxyHandler
+
+    if not roles.is_supervisor(actor):
+        raise PermissionDenied("Only supervisors lift login lockouts.")
+    username = (username or "").strip()
+    if len(username) > 150:
+        raise InvalidInput("The username is at most 150 characters.", field="username")
+    if ip:
+        try:
+            ip = str(ipaddress.ip_address(str(ip).strip()))
+        except ValueError:
+            raise InvalidInput("Not an IP address.", field="ip") from None
+    if not username and not ip:
+        raise InvalidInput("Give a username, an IP address or both.")
+    cleared = AxesProxyHandler.reset_attempts(ip_address=ip or None, username=username or None,
+                                              ip_or_username=bool(username and ip))
+    release = LockoutRelease.objects.create(actor=actor, username=username, ip=ip or None, cleared=cleared)
+    logger.warning("login lockout lifted by %s: username=%r ip=%r (%d records)", actor.username, username, ip,
+                   cleared)
+    return release

@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -57,6 +58,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # last, as django-axes asks: turns a locked-out login into its 429 answer
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "cs_portal.urls"
@@ -148,6 +151,33 @@ AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
+AUTHENTICATION_BACKENDS = [
+    # first: refuses every login (form, admin, API token) while the account or
+    # the client address is locked out, before the password is even checked
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# How many proxies in front of Django append to X-Forwarded-For. 0 (the
+# default): the client is REMOTE_ADDR, and a client-sent X-Forwarded-For is
+# ignored. Keep 0 when the ASGI server already resolves the client (uvicorn's
+# FORWARDED_ALLOW_IPS in cs_portal/gunicorn.py); the login lockout, the DRF
+# throttles (NUM_PROXIES) and the login history all read it the same way
+# (accounts.logins.client_ip).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+# Failed logins (django-axes): LOGIN_FAILURE_LIMIT failures within the
+# cool-off lock the account, and separately the client address, for
+# LOGIN_COOLOFF_MINUTES (each further try restarts it); a supervisor can lift a
+# lock (POST /api/v1/auth/lockouts/reset/, or the risk page).
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "accounts.logins.client_ip"
+AXES_LOCKOUT_CALLABLE = "accounts.lockouts.lockout_response"
+# a success does not wipe the address's failures (else one good login of the
+# attacker's own account between guesses would reset the address's count)
+AXES_RESET_ON_SUCCESS = False
+# the login history is accounts.LoginEvent; axes keeps only the failures
+AXES_DISABLE_ACCESS_LOG = True
 # API tokens (accounts.ApiToken): a new key per login, valid this many hours by
 # role (0: never expires; the integration account's machine token)
 API_TOKEN_TTL_HOURS = {
@@ -203,6 +233,8 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # throttles key on the real client, never on a header the client writes
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "CS Workbench API",

@@ -4,7 +4,8 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from accounts.api import LogoutApi, TokenApi
+from accounts import views as accounts_views
+from accounts.api import LockoutResetApi, LogoutApi, TokenApi
 from cs_portal import views as portal_views
 from merchants import api as merchants_api
 from tickets import api as tickets_api
@@ -12,6 +13,7 @@ from tickets import api as tickets_api
 api_v1 = [
     path("auth/token/", TokenApi.as_view(), name="auth-token"),
     path("auth/logout/", LogoutApi.as_view(), name="auth-logout"),
+    path("auth/lockouts/reset/", LockoutResetApi.as_view(), name="auth-lockouts-reset"),
     path("tickets/", tickets_api.TicketListApi.as_view(), name="ticket-list"),
     path("tickets/<int:ticket_id>/", tickets_api.TicketDetailApi.as_view(), name="ticket-detail"),
     path(
@@ -78,6 +80,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("chat/", include("tickets.chat_urls")),
+    path("console/lockouts/lift/", accounts_views.lift_lockout, name="lockout-lift"),
     path("console/remedies/", include("compensation.urls")),
     path("console/risk/", include("risk.urls")),
     path("console/", include("incidents.urls")),
