@@ -45,12 +45,12 @@ for model, columns in (
     (PolicyChange, ("created_at", "changed_by", "changes", "reason")),
     (BudgetDay, ("date", "budget_fen", "spent_fen", "breaker_open")),
     (BreakerReset, ("created_at", "budget_day", "reset_by", "reason")),
-    (AgentQuota, ("agent", "period", "used", "limit")),
+    (AgentQuota, ("agent", "period", "used")),
     (BuyerCounter, ("buyer", "date", "count")),
     (Coupon, ("code", "buyer", "value_fen", "expires_at")),
     (IdempotencyRecord, ("scope", "key", "status_code", "created_at")),
     (LedgerEntry, ("id", "remedy", "account", "amount_fen", "hash")),
-    (LedgerHead, ("entries", "last_hash")),
+    (LedgerHead, ("chain", "entries", "last_hash")),
     (RemedyEvent, ("remedy", "kind", "actor", "created_at")),
 ):
     admin.site.register(model, type(f"{model.__name__}Admin", (ReadOnlyAdmin,), {"list_display": columns}))

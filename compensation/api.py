@@ -10,18 +10,18 @@ from rest_framework.response import Response
 from accounts import roles
 from compensation import selectors, services
 from compensation.models import BlacklistEntry, Policy, Remedy
-from core.api import filter_choice
+from core.api import IntegerField, filter_choice
 from core.errors import PermissionDenied
 
 
 class RemedyResultOutput(serializers.Serializer):
-    id = serializers.IntegerField()
+    id = IntegerField()
     status = serializers.CharField()
     kind = serializers.CharField()
-    amount_fen = serializers.IntegerField()
+    amount_fen = IntegerField()
     with_coupon = serializers.BooleanField()
-    coupon_fen = serializers.IntegerField()
-    ticket_id = serializers.IntegerField()
+    coupon_fen = IntegerField()
+    ticket_id = IntegerField()
     reasons = serializers.ListField(child=serializers.CharField(), required=False)
 
 
@@ -33,13 +33,14 @@ class TicketRemediesApi(GenericAPIView):
             ref_name = "RemedyInput"
 
         kind = serializers.CharField(max_length=16)
-        amount_fen = serializers.IntegerField(required=False, allow_null=True, min_value=-(2**62), max_value=2**62)
+        amount_fen = IntegerField(required=False, allow_null=True, min_value=-(2**62), max_value=2**62)
         reason = serializers.CharField(max_length=255)
         with_coupon = serializers.BooleanField(required=False, default=False)
 
     @extend_schema(
         operation_id="tickets_remedies_create", request=InputSerializer,
-        parameters=[OpenApiParameter("Idempotency-Key", str, location=OpenApiParameter.HEADER)],
+        parameters=[OpenApiParameter("Idempotency-Key", str, location=OpenApiParameter.HEADER, required=True,
+                                     description="required: a fresh key per remedy, the same on a retry")],
         responses={201: RemedyResultOutput, 202: RemedyResultOutput},
     )
     def post(self, request, ticket_id: int):
@@ -53,11 +54,11 @@ class TicketRemediesApi(GenericAPIView):
 
 
 class RemedyOutput(serializers.ModelSerializer):
-    ticket_id = serializers.IntegerField(read_only=True)
-    order_id = serializers.IntegerField(read_only=True, allow_null=True)
-    buyer_id = serializers.IntegerField(read_only=True)
-    requested_by_id = serializers.IntegerField(read_only=True)
-    decided_by_id = serializers.IntegerField(read_only=True, allow_null=True)
+    ticket_id = IntegerField(read_only=True)
+    order_id = IntegerField(read_only=True, allow_null=True)
+    buyer_id = IntegerField(read_only=True)
+    requested_by_id = IntegerField(read_only=True)
+    decided_by_id = IntegerField(read_only=True, allow_null=True)
     reasons = serializers.ListField(source="approval_reasons", child=serializers.CharField(), read_only=True)
 
     class Meta:
@@ -89,20 +90,23 @@ class RemedyDecisionApi(GenericAPIView):
 
         reason = serializers.CharField(required=False, allow_blank=True, max_length=255)
 
-    @extend_schema(request=InputSerializer, responses=RemedyOutput)
+    @extend_schema(request=InputSerializer, responses=RemedyOutput, parameters=[
+        OpenApiParameter("Idempotency-Key", str, location=OpenApiParameter.HEADER, required=True,
+                         description="required: a fresh key per decision, the same on a retry")])
     def post(self, request, remedy_id: int):
         data = self.InputSerializer(data=request.data or {})
         data.is_valid(raise_exception=True)
         decide = services.approve_remedy if self.approve else services.reject_remedy
-        remedy = decide(actor=request.user, remedy_id=remedy_id, reason=data.validated_data.get("reason", ""))
+        remedy = decide(actor=request.user, remedy_id=remedy_id, reason=data.validated_data.get("reason", ""),
+                        idempotency_key=request.headers.get("Idempotency-Key"))
         return Response(RemedyOutput(remedy).data)
 
 
 class QuotaOutput(serializers.Serializer):
     period = serializers.CharField()
-    limit = serializers.IntegerField()
-    used = serializers.IntegerField()
-    remaining = serializers.IntegerField()
+    limit = IntegerField()
+    used = IntegerField()
+    remaining = IntegerField()
 
 
 class QuotaApi(GenericAPIView):
@@ -117,8 +121,8 @@ class QuotaApi(GenericAPIView):
 
 class BudgetOutput(serializers.Serializer):
     date = serializers.DateField()
-    budget_fen = serializers.IntegerField()
-    spent_fen = serializers.IntegerField()
+    budget_fen = IntegerField()
+    spent_fen = IntegerField()
     breaker_open = serializers.BooleanField()
 
 
@@ -145,11 +149,11 @@ class PolicyApi(GenericAPIView):
         class Meta:
             ref_name = "PolicyInput"
 
-        value_cap_fen = serializers.IntegerField(required=False, min_value=0, max_value=10**12)
-        coupon_fen = serializers.IntegerField(required=False, min_value=1, max_value=10**12)
-        agent_monthly_quota = serializers.IntegerField(required=False, min_value=0, max_value=10**6)
-        buyer_daily_cap = serializers.IntegerField(required=False, min_value=0, max_value=10**6)
-        daily_budget_fen = serializers.IntegerField(required=False, min_value=0, max_value=10**12)
+        value_cap_fen = IntegerField(required=False, min_value=0, max_value=10**12)
+        coupon_fen = IntegerField(required=False, min_value=1, max_value=10**12)
+        agent_monthly_quota = IntegerField(required=False, min_value=0, max_value=10**6)
+        buyer_daily_cap = IntegerField(required=False, min_value=0, max_value=10**6)
+        daily_budget_fen = IntegerField(required=False, min_value=0, max_value=10**12)
         reason = serializers.CharField(required=False, allow_blank=True, max_length=255)
 
     @extend_schema(operation_id="compensation_policy", responses=PolicyOutput)
@@ -176,7 +180,7 @@ class BreakerResetApi(GenericAPIView):
             ref_name = "BreakerResetInput"
 
         reason = serializers.CharField(max_length=255)
-        budget_fen = serializers.IntegerField(required=False, min_value=0, max_value=10**12)
+        budget_fen = IntegerField(required=False, min_value=0, max_value=10**12)
 
     @extend_schema(operation_id="compensation_breaker_reset", request=InputSerializer, responses=BudgetOutput)
     def post(self, request):
@@ -186,7 +190,7 @@ class BreakerResetApi(GenericAPIView):
 
 
 class BlacklistOutput(serializers.ModelSerializer):
-    added_by_id = serializers.IntegerField(read_only=True, allow_null=True)
+    added_by_id = IntegerField(read_only=True, allow_null=True)
 
     class Meta:
         model = BlacklistEntry
@@ -203,7 +207,7 @@ class BlacklistApi(GenericAPIView):
         kind = serializers.CharField(max_length=16)
         value = serializers.CharField(max_length=128)
         reason = serializers.CharField(max_length=255)
-        window_days = serializers.IntegerField(required=False, default=7)
+        window_days = IntegerField(required=False, default=7)
 
     @extend_schema(operation_id="compensation_blacklist_list",
                    parameters=[OpenApiParameter("active", bool)], responses=BlacklistOutput(many=True))

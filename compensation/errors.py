@@ -1,4 +1,4 @@
-from core.errors import Conflict, DomainError, InvalidInput, NotFound, PermissionDenied
+from core.errors import IdempotencyConflict, Conflict, DomainError, InvalidInput, NotFound, PermissionDenied
 
 
 class RemedyRefused(DomainError):
@@ -34,10 +34,6 @@ class OwnRequest(PermissionDenied):
     code = "own_request"
     default_detail = "Nobody approves or rejects their own request."
 
-
-class IdempotencyConflict(Conflict):
-    code = "idempotency_conflict"
-    default_detail = "This Idempotency-Key was used with a different request."
 
 
 class BudgetStillExhausted(Conflict):

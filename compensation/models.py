@@ -8,6 +8,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_fsm import ConcurrentTransitionMixin, FSMField, FSMModelMixin, transition
 
+from compensation.rules import remedy_cost
 from merchants.models import Order
 from tickets.models import Ticket
 
@@ -17,6 +18,8 @@ class Policy(models.Model):
 
     value_cap_fen = models.BigIntegerField(_("self-service order value cap (fen)"), default=5_000)
     coupon_fen = models.BigIntegerField(_("coupon value (fen)"), default=500)
+    # a coupon of any other value needs a supervisor; none is ever worth more than this
+    coupon_max_fen = models.BigIntegerField(_("largest coupon (fen)"), default=10_000)
     coupon_days = models.PositiveSmallIntegerField(_("coupon valid for (days)"), default=30)
     agent_monthly_quota = models.PositiveIntegerField(_("agent monthly self-service quota"), default=60)
     buyer_daily_cap = models.PositiveIntegerField(_("remedies per buyer per day"), default=2)
@@ -29,6 +32,8 @@ class Policy(models.Model):
         constraints = [
             models.CheckConstraint(condition=models.Q(value_cap_fen__gte=0), name="policy_value_cap_non_negative"),
             models.CheckConstraint(condition=models.Q(coupon_fen__gt=0), name="policy_coupon_positive"),
+            models.CheckConstraint(condition=models.Q(coupon_max_fen__gte=models.F("coupon_fen")),
+                                   name="policy_coupon_max_covers_coupon"),
             models.CheckConstraint(condition=models.Q(daily_budget_fen__gte=0), name="policy_budget_non_negative"),
         ]
 
@@ -87,11 +92,11 @@ class BreakerReset(models.Model):
 
 
 class AgentQuota(models.Model):
-    """An agent's self-service remedies in one month (``period`` = YYYY-MM)."""
+    """An agent's self-service remedies in one month (``period`` = YYYY-MM).
+    The limit is the policy's quota in force at each request, not a copy."""
 
     agent = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="remedy_quotas")
     period = models.CharField(_("period"), max_length=7)
-    limit = models.PositiveIntegerField(_("limit"))
     used = models.PositiveIntegerField(_("used"), default=0)
 
     class Meta:
@@ -100,7 +105,7 @@ class AgentQuota(models.Model):
         constraints = [models.UniqueConstraint(fields=["agent", "period"], name="quota_agent_period_unique")]
 
     def __str__(self) -> str:
-        return f"{self.agent} {self.period}: {self.used}/{self.limit}"
+        return f"{self.agent} {self.period}: {self.used} used"
 
 
 class BuyerCounter(models.Model):
@@ -203,9 +208,8 @@ class Remedy(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
     @property
     def cost_fen(self) -> int:
         """What the remedy spends of the day's compensation budget."""
-        refund = self.amount_fen if self.kind == self.Kind.REFUND else 0
-        coupon = self.amount_fen if self.kind == self.Kind.COUPON else 0
-        return refund + coupon + (self.coupon_fen if self.with_coupon else 0)
+        return remedy_cost(kind=self.kind, amount_fen=self.amount_fen, with_coupon=self.with_coupon,
+                           coupon_fen=self.coupon_fen)
 
     # transitions only set fields; compensation.services runs them
     @transition(field=status, source=Status.REQUESTED, target=Status.PENDING_APPROVAL)
@@ -284,23 +288,27 @@ class IdempotencyRecord(models.Model):
 
 
 class LedgerHead(models.Model):
-    """The end of the hash chain (one row); locked last by every append."""
+    """The end of one hash chain of the ledger (``compensation/ledger.py``);
+    locked by each remedy appending to that chain."""
 
+    chain = models.PositiveSmallIntegerField(_("chain"), unique=True)
     last_hash = models.CharField(_("last hash"), max_length=64, default="0" * 64)
     entries = models.PositiveBigIntegerField(_("entries"), default=0)
 
     class Meta:
         verbose_name = _("ledger head")
-        verbose_name_plural = _("ledger head")
+        verbose_name_plural = _("ledger heads")
+        ordering = ["chain"]
 
     def __str__(self) -> str:
-        return f"ledger head after {self.entries} entries"
+        return f"ledger chain {self.chain} after {self.entries} entries"
 
 
 class LedgerEntry(models.Model):
     """Append-only, balanced per remedy, each chained to the previous by hash."""
 
     remedy = models.ForeignKey(Remedy, on_delete=models.PROTECT, related_name="ledger_entries")
+    chain = models.PositiveSmallIntegerField(_("chain"), default=0)
     account = models.CharField(_("account"), max_length=64)
     amount_fen = models.BigIntegerField(_("amount (fen)"))
     memo = models.CharField(_("memo"), max_length=128, blank=True)
@@ -312,6 +320,7 @@ class LedgerEntry(models.Model):
         verbose_name = _("ledger entry")
         verbose_name_plural = _("ledger entries")
         ordering = ["id"]
+        indexes = [models.Index(fields=["chain", "id"], name="ledger_chain_order")]
         constraints = [models.CheckConstraint(condition=~models.Q(amount_fen=0), name="ledger_amount_nonzero")]
 
     def __str__(self) -> str:

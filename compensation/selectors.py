@@ -9,8 +9,9 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts import roles
+from compensation import rules
 from compensation.models import AgentQuota, BudgetDay, Remedy
-from compensation.services import get_policy, period_of
+from compensation.services.policy import get_policy, period_of
 from core.errors import PermissionDenied
 
 
@@ -26,11 +27,11 @@ class QuotaView:
 
 
 def quota_for(*, agent, now: datetime | None = None) -> QuotaView:
+    """The agent's month: the limit is the policy's quota in force now."""
     now = now or timezone.now()
     period = period_of(now)
-    row = AgentQuota.objects.filter(agent=agent, period=period).first()
-    limit = row.limit if row else get_policy().agent_monthly_quota
-    return QuotaView(period=period, limit=limit, used=row.used if row else 0)
+    used = AgentQuota.objects.filter(agent=agent, period=period).values_list("used", flat=True).first() or 0
+    return QuotaView(period=period, limit=get_policy().agent_monthly_quota, used=used)
 
 
 def budget_today(*, now: datetime | None = None) -> BudgetDay:
@@ -90,29 +91,33 @@ PANEL_ACTIONS = (
 
 def remedy_panel(*, ticket, agent, now: datetime | None = None) -> RemedyPanel:
     """What the agent may do on this ticket before any click: each action's
-    outcome (self-service, approval with the reasons, or refused with why)."""
-    from compensation.services import approval_reasons, refusal_for
+    outcome (self-service, approval with the reasons, or refused with why),
+    decided by the same rules and the same one-query read of the caps as
+    ``apply_remedy``."""
+    from compensation.services.remedies import policy_caps, refusal_for
 
     now = now or timezone.now()
-    policy = get_policy()
-    quota = quota_for(agent=agent, now=now)
-    budget = budget_today(now=now)
-    buyer_count = buyer_count_today(buyer_id=ticket.buyer_id, now=now) if ticket.buyer_id else 0
+    caps = policy_caps(actor=agent, ticket=ticket, now=now)
+    quota = QuotaView(period=period_of(now), limit=caps.agent_monthly_quota, used=caps.quota_used)
+    budget = BudgetDay(date=timezone.localdate(now), budget_fen=caps.budget_fen, spent_fen=caps.spent_fen,
+                       breaker_open=caps.breaker_open)
     refundable = ticket.order.refundable_fen if ticket.order_id else 0
+    buyer_active = ticket.buyer_id is not None and ticket.buyer.account_status == ticket.buyer.AccountStatus.ACTIVE
     options = []
     for key, kind, with_coupon in PANEL_ACTIONS:
-        amount = {"refund": refundable, "coupon": policy.coupon_fen}.get(kind, 0)
-        cost = amount if kind != "resend" else 0
-        cost += policy.coupon_fen if with_coupon else 0
-        refused = refusal_for(ticket=ticket, kind=kind, now=now)
+        amount = {"refund": refundable, "coupon": caps.coupon_fen}.get(kind, 0)
+        coupon_fen = caps.coupon_fen if with_coupon else 0
+        cost = rules.remedy_cost(kind=kind, amount_fen=amount, with_coupon=with_coupon, coupon_fen=coupon_fen)
+        refused = refusal_for(ticket=ticket, kind=kind, caps=caps)
         if refused is not None:
             options.append(RemedyOption(key, kind, with_coupon, amount, cost, "refused", refusal=refused.code))
             continue
-        reasons = approval_reasons(policy=policy, ticket=ticket, quota_used=quota.used, quota_limit=quota.limit,
-                                   buyer_count=buyer_count, budget=budget, cost_fen=cost)
+        reasons = rules.approval_reasons(
+            caps=caps, kind=kind, amount_fen=amount, cost_fen=cost,
+            order_amount_fen=ticket.order.amount_fen if ticket.order_id else None, buyer_active=buyer_active)
         options.append(RemedyOption(key, kind, with_coupon, amount, cost,
                                     "approval" if reasons else "self_service", tuple(reasons)))
-    return RemedyPanel(options, quota, budget, policy, refundable, buyer_count)
+    return RemedyPanel(options, quota, budget, caps, refundable, caps.buyer_count)
 
 
 def pending_approvals() -> QuerySet[Remedy]:

@@ -14,9 +14,10 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import roles
-from compensation import selectors, services
+from compensation import rules, selectors, services
 from core.errors import DomainError
 from core.money import format_fen
+from core.parsing import parse_int, parse_optional_int
 from tickets.errors import TicketNotFound
 from tickets.selectors import get_ticket_for
 from tickets.views import _agent_bar, staff_required
@@ -27,6 +28,7 @@ REASON_TEXTS = {
     "buyer_daily_cap": _("the buyer has had today's remedies"),
     "breaker_open": _("the day's compensation budget is spent (breaker open)"),
     "buyer_flagged": _("the buyer's account is flagged"),
+    "coupon_amount": _("the coupon is not the policy's value"),
 }
 REFUSAL_TEXTS = {
     "buyer_blacklisted": _("The buyer is blacklisted: no remedy."),
@@ -37,6 +39,7 @@ REFUSAL_TEXTS = {
 POLICY_LABELS = {
     "value_cap_fen": _("Self-service order value cap (fen)"),
     "coupon_fen": _("Coupon value (fen)"),
+    "coupon_max_fen": _("Largest coupon, with approval (fen)"),
     "agent_monthly_quota": _("Agent monthly self-service quota"),
     "buyer_daily_cap": _("Remedies per buyer per day"),
     "daily_budget_fen": _("Daily compensation budget (fen)"),
@@ -84,7 +87,7 @@ def _panel_context(request, ticket, **extra) -> dict:
         "budget": budget,
         "budget_spent": format_fen(budget.spent_fen),
         "budget_total": format_fen(budget.budget_fen),
-        "budget_percent": min(100, round(100 * budget.spent_fen / budget.budget_fen)) if budget.budget_fen else 100,
+        "budget_percent": rules.budget_percent(spent_fen=budget.spent_fen, budget_fen=budget.budget_fen),
         "refundable": format_fen(panel.refundable_fen),
         "idempotency_key": uuid.uuid4().hex,
         **extra,
@@ -147,6 +150,7 @@ def _approval_rows(remedies) -> list[dict]:
             "amount": format_fen(remedy.cost_fen),
             "order_value": format_fen(remedy.order.amount_fen) if remedy.order_id else "—",
             "reasons": [REASON_TEXTS.get(c, c) for c in remedy.approval_reasons],
+            "idempotency_key": uuid.uuid4().hex,
         }
         for remedy in remedies
     ]
@@ -165,8 +169,10 @@ def approvals(request):
 def decide(request, remedy_id: int, verdict: str):
     decide_fn = services.approve_remedy if verdict == "approve" else services.reject_remedy
     status, error, remedy = 200, None, None
+    key = request.POST.get("idempotency_key", "").strip()
     try:
-        remedy = decide_fn(actor=request.user, remedy_id=remedy_id, reason=request.POST.get("reason", ""))
+        remedy = decide_fn(actor=request.user, remedy_id=remedy_id, reason=request.POST.get("reason", ""),
+                           idempotency_key=f"{key}-{verdict}" if key else None)
     except DomainError as exc:
         status, error = exc.status, exc.detail
     return render(request, "compensation/_decision.html",
@@ -183,13 +189,12 @@ def policy(request):
             raise PermissionDenied
         try:
             if request.POST.get("form") == "breaker":
-                budget = request.POST.get("budget_fen", "").strip()
-                services.reset_breaker(actor=request.user, reason=request.POST.get("reason", ""),
-                                       budget_fen=int(budget) if budget.isdigit() else None)
+                budget_fen = parse_optional_int(request.POST.get("budget_fen"), field="budget_fen", minimum=0)
+                services.reset_breaker(actor=request.user, reason=request.POST.get("reason", ""), budget_fen=budget_fen)
                 notice = _("Breaker re-armed.")
             else:
-                changes = {name: int(request.POST[name]) for name in services.POLICY_FIELDS
-                           if request.POST.get(name, "").strip().isdigit()}
+                changes = {name: parse_int(request.POST[name], field=name, minimum=0) for name in services.POLICY_FIELDS
+                           if request.POST.get(name, "").strip()}
                 services.update_policy(actor=request.user, changes=changes, reason=request.POST.get("reason", ""))
                 notice = _("Policy saved.")
         except DomainError as exc:

@@ -7,11 +7,12 @@ import logging
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from rest_framework import exceptions
+from rest_framework import exceptions, parsers, serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
 from core.errors import DomainError
+from core.parsing import _INTEGER, MAX_INT, parse_int
 
 logger = logging.getLogger(__name__)
 
@@ -60,12 +61,43 @@ def exception_handler(exc, context) -> Response | None:
     if isinstance(exc, exceptions.APIException):
         code = _CODES.get(exc.status_code, "error")
         if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
-            code = "not_authenticated"
+            # a failure that names itself (an expired token: token_expired) keeps its code
+            own = exc.get_codes()
+            code = own if isinstance(own, str) and own not in ("authentication_failed", "not_authenticated") \
+                else "not_authenticated"
         response = error_response(code=code, detail=_flatten(exc.detail), status_code=exc.status_code)
         if getattr(exc, "wait", None):
             response["Retry-After"] = str(int(exc.wait))
         return response
     return None
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's JSON parser; a body nested too deep for Python's parser (a
+    RecursionError, which DRF lets through as a 500) is a 400 like any
+    malformed body."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type=media_type, parser_context=parser_context)
+        except RecursionError:
+            raise exceptions.ParseError("JSON parse error - nested too deep") from None
+
+
+class IntegerField(serializers.IntegerField):
+    """DRF's ``IntegerField`` for the project's inputs: ASCII digits only
+    (``"²"`` and full-width digits are refused) and within a 64-bit column
+    unless narrower bounds are given (past it SQLite raises OverflowError)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("min_value", -MAX_INT)
+        kwargs.setdefault("max_value", MAX_INT)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and not _INTEGER.fullmatch(data.strip()):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 class Pagination(PageNumberPagination):
@@ -76,26 +108,14 @@ class Pagination(PageNumberPagination):
     max_page_size = 200
 
     def get_page_number(self, request, paginator):
-        raw = request.query_params.get(self.page_query_param) or 1
-        try:
-            number = int(raw)
-        except (TypeError, ValueError):
-            raise exceptions.ValidationError({"page": "A page number is an integer."}) from None
-        if number < 1:
-            raise exceptions.ValidationError({"page": "Page numbers start at 1."})
-        return number
+        return parse_int(request.query_params.get(self.page_query_param) or 1, field="page", minimum=1,
+                         maximum=10**9)
 
     def get_page_size(self, request):
         raw = request.query_params.get(self.page_size_query_param)
         if raw is None:
             return self.page_size
-        try:
-            size = int(raw)
-        except ValueError:
-            raise exceptions.ValidationError({"page_size": "page_size is an integer."}) from None
-        if size < 1:
-            raise exceptions.ValidationError({"page_size": "page_size is at least 1."})
-        return min(size, self.max_page_size)
+        return min(parse_int(raw, field="page_size", minimum=1), self.max_page_size)
 
 
 

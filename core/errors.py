@@ -43,3 +43,17 @@ class Conflict(DomainError):
     code = "conflict"
     status = 409
     default_detail = "The resource changed; reload and try again."
+
+
+class IdempotencyConflict(Conflict):
+    code = "idempotency_conflict"
+    default_detail = "This Idempotency-Key was used with a different request."
+
+
+class IdempotencyKeyRequired(InvalidInput):
+    """A POST that moves money came without an ``Idempotency-Key``: a client's
+    retry could then do it twice, so it is refused (API.md)."""
+
+    code = "idempotency_key_required"
+    default_detail = "This request moves money: send an Idempotency-Key header (a fresh one per action, the same on retries)."
+

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
 from accounts import roles
+from core.api import IntegerField
 from core.errors import PermissionDenied
 from incidents import services
 from incidents.errors import IncidentNotFound
@@ -30,8 +31,8 @@ class LogisticsEventOutput(serializers.Serializer):
     event_id = serializers.CharField()
     kind = serializers.CharField()
     created = serializers.BooleanField(help_text="false when this event id was already stored")
-    ticket_id = serializers.IntegerField(allow_null=True, help_text="the ticket the exception opened or updated")
-    incident_id = serializers.IntegerField(allow_null=True, help_text="an incident it raised or joined")
+    ticket_id = IntegerField(allow_null=True, help_text="the ticket the exception opened or updated")
+    incident_id = IntegerField(allow_null=True, help_text="an incident it raised or joined")
 
 
 class LogisticsEventApi(GenericAPIView):
@@ -57,7 +58,7 @@ class LogisticsEventApi(GenericAPIView):
 
 
 class IncidentOutput(serializers.ModelSerializer):
-    ticket_count = serializers.IntegerField(read_only=True)
+    ticket_count = IntegerField(read_only=True)
 
     class Meta:
         model = Incident
@@ -124,8 +125,8 @@ class IncidentDetailApi(GenericAPIView):
 
 
 class LinkOutput(serializers.Serializer):
-    linked = serializers.IntegerField(help_text="tickets newly linked")
-    ticket_count = serializers.IntegerField()
+    linked = IntegerField(help_text="tickets newly linked")
+    ticket_count = IntegerField()
 
 
 class IncidentTicketsApi(GenericAPIView):
@@ -137,7 +138,7 @@ class IncidentTicketsApi(GenericAPIView):
         class Meta:
             ref_name = "IncidentLinkInput"
 
-        ticket_ids = serializers.ListField(child=serializers.IntegerField(), required=False, max_length=5000)
+        ticket_ids = serializers.ListField(child=IntegerField(), required=False, max_length=5000)
         category = serializers.CharField(required=False, allow_blank=True)
         region = serializers.CharField(required=False, allow_blank=True)
         carrier = serializers.CharField(required=False, allow_blank=True)
@@ -175,7 +176,7 @@ class IncidentCloseApi(GenericAPIView):
 
 
 class BulkJobOutput(serializers.ModelSerializer):
-    percent = serializers.IntegerField(read_only=True)
+    percent = IntegerField(read_only=True)
 
     class Meta:
         model = BulkJob
@@ -184,7 +185,7 @@ class BulkJobOutput(serializers.ModelSerializer):
 
 
 class PreviewRowOutput(serializers.Serializer):
-    target_id = serializers.IntegerField()
+    target_id = IntegerField()
     label = serializers.CharField()
     change = serializers.CharField()
     ok = serializers.BooleanField()
@@ -192,7 +193,7 @@ class PreviewRowOutput(serializers.Serializer):
 
 class BulkJobPreviewOutput(serializers.Serializer):
     job = BulkJobOutput()
-    counts = serializers.DictField(child=serializers.IntegerField())
+    counts = serializers.DictField(child=IntegerField())
     rows = PreviewRowOutput(many=True)
 
 
@@ -207,15 +208,20 @@ class BulkJobListApi(GenericAPIView):
 
         kind = serializers.ChoiceField(choices=BulkJob.Kind.values)
         params = serializers.DictField()
-        incident_id = serializers.IntegerField(required=False)
-        ticket_ids = serializers.ListField(child=serializers.IntegerField(), required=False, max_length=20000)
-        user_ids = serializers.ListField(child=serializers.IntegerField(), required=False, max_length=5000)
+        incident_id = IntegerField(required=False)
+        ticket_ids = serializers.ListField(child=IntegerField(), required=False, max_length=20000)
+        user_ids = serializers.ListField(child=IntegerField(), required=False, max_length=5000)
 
-    @extend_schema(operation_id="bulk_job_create", request=InputSerializer, responses={201: BulkJobOutput})
+    @extend_schema(
+        operation_id="bulk_job_create", request=InputSerializer, responses={201: BulkJobOutput},
+        parameters=[OpenApiParameter("Idempotency-Key", str, location=OpenApiParameter.HEADER,
+                                     description="required for a bulk remedy; the same key on a retry gets the same job")],
+    )
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        job = services.create_bulk_job(actor=request.user, **data.validated_data)
+        job = services.create_bulk_job(actor=request.user, idempotency_key=request.headers.get("Idempotency-Key"),
+                                       **data.validated_data)
         return Response(BulkJobOutput(job).data, status=201)
 
 

@@ -161,11 +161,18 @@ class BulkJob(models.Model):
     # written with each progress report: a running job whose heartbeat stops was interrupted
     heartbeat_at = models.DateTimeField(_("last progress at"), null=True, blank=True)
     undo_until = models.DateTimeField(_("can be undone until"), null=True, blank=True)
+    # the client's Idempotency-Key (required for a bulk remedy) and what it stood for
+    idempotency_key = models.CharField(_("idempotency key"), max_length=128, blank=True, default="")
+    request_hash = models.CharField(_("request hash"), max_length=64, blank=True, default="")
 
     class Meta:
         verbose_name = _("bulk job")
         verbose_name_plural = _("bulk jobs")
         ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["created_by", "idempotency_key"], condition=~models.Q(idempotency_key=""),
+                                    name="bulkjob_idempotency_unique"),
+        ]
 
     def __str__(self) -> str:
         return f"job #{self.pk} {self.kind} {self.status}"

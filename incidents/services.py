@@ -26,7 +26,8 @@ from django.utils.translation import gettext, override
 from accounts import roles
 from compensation import services as compensation
 from compensation.models import Remedy
-from core.errors import DomainError
+from core.errors import DomainError, IdempotencyConflict
+from core.idempotency import request_hash, require_idempotency_key
 from core.money import format_fen
 from core.realtime import publish_on_commit, send_now
 from incidents.errors import (
@@ -435,12 +436,29 @@ def _targets(*, kind: str, incident: Incident | None, ticket_ids: list[int] | No
 
 @transaction.atomic(durable=True)
 def create_bulk_job(*, actor, kind: str, params: Any, incident_id: int | None = None,
-                    ticket_ids: list[int] | None = None, user_ids: list[int] | None = None) -> BulkJob:
-    """A job and its items, fixed now (what the preview shows is what runs); nothing is changed yet."""
+                    ticket_ids: list[int] | None = None, user_ids: list[int] | None = None,
+                    idempotency_key: str | None = None) -> BulkJob:
+    """A job and its items, fixed now (what the preview shows is what runs); nothing is changed yet.
+
+    A bulk remedy moves money once run, so creating one needs an
+    ``Idempotency-Key``: a client's retry then gets the same job back (the same
+    key with another body is a 409) instead of a second job that would pay
+    every buyer again. Other kinds honour a key when one is given."""
     _require_supervisor(actor)
     if kind not in BulkJob.Kind.values:
         raise InvalidInput(f"kind is one of {', '.join(BulkJob.Kind.values)}.", field="kind")
     clean = _clean_params(kind, params)
+    key = require_idempotency_key(idempotency_key) if kind == BulkJob.Kind.REMEDY else (idempotency_key or "").strip()
+    digest = ""
+    if key:
+        require_idempotency_key(key)  # the length check
+        digest = request_hash({"kind": kind, "params": clean, "incident_id": incident_id,
+                                "ticket_ids": ticket_ids, "user_ids": user_ids})
+        existing = BulkJob.objects.filter(created_by=actor, idempotency_key=key).first()
+        if existing is not None:
+            if existing.request_hash != digest:
+                raise IdempotencyConflict()
+            return existing
     incident = None
     if incident_id is not None:
         incident = _open_incident_for_update(incident_id)
@@ -453,8 +471,17 @@ def create_bulk_job(*, actor, kind: str, params: Any, incident_id: int | None = 
     if not targets:
         raise InvalidInput("Nothing to act on: no matching open tickets or pending orders.")
     now = timezone.now()
-    job = BulkJob.objects.create(kind=kind, incident=incident, params=clean, total=len(targets),
-                                 created_by=actor, created_at=now)
+    try:
+        with transaction.atomic():  # a request racing with the same key: one job
+            job = BulkJob.objects.create(kind=kind, incident=incident, params=clean, total=len(targets),
+                                         created_by=actor, created_at=now, idempotency_key=key, request_hash=digest)
+    except IntegrityError:
+        existing = BulkJob.objects.filter(created_by=actor, idempotency_key=key).first() if key else None
+        if existing is None:
+            raise
+        if existing.request_hash != digest:
+            raise IdempotencyConflict() from None
+        return existing
     BulkJobItem.objects.bulk_create([BulkJobItem(job=job, target_id=t) for t in targets], batch_size=2000)
     if incident is not None:
         IncidentEvent.objects.create(incident=incident, kind="job_created", actor=actor, created_at=now,
@@ -503,6 +530,10 @@ def _preview_chunk(job: BulkJob, ids: list[int], *, actor) -> list[PreviewRow]:
                            if i in orders and orders[i].status == Order.Status.PAID else gettext("not cancellable now"),
                            i in orders and orders[i].status == Order.Status.PAID) for i in ids]
     found = Ticket.objects.select_related("buyer", "merchant", "order", "order__shipment", "assignee").in_bulk(ids)
+    refusals = {}
+    if job.kind == BulkJob.Kind.REMEDY:
+        refusals = compensation.refusals_for(tickets=[t for t in found.values() if t.is_active],
+                                             kind=job.params["remedy"], amount_fen=job.params.get("amount_fen"))
     rows = []
     for i in ids:
         ticket = found.get(i)
@@ -515,8 +546,7 @@ def _preview_chunk(job: BulkJob, ids: list[int], *, actor) -> list[PreviewRow]:
             rows.append(PreviewRow(i, label, text if not missing else gettext("unfilled: %(names)s") % {
                 "names": ", ".join(missing)}, not missing))
         else:
-            refusal = compensation.refusal_for(ticket=ticket, kind=job.params["remedy"],
-                                               amount_fen=job.params.get("amount_fen"))
+            refusal = refusals.get(ticket.pk)
             rows.append(PreviewRow(i, label, str(refusal.detail) if refusal else _remedy_label(job.params), refusal is None))
     return rows
 

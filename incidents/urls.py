@@ -6,13 +6,13 @@ app_name = "incidents"
 
 urlpatterns = [
     path("incidents/", views.incident_list, name="list"),
-    path("incidents/<int:incident_id>/", views.incident_detail, name="detail"),
-    path("incidents/<int:incident_id>/link/", views.link, name="link"),
-    path("incidents/<int:incident_id>/close/", views.close, name="close"),
-    path("incidents/<int:incident_id>/jobs/", views.job_preview, name="job-preview"),
-    path("jobs/<int:job_id>/run/", views.job_run, name="job-run"),
-    path("jobs/<int:job_id>/", views.job_progress, name="job-progress"),
-    path("jobs/<int:job_id>/undo/", views.job_undo, name="job-undo"),
+    path("incidents/<id:incident_id>/", views.incident_detail, name="detail"),
+    path("incidents/<id:incident_id>/link/", views.link, name="link"),
+    path("incidents/<id:incident_id>/close/", views.close, name="close"),
+    path("incidents/<id:incident_id>/jobs/", views.job_preview, name="job-preview"),
+    path("jobs/<id:job_id>/run/", views.job_run, name="job-run"),
+    path("jobs/<id:job_id>/", views.job_progress, name="job-progress"),
+    path("jobs/<id:job_id>/undo/", views.job_undo, name="job-undo"),
     path("dashboard/", views.dashboard, name="dashboard"),
     path("dashboard/figures/", views.dashboard_figures, name="dashboard-figures"),
 ]

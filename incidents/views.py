@@ -3,6 +3,8 @@ with a live progress bar, undo) and the live dashboard."""
 
 from __future__ import annotations
 
+import uuid
+
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext_lazy as _
@@ -109,8 +111,9 @@ def job_preview(request, incident_id: int):
     params = {name: request.POST.get(name, "") for name in ("body", "remedy", "reason")}
     params["with_coupon"] = request.POST.get("with_coupon") == "on"
     try:
+        # each preview is a new job (the money moves only when one is run, once)
         job = services.create_bulk_job(actor=request.user, kind=request.POST.get("kind", ""), params=params,
-                                       incident_id=incident_id)
+                                       incident_id=incident_id, idempotency_key=uuid.uuid4().hex)
         job, rows, counts = services.preview_job(actor=request.user, job_id=job.pk)
     except DomainError as refused:
         return _error(request, refused, "#job-slot")

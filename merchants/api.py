@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 
 from django.core.exceptions import ObjectDoesNotExist
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
@@ -10,8 +9,9 @@ from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
-from core.api import filter_choice
+from core.api import IntegerField, filter_choice
 from core.money import format_fen
+from core.parsing import parse_optional_id
 from merchants import services as merchant_services
 from merchants.models import CreditScore, FundHold, Order, OrderChange, Payout, ResendTask, Shipment, ShipmentEvent
 from merchants.selectors import (
@@ -46,8 +46,8 @@ class OrderItemOutput(serializers.Serializer):
     sku = serializers.CharField()
     name = serializers.CharField()
     variant = serializers.CharField(required=False, allow_blank=True)
-    qty = serializers.IntegerField()
-    price_fen = serializers.IntegerField()
+    qty = IntegerField()
+    price_fen = IntegerField()
 
 
 def _shipment_of(order: Order) -> Shipment | None:
@@ -58,8 +58,8 @@ def _shipment_of(order: Order) -> Shipment | None:
 
 
 class OrderOutput(serializers.ModelSerializer):
-    buyer_id = serializers.IntegerField(read_only=True)
-    merchant_id = serializers.IntegerField(read_only=True)
+    buyer_id = IntegerField(read_only=True)
+    merchant_id = IntegerField(read_only=True)
     merchant_name = serializers.CharField(source="merchant.name", read_only=True)
     shipment = serializers.SerializerMethodField()
 
@@ -77,7 +77,7 @@ class OrderOutput(serializers.ModelSerializer):
 
 
 class OrderTicketOutput(serializers.Serializer):
-    id = serializers.IntegerField()
+    id = IntegerField()
     category = serializers.CharField()
     subject = serializers.CharField()
     status = serializers.CharField()
@@ -105,13 +105,7 @@ class OrderDetailOutput(OrderOutput):
 
 
 def _int_param(request, name: str) -> int | None:
-    raw = request.query_params.get(name)
-    if raw in (None, ""):
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise serializers.ValidationError({name: "Expected an integer id."}) from None
+    return parse_optional_id(request.query_params.get(name), field=name)
 
 
 class OrderListApi(GenericAPIView):
@@ -156,7 +150,7 @@ class OrderDetailApi(GenericAPIView):
 
 
 class HoldOutput(serializers.ModelSerializer):
-    order_id = serializers.IntegerField(read_only=True)
+    order_id = IntegerField(read_only=True)
     order_no = serializers.CharField(source="order.order_no", read_only=True)
 
     class Meta:
@@ -166,28 +160,28 @@ class HoldOutput(serializers.ModelSerializer):
 
 
 class BalanceHoldOutput(HoldOutput):
-    withdrawable_if_released_fen = serializers.IntegerField(read_only=True)
+    withdrawable_if_released_fen = IntegerField(read_only=True)
 
     class Meta(HoldOutput.Meta):
         fields = HoldOutput.Meta.fields + ["withdrawable_if_released_fen"]
 
 
 class DisputedOrderOutput(serializers.Serializer):
-    order_id = serializers.IntegerField(source="pk")
+    order_id = IntegerField(source="pk")
     order_no = serializers.CharField()
-    amount_fen = serializers.IntegerField()
+    amount_fen = IntegerField()
 
 
 class BalanceOutput(serializers.Serializer):
-    merchant_id = serializers.IntegerField()
-    pending_fen = serializers.IntegerField()
-    available_fen = serializers.IntegerField()
-    deposit_fen = serializers.IntegerField()
-    holds_total_fen = serializers.IntegerField()
-    covered_by_deposit_fen = serializers.IntegerField()
-    frozen_from_available_fen = serializers.IntegerField()
-    uncovered_fen = serializers.IntegerField()
-    withdrawable_fen = serializers.IntegerField()
+    merchant_id = IntegerField()
+    pending_fen = IntegerField()
+    available_fen = IntegerField()
+    deposit_fen = IntegerField()
+    holds_total_fen = IntegerField()
+    covered_by_deposit_fen = IntegerField()
+    frozen_from_available_fen = IntegerField()
+    uncovered_fen = IntegerField()
+    withdrawable_fen = IntegerField()
     holds = BalanceHoldOutput(many=True)
     holds_truncated = serializers.BooleanField()
     disputed_in_escrow = DisputedOrderOutput(many=True)
@@ -246,7 +240,7 @@ class MerchantHoldsApi(GenericAPIView):
 
 
 class PayoutOutput(serializers.ModelSerializer):
-    merchant_id = serializers.IntegerField(read_only=True)
+    merchant_id = IntegerField(read_only=True)
 
     class Meta:
         model = Payout
@@ -260,7 +254,7 @@ class MerchantPayoutsApi(GenericAPIView):
         class Meta:
             ref_name = "PayoutInput"
 
-        amount_fen = serializers.IntegerField()
+        amount_fen = IntegerField()
 
     @extend_schema(operation_id="merchants_payouts_list", responses=PayoutOutput(many=True))
     def get(self, request, merchant_id: int):
@@ -270,13 +264,14 @@ class MerchantPayoutsApi(GenericAPIView):
 
     @extend_schema(
         operation_id="merchants_payouts_create", request=InputSerializer,
-        parameters=[OpenApiParameter("Idempotency-Key", str, location=OpenApiParameter.HEADER)],
+        parameters=[OpenApiParameter("Idempotency-Key", str, location=OpenApiParameter.HEADER, required=True,
+                                     description="required: a fresh key per payout, the same on a retry")],
         responses={201: PayoutOutput, 200: PayoutOutput},
     )
     def post(self, request, merchant_id: int):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        key = request.headers.get("Idempotency-Key") or uuid.uuid4().hex
+        key = request.headers.get("Idempotency-Key")
         payout, created = merchant_services.request_payout(
             actor=request.user, merchant_id=merchant_id, amount_fen=data.validated_data["amount_fen"],
             idempotency_key=key,
@@ -297,8 +292,8 @@ class OrderConfirmApi(GenericAPIView):
 
 
 class ResendTaskOutput(serializers.ModelSerializer):
-    merchant_id = serializers.IntegerField(read_only=True)
-    order_id = serializers.IntegerField(read_only=True)
+    merchant_id = IntegerField(read_only=True)
+    order_id = IntegerField(read_only=True)
     order_no = serializers.CharField(source="order.order_no", read_only=True)
     kind = serializers.SerializerMethodField()
 
@@ -346,8 +341,8 @@ class ResendFulfilApi(GenericAPIView):
 
 
 class OrderChangeOutput(serializers.ModelSerializer):
-    order_id = serializers.IntegerField(read_only=True)
-    actor_id = serializers.IntegerField(read_only=True)
+    order_id = IntegerField(read_only=True)
+    actor_id = IntegerField(read_only=True)
 
     class Meta:
         model = OrderChange
@@ -363,7 +358,7 @@ class OrderChangeApi(GenericAPIView):
 
         address = serializers.CharField(required=False, max_length=255)
         variant = serializers.JSONField(required=False, help_text="{sku: new variant}, or a string for a one-item order")
-        ticket_id = serializers.IntegerField(required=False, min_value=1, max_value=2**62)
+        ticket_id = IntegerField(required=False, min_value=1, max_value=2**62)
 
     @extend_schema(operation_id="orders_change", request=InputSerializer, responses={201: OrderChangeOutput})
     def post(self, request, order_id: int):

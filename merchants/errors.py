@@ -1,4 +1,4 @@
-from core.errors import Conflict, DomainError, InvalidInput, NotFound, PermissionDenied
+from core.errors import IdempotencyConflict, Conflict, DomainError, InvalidInput, NotFound, PermissionDenied
 
 
 class MerchantNotFound(NotFound):
@@ -15,10 +15,6 @@ class AmountInvalid(InvalidInput):
     code = "amount_invalid"
     default_detail = "The amount must be a positive whole number of fen."
 
-
-class IdempotencyConflict(Conflict):
-    code = "idempotency_conflict"
-    default_detail = "This Idempotency-Key was used with a different request."
 
 
 class OrderDisputed(Conflict):

@@ -234,6 +234,8 @@ class FundHold(models.Model):
             models.UniqueConstraint(
                 fields=["ticket_id"], condition=models.Q(status="held"), name="hold_one_active_per_ticket"
             ),
+            # however many tickets dispute an order, its money is held once
+            models.UniqueConstraint(fields=["order"], condition=models.Q(status="held"), name="hold_one_active_per_order"),
         ]
 
     def __str__(self) -> str:

@@ -8,8 +8,6 @@ after the ticket lock, as the global lock order wants).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,6 +18,7 @@ from django.utils import timezone
 
 from accounts import roles
 from core.errors import InvalidInput
+from core.idempotency import request_hash, require_idempotency_key
 from core.realtime import publish_on_commit
 from merchants.errors import (
     AlreadyCancelled,
@@ -175,42 +174,63 @@ def deduct_deposit(*, actor, merchant_id: int, amount_fen: int, reason: str, now
 # --- dispute holds (called inside the ticket's transaction) ---------------------
 
 
+@dataclass(frozen=True)
+class DisputeHold:
+    """What a dispute did to the order's money: ``hold`` is the order's open
+    hold (None while the money is still in escrow); ``linked`` says the hold
+    was already there, placed by an earlier dispute on the same order."""
+
+    hold: FundHold | None
+    linked: bool = False
+
+
 def place_dispute_hold(*, order: Order, ticket_id: int, reason: str, amount_fen: int | None = None,
-                       now: datetime) -> FundHold | None:
+                       now: datetime) -> DisputeHold:
     """A dispute on ``order``: hold the disputed amount (default the order
     amount) if the money reached the merchant; if it is still in escrow, keep
-    it there until the dispute ends. Returns the hold, or None."""
+    it there until the dispute ends. One order carries at most one open hold:
+    a second dispute links to it (``order.open_disputes`` counts them, and the
+    hold is released when the last one ends)."""
     assert transaction.get_connection().in_atomic_block, "runs inside the ticket's transaction"
     amount = order.amount_fen if amount_fen is None else _check_amount(amount_fen)
     if amount > order.amount_fen:
         raise AmountInvalid("A hold cannot exceed the order amount.")
     locked = Order.objects.select_for_update().get(pk=order.pk)
-    if locked.escrow_status == Order.EscrowStatus.PENDING:
-        Order.objects.filter(pk=order.pk).update(open_disputes=locked.open_disputes + 1)
-        return None
+    Order.objects.filter(pk=order.pk).update(open_disputes=locked.open_disputes + 1)
     if locked.escrow_status != Order.EscrowStatus.RELEASED or amount == 0:
-        return None
-    if FundHold.objects.filter(ticket_id=ticket_id, status=FundHold.Status.HELD).exists():
-        return None
+        return DisputeHold(hold=None)
+    existing = FundHold.objects.filter(order=locked, status=FundHold.Status.HELD).first()
+    if existing is not None:
+        return DisputeHold(hold=existing, linked=True)
     account = lock_account(order.merchant_id)
     hold = FundHold.objects.create(
         merchant_id=order.merchant_id, order=locked, ticket_id=ticket_id, amount_fen=amount, reason=reason[:255],
-        release_condition=f"Resolve ticket #{ticket_id}: reply with proof, or accept the refund",
+        release_condition=_release_condition(ticket_id),
         placed_at=now,
     )
     account.held_fen += amount
     account.save(update_fields=["held_fen", "updated_at"])
-    return hold
+    return DisputeHold(hold=hold)
 
 
-def settle_dispute(*, order_id: int, ticket_id: int, now: datetime) -> FundHold | None:
-    """The dispute's ticket was resolved: release its hold (or let the escrow go on)."""
+def settle_dispute(*, order_id: int, ticket_id: int, now: datetime, next_ticket_id: int | None = None
+                   ) -> FundHold | None:
+    """A dispute on the order ended. While another dispute on the same order
+    is open (``next_ticket_id``, named by the caller) the order's hold stays
+    and now answers to that ticket; the last one releases it, exactly once.
+    Returns the hold released, or None."""
     assert transaction.get_connection().in_atomic_block, "runs inside the ticket's transaction"
     order = Order.objects.select_for_update().get(pk=order_id)
-    hold = FundHold.objects.select_for_update().filter(ticket_id=ticket_id, status=FundHold.Status.HELD).first()
+    remaining = max(0, order.open_disputes - 1)
+    Order.objects.filter(pk=order.pk).update(open_disputes=remaining)
+    hold = FundHold.objects.select_for_update().filter(order=order, status=FundHold.Status.HELD).first()
     if hold is None:
-        if order.escrow_status == Order.EscrowStatus.PENDING and order.open_disputes:
-            Order.objects.filter(pk=order.pk).update(open_disputes=order.open_disputes - 1)
+        return None
+    if remaining and next_ticket_id is not None:
+        if hold.ticket_id == ticket_id:
+            hold.ticket_id = next_ticket_id
+            hold.release_condition = _release_condition(next_ticket_id)
+            hold.save(update_fields=["ticket_id", "release_condition"])
         return None
     account = lock_account(hold.merchant_id)
     hold.status = FundHold.Status.RELEASED
@@ -234,12 +254,16 @@ def _take_refund_from_balance(account: MerchantAccount, *, amount_fen: int, now:
         _move(account, bucket="deposit", kind=Movement.Kind.REFUND, amount_fen=-from_deposit, now=now, **links)
 
 
-def convert_hold_to_refund(*, ticket_id: int, amount_fen: int, now: datetime) -> FundHold:
-    """Turn the dispute's hold into a refund of ``amount_fen`` (≤ the hold),
-    taken from the available balance, then the deposit (remedies call this)."""
+def _release_condition(ticket_id: int) -> str:
+    return f"Resolve ticket #{ticket_id}: reply with proof, or accept the refund"
+
+
+def convert_hold_to_refund(*, order_id: int, amount_fen: int, now: datetime) -> FundHold:
+    """Turn the order's dispute hold into a refund of ``amount_fen`` (≤ the
+    hold), taken from the available balance, then the deposit (remedies call this)."""
     assert transaction.get_connection().in_atomic_block, "runs inside the remedy's transaction"
     _check_amount(amount_fen)
-    hold = FundHold.objects.select_for_update().filter(ticket_id=ticket_id, status=FundHold.Status.HELD).first()
+    hold = FundHold.objects.select_for_update().filter(order_id=order_id, status=FundHold.Status.HELD).first()
     if hold is None:
         raise HoldNotActive()
     if amount_fen > hold.amount_fen:
@@ -269,8 +293,8 @@ def refund_order(*, order_id: int, ticket_id: int, amount_fen: int, now: datetim
         _move(account, bucket="pending", kind=Movement.Kind.ORDER_REFUNDED, amount_fen=-amount_fen, now=now, order=order)
         account.save(update_fields=["pending_fen", "updated_at"])
         source = "escrow"
-    elif FundHold.objects.filter(ticket_id=ticket_id, status=FundHold.Status.HELD, order=order).exists():
-        convert_hold_to_refund(ticket_id=ticket_id, amount_fen=amount_fen, now=now)
+    elif FundHold.objects.filter(status=FundHold.Status.HELD, order=order).exists():
+        convert_hold_to_refund(order_id=order.pk, amount_fen=amount_fen, now=now)
         source = "hold"
     else:
         account = lock_account(order.merchant_id)
@@ -289,9 +313,6 @@ def refund_order(*, order_id: int, ticket_id: int, amount_fen: int, now: datetim
 # --- payouts ----------------------------------------------------------------------
 
 
-def request_hash(payload: dict) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
 
 @transaction.atomic(durable=True)
 def request_payout(*, actor, merchant_id: int, amount_fen: int, idempotency_key: str,
@@ -305,9 +326,7 @@ def request_payout(*, actor, merchant_id: int, amount_fen: int, idempotency_key:
         raise PermissionDenied("Only the merchant's staff request payouts.")
     get_merchant_for(user=actor, merchant_id=merchant_id)
     _check_amount(amount_fen)
-    key = (idempotency_key or "").strip()
-    if not key or len(key) > 128:
-        raise InvalidInput("Idempotency-Key is 1–128 characters.", field="idempotency_key")
+    key = require_idempotency_key(idempotency_key)
     digest = request_hash({"amount_fen": amount_fen})
     account = lock_account(merchant_id)  # serialises payouts of this merchant
     existing = Payout.objects.filter(merchant_id=merchant_id, idempotency_key=key).first()

@@ -10,7 +10,7 @@ app_name = "portal"
 urlpatterns = [
     path("", views.overview, name="overview"),
     path("tasks/", views.tasks, name="tasks"),
-    path("tasks/<int:task_id>/fulfil/", views.fulfil_task, name="fulfil-task"),
+    path("tasks/<id:task_id>/fulfil/", views.fulfil_task, name="fulfil-task"),
     path("payouts/", views.payouts, name="payouts"),
     path("credit/", views.credit, name="credit"),
 ]

@@ -9,7 +9,8 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
 from accounts.models import User
-from core.api import filter_choice
+from core.api import IntegerField, filter_choice
+from core.parsing import parse_optional_id
 from risk import selectors, services
 from risk.models import RiskHit
 
@@ -53,13 +54,13 @@ class RiskCheckApi(GenericAPIView):
 
 
 class RiskHitOutput(serializers.ModelSerializer):
-    account_id = serializers.IntegerField(source="user_id", read_only=True)
+    account_id = IntegerField(source="user_id", read_only=True)
     username = serializers.CharField(source="user.username", read_only=True)
     account_status = serializers.CharField(source="user.account_status", read_only=True)
     rule = serializers.CharField(read_only=True)
     status = serializers.CharField(read_only=True, help_text="open, dismissed or actioned")
     evidence = serializers.DictField(read_only=True, help_text="the orders, their hours, the dormant span")
-    reviewed_by_id = serializers.IntegerField(read_only=True, allow_null=True)
+    reviewed_by_id = IntegerField(read_only=True, allow_null=True)
 
     class Meta:
         model = RiskHit
@@ -79,11 +80,9 @@ class RiskHitListApi(GenericAPIView):
     def get(self, request):
         hits = selectors.hits_visible_to(user=request.user)
         hits = filter_choice(hits, request.query_params, "status", RiskHit.Status.values)
-        raw = request.query_params.get("account")
-        if raw:
-            if not raw.isdigit():
-                raise serializers.ValidationError({"account": "Expected an integer id."})
-            hits = hits.filter(user_id=int(raw))
+        account_id = parse_optional_id(request.query_params.get("account"), field="account")
+        if account_id is not None:
+            hits = hits.filter(user_id=account_id)
         page = self.paginate_queryset(hits)
         return self.get_paginated_response(RiskHitOutput(page, many=True).data)
 
@@ -158,14 +157,14 @@ class RiskUnfreezeApi(GenericAPIView):
 
 
 class BulkOrderLine(serializers.Serializer):
-    order_id = serializers.IntegerField(source="pk")
+    order_id = IntegerField(source="pk")
     order_no = serializers.CharField()
     status = serializers.CharField()
-    amount_fen = serializers.IntegerField()
+    amount_fen = IntegerField()
 
 
 class BulkSkipLine(serializers.Serializer):
-    order_id = serializers.IntegerField()
+    order_id = IntegerField()
     code = serializers.CharField()
 
 
@@ -191,7 +190,7 @@ class RiskCancelOrdersApi(GenericAPIView):
             ref_name = "RiskCancelOrdersInput"
 
         reason = serializers.CharField(max_length=255)
-        order_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False,
+        order_ids = serializers.ListField(child=IntegerField(min_value=1), required=False,
                                           min_length=1, max_length=services.MAX_BULK_ORDERS)
 
     @extend_schema(operation_id="risk_accounts_cancel_orders", request=InputSerializer, responses=BulkOrdersOutput)
@@ -211,7 +210,7 @@ class RiskRestoreOrdersApi(GenericAPIView):
         class Meta:
             ref_name = "RiskRestoreOrdersInput"
 
-        order_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=1,
+        order_ids = serializers.ListField(child=IntegerField(min_value=1), min_length=1,
                                           max_length=services.MAX_BULK_ORDERS)
 
     @extend_schema(operation_id="risk_accounts_restore_orders", request=InputSerializer, responses=BulkOrdersOutput)

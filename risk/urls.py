@@ -8,11 +8,11 @@ app_name = "risk"
 
 urlpatterns = [
     path("", views.review, name="review"),
-    path("accounts/<int:account_id>/", views.account, name="account"),
-    path("accounts/<int:account_id>/flag/", views.restrict, {"verb": "flag"}, name="flag"),
-    path("accounts/<int:account_id>/freeze/", views.restrict, {"verb": "freeze"}, name="freeze"),
-    path("accounts/<int:account_id>/cancel/", views.cancel, name="cancel"),
-    path("accounts/<int:account_id>/undo/", views.undo, name="undo"),
-    path("accounts/<int:account_id>/unfreeze/", views.unfreeze, name="unfreeze"),
-    path("hits/<int:hit_id>/dismiss/", views.dismiss, name="dismiss"),
+    path("accounts/<id:account_id>/", views.account, name="account"),
+    path("accounts/<id:account_id>/flag/", views.restrict, {"verb": "flag"}, name="flag"),
+    path("accounts/<id:account_id>/freeze/", views.restrict, {"verb": "freeze"}, name="freeze"),
+    path("accounts/<id:account_id>/cancel/", views.cancel, name="cancel"),
+    path("accounts/<id:account_id>/undo/", views.undo, name="undo"),
+    path("accounts/<id:account_id>/unfreeze/", views.unfreeze, name="unfreeze"),
+    path("hits/<id:hit_id>/dismiss/", views.dismiss, name="dismiss"),
 ]

@@ -20,6 +20,7 @@ from accounts.models import User
 from core.errors import DomainError
 from core.errors import NotFound as DomainNotFound
 from core.money import format_fen
+from core.parsing import parse_ids
 from risk import selectors, services
 from risk.models import RiskHit
 from tickets.views import _agent_bar, staff_required
@@ -179,8 +180,8 @@ def cancel(request, account_id: int):
         return _render_account(request, account, confirm_cancel=True,
                                orders=[{"order": o, "amount": format_fen(o.amount_fen)} for o in orders],
                                total=format_fen(sum(o.amount_fen for o in orders)))
-    ids = [int(raw) for raw in request.POST.getlist("order_id") if raw.isdigit()]
     try:
+        ids = parse_ids(request.POST.getlist("order_id"), field="order_id")
         result = services.cancel_pending_orders(actor=request.user, user_id=account.pk,
                                                 reason=request.POST.get("reason", ""), order_ids=ids)
     except DomainError as exc:
@@ -198,8 +199,8 @@ def cancel(request, account_id: int):
 def undo(request, account_id: int):
     """Restore the orders a bulk cancel just cancelled, within the undo window."""
     account = _account(request, account_id)
-    ids = [int(raw) for raw in request.POST.getlist("order_id") if raw.isdigit()]
     try:
+        ids = parse_ids(request.POST.getlist("order_id"), field="order_id")
         result = services.restore_cancelled_orders(actor=request.user, user_id=account.pk, order_ids=ids)
     except DomainError as exc:
         return _render_account(request, account, status=exc.status, error=_error_text(exc))

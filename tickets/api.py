@@ -7,12 +7,13 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
 from accounts import roles
-from core.api import filter_choice
+from core.api import IntegerField, JSONParser, filter_choice
 from core.errors import InvalidInput, PermissionDenied
+from core.parsing import int_or_none, parse_id, parse_int, parse_optional_id
 from tickets import selectors, services, sla
 from tickets.models import AgentProfile, Message, OvertimeRequest, Playbook, Queue, Rating, Ticket, TicketEvent
 from tickets.selectors import TicketFilters
@@ -20,11 +21,11 @@ from tickets.selectors import TicketFilters
 
 class TicketOutput(serializers.ModelSerializer):
     queue = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    queue_id = serializers.IntegerField(read_only=True, allow_null=True)
-    buyer_id = serializers.IntegerField(read_only=True, allow_null=True)
-    merchant_id = serializers.IntegerField(read_only=True, allow_null=True)
-    order_id = serializers.IntegerField(read_only=True, allow_null=True)
-    assignee_id = serializers.IntegerField(read_only=True, allow_null=True)
+    queue_id = IntegerField(read_only=True, allow_null=True)
+    buyer_id = IntegerField(read_only=True, allow_null=True)
+    merchant_id = IntegerField(read_only=True, allow_null=True)
+    order_id = IntegerField(read_only=True, allow_null=True)
+    assignee_id = IntegerField(read_only=True, allow_null=True)
     overdue = serializers.SerializerMethodField()
     sla_paused = serializers.SerializerMethodField()
 
@@ -58,16 +59,6 @@ class TicketDetailOutput(TicketOutput):
         return ticket.order.order_no if ticket.order_id else None
 
 
-def _int(value, name: str) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"{name}: expected an integer.", field=name) from None
-    if number < 0 or number > 2**62:
-        raise InvalidInput(f"{name}: out of range.", field=name)
-    return number
-
-
 def parse_ticket_filters(params, *, user) -> TicketFilters:
     """Query parameters → ``TicketFilters``; shared by the API and the console
     (raises ``InvalidInput``, a 400 with code ``invalid``, for a bad value)."""
@@ -79,8 +70,8 @@ def parse_ticket_filters(params, *, user) -> TicketFilters:
             raise InvalidInput(f"status: unknown status {', '.join(sorted(unknown))[:64]}.", field="status")
     queue_id = None
     if raw := params.get("queue"):
-        if raw.isdigit():
-            queue_id = int(raw)
+        if (number := int_or_none(raw, minimum=1)) is not None:
+            queue_id = number
         else:
             queue_id = Queue.objects.filter(code=raw[:32]).values_list("pk", flat=True).first()
             if queue_id is None:
@@ -95,10 +86,10 @@ def parse_ticket_filters(params, *, user) -> TicketFilters:
         elif raw == "none":
             unassigned = True
         else:
-            assignee_id = _int(raw, "assignee")
+            assignee_id = parse_id(raw, field="assignee")
     if params.get("mine") in ("1", "true"):
         assignee_id = user.pk
-    merchant_id = _int(params["merchant"], "merchant") if params.get("merchant") else None
+    merchant_id = parse_optional_id(params.get("merchant"), field="merchant")
     q = (params.get("q") or "").strip()[:100] or None
     overdue = params.get("overdue") in ("1", "true", "True")
     return TicketFilters(
@@ -128,9 +119,9 @@ class TicketListApi(GenericAPIView):
         category = serializers.CharField(max_length=64)
         subject = serializers.CharField(max_length=200)
         body = serializers.CharField(max_length=5000)
-        order_id = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=2**62)
+        order_id = IntegerField(required=False, allow_null=True, min_value=1, max_value=2**62)
         channel = serializers.CharField(required=False, max_length=16)
-        buyer_id = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=2**62)
+        buyer_id = IntegerField(required=False, allow_null=True, min_value=1, max_value=2**62)
         grade = serializers.CharField(required=False, max_length=16)
         language = serializers.CharField(required=False, max_length=8)
 
@@ -175,7 +166,7 @@ class TicketTransitionApi(GenericAPIView):
         class Meta:
             ref_name = "TicketTransitionInput"
 
-        assignee_id = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=2**62)
+        assignee_id = IntegerField(required=False, allow_null=True, min_value=1, max_value=2**62)
         note = serializers.CharField(required=False, allow_blank=True, max_length=1000)
 
     @extend_schema(operation_id="tickets_transition", request=InputSerializer, responses=TicketDetailOutput)
@@ -190,7 +181,7 @@ class TicketTransitionApi(GenericAPIView):
 
 
 class TicketEventOutput(serializers.ModelSerializer):
-    actor_id = serializers.IntegerField(read_only=True, allow_null=True)
+    actor_id = IntegerField(read_only=True, allow_null=True)
 
     class Meta:
         model = TicketEvent
@@ -210,9 +201,9 @@ class TicketEventsApi(GenericAPIView):
 
 
 class MessageOutput(serializers.ModelSerializer):
-    author_id = serializers.IntegerField(read_only=True, allow_null=True)
+    author_id = IntegerField(read_only=True, allow_null=True)
     author_name = serializers.SerializerMethodField()
-    ticket_id = serializers.IntegerField(read_only=True)
+    ticket_id = IntegerField(read_only=True)
 
     class Meta:
         model = Message
@@ -243,7 +234,7 @@ class TicketMessagesApi(GenericAPIView):
         ticket = selectors.get_ticket_for(user=request.user, ticket_id=ticket_id)
         messages = selectors.messages_visible_to(user=request.user, ticket=ticket)
         if after := request.query_params.get("after_seq"):
-            messages = messages.filter(seq__gt=_int(after, "after_seq"))
+            messages = messages.filter(seq__gt=parse_int(after, field="after_seq", minimum=0))
         page = self.paginate_queryset(messages)
         return self.get_paginated_response(MessageOutput(page, many=True).data)
 
@@ -256,7 +247,7 @@ class TicketMessagesApi(GenericAPIView):
 
 
 class RatingOutput(serializers.ModelSerializer):
-    ticket_id = serializers.IntegerField(read_only=True)
+    ticket_id = IntegerField(read_only=True)
 
     class Meta:
         model = Rating
@@ -270,7 +261,7 @@ class TicketRatingApi(GenericAPIView):
         class Meta:
             ref_name = "TicketRatingInput"
 
-        score = serializers.IntegerField()
+        score = IntegerField()
         comment = serializers.CharField(required=False, allow_blank=True, max_length=500)
 
     @extend_schema(operation_id="tickets_rate", request=InputSerializer, responses={201: RatingOutput})
@@ -287,7 +278,7 @@ def _require_staff(user) -> None:
 
 
 class QuickReplyOutput(serializers.Serializer):
-    id = serializers.IntegerField()
+    id = IntegerField()
     shortcut = serializers.CharField()
     title = serializers.CharField()
     text = serializers.CharField()
@@ -311,7 +302,7 @@ class TicketQuickRepliesApi(GenericAPIView):
 
 
 class PlaybookOutput(serializers.ModelSerializer):
-    created_by_id = serializers.IntegerField(read_only=True, allow_null=True)
+    created_by_id = IntegerField(read_only=True, allow_null=True)
 
     class Meta:
         model = Playbook
@@ -351,15 +342,15 @@ class PlaybookListApi(GenericAPIView):
 
 
 class AgentMeOutput(serializers.Serializer):
-    id = serializers.IntegerField()
+    id = IntegerField()
     username = serializers.CharField()
     name = serializers.CharField()
     role = serializers.CharField()
     presence = serializers.CharField()
-    capacity = serializers.IntegerField()
+    capacity = IntegerField()
     skills = serializers.ListField(child=serializers.CharField())
-    worked_s = serializers.IntegerField()
-    shift_limit_s = serializers.IntegerField()
+    worked_s = IntegerField()
+    shift_limit_s = IntegerField()
     shift_reached = serializers.BooleanField()
 
 
@@ -401,8 +392,8 @@ class AgentPresenceApi(GenericAPIView):
 
 
 class OvertimeOutput(serializers.ModelSerializer):
-    agent_id = serializers.IntegerField(read_only=True)
-    decided_by_id = serializers.IntegerField(read_only=True, allow_null=True)
+    agent_id = IntegerField(read_only=True)
+    decided_by_id = IntegerField(read_only=True, allow_null=True)
 
     class Meta:
         model = OvertimeRequest
@@ -417,7 +408,7 @@ class OvertimeRequestApi(GenericAPIView):
         class Meta:
             ref_name = "OvertimeRequestInput"
 
-        minutes = serializers.IntegerField()
+        minutes = IntegerField()
         reason = serializers.CharField(max_length=255)
 
     @extend_schema(operation_id="agents_me_overtime", request=InputSerializer, responses={201: OvertimeOutput})

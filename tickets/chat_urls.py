@@ -7,6 +7,6 @@ app_name = "chat"
 urlpatterns = [
     path("", chat_views.home, name="home"),
     path("start/", chat_views.start, name="start"),
-    path("<int:ticket_id>/", chat_views.room, name="room"),
-    path("<int:ticket_id>/rate/", chat_views.rate, name="rate"),
+    path("<id:ticket_id>/", chat_views.room, name="room"),
+    path("<id:ticket_id>/rate/", chat_views.rate, name="rate"),
 ]

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts import roles
 from core.errors import DomainError
+from core.parsing import parse_int, parse_optional_id
 from merchants.selectors import orders_visible_to
 from tickets import selectors, services
 from tickets.errors import TicketNotFound
@@ -52,7 +53,7 @@ def home(request):
 @buyer_required
 def start(request):
     try:
-        order_id = int(request.POST.get("order_id") or 0) or None
+        order_id = parse_optional_id(request.POST.get("order_id"), field="order_id")
         ticket = services.open_ticket(
             actor=request.user, category=request.POST.get("category", Category.OTHER),
             subject=(request.POST.get("body", "").strip()[:40] or "在线咨询"), body=request.POST.get("body", ""),
@@ -98,10 +99,8 @@ def rate(request, ticket_id: int):
     ticket = _ticket(request, ticket_id)
     status, error = 200, None
     try:
-        services.rate_ticket(actor=request.user, ticket_id=ticket.pk, score=int(request.POST.get("score", "")),
-                             comment=request.POST.get("comment", ""))
-    except ValueError:
-        status, error = 400, "score"
+        score = parse_int(request.POST.get("score", ""), field="score", minimum=0, maximum=10)
+        services.rate_ticket(actor=request.user, ticket_id=ticket.pk, score=score, comment=request.POST.get("comment", ""))
     except DomainError as exc:
         status, error = exc.status, exc.detail
     return render(request, "tickets/chat/_rated.html", {"error": error}, status=status)

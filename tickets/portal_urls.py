@@ -10,8 +10,8 @@ app_name = "portal_tickets"
 urlpatterns = [
     path("", portal_views.ticket_list, name="list"),
     path("summary/", portal_views.ticket_summary, name="summary"),
-    path("<int:ticket_id>/", portal_views.ticket_detail, name="detail"),
-    path("<int:ticket_id>/messages/", portal_views.new_messages, name="messages"),
-    path("<int:ticket_id>/reply/", portal_views.reply, name="reply"),
-    path("<int:ticket_id>/respond/", portal_views.respond, name="respond"),
+    path("<id:ticket_id>/", portal_views.ticket_detail, name="detail"),
+    path("<id:ticket_id>/messages/", portal_views.new_messages, name="messages"),
+    path("<id:ticket_id>/reply/", portal_views.reply, name="reply"),
+    path("<id:ticket_id>/respond/", portal_views.respond, name="respond"),
 ]

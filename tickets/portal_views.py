@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from core.errors import DomainError
 from core.money import format_fen
+from core.parsing import parse_optional_int
 from merchants import selectors as merchant_selectors
 from merchants.views import is_htmx, merchant_staff_required
 from tickets import selectors, services
@@ -179,8 +180,7 @@ def reply(request, merchant, ticket_id: int):
 def new_messages(request, merchant, ticket_id: int):
     """Messages after ``after_seq`` (the page polls so an agent's answer shows up)."""
     ticket = _ticket_or_404(request, ticket_id)
-    raw = request.GET.get("after_seq", "0")
-    after_seq = int(raw) if raw.isdigit() and len(raw) < 10 else 0
+    after_seq = parse_optional_int(request.GET.get("after_seq"), field="after_seq", minimum=0) or 0
     messages = list(selectors.new_messages_for(user=request.user, ticket=ticket, after_seq=after_seq)[:200])
     if not messages:
         return HttpResponse(status=204)

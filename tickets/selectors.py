@@ -13,6 +13,7 @@ from django.utils import timezone
 from django_fsm import can_proceed
 
 from accounts import roles
+from core.parsing import int_or_none
 from merchants.selectors import merchant_id_for
 from tickets.errors import TicketNotFound
 from tickets.models import (
@@ -89,8 +90,8 @@ def ticket_list(*, user, filters: TicketFilters, now: datetime | None = None) ->
     if filters.q:
         term = filters.q.strip()
         condition = Q(subject__icontains=term) | Q(order__order_no=term)
-        if term.isdigit():
-            condition |= Q(pk=int(term))
+        if (ticket_id := int_or_none(term, minimum=1)) is not None:
+            condition |= Q(pk=ticket_id)
         tickets = tickets.filter(condition)
     return tickets
 

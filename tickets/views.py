@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts import roles
 from core.errors import DomainError, InvalidInput
 from core.money import format_fen
+from core.parsing import parse_optional_id, parse_optional_int
 from merchants import selectors as merchant_selectors
 from merchants import services as merchant_services
 from tickets import selectors, services, sla
@@ -337,14 +338,12 @@ def ticket_state(request, ticket_id: int):
 def transition(request, ticket_id: int, name: str):
     """Run one transition; answer with the fresh header, actions and timeline,
     and with the refusal inline when the service says no."""
-    assignee = request.POST.get("assignee_id") or None
     error = None
     try:
-        if assignee is not None and not assignee.isdigit():
-            raise InvalidInput("assignee_id is an agent's id.", field="assignee_id")
+        assignee_id = parse_optional_id(request.POST.get("assignee_id"), field="assignee_id")
         services.transition_ticket(
-            actor=request.user, ticket_id=ticket_id, name=name,
-            assignee_id=int(assignee) if assignee else None, note=request.POST.get("note", ""),
+            actor=request.user, ticket_id=ticket_id, name=name, assignee_id=assignee_id,
+            note=request.POST.get("note", ""),
         )
     except TicketNotFound:
         raise Http404 from None
@@ -390,8 +389,7 @@ def reply(request, ticket_id: int):
 def new_messages(request, ticket_id: int):
     """Messages after ``after_seq`` (the page polls so a buyer's answer shows up)."""
     ticket = _ticket_or_404(request, ticket_id)
-    raw = request.GET.get("after_seq", "0")
-    after_seq = int(raw) if raw.isdigit() and len(raw) < 10 else 0
+    after_seq = parse_optional_int(request.GET.get("after_seq"), field="after_seq", minimum=0) or 0
     messages = list(selectors.new_messages_for(user=request.user, ticket=ticket, after_seq=after_seq)[:200])
     if not messages:
         return HttpResponse(status=204)
@@ -402,10 +400,9 @@ def new_messages(request, ticket_id: int):
 @staff_required
 def chat_tabs(request):
     """The strip of chats this agent holds, with unread counts (refreshed live)."""
-    current = request.GET.get("current", "")
     return render(request, "tickets/_chat_tabs.html", {
         "tabs": selectors.chat_tabs(user=request.user),
-        "current_id": int(current) if current.isdigit() else None,
+        "current_id": parse_optional_id(request.GET.get("current"), field="current"),
     })
 
 

@@ -55,7 +55,7 @@ def test_an_expired_token_is_refused_401(api, agent):
     # when / then
     response = _with(api, old.key).get(TICKETS)
     assert response.status_code == 401
-    assert response.json()["code"] == "not_authenticated" and "expired" in response.json()["detail"]
+    assert response.json()["code"] == "token_expired" and "expired" in response.json()["detail"]
     assert _with(api, fresh.key).get(TICKETS).status_code == 200
 
 

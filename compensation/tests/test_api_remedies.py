@@ -3,7 +3,7 @@
 import pytest
 
 from compensation.models import Policy, Remedy
-from compensation.tests.factories import remedy_ticket
+from compensation.tests.factories import new_key, remedy_ticket
 
 
 @pytest.mark.django_db
@@ -39,16 +39,16 @@ def test_apply_codes_and_permission_matrix(api, buyer, other_buyer, agent, super
 )
 def test_bad_remedy_input(api, buyer, agent, merchant, payload, status, code):
     ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
-    response = api(agent).post(f"/api/v1/tickets/{ticket.pk}/remedies/", payload, format="json")
+    response = api(agent).post(f"/api/v1/tickets/{ticket.pk}/remedies/", payload, format="json", HTTP_IDEMPOTENCY_KEY=new_key())
     assert response.status_code == status and response.json()["code"] == code
     assert not Remedy.objects.exists()
 
 
 @pytest.mark.django_db
 def test_unknown_ticket_and_closed_ticket(api, buyer, agent, merchant):
-    assert api(agent).post("/api/v1/tickets/999999/remedies/", {"kind": "coupon", "reason": "x"}, format="json").status_code == 404
+    assert api(agent).post("/api/v1/tickets/999999/remedies/", {"kind": "coupon", "reason": "x"}, format="json", HTTP_IDEMPOTENCY_KEY=new_key()).status_code == 404
     closed = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant, state="closed")
-    response = api(agent).post(f"/api/v1/tickets/{closed.pk}/remedies/", {"kind": "coupon", "reason": "x"}, format="json")
+    response = api(agent).post(f"/api/v1/tickets/{closed.pk}/remedies/", {"kind": "coupon", "reason": "x"}, format="json", HTTP_IDEMPOTENCY_KEY=new_key())
     assert response.status_code == 422 and response.json()["code"] == "ticket_closed"
 
 
@@ -56,19 +56,19 @@ def test_unknown_ticket_and_closed_ticket(api, buyer, agent, merchant):
 def test_approval_endpoints(api, buyer, agent, supervisor, merchant, other_agent):
     Policy.objects.update_or_create(pk=1, defaults={"value_cap_fen": 100})
     ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
-    pending = api(agent).post(f"/api/v1/tickets/{ticket.pk}/remedies/", {"kind": "refund", "reason": "x"}, format="json")
+    pending = api(agent).post(f"/api/v1/tickets/{ticket.pk}/remedies/", {"kind": "refund", "reason": "x"}, format="json", HTTP_IDEMPOTENCY_KEY=new_key())
     assert pending.status_code == 202 and pending.json()["reasons"] == ["over_value_cap"]
     remedy_id = pending.json()["id"]
     queue = api(supervisor).get("/api/v1/remedies/?status=pending_approval").json()
     assert [r["id"] for r in queue["results"]] == [remedy_id]
     assert api(other_agent).get("/api/v1/remedies/").json()["count"] == 0  # agents see their own
     assert api(buyer).get("/api/v1/remedies/").status_code == 403
-    assert api(agent).post(f"/api/v1/remedies/{remedy_id}/approve/").status_code == 403
-    approved = api(supervisor).post(f"/api/v1/remedies/{remedy_id}/approve/", {"reason": "核实"}, format="json")
+    assert api(agent).post(f"/api/v1/remedies/{remedy_id}/approve/", HTTP_IDEMPOTENCY_KEY=new_key()).status_code == 403
+    approved = api(supervisor).post(f"/api/v1/remedies/{remedy_id}/approve/", {"reason": "核实"}, format="json", HTTP_IDEMPOTENCY_KEY=new_key())
     assert approved.status_code == 200 and approved.json()["status"] == "executed"
-    again = api(supervisor).post(f"/api/v1/remedies/{remedy_id}/approve/")
+    again = api(supervisor).post(f"/api/v1/remedies/{remedy_id}/approve/", HTTP_IDEMPOTENCY_KEY=new_key())
     assert again.status_code == 409 and again.json()["code"] == "already_decided"
-    assert api(supervisor).post("/api/v1/remedies/424242/reject/").status_code == 404
+    assert api(supervisor).post("/api/v1/remedies/424242/reject/", HTTP_IDEMPOTENCY_KEY=new_key()).status_code == 404
 
 
 @pytest.mark.django_db
@@ -101,5 +101,6 @@ def test_blacklist_endpoint(api, supervisor, agent, buyer, merchant):
     assert [e["value"] for e in api(agent).get(f"{path}?active=true").json()["results"]] == [buyer.username]
     assert api(buyer).get(path).status_code == 403
     ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
-    refused = api(agent).post(f"/api/v1/tickets/{ticket.pk}/remedies/", {"kind": "coupon", "reason": "x"}, format="json")
+    refused = api(agent).post(f"/api/v1/tickets/{ticket.pk}/remedies/", {"kind": "coupon", "reason": "x"}, format="json", HTTP_IDEMPOTENCY_KEY=new_key())
     assert refused.status_code == 422 and refused.json()["code"] == "buyer_blacklisted"
+

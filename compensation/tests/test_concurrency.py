@@ -7,14 +7,15 @@ from accounts import roles
 from accounts.tests.factories import UserFactory
 from compensation import ledger, services
 from compensation.models import AgentQuota, BudgetDay, Coupon, Policy, Remedy
-from compensation.tests.factories import remedy_ticket
+from compensation.tests.factories import new_key, remedy_ticket
 from tests.concurrency import race, requires_postgres
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 def _coupon(agent, ticket, key=None):
-    return services.apply_remedy(actor=agent, ticket_id=ticket.pk, kind="coupon", reason="安抚", idempotency_key=key)
+    return services.apply_remedy(actor=agent, ticket_id=ticket.pk, kind="coupon", reason="安抚",
+                                 idempotency_key=key or new_key())
 
 
 def test_quota_grants_exactly_min_n_k(buyer, agent, merchant):
@@ -62,13 +63,45 @@ def test_two_supervisors_approve_at_once_executes_once(buyer, agent, merchant):
     requires_postgres()
     Policy.objects.update_or_create(pk=1, defaults={"value_cap_fen": 100})
     ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant, amount_fen=3_000)
-    pending = services.apply_remedy(actor=agent, ticket_id=ticket.pk, kind="refund", reason="丢件")
+    pending = services.apply_remedy(actor=agent, ticket_id=ticket.pk, kind="refund", reason="丢件", idempotency_key=new_key())
     leads = [UserFactory(role=roles.SUPERVISOR) for _ in range(2)]
 
-    results, errors = race(lambda i: services.approve_remedy(actor=leads[i], remedy_id=pending.remedy_id), 2)
+    results, errors = race(lambda i: services.approve_remedy(actor=leads[i], remedy_id=pending.remedy_id, idempotency_key=new_key()), 2)
 
     assert len(results) == 1 and len(errors) == 1 and errors[0].code == "already_decided"
     ticket.order.refresh_from_db()
     assert ticket.order.refunded_fen == 3_000
     assert BudgetDay.objects.get().spent_fen == 3_000
+    assert ledger.verify().ok
+
+
+def test_caps_hold_across_tickets_where_no_ticket_lock_lines_requests_up(buyer, other_buyer, merchant):
+    """Each request on its own ticket, so only the conditional counters keep
+    the caps: one agent's quota of 3, one buyer's daily cap of 2, a budget of
+    five coupons, 8 requests each — exactly the caps are granted."""
+    requires_postgres()
+    Policy.objects.update_or_create(pk=1, defaults={"agent_monthly_quota": 3, "buyer_daily_cap": 100,
+                                                    "daily_budget_fen": 10**9})
+    agent = UserFactory(role=roles.AGENT)
+    tickets = [remedy_ticket(buyer=UserFactory(role=roles.BUYER), agent=agent, merchant=merchant) for _ in range(8)]
+    results, errors = race(lambda i: _coupon(agent, tickets[i]).status_code, 8)
+    assert errors == [] and sorted(results) == [201] * 3 + [202] * 5
+    assert AgentQuota.objects.get(agent=agent).used == 3
+
+    Policy.objects.filter(pk=1).update(agent_monthly_quota=100, buyer_daily_cap=2)
+    agents = [UserFactory(role=roles.AGENT) for _ in range(8)]
+    same_buyer = [remedy_ticket(buyer=other_buyer, agent=agents[i], merchant=merchant) for i in range(8)]
+    results, errors = race(lambda i: _coupon(agents[i], same_buyer[i]).status_code, 8)
+    assert errors == [] and sorted(results) == [201] * 2 + [202] * 6
+    assert Coupon.objects.filter(buyer=other_buyer).count() == 2
+
+    Policy.objects.filter(pk=1).update(buyer_daily_cap=100)
+    BudgetDay.objects.all().delete()
+    Policy.objects.filter(pk=1).update(daily_budget_fen=2_500)
+    spenders = [UserFactory(role=roles.AGENT) for _ in range(8)]
+    own = [remedy_ticket(buyer=UserFactory(role=roles.BUYER), agent=spenders[i], merchant=merchant) for i in range(8)]
+    results, errors = race(lambda i: _coupon(spenders[i], own[i]).status_code, 8)
+    assert errors == [] and results.count(201) == 5
+    day = BudgetDay.objects.get()
+    assert day.spent_fen == 2_500 and day.breaker_open
     assert ledger.verify().ok

@@ -3,10 +3,11 @@
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from compensation import services
 from compensation.models import BudgetDay, Coupon, Policy, PolicyChange, Remedy
-from compensation.tests.factories import remedy_ticket
+from compensation.tests.factories import new_key, remedy_ticket
 from merchants.models import ResendTask
 from tickets.models import Message
 
@@ -46,7 +47,7 @@ def test_panel_says_before_any_click_what_is_self_service(client, buyer, agent, 
     Policy.objects.update_or_create(pk=1, defaults={"value_cap_fen": 5_000, "agent_monthly_quota": 0})
     assert set(_outcomes(_panel(client, ticket).content.decode()).values()) == {"approval"}
     Policy.objects.update_or_create(pk=1, defaults={"agent_monthly_quota": 60})
-    BudgetDay.objects.update_or_create(date=services.timezone.localdate(), defaults={"budget_fen": 100, "breaker_open": True})
+    BudgetDay.objects.update_or_create(date=timezone.localdate(), defaults={"budget_fen": 100, "breaker_open": True})
     html = _panel(client, ticket).content.decode()
     assert 'class="notice error breaker"' in html and set(_outcomes(html).values()) == {"approval"}
     BudgetDay.objects.all().delete()
@@ -90,11 +91,14 @@ def test_over_cap_refund_goes_to_approval_and_is_approved(client, buyer, agent, 
     client.force_login(supervisor)
     page = client.get("/console/remedies/approvals/").content.decode()
     assert f'id="remedy-{remedy.pk}"' in page
-    approved = client.post(f"/console/remedies/approvals/{remedy.pk}/approve/", {"reason": "核实"})
+    assert 'name="idempotency_key"' in page  # the form sends its own key
+    approved = client.post(f"/console/remedies/approvals/{remedy.pk}/approve/", {"reason": "核实", "idempotency_key": "a1"})
     assert approved.status_code == 200 and 'data-decision="executed"' in approved.content.decode()
     remedy.refresh_from_db()
     assert remedy.status == "executed" and remedy.order.refunded_fen == 8_800
-    twice = client.post(f"/console/remedies/approvals/{remedy.pk}/approve/")
+    retried = client.post(f"/console/remedies/approvals/{remedy.pk}/approve/", {"reason": "核实", "idempotency_key": "a1"})
+    assert retried.status_code == 200 and 'data-decision="executed"' in retried.content.decode()  # a double submit
+    twice = client.post(f"/console/remedies/approvals/{remedy.pk}/approve/", {"idempotency_key": "a2"})
     assert twice.status_code == 409
 
 
@@ -102,9 +106,9 @@ def test_over_cap_refund_goes_to_approval_and_is_approved(client, buyer, agent, 
 def test_supervisor_cannot_approve_own_request_on_the_page(client, buyer, agent, merchant, supervisor):
     Policy.objects.update_or_create(pk=1, defaults={"value_cap_fen": 1_000})
     ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant, amount_fen=8_800)
-    own = services.apply_remedy(actor=supervisor, ticket_id=ticket.pk, kind="refund", reason="x")
+    own = services.apply_remedy(actor=supervisor, ticket_id=ticket.pk, kind="refund", reason="x", idempotency_key=new_key())
     client.force_login(supervisor)
-    response = client.post(f"/console/remedies/approvals/{own.remedy_id}/approve/")
+    response = client.post(f"/console/remedies/approvals/{own.remedy_id}/approve/", {"idempotency_key": "o1"})
     assert response.status_code == 403
     assert Remedy.objects.get(pk=own.remedy_id).status == "pending_approval"
 
@@ -132,7 +136,7 @@ def test_approvals_page_query_count_is_flat(client, buyer, agent, merchant, supe
     def pending(n):
         for _ in range(n):
             ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
-            services.apply_remedy(actor=agent, ticket_id=ticket.pk, kind="coupon", reason="x")
+            services.apply_remedy(actor=agent, ticket_id=ticket.pk, kind="coupon", reason="x", idempotency_key=new_key())
 
     client.force_login(supervisor)
     pending(3)

@@ -32,12 +32,13 @@ from compensation.models import (
     PolicyChange,
     Remedy,
 )
-from compensation.tests.factories import remedy_ticket
+from compensation.tests.factories import new_key, remedy_ticket
 from merchants.models import MerchantAccount, Order, ResendTask
 from tickets.models import Message, TicketEvent
 
 
 def _apply(agent, ticket, kind="refund", **kwargs):
+    kwargs.setdefault("idempotency_key", new_key())
     return services.apply_remedy(actor=agent, ticket_id=ticket.pk, kind=kind, reason=kwargs.pop("reason", "丢件赔付"), **kwargs)
 
 
@@ -107,8 +108,8 @@ def test_caps_route_to_approval_with_reasons(buyer, agent, merchant):
     assert result.status_code == 202
     assert result.body["status"] == "pending_approval"
     assert set(result.body["reasons"]) == {"over_value_cap", "buyer_daily_cap"}
-    assert AgentQuota.objects.get(agent=agent).used == 0  # nothing consumed
-    assert BudgetDay.objects.get().spent_fen == 0 and not LedgerEntry.objects.exists()
+    assert not AgentQuota.objects.filter(agent=agent, used__gt=0).exists()  # nothing consumed
+    assert not BudgetDay.objects.filter(spent_fen__gt=0).exists() and not LedgerEntry.objects.exists()
 
 
 @pytest.mark.django_db
@@ -195,19 +196,19 @@ def test_approval_executes_once_and_never_by_the_requester(buyer, agent, merchan
     ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant, amount_fen=5_000)
     pending = _apply(agent, ticket)
     with pytest.raises(PermissionDenied):
-        services.approve_remedy(actor=agent, remedy_id=pending.remedy_id)
+        services.approve_remedy(actor=agent, remedy_id=pending.remedy_id, idempotency_key=new_key())
     own = UserFactory(role="supervisor")
     own_request = _apply(own, ticket, kind="coupon")
     with pytest.raises(OwnRequest):
-        services.approve_remedy(actor=own, remedy_id=own_request.remedy_id)
-    remedy = services.approve_remedy(actor=supervisor, remedy_id=pending.remedy_id, reason="核实丢件")
+        services.approve_remedy(actor=own, remedy_id=own_request.remedy_id, idempotency_key=new_key())
+    remedy = services.approve_remedy(actor=supervisor, remedy_id=pending.remedy_id, reason="核实丢件", idempotency_key=new_key())
     assert remedy.status == "executed" and remedy.decided_by_id == supervisor.pk and not remedy.self_service
     assert Order.objects.get(pk=ticket.order_id).refunded_fen == 5_000
     with pytest.raises(RemedyDecided):
-        services.approve_remedy(actor=supervisor, remedy_id=pending.remedy_id)
+        services.approve_remedy(actor=supervisor, remedy_id=pending.remedy_id, idempotency_key=new_key())
     with pytest.raises(RemedyDecided):
-        services.reject_remedy(actor=supervisor, remedy_id=pending.remedy_id)
-    rejected = services.reject_remedy(actor=supervisor, remedy_id=own_request.remedy_id, reason="不符合")
+        services.reject_remedy(actor=supervisor, remedy_id=pending.remedy_id, idempotency_key=new_key())
+    rejected = services.reject_remedy(actor=supervisor, remedy_id=own_request.remedy_id, reason="不符合", idempotency_key=new_key())
     assert rejected.status == "rejected" and not Coupon.objects.filter(remedy=rejected).exists()
 
 
@@ -261,3 +262,85 @@ def test_unbalanced_lines_are_refused(buyer, agent, merchant):
     result = _apply(agent, ticket, kind="coupon")
     with pytest.raises(ValueError):
         ledger.post(remedy=Remedy.objects.get(pk=result.remedy_id), lines=[("a", 1, "")], now=timezone.now())
+
+
+@pytest.mark.django_db
+def test_a_policy_change_applies_at_once_to_quotas_in_use(buyer, agent, merchant, supervisor, api):
+    """A supervisor lowers the monthly quota mid-month: agents who already used
+    some are held to the new limit from the next request on; a raise applies too."""
+    Policy.objects.update_or_create(pk=1, defaults={"agent_monthly_quota": 60, "buyer_daily_cap": 100,
+                                                    "daily_budget_fen": 10**9})
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    for _ in range(3):
+        assert _apply(agent, ticket, kind="coupon").status_code == 201
+    response = api(supervisor).patch("/api/v1/compensation/policy/", {"agent_monthly_quota": 5}, format="json")
+    assert response.status_code == 200
+    assert api(agent).get("/api/v1/agents/me/quota/").json() | {"period": None} == {
+        "period": None, "limit": 5, "used": 3, "remaining": 2}
+    outcomes = [_apply(agent, ticket, kind="coupon").status_code for _ in range(20)]
+    assert outcomes == [201, 201] + [202] * 18
+    assert Remedy.objects.filter(status="executed").count() == 5
+    services.update_policy(actor=supervisor, changes={"agent_monthly_quota": 7})
+    assert [_apply(agent, ticket, kind="coupon").status_code for _ in range(3)] == [201, 201, 202]
+
+
+@pytest.mark.django_db
+def test_only_the_policy_s_coupon_is_self_service(buyer, agent, merchant, supervisor):
+    Policy.objects.update_or_create(pk=1, defaults={"buyer_daily_cap": 10, "coupon_max_fen": 20_000})
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    big = _apply(agent, ticket, kind="coupon", amount_fen=10_000)
+    assert big.status_code == 202 and big.body["reasons"] == ["coupon_amount"]
+    small = _apply(agent, ticket, kind="coupon", amount_fen=300)
+    assert small.status_code == 202 and small.body["reasons"] == ["coupon_amount"]
+    assert _apply(agent, ticket, kind="coupon", amount_fen=500).status_code == 201
+    with pytest.raises(AmountInvalid):  # past the policy's absolute maximum: refused outright
+        _apply(agent, ticket, kind="coupon", amount_fen=20_001)
+    assert not Coupon.objects.filter(value_fen=10_000).exists()
+    remedy = services.approve_remedy(actor=supervisor, remedy_id=big.remedy_id, idempotency_key=new_key())
+    assert remedy.status == "executed" and Coupon.objects.get(remedy=remedy).value_fen == 10_000
+    with pytest.raises(InvalidInput):  # the coupon value never above the maximum
+        services.update_policy(actor=supervisor, changes={"coupon_fen": 30_000})
+
+
+@pytest.mark.django_db
+def test_money_writes_require_an_idempotency_key(buyer, agent, merchant, supervisor):
+    from core.errors import IdempotencyKeyRequired
+
+    Policy.objects.update_or_create(pk=1, defaults={"value_cap_fen": 1_000})
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant, amount_fen=5_000)
+    for key in (None, "", "   "):
+        with pytest.raises(IdempotencyKeyRequired):
+            _apply(agent, ticket, idempotency_key=key)
+    pending = _apply(agent, ticket)
+    with pytest.raises(IdempotencyKeyRequired):
+        services.approve_remedy(actor=supervisor, remedy_id=pending.remedy_id, idempotency_key=None)
+    with pytest.raises(IdempotencyKeyRequired):
+        services.reject_remedy(actor=supervisor, remedy_id=pending.remedy_id, idempotency_key="")
+    # a decision retried with its key answers as the first time, not "already decided"
+    first = services.approve_remedy(actor=supervisor, remedy_id=pending.remedy_id, idempotency_key="d-1")
+    again = services.approve_remedy(actor=supervisor, remedy_id=pending.remedy_id, idempotency_key="d-1")
+    assert first.pk == again.pk and again.status == "executed"
+    assert Order.objects.get(pk=ticket.order_id).refunded_fen == 5_000
+    with pytest.raises(IdempotencyConflict):
+        services.reject_remedy(actor=supervisor, remedy_id=pending.remedy_id, idempotency_key="d-1")
+
+
+@pytest.mark.django_db
+def test_the_ledger_is_chains_each_verifiable(buyer, agent, merchant, settings):
+    settings.LEDGER_CHAINS = 4
+    Policy.objects.update_or_create(pk=1, defaults={"buyer_daily_cap": 100})
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    for _ in range(8):
+        _apply(agent, ticket, kind="coupon")
+    chains = set(LedgerEntry.objects.values_list("chain", flat=True))
+    assert chains == {0, 1, 2, 3}
+    result = ledger.verify()
+    assert result.ok and result.entries == 16
+    # each chain links only its own entries
+    for chain in chains:
+        entries = list(LedgerEntry.objects.filter(chain=chain).order_by("id"))
+        assert entries[0].prev_hash == ledger.GENESIS
+        assert all(b.prev_hash == a.hash for a, b in zip(entries, entries[1:]))
+    victim = LedgerEntry.objects.filter(chain=2).order_by("id").first()
+    LedgerEntry.objects.filter(pk=victim.pk).update(memo="tampered")
+    assert ledger.verify().bad_hashes == [victim.pk]

@@ -180,12 +180,12 @@ def test_dashboard_figures_equal_the_database(boss, supervisor, agent, buyer, or
 def test_spend_trend_adds_up_to_what_remedies_cost_today(agent, buyer, other_buyer, merchant):
     from compensation import services as compensation
     from compensation.models import Remedy
-    from compensation.tests.factories import remedy_ticket
+    from compensation.tests.factories import new_key, remedy_ticket
     from incidents import selectors
 
     for who, kind in ((buyer, "refund"), (other_buyer, "coupon")):
         ticket = remedy_ticket(buyer=who, agent=agent, merchant=merchant)
-        outcome = compensation.apply_remedy(actor=agent, ticket_id=ticket.pk, kind=kind, reason="丢件赔付")
+        outcome = compensation.apply_remedy(actor=agent, ticket_id=ticket.pk, kind=kind, reason="丢件赔付", idempotency_key=new_key())
         assert outcome.status_code == 201, outcome.body
     spent = sum(r.cost_fen for r in Remedy.objects.filter(status="executed"))
     assert spent > 0

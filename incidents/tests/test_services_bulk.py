@@ -91,7 +91,7 @@ def test_bulk_remedy_goes_through_apply_remedy_and_its_caps(supervisor, buyer, m
     closed = ticket_in_state("resolved", buyer=buyer, agent=supervisor, order=orders[0])
     _with_tickets(incident, supervisor, tickets + [closed])
     job = services.create_bulk_job(actor=supervisor, kind="remedy", incident_id=incident.pk,
-                                   params={"remedy": "coupon", "reason": "丢件潮安抚"})
+                                   params={"remedy": "coupon", "reason": "丢件潮安抚"}, idempotency_key="bulk-1")
     assert job.total == 2  # only open tickets
     start(supervisor, job)
     job.refresh_from_db()
@@ -139,7 +139,8 @@ def test_jobs_are_for_supervisors_and_refuse_bad_input(agent, supervisor, buyer,
     for kind, params in [("macro_reply", {"body": ""}), ("remedy", {"remedy": "gold", "reason": "x"}),
                          ("nuke", {}), ("macro_reply", {"body": "x"})]:  # the last: no tickets linked yet
         with pytest.raises(DomainError) as bad:
-            services.create_bulk_job(actor=supervisor, kind=kind, incident_id=incident.pk, params=params)
+            services.create_bulk_job(actor=supervisor, kind=kind, incident_id=incident.pk, params=params,
+                                     idempotency_key="bad")
         assert bad.value.code == "invalid"
     assert not BulkJob.objects.exists()
 

@@ -27,7 +27,7 @@ def _hold(merchant, *, amount_fen: int, ticket_id: int, reason: str = "Parcel da
     """A dispute hold on a settled order, placed the way the ticket's transaction places it."""
     order = paid_order(merchant=merchant, amount_fen=amount_fen, released=True)
     with transaction.atomic():
-        return services.place_dispute_hold(order=order, ticket_id=ticket_id, reason=reason, now=timezone.now())
+        return services.place_dispute_hold(order=order, ticket_id=ticket_id, reason=reason, now=timezone.now()).hold
 
 
 def _task(merchant, *, ticket_id: int, hours_left: float = 30):
@@ -149,7 +149,7 @@ def test_overview_without_holds_and_with_disputed_orders_in_escrow(portal, merch
     in_escrow = paid_order(merchant=merchant, buyer=buyer, amount_fen=5_980)
     with transaction.atomic():
         assert services.place_dispute_hold(order=in_escrow, ticket_id=77, reason="Refund request",
-                                           now=timezone.now()) is None
+                                           now=timezone.now()).hold is None
     html = portal.get("/merchant/").content.decode()
     assert _figure(html, "withdrawable") == "¥123.00" and _figure(html, "frozen") == "¥0.00"
     assert "seg-spill" not in html  # no bar without holds

@@ -12,7 +12,7 @@ from accounts.models import User
 from accounts.tests.factories import UserFactory
 from compensation import services as compensation
 from compensation.models import BlacklistEntry, Remedy
-from compensation.tests.factories import remedy_ticket
+from compensation.tests.factories import new_key, remedy_ticket
 from core.errors import InvalidInput, PermissionDenied
 from merchants.models import MerchantAccount, Movement, Order
 from merchants.tests.factories import MerchantFactory
@@ -104,7 +104,7 @@ def test_a_flagged_buyers_remedy_still_goes_to_approval(agent, merchant, supervi
     victim = UserFactory(role=roles.BUYER)
     ticket = remedy_ticket(buyer=victim, agent=agent, merchant=merchant)
     services.flag_account(actor=supervisor, user_id=victim.pk, reason="疑似盗号")
-    result = compensation.apply_remedy(actor=agent, ticket_id=ticket.pk, kind="coupon", reason="安抚")
+    result = compensation.apply_remedy(actor=agent, ticket_id=ticket.pk, kind="coupon", reason="安抚", idempotency_key=new_key())
     assert result.status_code == 202 and "buyer_flagged" in result.body["reasons"]
     assert Remedy.objects.get().status == "pending_approval"
 

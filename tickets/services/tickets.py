@@ -198,29 +198,39 @@ def _is_dispute(ticket: Ticket) -> bool:
 
 def _open_dispute(*, ticket: Ticket, actor, now) -> None:
     """A buyer's dispute holds the merchant's money (or keeps it in escrow),
-    in the ticket's own transaction."""
+    in the ticket's own transaction. A second dispute on the same order links
+    to the open hold, and its timeline says which ticket placed it."""
     if not _is_dispute(ticket):
         return
     if ticket.party == Party.BUYER:
         # the merchant's money is at stake: the merchant sees the ticket and can answer it
         ticket.party = Party.BOTH
         ticket.save(update_fields=["party", "updated_at"])
-    hold = escrow.place_dispute_hold(
+    placed = escrow.place_dispute_hold(
         order=ticket.order, ticket_id=ticket.pk, reason=Category(ticket.category).label, now=now
     )
     data = {"order_id": ticket.order_id}
-    if hold is not None:
-        data.update(hold_id=hold.pk, amount_fen=hold.amount_fen)
-    else:
+    if placed.hold is None:
         data["escrow"] = "kept_in_escrow"
+    else:
+        data.update(hold_id=placed.hold.pk, amount_fen=placed.hold.amount_fen)
+        if placed.linked:
+            data["linked_to_ticket_id"] = placed.hold.ticket_id
     TicketEvent.objects.create(ticket=ticket, kind="dispute_opened", actor=actor, data=data, created_at=now)
 
 
 def _settle_dispute(*, ticket: Ticket, actor, now) -> None:
+    """The dispute ended: the order's hold is released with the last open
+    dispute on the order, and answers to the next one until then."""
     if not _is_dispute(ticket):
         return
-    hold = escrow.settle_dispute(order_id=ticket.order_id, ticket_id=ticket.pk, now=now)
+    others = (Ticket.objects.filter(order_id=ticket.order_id, category__in=DISPUTE_CATEGORIES, status__in=Ticket.ACTIVE)
+              .exclude(party=Party.MERCHANT).exclude(pk=ticket.pk).order_by("created_at", "pk"))
+    next_ticket_id = others.values_list("pk", flat=True).first()
+    hold = escrow.settle_dispute(order_id=ticket.order_id, ticket_id=ticket.pk, now=now, next_ticket_id=next_ticket_id)
     data = {"order_id": ticket.order_id}
     if hold is not None:
         data.update(hold_id=hold.pk, amount_fen=hold.amount_fen, released=True)
+    elif next_ticket_id is not None:
+        data["hold_kept_for_ticket_id"] = next_ticket_id
     TicketEvent.objects.create(ticket=ticket, kind="dispute_settled", actor=actor, data=data, created_at=now)

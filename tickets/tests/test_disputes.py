@@ -82,9 +82,9 @@ def test_convert_hold_to_refund_takes_available_then_deposit(buyer, released_ord
     MerchantAccount.objects.filter(pk=account.pk).update(available_fen=5_000)  # most of it paid out already
     with transaction.atomic():
         with pytest.raises(AmountInvalid):
-            escrow.convert_hold_to_refund(ticket_id=ticket.pk, amount_fen=30_001, now=timezone.now())
+            escrow.convert_hold_to_refund(order_id=ticket.order_id, amount_fen=30_001, now=timezone.now())
     with transaction.atomic():
-        escrow.convert_hold_to_refund(ticket_id=ticket.pk, amount_fen=20_000, now=timezone.now())
+        escrow.convert_hold_to_refund(order_id=ticket.order_id, amount_fen=20_000, now=timezone.now())
     account.refresh_from_db()
     assert (account.available_fen, account.deposit_fen, account.held_fen) == (0, 35_000, 0)
     hold = FundHold.objects.get()
@@ -92,7 +92,7 @@ def test_convert_hold_to_refund_takes_available_then_deposit(buyer, released_ord
     assert sorted(hold.movements.values_list("bucket", "amount_fen")) == [("available", -5_000), ("deposit", -15_000)]
     with transaction.atomic():
         with pytest.raises(HoldNotActive):
-            escrow.convert_hold_to_refund(ticket_id=ticket.pk, amount_fen=1, now=timezone.now())
+            escrow.convert_hold_to_refund(order_id=ticket.order_id, amount_fen=1, now=timezone.now())
 
 
 @pytest.mark.django_db
@@ -192,10 +192,67 @@ def test_merchant_sees_and_answers_a_dispute_that_holds_its_money(buyer, release
 
 @pytest.mark.django_db
 def test_payout_without_a_usable_key_is_a_400_on_the_key(merchant, merchant_user):
+    from core.errors import IdempotencyKeyRequired, InvalidInput as KeyInvalid
     from merchants import services as merchant_services
-    from merchants.errors import InvalidInput as KeyInvalid
+    from merchants.models import Payout
 
     fund(merchant, available_fen=1_000)
-    with pytest.raises(KeyInvalid) as refused:
-        merchant_services.request_payout(actor=merchant_user, merchant_id=merchant.pk, amount_fen=100, idempotency_key=" ")
-    assert refused.value.extra["field"] == "idempotency_key" and refused.value.code == "invalid"
+    for blank in (None, " "):
+        with pytest.raises(IdempotencyKeyRequired) as refused:
+            merchant_services.request_payout(actor=merchant_user, merchant_id=merchant.pk, amount_fen=100,
+                                             idempotency_key=blank)
+        assert refused.value.code == "idempotency_key_required" and refused.value.status == 400
+    with pytest.raises(KeyInvalid) as too_long:
+        merchant_services.request_payout(actor=merchant_user, merchant_id=merchant.pk, amount_fen=100,
+                                         idempotency_key="k" * 129)
+    assert too_long.value.extra["field"] == "Idempotency-Key"
+    assert not Payout.objects.exists()
+
+
+@pytest.mark.django_db
+def test_one_order_carries_one_hold_however_many_tickets_dispute_it(buyer, released_order, merchant, agent):
+    """18 refund requests on one order: the merchant's money is held once, each
+    later ticket links to the first, and the hold is released exactly once,
+    when the last dispute ends."""
+    tickets = [open_ticket(buyer=buyer, order=released_order, category="refund_request") for _ in range(18)]
+    hold = FundHold.objects.get()
+    assert (hold.ticket_id, hold.amount_fen, hold.status) == (tickets[0].pk, 30_000, "held")
+    assert MerchantAccount.objects.get(merchant=merchant).held_fen == 30_000
+    for later in tickets[1:]:
+        data = TicketEvent.objects.get(ticket=later, kind="dispute_opened").data
+        assert data["hold_id"] == hold.pk and data["linked_to_ticket_id"] == tickets[0].pk
+    assert Order.objects.get(pk=released_order.pk).open_disputes == 18
+
+    for ticket in tickets[:-1]:  # the first one too: the hold now answers to the next
+        services.transition_ticket(actor=agent, ticket_id=ticket.pk, name="assign")
+        services.transition_ticket(actor=agent, ticket_id=ticket.pk, name="resolve")
+        hold.refresh_from_db()
+        assert hold.status == "held"
+    assert hold.ticket_id == tickets[-1].pk and f"#{tickets[-1].pk}" in hold.release_condition
+    assert MerchantAccount.objects.get(merchant=merchant).held_fen == 30_000
+
+    services.transition_ticket(actor=agent, ticket_id=tickets[-1].pk, name="assign")
+    services.transition_ticket(actor=agent, ticket_id=tickets[-1].pk, name="resolve")
+    hold.refresh_from_db()
+    assert hold.status == "released"
+    assert MerchantAccount.objects.get(merchant=merchant).held_fen == 0
+    assert Order.objects.get(pk=released_order.pk).open_disputes == 0
+    released = TicketEvent.objects.filter(kind="dispute_settled", data__released=True)
+    assert [e.ticket_id for e in released] == [tickets[-1].pk]
+
+
+@pytest.mark.django_db
+def test_a_refund_on_a_linked_dispute_converts_the_order_s_one_hold(buyer, released_order, merchant, agent):
+    first = open_ticket(buyer=buyer, order=released_order, category="refund_request")
+    second = open_ticket(buyer=buyer, order=released_order, category="wrong_item")
+    fund(merchant, available_fen=50_000)
+    with transaction.atomic():
+        order, source = escrow.refund_order(order_id=released_order.pk, ticket_id=second.pk, amount_fen=30_000,
+                                            now=timezone.now())
+    assert source == "hold"
+    assert FundHold.objects.get().status == "converted"
+    assert MerchantAccount.objects.get(merchant=merchant).held_fen == 0
+    # the first dispute ending later releases nothing twice
+    services.transition_ticket(actor=agent, ticket_id=first.pk, name="assign")
+    services.transition_ticket(actor=agent, ticket_id=first.pk, name="resolve")
+    assert MerchantAccount.objects.get(merchant=merchant).held_fen == 0

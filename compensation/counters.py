@@ -1,0 +1,160 @@
+"""The caps of self-service as counters taken by conditional updates.
+
+No row is locked while a remedy runs its other statements: each counter is
+taken by one statement that increments only while under its cap, and says
+whether it did. The agent's quota and the buyer's counter are per person;
+the day's budget, the one row every remedy on the platform touches, is spent
+by the last statement before commit, so its lock lasts only that long.
+
+Each statement is an ``INSERT … ON CONFLICT … DO UPDATE … WHERE … RETURNING``
+(the row may not exist yet), which PostgreSQL and SQLite (3.35+) both run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from django.db import connection, transaction
+from django.db.models import Exists, F, Subquery
+
+from compensation.models import AgentQuota, BlacklistEntry, BudgetDay, BuyerCounter, Policy
+from compensation.rules import Caps
+
+
+def _in_transaction() -> None:
+    assert transaction.get_connection().in_atomic_block, "counters are taken inside the remedy's transaction"
+
+
+def _q(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def caps_snapshot(*, agent_id: int, buyer_id: int | None, buyer_username: str, day: date, period: str,
+                  now: datetime) -> Caps:
+    """The policy in force and what is used of it, in one query."""
+    from compensation.services.policy import get_policy
+
+    budget = BudgetDay.objects.filter(date=day)
+    row = (
+        Policy.objects.filter(pk=1)
+        .annotate(
+            quota_used=Subquery(AgentQuota.objects.filter(agent_id=agent_id, period=period).values("used")[:1]),
+            buyer_count=Subquery(BuyerCounter.objects.filter(buyer_id=buyer_id, date=day).values("count")[:1]),
+            day_spent=Subquery(budget.values("spent_fen")[:1]),
+            day_budget=Subquery(budget.values("budget_fen")[:1]),
+            day_breaker=Subquery(budget.values("breaker_open")[:1]),
+            blacklisted=Exists(BlacklistEntry.objects.filter(
+                kind=BlacklistEntry.Kind.ACCOUNT, value=buyer_username, expires_at__gt=now)),
+        )
+        .values("value_cap_fen", "coupon_fen", "coupon_max_fen", "coupon_days", "agent_monthly_quota",
+                "buyer_daily_cap", "daily_budget_fen", "quota_used", "buyer_count", "day_spent", "day_budget",
+                "day_breaker", "blacklisted")
+        .first()
+    )
+    if row is None:
+        get_policy()  # the first remedy ever: the policy row is made with its defaults
+        return caps_snapshot(agent_id=agent_id, buyer_id=buyer_id, buyer_username=buyer_username, day=day,
+                             period=period, now=now)
+    return Caps(
+        value_cap_fen=row["value_cap_fen"], coupon_fen=row["coupon_fen"], coupon_max_fen=row["coupon_max_fen"],
+        coupon_days=row["coupon_days"], agent_monthly_quota=row["agent_monthly_quota"],
+        buyer_daily_cap=row["buyer_daily_cap"], daily_budget_fen=row["daily_budget_fen"],
+        quota_used=row["quota_used"] or 0, buyer_count=row["buyer_count"] or 0, spent_fen=row["day_spent"] or 0,
+        budget_fen=row["daily_budget_fen"] if row["day_budget"] is None else row["day_budget"],
+        breaker_open=bool(row["day_breaker"]), blacklisted=bool(row["blacklisted"]),
+    )
+
+
+def take_quota(*, agent_id: int, period: str, limit: int) -> bool:
+    """One self-service remedy of the agent's month, if fewer than ``limit``
+    (the policy's quota now, not when the month began) are used."""
+    _in_transaction()
+    if limit <= 0:
+        return False
+    table = _q(AgentQuota._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (agent_id, period, used) VALUES (%s, %s, 1) "
+            f"ON CONFLICT (agent_id, period) DO UPDATE SET used = {table}.used + 1 "
+            f"WHERE {table}.used < %s RETURNING used",
+            [agent_id, period, limit],
+        )
+        return cursor.fetchone() is not None
+
+
+def take_buyer_slot(*, buyer_id: int, day: date, cap: int | None) -> bool:
+    """One of the buyer's remedies today, if fewer than ``cap`` were given
+    (``cap=None``: a supervisor's approval, counted but never refused)."""
+    _in_transaction()
+    if cap is not None and cap <= 0:
+        return False
+    table = _q(BuyerCounter._meta.db_table)
+    c = _q("count")
+    condition = f" WHERE {table}.{c} < %s" if cap is not None else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (buyer_id, date, {c}) VALUES (%s, %s, 1) "
+            f"ON CONFLICT (buyer_id, date) DO UPDATE SET {c} = {table}.{c} + 1{condition} RETURNING {c}",
+            [buyer_id, connection.ops.adapt_datefield_value(day), *([cap] if cap is not None else [])],
+        )
+        return cursor.fetchone() is not None
+
+
+@dataclass(frozen=True)
+class BudgetState:
+    date: date
+    spent_fen: int
+    budget_fen: int
+    breaker_open: bool
+    breaker_opened: bool  # this spend opened it
+
+
+def spend_budget(*, day: date, cost_fen: int, now: datetime, default_budget_fen: int,
+                 approved: bool = False) -> BudgetState | None:
+    """Spend ``cost_fen`` of the day's budget; the breaker opens when the spend
+    reaches the budget. Self-service (``approved=False``) spends only while the
+    breaker is closed and the budget covers the cost, else returns None and
+    spends nothing. A supervisor's approval always spends."""
+    _in_transaction()
+    table = _q(BudgetDay._meta.db_table)
+    cost = int(cost_fen)
+    reaches = f"{table}.spent_fen + %(cost)s >= {table}.budget_fen"
+    guard = "" if approved else f" WHERE NOT {table}.breaker_open AND {table}.spent_fen + %(cost)s <= {table}.budget_fen"
+    # a first remedy of the day inserts the row: it may not pass the budget either
+    if not approved and cost > default_budget_fen and not BudgetDay.objects.filter(date=day).exists():
+        return None
+    params = {"day": connection.ops.adapt_datefield_value(day), "default": default_budget_fen, "cost": cost,
+              "now": connection.ops.adapt_datetimefield_value(now)}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (date, budget_fen, spent_fen, breaker_open, breaker_opened_at) "
+            f"VALUES (%(day)s, %(default)s, %(cost)s, %(cost)s >= %(default)s, "
+            f"CASE WHEN %(cost)s >= %(default)s THEN %(now)s END) "
+            f"ON CONFLICT (date) DO UPDATE SET spent_fen = {table}.spent_fen + %(cost)s, "
+            f"breaker_open = ({table}.breaker_open OR {reaches}), "
+            f"breaker_opened_at = CASE WHEN NOT {table}.breaker_open AND {reaches} THEN %(now)s "
+            f"ELSE {table}.breaker_opened_at END{guard} "
+            f"RETURNING spent_fen, budget_fen, breaker_open",
+            params,
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    spent, budget, breaker_open = row[0], row[1], bool(row[2])
+    return BudgetState(date=day, spent_fen=spent, budget_fen=budget, breaker_open=breaker_open,
+                       breaker_opened=breaker_open and spent - cost < budget)
+
+
+def open_breaker_if_over(*, day: date, cost_fen: int, now: datetime, default_budget_fen: int) -> BudgetState | None:
+    """A remedy that would pass the budget opens the breaker (it goes to
+    approval itself); None when the breaker was open already or the cost fits."""
+    _in_transaction()
+    BudgetDay.objects.get_or_create(date=day, defaults={"budget_fen": default_budget_fen})
+    changed = (BudgetDay.objects.filter(date=day, breaker_open=False, budget_fen__lt=F("spent_fen") + int(cost_fen))
+               .update(breaker_open=True, breaker_opened_at=now))
+    if not changed:
+        return None
+    row = BudgetDay.objects.get(date=day)
+    return BudgetState(date=day, spent_fen=row.spent_fen, budget_fen=row.budget_fen, breaker_open=True,
+                       breaker_opened=True)

@@ -1,0 +1,87 @@
+"""The compensation policy and the day's breaker: changed by supervisors, audited."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts import roles
+from compensation.errors import BudgetStillExhausted, InvalidInput, PermissionDenied
+from compensation.locks import lock_budget_day
+from compensation.models import BreakerReset, BudgetDay, Policy, PolicyChange
+from core.realtime import publish_on_commit
+from tickets.events import CONSOLE
+
+POLICY_FIELDS = ("value_cap_fen", "coupon_fen", "coupon_max_fen", "agent_monthly_quota", "buyer_daily_cap",
+                 "daily_budget_fen")
+
+
+def get_policy() -> Policy:
+    policy, _ = Policy.objects.get_or_create(pk=1)
+    return policy
+
+
+def period_of(now: datetime) -> str:
+    """The quota month of ``now`` (local time), ``YYYY-MM``."""
+    return timezone.localtime(now).strftime("%Y-%m")
+
+
+@transaction.atomic(durable=True)
+def reset_breaker(*, actor, reason: str, budget_fen: int | None = None) -> BudgetDay:
+    """A supervisor re-arms self-service for today, with a reason (recorded);
+    while the spend is at the budget, today's budget must be raised too."""
+    if not roles.is_supervisor(actor):
+        raise PermissionDenied("Only a supervisor re-arms the breaker.")
+    reason = (reason or "").strip()
+    if not reason or len(reason) > 255:
+        raise InvalidInput("Give a reason (at most 255 characters).", field="reason")
+    if budget_fen is not None and (isinstance(budget_fen, bool) or not isinstance(budget_fen, int) or budget_fen < 0):
+        raise InvalidInput("budget_fen is a non-negative integer.", field="budget_fen")
+    now = timezone.now()
+    budget = lock_budget_day(timezone.localdate(now), budget_fen=get_policy().daily_budget_fen)
+    if budget_fen is not None:
+        budget.budget_fen = budget_fen
+    if budget.spent_fen >= budget.budget_fen:
+        raise BudgetStillExhausted()
+    budget.breaker_open = False
+    budget.breaker_opened_at = None
+    budget.save(update_fields=["budget_fen", "breaker_open", "breaker_opened_at"])
+    BreakerReset.objects.create(budget_day=budget, reset_by=actor, reason=reason, spent_fen=budget.spent_fen, created_at=now)
+    publish_on_commit([CONSOLE], {"type": "breaker", "open": False, "date": budget.date.isoformat(),
+                                  "spent_fen": budget.spent_fen, "budget_fen": budget.budget_fen})
+    return budget
+
+
+@transaction.atomic(durable=True)
+def update_policy(*, actor, changes: dict, reason: str = "") -> Policy:
+    """A supervisor changes the caps; every change is recorded (who, when,
+    before → after) and applies from the next request on: quotas already in
+    use this month and today's budget follow it."""
+    if not roles.is_supervisor(actor):
+        raise PermissionDenied("Only a supervisor changes the policy.")
+    unknown = set(changes) - set(POLICY_FIELDS)
+    if unknown:
+        raise InvalidInput(f"Unknown policy fields: {', '.join(sorted(unknown))}.")
+    for name, value in changes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > 10**12:
+            raise InvalidInput(f"{name} is a non-negative integer.", field=name)
+    if changes.get("coupon_fen") == 0:
+        raise InvalidInput("coupon_fen is at least 1.", field="coupon_fen")
+    get_policy()
+    policy = Policy.objects.select_for_update().get(pk=1)
+    diff = {name: [getattr(policy, name), value] for name, value in changes.items() if getattr(policy, name) != value}
+    if not diff:
+        return policy
+    for name, (_, value) in diff.items():
+        setattr(policy, name, value)
+    if policy.coupon_fen > policy.coupon_max_fen:
+        raise InvalidInput("The coupon value cannot be above the largest coupon.", field="coupon_fen")
+    policy.save()
+    PolicyChange.objects.create(changed_by=actor, changes=diff, reason=(reason or "")[:255])
+    if "daily_budget_fen" in diff:
+        # today's budget follows the policy at once (a supervisor may still raise today's alone)
+        BudgetDay.objects.filter(date=timezone.localdate()).update(budget_fen=policy.daily_budget_fen)
+    publish_on_commit([CONSOLE], {"type": "policy.changed", "fields": sorted(diff)})
+    return policy

@@ -1,0 +1,391 @@
+"""Remedies: apply within the caps, or route to a supervisor; approve, reject.
+
+A remedy is one transaction in which quota, buyer counter, budget, the remedy,
+its coupon, refund or resend, the ledger and the ticket's timeline and notice
+commit together or not at all. No row is held platform-wide while it runs:
+
+1. the ticket is locked (remedies on one ticket take turns);
+2. one query reads the policy in force and what is used of it; the rules
+   (``compensation/rules.py``) decide: refused (422), approval (202) or
+   self-service;
+3. self-service takes the agent's quota and the buyer's daily slot by
+   conditional updates (per person), carries the remedy out, and spends the
+   day's budget by one conditional update as the last statement before the
+   idempotency record and the commit;
+4. a conditional update that fails means another request took the last of
+   a cap since step 2: the transaction rolls back and runs again once, and
+   the fresh read routes it to approval. N parallel requests against a cap of
+   K therefore grant exactly min(N, K) and the budget is never passed.
+
+The ``Idempotency-Key`` is required (400 without it). The key's record is
+written in the same transaction as the effect (unique ``(scope, key)``): a
+retry with the same key and body replays the first answer, another body is a
+409, and two requests racing with one key leave one effect.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts import roles
+from compensation import counters, ledger, rules
+from compensation.errors import (
+    AmountInvalid,
+    IdempotencyConflict,
+    InvalidInput,
+    NotFound,
+    OwnRequest,
+    PermissionDenied,
+    RemedyDecided,
+)
+from compensation.models import Coupon, IdempotencyRecord, Remedy, RemedyEvent
+from compensation.rules import Caps
+from compensation.services.policy import get_policy, period_of
+from core.errors import Conflict
+from core.idempotency import request_hash, require_idempotency_key
+from core.money import format_fen
+from core.realtime import publish_on_commit
+from merchants import services as escrow
+from tickets.events import CONSOLE
+from tickets.models import Ticket, TicketEvent
+from tickets.selectors import get_ticket_for, tickets_visible_to
+from tickets.services.conversation import append_message
+
+MAX_CAP_RACES = 2
+
+
+class _CapTaken(Exception):
+    """A conditional update found its cap used up since the snapshot."""
+
+
+@dataclass(frozen=True)
+class RemedyResult:
+    status_code: int
+    body: dict
+    remedy_id: int
+    replayed: bool = False
+
+
+
+def _replay(*, scope: str, key: str, digest: str) -> RemedyResult | None:
+    record = IdempotencyRecord.objects.filter(scope=scope, key=key).first()
+    if record is None:
+        return None
+    if record.request_hash != digest:
+        raise IdempotencyConflict()
+    return RemedyResult(record.status_code, record.response, record.response["id"], replayed=True)
+
+
+def _idempotent(*, scope: str, key: str, digest: str, run) -> RemedyResult:
+    """Replay a key already answered; else run (retrying a lost cap race
+    once) and let a racing request with the same key replay the winner."""
+    if replayed := _replay(scope=scope, key=key, digest=digest):
+        return replayed
+    for attempt in range(MAX_CAP_RACES + 1):
+        try:
+            return run()
+        except _CapTaken:
+            if attempt == MAX_CAP_RACES:
+                raise Conflict("The caps changed while this was decided; try again.") from None
+        except IntegrityError:
+            # another request with the same key committed first: answer as it did
+            if replayed := _replay(scope=scope, key=key, digest=digest):
+                return replayed
+            raise
+    raise AssertionError("unreachable")
+
+
+def _record(*, scope: str, key: str, digest: str, status_code: int, body: dict, now: datetime) -> None:
+    IdempotencyRecord.objects.create(scope=scope, key=key, request_hash=digest, status_code=status_code,
+                                     response=body, created_at=now)
+
+
+def _lock_ticket(*, actor, ticket_id: int) -> Ticket:
+    """The ticket, locked, with its buyer and order (the first lock of the order)."""
+    ticket = (tickets_visible_to(user=actor).select_for_update(of=("self",)).select_related("buyer", "order")
+              .filter(pk=ticket_id).first())
+    if ticket is None:
+        get_ticket_for(user=actor, ticket_id=ticket_id)  # raises the 404 that reveals nothing
+    return ticket
+
+
+def _caps(*, actor, ticket: Ticket, now: datetime) -> Caps:
+    return counters.caps_snapshot(
+        agent_id=actor.pk, buyer_id=ticket.buyer_id, buyer_username=ticket.buyer.username if ticket.buyer_id else "",
+        day=timezone.localdate(now), period=period_of(now), now=now,
+    )
+
+
+def refusal_for(*, ticket: Ticket, kind: str, caps: Caps, amount_fen=None):
+    """The DomainError ``apply_remedy`` would refuse with (422), or None: the
+    panel shows it before any click."""
+    refused = rules.ineligibility(ticket=ticket, kind=kind, blacklisted=caps.blacklisted)
+    if refused is not None:
+        return refused
+    try:
+        rules.amount_for(kind=kind, amount_fen=amount_fen,
+                         refundable_fen=ticket.order.refundable_fen if ticket.order_id else 0, caps=caps)
+    except AmountInvalid as invalid:
+        return invalid
+    return None
+
+
+# --- apply ---------------------------------------------------------------------------------
+
+
+def apply_remedy(*, actor, ticket_id: int, kind: str, reason: str, amount_fen: int | None = None,
+                 with_coupon: bool = False, idempotency_key: str | None) -> RemedyResult:
+    """Grant a remedy within every cap (201, executed), route it to a
+    supervisor when a cap is hit (202, pending_approval, with the reasons), or
+    refuse it (422). The same key with the same body replays the first answer;
+    with another body it is a 409; without a key it is a 400."""
+    if not roles.is_agent(actor):
+        raise PermissionDenied("Only staff apply remedies.")
+    key = require_idempotency_key(idempotency_key)
+    if kind not in Remedy.Kind.values:
+        raise InvalidInput(f"kind is one of {', '.join(Remedy.Kind.values)}.", field="kind")
+    reason = (reason or "").strip()
+    if not reason or len(reason) > 255:
+        raise InvalidInput("Give a reason (at most 255 characters).", field="reason")
+    if with_coupon and kind == Remedy.Kind.COUPON:
+        raise InvalidInput("with_coupon goes with a refund or a resend.", field="with_coupon")
+    scope = f"remedy:{actor.pk}"
+    digest = request_hash({"ticket_id": ticket_id, "kind": kind, "amount_fen": amount_fen, "reason": reason,
+                           "with_coupon": bool(with_coupon)})
+    return _idempotent(scope=scope, key=key, digest=digest, run=lambda: _apply(
+        actor=actor, ticket_id=ticket_id, kind=kind, reason=reason, amount_fen=amount_fen,
+        with_coupon=bool(with_coupon), scope=scope, key=key, digest=digest))
+
+
+@transaction.atomic(durable=True)
+def _apply(*, actor, ticket_id: int, kind: str, reason: str, amount_fen, with_coupon: bool, scope: str, key: str,
+           digest: str) -> RemedyResult:
+    now = timezone.now()
+    today = timezone.localdate(now)
+    ticket = _lock_ticket(actor=actor, ticket_id=ticket_id)
+    caps = _caps(actor=actor, ticket=ticket, now=now)
+    refused = refusal_for(ticket=ticket, kind=kind, caps=caps, amount_fen=amount_fen)
+    if refused is not None:
+        raise refused
+    refundable = ticket.order.refundable_fen if ticket.order_id else 0
+    amount = rules.amount_for(kind=kind, amount_fen=amount_fen, refundable_fen=refundable, caps=caps)
+    coupon_fen = caps.coupon_fen if with_coupon else 0
+    cost = rules.remedy_cost(kind=kind, amount_fen=amount, with_coupon=with_coupon, coupon_fen=coupon_fen)
+    reasons = rules.approval_reasons(
+        caps=caps, kind=kind, amount_fen=amount, cost_fen=cost,
+        order_amount_fen=ticket.order.amount_fen if ticket.order_id else None,
+        buyer_active=ticket.buyer.account_status == ticket.buyer.AccountStatus.ACTIVE,
+    )
+    remedy = Remedy(ticket=ticket, order=ticket.order, buyer=ticket.buyer, requested_by=actor, kind=kind,
+                    amount_fen=amount, with_coupon=with_coupon, coupon_fen=coupon_fen, reason=reason, created_at=now)
+    requested = {"kind": kind, "amount_fen": amount, "with_coupon": with_coupon}
+    if reasons:
+        remedy.route_to_approval(reasons=reasons)
+        remedy.save()
+        RemedyEvent.objects.bulk_create([
+            RemedyEvent(remedy=remedy, kind="requested", actor=actor, created_at=now, data=requested),
+            RemedyEvent(remedy=remedy, kind="pending_approval", actor=actor, data={"reasons": reasons}, created_at=now),
+        ])
+        TicketEvent.objects.create(ticket=ticket, kind="remedy_requested", actor=actor, created_at=now,
+                                   data={"remedy_id": remedy.pk, "kind": kind, "amount_fen": amount, "reasons": reasons})
+        if rules.REASON_BREAKER in reasons and not caps.breaker_open:
+            opened = counters.open_breaker_if_over(day=today, cost_fen=cost, now=now,
+                                                   default_budget_fen=caps.daily_budget_fen)
+            if opened is not None:
+                _publish_budget(opened)
+        publish_on_commit([CONSOLE], {"type": "remedy.pending", "remedy_id": remedy.pk, "ticket_id": ticket.pk,
+                                      "reasons": reasons})
+        status_code = 202
+    else:
+        if not counters.take_quota(agent_id=actor.pk, period=period_of(now), limit=caps.agent_monthly_quota):
+            raise _CapTaken()
+        if not counters.take_buyer_slot(buyer_id=ticket.buyer_id, day=today, cap=caps.buyer_daily_cap):
+            raise _CapTaken()
+        remedy.auto_approve()
+        remedy.execute(now=now)
+        remedy.save()
+        RemedyEvent.objects.bulk_create([
+            RemedyEvent(remedy=remedy, kind="requested", actor=actor, created_at=now, data=requested),
+            _carry_out(remedy=remedy, ticket=ticket, actor=actor, caps=caps, now=now),
+        ])
+        # the day's budget last: the one row every remedy shares is held only from here to the commit
+        spent = counters.spend_budget(day=today, cost_fen=cost, now=now, default_budget_fen=caps.daily_budget_fen)
+        if spent is None:
+            raise _CapTaken()
+        _publish_budget(spent)
+        status_code = 201
+    body = remedy_body(remedy)
+    _record(scope=scope, key=key, digest=digest, status_code=status_code, body=body, now=now)
+    return RemedyResult(status_code, body, remedy.pk)
+
+
+def _new_coupon_code() -> str:
+    return "CP" + secrets.token_hex(6).upper()
+
+
+def _carry_out(*, remedy: Remedy, ticket: Ticket, actor, caps: Caps, now: datetime) -> RemedyEvent:
+    """Refund / resend / coupon, the ledger, the ticket's timeline and the
+    buyer's notice, under the caller's locks. Returns the (unsaved) executed
+    event for the caller to write with its others."""
+    lines: list[tuple[str, int, str]] = []
+    told = []
+    coupon_codes = []
+    if remedy.kind == Remedy.Kind.REFUND:
+        order, source = escrow.refund_order(order_id=remedy.order_id, ticket_id=ticket.pk, amount_fen=remedy.amount_fen,
+                                            now=now)
+        source_account = {"escrow": f"escrow:order:{order.pk}", "hold": f"merchant:{order.merchant_id}",
+                          "balance": f"merchant:{order.merchant_id}"}[source]
+        lines += [(source_account, -remedy.amount_fen, f"refund ({source})"),
+                  (f"buyer:{remedy.buyer_id}", remedy.amount_fen, "refund")]
+        told.append(f"退款 {format_fen(remedy.amount_fen)} 已原路退回")
+    elif remedy.kind == Remedy.Kind.RESEND:
+        task = escrow.create_resend_task(order=remedy.order, ticket_id=ticket.pk, reason=remedy.reason, now=now)
+        told.append(f"已要求商家在 {timezone.localtime(task.deadline_at):%m月%d日 %H:%M} 前为您补发")
+    coupon_value = remedy.amount_fen if remedy.kind == Remedy.Kind.COUPON else remedy.coupon_fen
+    if coupon_value:
+        coupon = Coupon.objects.create(
+            code=_new_coupon_code(), buyer_id=remedy.buyer_id, remedy=remedy, value_fen=coupon_value,
+            threshold_fen=0, issued_at=now, expires_at=now + timedelta(days=caps.coupon_days),
+        )
+        coupon_codes.append(coupon.code)
+        lines += [("platform:compensation", -coupon_value, "coupon"), (f"buyer_coupons:{remedy.buyer_id}", coupon_value, coupon.code)]
+        told.append(f"{format_fen(coupon_value)} 无门槛优惠券（{coupon.code}）已发放到您的账户")
+    if lines:
+        ledger.post(remedy=remedy, lines=lines, now=now)
+    TicketEvent.objects.create(ticket=ticket, kind="remedy_executed", actor=actor, created_at=now,
+                               data={"remedy_id": remedy.pk, "kind": remedy.kind, "amount_fen": remedy.amount_fen,
+                                     "with_coupon": remedy.with_coupon, "coupons": coupon_codes,
+                                     "self_service": remedy.self_service})
+    append_message(ticket=ticket, author=None, body="，".join(told) + "。", internal=False, now=now, notice="remedy_applied")
+    return RemedyEvent(remedy=remedy, kind="executed", actor=actor, created_at=now,
+                       data={"cost_fen": remedy.cost_fen, "coupons": coupon_codes})
+
+
+def _publish_budget(state: counters.BudgetState) -> None:
+    payload = {"date": state.date.isoformat(), "spent_fen": state.spent_fen, "budget_fen": state.budget_fen}
+    publish_on_commit([CONSOLE], {"type": "budget", **payload, "breaker_open": state.breaker_open})
+    if state.breaker_opened:
+        publish_on_commit([CONSOLE], {"type": "breaker", "open": True, **payload})
+
+
+def remedy_body(remedy: Remedy) -> dict:
+    body = {"id": remedy.pk, "status": remedy.status, "kind": remedy.kind, "amount_fen": remedy.amount_fen,
+            "with_coupon": remedy.with_coupon, "coupon_fen": remedy.coupon_fen, "ticket_id": remedy.ticket_id}
+    if remedy.status == Remedy.Status.PENDING_APPROVAL:
+        body["reasons"] = list(remedy.approval_reasons)
+    return body
+
+
+# --- approvals -------------------------------------------------------------------------------
+
+
+def _decidable(*, actor, remedy_id: int) -> Remedy:
+    if not roles.is_supervisor(actor):
+        raise PermissionDenied("Only a supervisor decides remedies.")
+    remedy = Remedy.objects.filter(pk=remedy_id).first()
+    if remedy is None:
+        raise NotFound("Remedy not found.")
+    if remedy.requested_by_id == actor.pk:
+        raise OwnRequest()
+    return remedy
+
+
+def _decide(*, actor, remedy_id: int, reason: str, idempotency_key: str | None, verdict: str) -> Remedy:
+    key = require_idempotency_key(idempotency_key)
+    scope = f"decision:{actor.pk}"
+    reason = (reason or "")[:255]
+    digest = request_hash({"remedy_id": remedy_id, "verdict": verdict, "reason": reason})
+    run = _approve if verdict == "approve" else _reject
+    result = _idempotent(scope=scope, key=key, digest=digest, run=lambda: run(
+        actor=actor, remedy_id=remedy_id, reason=reason, scope=scope, key=key, digest=digest))
+    return Remedy.objects.get(pk=result.remedy_id)
+
+
+def approve_remedy(*, actor, remedy_id: int, reason: str = "", idempotency_key: str | None) -> Remedy:
+    """A supervisor approves; the remedy executes in the same transaction and
+    spends the budget even past it (the supervisor decided; the breaker opens)."""
+    return _decide(actor=actor, remedy_id=remedy_id, reason=reason, idempotency_key=idempotency_key, verdict="approve")
+
+
+def reject_remedy(*, actor, remedy_id: int, reason: str = "", idempotency_key: str | None) -> Remedy:
+    return _decide(actor=actor, remedy_id=remedy_id, reason=reason, idempotency_key=idempotency_key, verdict="reject")
+
+
+@transaction.atomic(durable=True)
+def _approve(*, actor, remedy_id: int, reason: str, scope: str, key: str, digest: str) -> RemedyResult:
+    remedy = _decidable(actor=actor, remedy_id=remedy_id)
+    now = timezone.now()
+    ticket = Ticket.objects.select_for_update(of=("self",)).select_related("buyer", "order").get(pk=remedy.ticket_id)
+    remedy = Remedy.objects.select_for_update().get(pk=remedy_id)
+    if remedy.status != Remedy.Status.PENDING_APPROVAL:
+        raise RemedyDecided()
+    caps = _caps(actor=actor, ticket=ticket, now=now)
+    refused = rules.ineligibility(ticket=ticket, kind=remedy.kind, blacklisted=caps.blacklisted)
+    if refused is not None:
+        raise refused
+    if remedy.kind == Remedy.Kind.REFUND and remedy.amount_fen > remedy.order.refundable_fen:
+        raise AmountInvalid("Less is left to refund on the order than this remedy asks.")
+    remedy.approve(by=actor, reason=reason, now=now)
+    counters.take_buyer_slot(buyer_id=remedy.buyer_id, day=timezone.localdate(now), cap=None)
+    remedy.execute(now=now)
+    remedy.save()
+    RemedyEvent.objects.bulk_create([
+        RemedyEvent(remedy=remedy, kind="approved", actor=actor, data={"reason": reason}, created_at=now),
+        _carry_out(remedy=remedy, ticket=ticket, actor=actor, caps=caps, now=now),
+    ])
+    spent = counters.spend_budget(day=timezone.localdate(now), cost_fen=remedy.cost_fen, now=now,
+                                  default_budget_fen=caps.daily_budget_fen, approved=True)
+    _publish_budget(spent)
+    _record(scope=scope, key=key, digest=digest, status_code=200, body={"id": remedy.pk}, now=now)
+    return RemedyResult(200, {"id": remedy.pk}, remedy.pk)
+
+
+@transaction.atomic(durable=True)
+def _reject(*, actor, remedy_id: int, reason: str, scope: str, key: str, digest: str) -> RemedyResult:
+    _decidable(actor=actor, remedy_id=remedy_id)
+    now = timezone.now()
+    remedy = Remedy.objects.select_for_update().get(pk=remedy_id)
+    if remedy.status != Remedy.Status.PENDING_APPROVAL:
+        raise RemedyDecided()
+    remedy.reject(by=actor, reason=reason, now=now)
+    remedy.save()
+    RemedyEvent.objects.create(remedy=remedy, kind="rejected", actor=actor, data={"reason": reason}, created_at=now)
+    TicketEvent.objects.create(ticket_id=remedy.ticket_id, kind="remedy_rejected", actor=actor, created_at=now,
+                               data={"remedy_id": remedy.pk, "reason": reason})
+    _record(scope=scope, key=key, digest=digest, status_code=200, body={"id": remedy.pk}, now=now)
+    return RemedyResult(200, {"id": remedy.pk}, remedy.pk)
+
+
+def refusals_for(*, tickets: list[Ticket], kind: str, amount_fen=None, now: datetime | None = None) -> dict:
+    """``refusal_for`` over many tickets (a bulk job's preview) in two queries:
+    the policy and the blacklist. ``tickets`` carry their buyer and order."""
+    from dataclasses import replace
+
+    from compensation.models import BlacklistEntry
+
+    now = now or timezone.now()
+    policy = get_policy()
+    base = Caps(value_cap_fen=policy.value_cap_fen, coupon_fen=policy.coupon_fen, coupon_max_fen=policy.coupon_max_fen,
+                coupon_days=policy.coupon_days, agent_monthly_quota=policy.agent_monthly_quota,
+                buyer_daily_cap=policy.buyer_daily_cap, daily_budget_fen=policy.daily_budget_fen, quota_used=0,
+                buyer_count=0, spent_fen=0, budget_fen=policy.daily_budget_fen, breaker_open=False, blacklisted=False)
+    usernames = {t.buyer.username for t in tickets if t.buyer_id}
+    listed = set(BlacklistEntry.objects.filter(kind=BlacklistEntry.Kind.ACCOUNT, value__in=usernames,
+                                               expires_at__gt=now).values_list("value", flat=True))
+    return {t.pk: refusal_for(ticket=t, kind=kind, amount_fen=amount_fen,
+                              caps=replace(base, blacklisted=bool(t.buyer_id) and t.buyer.username in listed))
+            for t in tickets}
+
+
+def policy_caps(*, actor, ticket: Ticket, now: datetime | None = None) -> Caps:
+    """The caps as a remedy on ``ticket`` by ``actor`` would read them now (the panel)."""
+    return _caps(actor=actor, ticket=ticket, now=now or timezone.now())
+
+
+__all__ = ["RemedyResult", "apply_remedy", "approve_remedy", "get_policy", "policy_caps", "refusal_for",
+           "refusals_for", "reject_remedy", "remedy_body", "request_hash"]
