@@ -77,6 +77,16 @@ class _Shard(RedisSingleShardConnection):
                 await asyncio.sleep(0.25)
 
 
+    async def publish_many(self, items: list[tuple[str, bytes]]) -> None:
+        """Several publishes in one round trip, in order."""
+        async with self._lock:
+            self._ensure_redis()
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for channel, data in items:
+                    pipe.publish(channel, data)
+                await pipe.execute()
+
+
 class _LoopLayer(RedisPubSubLoopLayer):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -91,6 +101,15 @@ class _LoopLayer(RedisPubSubLoopLayer):
         except BaseException:
             self.channels.pop(channel, None)
             raise
+
+    async def group_send_many(self, events: list[tuple[str, dict]]) -> None:
+        by_shard: dict[int, list[tuple[str, bytes]]] = {}
+        for group, message in events:
+            channel = self._get_group_channel_name(group)
+            shard = self._shards.index(self._get_shard(channel))
+            by_shard.setdefault(shard, []).append((channel, self.channel_layer.serialize(message)))
+        for index, items in by_shard.items():
+            await self._shards[index].publish_many(items)
 
     def announce_reconnected(self) -> None:
         """Wake every socket of this process: the layer was away, look again."""
@@ -118,6 +137,11 @@ class RedisPubSubLayer(RedisPubSubChannelLayer):
             self._layers[loop] = layer
             _wrap_close(self, loop)
             return layer
+
+    async def group_send_many(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """``group_send`` of each ``(group, message)``, in order, one round trip
+        per Redis host (the chat writer publishes a batch this way)."""
+        await self._get_layer().group_send_many(events)
 
     # --- synchronous publishing ------------------------------------------------
 

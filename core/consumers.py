@@ -4,6 +4,7 @@ frame.
 
 Close codes the pages act on:
 
+- 4400: the socket's own address is malformed (a bad ``after_seq``);
 - 4401: not logged in (the page goes to the login form);
 - 4403: not allowed (the page stops trying);
 - 1012 (a server restarting) and 1013 (``RECONNECT_NOW``, the channel layer
@@ -30,6 +31,7 @@ from channels.utils import await_many_dispatch
 
 logger = logging.getLogger(__name__)
 
+BAD_REQUEST = 4400
 NOT_AUTHENTICATED = 4401
 FORBIDDEN = 4403
 RECONNECT_NOW = 1013
@@ -37,6 +39,23 @@ RECONNECT_NOW = 1013
 # how long a consumer keeps trying the channel layer before it gives the
 # socket back with RECONNECT_NOW (Redis restarting takes a second or two)
 LAYER_RETRY_DELAYS_S = (0.1, 0.25, 0.5, 1.0, 1.5)
+
+
+def in_pool(fn):
+    """``fn`` as a coroutine on asgiref's thread pool, each call with its own
+    pooled database connection: Channels' ``database_sync_to_async`` runs every
+    socket of a process on one shared thread, where connects queue up."""
+    from asgiref.sync import sync_to_async
+    from django.db import close_old_connections
+
+    def run(*args, **kwargs):
+        close_old_connections()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(run, thread_sensitive=False)
 
 
 class LayerUnavailable(Exception):
@@ -174,7 +193,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             return
         try:
             content = json.loads(text_data)
-        except ValueError:
+        except (ValueError, RecursionError):  # [[[[…]]]] nested past Python's limit
             await self.send_error("malformed_json", "Frames are JSON objects.")
             return
         if not isinstance(content, dict):

@@ -7,18 +7,19 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cs_portal.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
-from django.conf import settings  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from core.origin import SameOriginValidator  # noqa: E402
+from core.ws_auth import PooledAuthMiddlewareStack  # noqa: E402
 from cs_portal.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         # the page's own origin (scheme, host and port) or a trusted one only
-        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # the session's user is resolved on the thread pool, not the shared database thread
+        "websocket": SameOriginValidator(PooledAuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
 

@@ -3,10 +3,9 @@ merchant, the merchant is invited into a chat, a resend task arrives)."""
 
 from __future__ import annotations
 
-from channels.db import database_sync_to_async
 
 from accounts import roles
-from core.consumers import FORBIDDEN, NOT_AUTHENTICATED, LiveConsumer
+from core.consumers import FORBIDDEN, NOT_AUTHENTICATED, LiveConsumer, in_pool
 from merchants.selectors import merchant_id_for
 from merchants.services import merchant_group
 
@@ -22,7 +21,7 @@ class MerchantConsumer(LiveConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=NOT_AUTHENTICATED)
             return
-        merchant_id = await database_sync_to_async(_merchant_of)(user)
+        merchant_id = await in_pool(_merchant_of)(user)
         if merchant_id is None:
             await self.close(code=FORBIDDEN)
             return

@@ -1,13 +1,20 @@
-"""Websockets for the agent console."""
+"""Websockets of the console and the chat."""
 
 from __future__ import annotations
 
-from channels.db import database_sync_to_async
+import asyncio
+import time
 
 from accounts import roles
-from core.consumers import FORBIDDEN, NOT_AUTHENTICATED, LiveConsumer
-from core.errors import DomainError
-from tickets.events import CONSOLE, agent_group, ticket_group
+from core.consumers import BAD_REQUEST, FORBIDDEN, NOT_AUTHENTICATED, LiveConsumer, in_pool
+from core.errors import DomainError, InvalidInput
+from core.parsing import MAX_INT, parse_optional_int
+from tickets import chat_writer
+from tickets.errors import TicketNotFound
+from tickets.events import CONSOLE, agent_group, staff_group, ticket_group
+from tickets.models import Message, Ticket
+from tickets.rules import Viewer, sees_internal_notes, viewer_of, visibility_filter
+from tickets.services.chat import clean_body, clean_client_id
 
 
 class ConsoleConsumer(LiveConsumer):
@@ -19,7 +26,7 @@ class ConsoleConsumer(LiveConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=NOT_AUTHENTICATED)
             return
-        if not await database_sync_to_async(roles.is_agent)(user):
+        if not await in_pool(roles.is_agent)(user):
             await self.close(code=FORBIDDEN)
             return
         await self.join(CONSOLE)
@@ -31,41 +38,64 @@ class ChatConsumer(LiveConsumer):
     """``/ws/tickets/<id>/chat/?after_seq=N``: the ticket's conversation for its
     buyer, staff and (once brought in) its merchant.
 
-    Lossless by construction: join the group first, then replay every stored
+    Lossless by construction: join the groups first, then replay every stored
     message with ``seq > after_seq`` from the database, then stream, dropping
-    what was already sent. When the channel layer was away, replay again.
-    Scope is checked at connect and on every action.
+    what was already sent; a gap (a lost wake-up) and the layer coming back
+    after an outage are filled from the database too. Internal notes come
+    through a staff-only group, and each public frame names the public message
+    before it, so a buyer's socket never mistakes a note for a lost message.
+
+    Where the database work runs: connects and replays on asgiref's thread
+    pool (in parallel), messages and read marks through the process's
+    ``ChatWriter`` (batched, on its own thread); typing frames touch no
+    database. The scope is checked at connect, inside every write (on the
+    locked ticket), and for typing against an answer at most ``SCOPE_TTL_S`` old.
     """
 
     MAX_FRAME = 8 * 1024
     BURST = 10  # messages per window and connection
     WINDOW_S = 10.0
+    SCOPE_TTL_S = 30.0
 
     async def connect(self) -> None:
-        self.user = self.scope.get("user")
+        user = self.scope.get("user")
         self.ticket_id = int(self.scope["url_route"]["kwargs"]["ticket_id"])
-        if self.user is None or not self.user.is_authenticated:
+        if user is None or not user.is_authenticated:
             await self.close(code=NOT_AUTHENTICATED)
             return
-        if not await self._may_see():
+        try:
+            after_seq = self._after_seq()
+        except InvalidInput as error:
+            await self.accept()
+            await self.send_error(error.code, str(error.detail))
+            await self.close(code=BAD_REQUEST)
+            return
+        self.viewer = await in_pool(_viewer_if_visible)(user, self.ticket_id)
+        if self.viewer is None:
             await self.close(code=FORBIDDEN)
             return
-        self.is_staff = await database_sync_to_async(roles.is_agent)(self.user)
-        self.last_seq = self._after_seq()
+        self.scope_checked_at = time.monotonic()
+        self.last_seq = after_seq
         self.sent_times: list[float] = []
+        self.posts: asyncio.Queue = asyncio.Queue()
+        self.poster: asyncio.Task | None = None
         self.group = ticket_group(self.ticket_id)
         await self.join(self.group)
+        if self.viewer.is_staff:
+            await self.join(staff_group(self.ticket_id))
         await self.accept()
         await self._replay()
         # the others see who joined (the buyer sees the merchant come in, agents
         # see who else has the ticket open); each of them answers "here" to us alone
-        role = await database_sync_to_async(roles.role_of)(self.user)
-        self.me = {"id": self.user.pk, "name": self.user.name, "role": role, "key": _viewer_key(self.channel_name)}
+        self.me = {"id": self.viewer.user_id, "name": self.viewer.name, "role": self.viewer.role,
+                   "key": _viewer_key(self.channel_name)}
         await self.publish(self.group, {
             "type": "broadcast", "sender": self.channel_name, "payload": {"type": "joined", "author": self.me},
         })
 
     async def disconnect(self, code: int) -> None:
+        if getattr(self, "poster", None) is not None:
+            self.poster.cancel()
         if hasattr(self, "me"):
             await self.publish(self.group, {
                 "type": "broadcast", "sender": self.channel_name, "payload": {"type": "left", "author": self.me},
@@ -79,114 +109,137 @@ class ChatConsumer(LiveConsumer):
     def _after_seq(self) -> int:
         from urllib.parse import parse_qs
 
-        raw = parse_qs(self.scope.get("query_string", b"").decode()).get("after_seq", ["0"])[0]
-        return int(raw) if raw.isdigit() else 0
-
-    @database_sync_to_async
-    def _may_see(self) -> bool:
-        from tickets.errors import TicketNotFound
-        from tickets.selectors import get_ticket_for
-
-        try:
-            get_ticket_for(user=self.user, ticket_id=self.ticket_id)
-        except TicketNotFound:
-            return False
-        return True
-
-    @database_sync_to_async
-    def _stored_after(self, seq: int) -> list[dict]:
-        from tickets.events import message_payload
-        from tickets.selectors import get_ticket_for, messages_visible_to
-
-        ticket = get_ticket_for(user=self.user, ticket_id=self.ticket_id)
-        return [message_payload(m) for m in messages_visible_to(user=self.user, ticket=ticket).filter(seq__gt=seq)]
+        raw = parse_qs(self.scope.get("query_string", b"").decode()).get("after_seq", [None])[0]
+        return parse_optional_int(raw, field="after_seq", minimum=0) or 0
 
     async def _replay(self) -> None:
-        for frame in await self._stored_after(self.last_seq):
-            await self._send_message(frame)
+        for frame in await in_pool(_stored_after)(self.viewer, self.ticket_id, self.last_seq):
+            self.last_seq = max(self.last_seq, frame["seq"])
+            await self.send_json(frame)
 
-    async def _send_message(self, frame: dict) -> None:
-        self.last_seq = max(self.last_seq, frame["seq"])
-        await self.send_json(frame)
+    async def _still_in_scope(self) -> bool:
+        """For frames that write nothing (typing): the answer of at most SCOPE_TTL_S ago."""
+        if time.monotonic() - self.scope_checked_at < self.SCOPE_TTL_S:
+            return True
+        if await in_pool(_visible)(self.viewer, self.ticket_id):
+            self.scope_checked_at = time.monotonic()
+            return True
+        await self.close(code=FORBIDDEN)
+        return False
 
     async def receive_json(self, content: dict, **kwargs) -> None:
-        if not await self._may_see():  # scope again on every action
-            await self.close(code=FORBIDDEN)
-            return
         kind = content.get("type")
         if kind == "message":
-            await self._post(content)
+            await self._queue_post(content)
         elif kind == "typing":
-            await self.publish(self.group, {
-                "type": "broadcast", "sender": self.channel_name,
-                "payload": {"type": "typing", "author": self.me},
-            })
+            if await self._still_in_scope():
+                await self.publish(self.group, {
+                    "type": "broadcast", "sender": self.channel_name, "payload": {"type": "typing", "author": self.me},
+                })
         elif kind == "sync":
             # the client's periodic check: anything stored that a dropped wake-up
             # never announced comes now, in order (the database is the truth)
             await self._replay()
             await self.send_json({"type": "synced", "seq": self.last_seq})
         elif kind == "read":
-            # stored (the read receipt and the console's unread counts come from it), then told to the others
+            # stored in the writer's next batch (read receipts, the console's unread
+            # counts), which tells the others once it is
             seq = content.get("seq", self.last_seq)
-            try:
-                await database_sync_to_async(_mark_read)(self.user, self.ticket_id, seq)
-            except DomainError as error:
-                await self.send_error(error.code, str(error.detail))
+            if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_INT:
+                await self.send_error("invalid", "seq is a non-negative integer.")
+                return
+            chat_writer.writer().read(viewer=self.viewer, ticket_id=self.ticket_id, seq=seq)
         elif kind == "ping":
             await self.send_json({"type": "pong"})
         else:
             await self.send_error("unsupported", "Frame types: message, typing, read, sync, ping.")
 
-    async def _post(self, content: dict) -> None:
-        import time
-
+    async def _queue_post(self, content: dict) -> None:
         now = time.monotonic()
         self.sent_times = [t for t in self.sent_times if now - t < self.WINDOW_S]
         if len(self.sent_times) >= self.BURST:
             await self.send_error("throttled", "Too many messages; wait a few seconds.")
             return
         self.sent_times.append(now)
-        body, client_id = content.get("body"), content.get("client_msg_id")
-        if not isinstance(body, str) or (client_id is not None and not isinstance(client_id, str)):
-            await self.send_error("invalid", "A message has a text body and an optional client_msg_id.")
-            return
         try:
-            message = await database_sync_to_async(_post_message)(self.user, self.ticket_id, body, client_id)
+            body = clean_body(content.get("body"))
+            client_id = clean_client_id(content.get("client_msg_id"))
         except DomainError as error:
             await self.send_error(error.code, str(error.detail))
             return
-        await self.send_json({"type": "ack", "client_msg_id": client_id, "seq": message.seq})
-        if message.seq > self.last_seq + 1:
-            # our own message is newer than the last one we showed: a wake-up was lost, fill the gap
+        # the socket's own posts go in order, on a task of their own: waiting for
+        # the database never holds up what this socket receives meanwhile
+        self.posts.put_nowait((body, client_id))
+        if self.poster is None or self.poster.done():
+            self.poster = asyncio.create_task(self._post_in_order())
+
+    async def _post_in_order(self) -> None:
+        while not self.posts.empty():
+            body, client_id = self.posts.get_nowait()
+            try:
+                stored = await chat_writer.writer().post(viewer=self.viewer, ticket_id=self.ticket_id, body=body,
+                                                        client_msg_id=client_id)
+            except TicketNotFound:
+                await self.close(code=FORBIDDEN)
+                return
+            except DomainError as error:
+                await self.send_error(error.code, str(error.detail))
+                continue
+            await self.send_json({"type": "ack", "client_msg_id": client_id, "seq": stored.seq})
+
+    async def chat_message(self, event) -> None:
+        """A stored message's wake-up: its frame, encoded once for every socket."""
+        seq = event["seq"]
+        if seq <= self.last_seq:
+            return  # already sent by the replay
+        if self.viewer.is_staff:
+            gap = seq > self.last_seq + 1
+        else:
+            gap = (event.get("prev_public_seq") or 0) > self.last_seq
+        if gap:
+            # a wake-up overtook another (or one was lost): fill it from the database, in order
             await self._replay()
+            return
+        self.last_seq = seq
+        await self.send(text_data=event["text"])
 
     async def broadcast(self, event) -> None:
         payload = event["payload"]
-        if payload.get("type") == "message":
-            if payload.get("internal") and not self.is_staff:
-                return
-            if payload["seq"] <= self.last_seq:
-                return  # already sent by the replay
-            if payload["seq"] > self.last_seq + 1:
-                # a wake-up overtook another (or one was dropped): fill the gap from the database, in order
-                await self._replay()
-                return
-            await self._send_message(payload)
-        elif payload.get("type") in ("typing", "joined", "here", "left"):
+        kind = payload.get("type")
+        if kind in ("typing", "joined", "here", "left"):
             sender = event.get("sender")
             if sender == self.channel_name:
                 return
-            if payload["type"] == "joined" and sender and hasattr(self, "me"):
+            if kind == "joined" and sender and hasattr(self, "me"):
                 await self.send_to(sender, {
                     "type": "broadcast", "sender": self.channel_name, "payload": {"type": "here", "author": self.me},
                 })
             await self.send_json(payload)
-        elif payload.get("type") == "read":
-            if payload.get("author", {}).get("id") != self.user.pk:  # one's own receipts are no news
+        elif kind == "read":
+            if payload.get("author", {}).get("id") != self.viewer.user_id:  # one's own receipts are no news
                 await self.send_json(payload)
         else:
             await self.send_json(payload)
+
+
+def _viewer_if_visible(user, ticket_id: int) -> Viewer | None:
+    viewer = viewer_of(user)
+    return viewer if _visible(viewer, ticket_id) else None
+
+
+def _visible(viewer: Viewer, ticket_id: int) -> bool:
+    condition = visibility_filter(viewer)
+    tickets = Ticket.objects.filter(pk=ticket_id)
+    return (tickets if condition is None else tickets.filter(condition)).exists()
+
+
+def _stored_after(viewer: Viewer, ticket_id: int, seq: int) -> list[dict]:
+    from tickets.events import message_payload
+
+    messages = Message.objects.filter(ticket_id=ticket_id, seq__gt=seq).select_related("author").order_by("seq")
+    if not sees_internal_notes(viewer):
+        messages = messages.filter(internal=False)
+    return [message_payload(m) for m in messages[:1000]]
 
 
 def _viewer_key(channel_name: str) -> str:
@@ -194,15 +247,3 @@ def _viewer_key(channel_name: str) -> str:
     import hashlib
 
     return hashlib.blake2s(channel_name.encode(), digest_size=6).hexdigest()
-
-
-def _mark_read(user, ticket_id: int, seq) -> int:
-    from tickets.services import mark_read
-
-    return mark_read(actor=user, ticket_id=ticket_id, seq=seq)
-
-
-def _post_message(user, ticket_id: int, body: str, client_id: str | None):
-    from tickets.services import post_message
-
-    return post_message(actor=user, ticket_id=ticket_id, body=body, client_msg_id=client_id)

@@ -6,9 +6,10 @@ conversation), ``agent.<id>`` (one agent's console).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from core.realtime import publish_on_commit
+from core.realtime import publish_on_commit, send_event_on_commit
 from merchants.services import merchant_group
 from tickets.models import Channel, Message, Party, SlaBreach, Ticket
 
@@ -17,6 +18,12 @@ CONSOLE = "console"
 
 def ticket_group(ticket_id: int) -> str:
     return f"ticket.{ticket_id}"
+
+
+def staff_group(ticket_id: int) -> str:
+    """A ticket's staff-only group: internal notes go here, so buyers' and
+    merchants' sockets never receive (or filter) them."""
+    return f"ticket.{ticket_id}.staff"
 
 
 def agent_group(user_id: int) -> str:
@@ -71,13 +78,37 @@ def ticket_changed(ticket: Ticket) -> None:
         })
 
 
-def message_posted(message: Message) -> None:
-    publish_on_commit([ticket_group(message.ticket_id)], message_payload(message))
-    # staff consoles get a notice without the body, and fetch what they may see
-    publish_on_commit([CONSOLE], {"type": "message.posted", "ticket_id": message.ticket_id, "seq": message.seq})
-    if not message.internal and _merchant_sees(message.ticket):
-        publish_on_commit([merchant_group(message.ticket.merchant_id)],
-                          {"type": "message.posted", "ticket_id": message.ticket_id, "seq": message.seq})
+def chat_event(payload: dict[str, Any], *, prev_public_seq: int | None) -> dict[str, Any]:
+    """The channel-layer event of one message: the frame encoded once for every
+    socket that gets it, with what the consumers need to tell a gap
+    (``prev_public_seq``: the public message before this one)."""
+    return {"type": "chat.message", "seq": payload["seq"], "internal": payload["internal"],
+            "prev_public_seq": prev_public_seq, "text": json.dumps(payload, ensure_ascii=False)}
+
+
+def message_events(payload: dict[str, Any], *, prev_public_seq: int | None, assignee_id: int | None,
+                   merchant_id: int | None, party: str) -> list[tuple[str, dict[str, Any]]]:
+    """Where one message goes, as ``(group, event)`` pairs: the conversation
+    (an internal note only to staff), a notice without the body to the console
+    of the agent who holds the ticket, and to the merchant's portal when it is a
+    party to a public message."""
+    ticket_id, seq = payload["ticket_id"], payload["seq"]
+    conversation = staff_group(ticket_id) if payload["internal"] else ticket_group(ticket_id)
+    events = [(conversation, chat_event(payload, prev_public_seq=prev_public_seq))]
+    notice = {"type": "broadcast", "payload": {"type": "message.posted", "ticket_id": ticket_id, "seq": seq}}
+    if assignee_id:
+        events.append((agent_group(assignee_id), notice))
+    if not payload["internal"] and merchant_id and party in (Party.MERCHANT, Party.BOTH):
+        events.append((merchant_group(merchant_id), notice))
+    return events
+
+
+def message_posted(message: Message, *, prev_public_seq: int | None = None) -> None:
+    ticket = message.ticket
+    for group, event in message_events(message_payload(message), prev_public_seq=prev_public_seq,
+                                       assignee_id=ticket.assignee_id, merchant_id=ticket.merchant_id,
+                                       party=ticket.party):
+        send_event_on_commit([group], event)
 
 
 def read_marked(*, ticket: Ticket, user, seq: int) -> None:

@@ -195,6 +195,10 @@ class Ticket(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
     closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
     # per-ticket message counter: the last ``Message.seq`` handed out
     last_seq = models.PositiveIntegerField(_("last message seq"), default=0)
+    # the last message buyers and merchants may see (internal notes take seqs
+    # too): a public frame names the one before it, so their sockets tell a
+    # lost message from a note they are not meant to see
+    last_public_seq = models.PositiveIntegerField(_("last public message seq"), default=0)
     last_message_at = models.DateTimeField(_("last message at"), null=True, blank=True)
 
     class Meta:

@@ -33,9 +33,13 @@ def append_message(
     a rolled-back message rolls its number back with it."""
     assert transaction.get_connection().in_atomic_block, "append_message needs the caller's transaction"
     role = author_role_of(author)
+    prev_public_seq = ticket.last_public_seq
     ticket.last_seq += 1
     ticket.last_message_at = now
     update = ["last_seq", "last_message_at", "updated_at"]
+    if not internal:
+        ticket.last_public_seq = ticket.last_seq
+        update.append("last_public_seq")
     # the opening message (seq 1) is the request itself, never a response
     if role == Message.AuthorRole.AGENT and not internal and ticket.first_response_at is None and ticket.last_seq > 1:
         ticket.first_response_at = now
@@ -45,7 +49,7 @@ def append_message(
         ticket=ticket, seq=ticket.last_seq, author=author, author_role=role, body=body,
         internal=internal, client_msg_id=client_msg_id, created_at=now, notice=notice,
     )
-    events.message_posted(message)
+    events.message_posted(message, prev_public_seq=prev_public_seq)
     return message
 
 

@@ -201,19 +201,72 @@ async def test_a_dropped_wake_up_is_recovered_by_sync_and_by_the_next_own_messag
     seq = await _last_seq(ticket)
     ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=seq)
     assert (await ws.connect())[0]
+    assert await _drain(ws) == []  # the connect's replay is done before anything is posted
     with monkeypatch.context() as patch:
-        patch.setattr(core.realtime, "send_now", lambda group, payload: None)  # every wake-up lost
+        patch.setattr(core.realtime, "send_event_now", lambda group, event: None)  # every wake-up lost
         await database_sync_to_async(services.post_message)(actor=agent, ticket_id=ticket.pk, body="丢失的唤醒")
     assert await ws.receive_nothing(timeout=0.5)
     await ws.send_json_to({"type": "sync"})
     frames = await _drain(ws)
     assert [(f["type"], f.get("seq")) for f in frames] == [("message", seq + 1), ("synced", seq + 1)]
-    # a second loss, then the buyer writes: the ack shows a gap and it is filled at once
+    # a second loss, then the buyer writes: its own frame shows a gap, filled at once
     with monkeypatch.context() as patch:
-        patch.setattr(core.realtime, "send_now", lambda group, payload: None)
+        patch.setattr(core.realtime, "send_event_now", lambda group, event: None)
         await database_sync_to_async(services.post_message)(actor=agent, ticket_id=ticket.pk, body="又丢一次")
     await ws.send_json_to({"type": "message", "body": "在吗", "client_msg_id": "gap-1"})
     frames = await _drain(ws)
     seqs = [f["seq"] for f in frames if f["type"] == "message"]
     assert seqs == [seq + 2, seq + 3]  # each once, in order
     await ws.disconnect()
+
+
+async def test_internal_notes_never_reach_the_buyer_nor_cost_it_a_read(buyer, agent, order, monkeypatch):
+    """Notes go to the staff-only group; the public frame after a note names
+    the public message before it, so the buyer's socket sees no gap and reads
+    nothing from the database."""
+    import tickets.consumers
+
+    ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
+    seq = await _last_seq(ticket)
+    reads = []
+    original = tickets.consumers._stored_after
+    monkeypatch.setattr(tickets.consumers, "_stored_after", lambda *a: reads.append(a) or original(*a))
+    buyer_ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=seq)
+    agent_ws = await database_sync_to_async(_connect)(agent, ticket.pk, after_seq=seq)
+    assert (await buyer_ws.connect())[0] and (await agent_ws.connect())[0]
+    await _drain(buyer_ws)
+    await _drain(agent_ws)
+    connects = len(reads)
+    await database_sync_to_async(services.post_message)(actor=agent, ticket_id=ticket.pk, body="内部：买家多次索赔",
+                                                        internal=True)
+    await database_sync_to_async(services.post_message)(actor=agent, ticket_id=ticket.pk, body="您好，已为您处理")
+    buyer_frames = [f for f in await _drain(buyer_ws) if f["type"] == "message"]
+    agent_frames = [f for f in await _drain(agent_ws) if f["type"] == "message"]
+    assert [(f["seq"], f["body"]) for f in buyer_frames] == [(seq + 2, "您好，已为您处理")]
+    assert [(f["seq"], f["internal"]) for f in agent_frames] == [(seq + 1, True), (seq + 2, False)]
+    assert len(reads) == connects  # neither socket went back to the database
+    await buyer_ws.disconnect()
+    await agent_ws.disconnect()
+
+
+async def test_messages_from_many_sockets_are_stored_in_order_once(buyer, agent, order):
+    """Posts from several sockets at once go through the process's writer in
+    batches: every one is acknowledged with its own seq, gap-free, once."""
+    ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
+    seq = await _last_seq(ticket)
+    sockets = [await database_sync_to_async(_connect)(user, ticket.pk, after_seq=seq) for user in (buyer, agent) * 2]
+    for ws in sockets:
+        assert (await ws.connect())[0]
+    for i in range(5):
+        for n, ws in enumerate(sockets):
+            await ws.send_json_to({"type": "message", "body": f"m{n}-{i}", "client_msg_id": f"c{n}-{i}"})
+    acks = []
+    for ws in sockets:
+        acks += [f["seq"] for f in await _drain(ws) if f["type"] == "ack"]
+    assert sorted(acks) == list(range(seq + 1, seq + 21))
+    stored = await database_sync_to_async(lambda: list(
+        Message.objects.filter(ticket=ticket, seq__gt=seq).order_by("seq").values_list("seq", flat=True)))()
+    assert stored == list(range(seq + 1, seq + 21))
+    assert (await _last_seq(ticket)) == seq + 20
+    for ws in sockets:
+        await ws.disconnect()

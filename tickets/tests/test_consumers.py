@@ -32,12 +32,11 @@ async def test_staff_connect_and_receive_ticket_changes(agent, buyer, order):
     connected, _ = await communicator.connect()
     assert connected
     ticket = await database_sync_to_async(open_ticket)(buyer=buyer, order=order)
-    # the opening message is announced (without its body), then the routing
-    first = await communicator.receive_json_from(timeout=5)
-    assert first == {"type": "message.posted", "ticket_id": ticket.pk, "seq": 1}
+    # the routing; the opening message is nobody's yet, so no console hears of it
     frame = await communicator.receive_json_from(timeout=5)
     assert frame["type"] == "ticket.changed" and frame["ticket_id"] == ticket.pk
     await database_sync_to_async(services.transition_ticket)(actor=agent, ticket_id=ticket.pk, name="assign")
+    # the holder's console hears of messages on its tickets (without the body)
     frame = await communicator.receive_json_from(timeout=5)
     assert frame == {"type": "message.posted", "ticket_id": ticket.pk, "seq": 2}  # the "assigned" notice
     frame = await communicator.receive_json_from(timeout=5)
@@ -79,3 +78,20 @@ async def test_bad_frames_get_error_frames_not_a_crash(agent):
     await communicator.send_json_to({"type": "ping"})
     assert await communicator.receive_json_from(timeout=5) == {"type": "pong"}
     await communicator.disconnect()
+
+
+async def test_messages_are_announced_to_the_holder_s_console_only(agent, other_agent, buyer, order):
+    """Every message on the platform to every console would be thousands of
+    frames a second at peak: only the agent who holds the ticket hears of it."""
+    from tickets.tests.factories import ticket_in_state
+
+    ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
+    holder = await database_sync_to_async(_communicator)(agent)
+    bystander = await database_sync_to_async(_communicator)(other_agent)
+    assert (await holder.connect())[0] and (await bystander.connect())[0]
+    message = await database_sync_to_async(services.post_message)(actor=buyer, ticket_id=ticket.pk, body="在吗")
+    frame = await holder.receive_json_from(timeout=5)
+    assert frame == {"type": "message.posted", "ticket_id": ticket.pk, "seq": message.seq}
+    assert await bystander.receive_nothing(timeout=0.5)
+    await holder.disconnect()
+    await bystander.disconnect()

@@ -1,0 +1,144 @@
+"""One writer per process for the chat sockets' messages and read marks.
+
+Channels runs every ``database_sync_to_async`` call of every socket of a
+process on one shared thread, with the publish waiting inside it: one process
+stored ~110 messages a second (docs/PERFORMANCE.md). Here the sockets hand
+their writes to this writer and wait for the answer without holding anything;
+the writer takes everything that arrived while its previous batch was in the
+database and stores it in one transaction (``tickets.services.chat``) on a
+thread of its own, then publishes the batch's frames in one round trip
+(after the commit, outside the database call) and answers each socket.
+Batches grow with the load: under a trickle each message goes alone.
+
+A batch that fails (the database restarting) fails every message in it with
+``unavailable``; the pages keep unacknowledged messages and send them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from django.db import close_old_connections
+
+from core.errors import DomainError
+from core.realtime import send_events
+from tickets.rules import Viewer
+from tickets.services.chat import BatchOutcome, ChatPost, ChatRead, Stored, store_chat_batch
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH = 500
+
+
+class Unavailable(DomainError):
+    code = "unavailable"
+    status = 503
+    default_detail = "The conversation could not be saved just now; it will be sent again."
+
+
+@dataclass
+class _Waiting:
+    item: ChatPost | ChatRead
+    future: asyncio.Future | None
+
+
+class ChatWriter:
+    def __init__(self) -> None:
+        self._waiting: list[_Waiting] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-writer")
+
+    async def post(self, *, viewer: Viewer, ticket_id: int, body: str, client_msg_id: str | None) -> Stored:
+        """Store one message; raises the DomainError that refused it."""
+        future = asyncio.get_running_loop().create_future()
+        self._submit(_Waiting(ChatPost(viewer, ticket_id, body, client_msg_id), future))
+        return await future
+
+    def read(self, *, viewer: Viewer, ticket_id: int, seq: int) -> None:
+        """Move a read mark forward (fire and forget: the others hear of it)."""
+        self._submit(_Waiting(ChatRead(viewer, ticket_id, seq), None))
+
+    def _submit(self, waiting: _Waiting) -> None:
+        self._waiting.append(waiting)
+        self._wake.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="chat-writer")
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._waiting:
+                batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+                try:
+                    outcome = await loop.run_in_executor(self._executor, _store, batch)
+                except Exception as error:  # the database is away: every message in it is refused for now
+                    logger.warning("chat batch of %d failed: %s: %s", len(batch), type(error).__name__, error)
+                    for waiting in batch:
+                        if waiting.future is not None and not waiting.future.done():
+                            waiting.future.set_exception(Unavailable())
+                    continue
+                await send_events(outcome.events)
+                posts = [w for w in batch if isinstance(w.item, ChatPost)]
+                slow = []
+                for waiting, result in zip(posts, outcome.results):
+                    if result is None:
+                        slow.append(waiting)
+                    elif not waiting.future.done():
+                        if isinstance(result, Exception):
+                            waiting.future.set_exception(result)
+                        else:
+                            waiting.future.set_result(result)
+                for waiting in slow:  # rare: a reply that moves the ticket, or a closed one
+                    try:
+                        stored = await loop.run_in_executor(self._executor, _post_one, waiting.item)
+                    except DomainError as refused:
+                        waiting.future.set_exception(refused)
+                    except Exception as error:
+                        logger.warning("chat post failed: %s: %s", type(error).__name__, error)
+                        waiting.future.set_exception(Unavailable())
+                    else:
+                        waiting.future.set_result(stored)
+
+
+def _store(batch: list[_Waiting]) -> BatchOutcome:
+    close_old_connections()
+    try:
+        return store_chat_batch(posts=[w.item for w in batch if isinstance(w.item, ChatPost)],
+                                reads=[w.item for w in batch if isinstance(w.item, ChatRead)])
+    finally:
+        close_old_connections()
+
+
+def _post_one(post: ChatPost) -> Stored:
+    """Through the full service (its own transaction; it publishes after commit)."""
+    from accounts.models import User
+    from tickets.events import message_payload
+    from tickets.services.messages import post_message
+
+    close_old_connections()
+    try:
+        user = User.objects.get(pk=post.viewer.user_id)
+        message = post_message(actor=user, ticket_id=post.ticket_id, body=post.body, client_msg_id=post.client_msg_id)
+        return Stored(seq=message.seq, payload=message_payload(message))
+    finally:
+        close_old_connections()
+
+
+_writers: dict[asyncio.AbstractEventLoop, ChatWriter] = {}
+
+
+def writer() -> ChatWriter:
+    """This event loop's writer (one per process under an ASGI server)."""
+    loop = asyncio.get_running_loop()
+    found = _writers.get(loop)
+    if found is None:
+        found = _writers[loop] = ChatWriter()
+        for stale in [other for other in _writers if other.is_closed()]:  # test loops come and go
+            _writers.pop(stale, None)
+    return found

@@ -1,0 +1,81 @@
+"""Pure decisions of ``tickets``: no writes, and no queries beyond resolving
+who is asking once.
+
+Who may see a ticket is decided here for every door: the selectors turn it
+into a query filter (``visibility_filter``), the chat socket and its batch
+writer apply it to a locked row (``can_view``); a test holds the two forms to
+the same answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Q
+
+from accounts import roles
+
+STAFF_ROLES = (roles.AGENT, roles.SUPERVISOR)
+# the parties in which a merchant is in the conversation (tickets.models.Party values)
+MERCHANT_PARTIES = ("merchant", "both")
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is asking, as the rules need it; resolved once per request or socket."""
+
+    user_id: int
+    role: str | None
+    name: str = ""
+    merchant_id: int | None = None
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role in STAFF_ROLES
+
+    @property
+    def message_role(self) -> str:
+        """The author role their messages carry (``Message.AuthorRole``)."""
+        if self.is_staff:
+            return "agent"
+        if self.role == roles.MERCHANT_STAFF:
+            return "merchant"
+        return "buyer"
+
+
+def viewer_of(user) -> Viewer:
+    """Two or three queries (the permissions, the merchant link); call once."""
+    from merchants.selectors import merchant_id_for
+
+    role = roles.role_of(user)
+    merchant_id = merchant_id_for(user=user) if role == roles.MERCHANT_STAFF else None
+    return Viewer(user_id=user.pk, role=role, name=getattr(user, "name", "") or "", merchant_id=merchant_id)
+
+
+def can_view(viewer: Viewer, *, buyer_id: int | None, merchant_id: int | None, party: str) -> bool:
+    """Staff see every ticket; merchant staff the tickets that involve their
+    merchant as a party; a buyer their own."""
+    if viewer.is_staff:
+        return True
+    if viewer.role == roles.MERCHANT_STAFF:
+        return viewer.merchant_id is not None and merchant_id == viewer.merchant_id and party in MERCHANT_PARTIES
+    if viewer.role == roles.BUYER:
+        return buyer_id is not None and buyer_id == viewer.user_id
+    return False
+
+
+def visibility_filter(viewer: Viewer) -> Q | None:
+    """``can_view`` as a query filter; None means every ticket."""
+    if viewer.is_staff:
+        return None
+    if viewer.role == roles.MERCHANT_STAFF:
+        if viewer.merchant_id is None:
+            return Q(pk__in=[])
+        return Q(merchant_id=viewer.merchant_id, party__in=MERCHANT_PARTIES)
+    if viewer.role == roles.BUYER:
+        return Q(buyer_id=viewer.user_id)
+    return Q(pk__in=[])
+
+
+def sees_internal_notes(viewer: Viewer) -> bool:
+    return viewer.is_staff

@@ -1,0 +1,198 @@
+"""The chat sockets' writes, in batches: messages and read marks from every
+socket of a process, stored in one transaction (``tickets/chat_writer.py``
+collects them and calls ``store_chat_batch`` on its own thread).
+
+The batch keeps every guarantee of ``post_message``: the tickets are locked
+(in id order, so two processes' batches cannot deadlock), the scope is checked
+on the locked row with ``tickets.rules.can_view``, a ``client_msg_id`` sent
+again answers with the first message, ``seq`` stays gap-free per ticket. A
+message that needs more than an append (a closed ticket, one whose reply
+resumes a ticket waiting on its author) takes the full ``post_message`` in its
+own transaction after the batch.
+
+Four statements whatever the batch holds: lock the tickets, look up repeated
+client ids, insert the messages, update the tickets' counters (plus one upsert
+of read marks when there are any).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from core.errors import DomainError
+from tickets import events
+from tickets.errors import Conflict, InvalidInput, TicketNotFound
+from tickets.models import Message, ReadMark, Ticket
+from tickets.rules import Viewer, can_view
+
+
+@dataclass(frozen=True)
+class ChatPost:
+    viewer: Viewer
+    ticket_id: int
+    body: str
+    client_msg_id: str | None
+
+
+@dataclass(frozen=True)
+class ChatRead:
+    viewer: Viewer
+    ticket_id: int
+    seq: int
+
+
+@dataclass
+class Stored:
+    """One message as stored (or found again by its client id), with where it
+    goes once the batch commits."""
+
+    seq: int
+    payload: dict
+    events: list[tuple[str, dict]] = field(default_factory=list)
+    replayed: bool = False
+
+
+@dataclass
+class BatchOutcome:
+    results: list[Stored | DomainError | None]  # per post, in order; None: needs post_message
+    reads: list[tuple[ChatRead, int]]  # read marks that moved, with the seq stored
+    events: list[tuple[str, dict]]  # to publish after commit, in seq order per ticket
+
+
+def clean_body(body) -> str:
+    body = (body or "").strip() if isinstance(body, str) else ""
+    if not body:
+        raise InvalidInput("body is required.", field="body")
+    if len(body) > settings.BODY_MAX_CHARS:
+        raise InvalidInput(f"body is longer than {settings.BODY_MAX_CHARS} characters.", field="body")
+    return body
+
+
+def clean_client_id(client_msg_id) -> str | None:
+    if client_msg_id is None:
+        return None
+    if not isinstance(client_msg_id, str) or not 1 <= len(client_msg_id) <= 64:
+        raise InvalidInput("client_msg_id is 1–64 characters.", field="client_msg_id")
+    return client_msg_id
+
+
+def _needs_service(ticket: Ticket, viewer: Viewer) -> bool:
+    """A reply that resumes a ticket waiting on its author, or a message on a
+    closed ticket (refused there): not a plain append."""
+    role = viewer.message_role
+    return (ticket.status == Ticket.Status.CLOSED
+            or (ticket.status == Ticket.Status.WAITING_BUYER and role == Message.AuthorRole.BUYER)
+            or (ticket.status == Ticket.Status.WAITING_MERCHANT and role == Message.AuthorRole.MERCHANT))
+
+
+@transaction.atomic(durable=True)
+def store_chat_batch(*, posts: list[ChatPost], reads: list[ChatRead], now: datetime | None = None) -> BatchOutcome:
+    now = now or timezone.now()
+    ticket_ids = sorted({p.ticket_id for p in posts} | {r.ticket_id for r in reads})
+    tickets = {
+        t.pk: t for t in Ticket.objects.select_for_update(of=("self",)).filter(pk__in=ticket_ids).order_by("pk")
+        .only("id", "status", "buyer_id", "merchant_id", "party", "assignee_id", "last_seq", "last_public_seq",
+              "first_response_at", "last_message_at", "updated_at")
+    }
+    wanted_ids = [(p.ticket_id, p.client_msg_id) for p in posts if p.client_msg_id]
+    known: dict[tuple[int, str], Message] = {}
+    if wanted_ids:
+        condition = Q()
+        for ticket_id, client_id in wanted_ids:
+            condition |= Q(ticket_id=ticket_id, client_msg_id=client_id)
+        known = {(m.ticket_id, m.client_msg_id): m for m in Message.objects.filter(condition).select_related("author")}
+
+    results: list[Stored | DomainError | None] = []
+    new_messages: list[tuple[Message, Stored, int]] = []
+    changed: dict[int, Ticket] = {}
+    for post in posts:
+        ticket = tickets.get(post.ticket_id)
+        if ticket is None or not can_view(post.viewer, buyer_id=ticket.buyer_id, merchant_id=ticket.merchant_id,
+                                          party=ticket.party):
+            results.append(TicketNotFound())
+            continue
+        key = (ticket.pk, post.client_msg_id)
+        if post.client_msg_id and key in known:
+            existing = known[key]
+            if existing.author_id != post.viewer.user_id:
+                results.append(Conflict("That client message id belongs to another author."))
+            else:
+                results.append(Stored(seq=existing.seq, payload=events.message_payload(existing), replayed=True))
+            continue
+        if _needs_service(ticket, post.viewer):
+            results.append(None)
+            continue
+        role = post.viewer.message_role
+        prev_public = ticket.last_public_seq
+        ticket.last_seq += 1
+        ticket.last_public_seq = ticket.last_seq
+        ticket.last_message_at = ticket.updated_at = now
+        if role == Message.AuthorRole.AGENT and ticket.first_response_at is None and ticket.last_seq > 1:
+            ticket.first_response_at = now
+        changed[ticket.pk] = ticket
+        message = Message(ticket_id=ticket.pk, seq=ticket.last_seq, author_id=post.viewer.user_id, author_role=role,
+                          body=post.body, internal=False, client_msg_id=post.client_msg_id, created_at=now)
+        payload = {
+            "type": "message", "ticket_id": ticket.pk, "seq": message.seq,
+            "author": {"id": post.viewer.user_id, "role": role, "name": post.viewer.name},
+            "author_id": post.viewer.user_id, "body": message.body, "internal": False, "notice": "",
+            "created_at": now.isoformat(),
+        }
+        stored = Stored(seq=message.seq, payload=payload, events=events.message_events(
+            payload, prev_public_seq=prev_public, assignee_id=ticket.assignee_id, merchant_id=ticket.merchant_id,
+            party=ticket.party))
+        if post.client_msg_id:
+            known[key] = message
+        new_messages.append((message, stored, ticket.pk))
+        results.append(stored)
+
+    if new_messages:
+        Message.objects.bulk_create([m for m, _, _ in new_messages])
+        Ticket.objects.bulk_update(list(changed.values()), ["last_seq", "last_public_seq", "last_message_at",
+                                                            "first_response_at", "updated_at"])
+    moved = _store_reads(reads=reads, tickets=tickets, now=now)
+    all_events = [event for _, stored, _ in new_messages for event in stored.events]
+    for read, seq in moved:
+        all_events.append((events.ticket_group(read.ticket_id), {"type": "broadcast", "payload": {
+            "type": "read", "ticket_id": read.ticket_id, "seq": seq,
+            "author": {"id": read.viewer.user_id, "name": read.viewer.name, "role": read.viewer.role}}}))
+    return BatchOutcome(results=results, reads=moved, events=all_events)
+
+
+def _store_reads(*, reads: list[ChatRead], tickets: dict[int, Ticket], now: datetime) -> list[tuple[ChatRead, int]]:
+    """Read marks move forward only and never past the last message: one
+    upsert for the whole batch (the highest seq per person and ticket)."""
+    best: dict[tuple[int, int], ChatRead] = {}
+    for read in reads:
+        ticket = tickets.get(read.ticket_id)
+        if ticket is None or not can_view(read.viewer, buyer_id=ticket.buyer_id, merchant_id=ticket.merchant_id,
+                                          party=ticket.party):
+            continue
+        key = (read.ticket_id, read.viewer.user_id)
+        seq = min(read.seq, ticket.last_seq)
+        if key not in best or seq > best[key].seq:
+            best[key] = ChatRead(viewer=read.viewer, ticket_id=read.ticket_id, seq=seq)
+    if not best:
+        return []
+    table = connection.ops.quote_name(ReadMark._meta.db_table)
+    rows = list(best.values())
+    values = ", ".join(["(%s, %s, %s, %s)"] * len(rows))
+    params = []
+    stamp = connection.ops.adapt_datetimefield_value(now)
+    for read in rows:
+        params += [read.ticket_id, read.viewer.user_id, read.seq, stamp]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (ticket_id, user_id, seq, updated_at) VALUES {values} "
+            f"ON CONFLICT (ticket_id, user_id) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at "
+            f"WHERE {table}.seq < excluded.seq RETURNING ticket_id, user_id",
+            params,
+        )
+        moved = {(row[0], row[1]) for row in cursor.fetchall()}
+    return [(read, read.seq) for read in rows if (read.ticket_id, read.viewer.user_id) in moved]
