@@ -14,6 +14,7 @@ from django_fsm import can_proceed
 
 from accounts import roles
 from core.parsing import int_or_none
+from tickets.rules import Viewer, viewer_of, visibility_filter
 from merchants.selectors import merchant_id_for
 from tickets.errors import TicketNotFound
 from tickets.models import (
@@ -29,18 +30,10 @@ USER_TRANSITIONS = (
 
 def tickets_visible_to(*, user) -> QuerySet[Ticket]:
     """Staff see every ticket; merchant staff the tickets that involve their
-    merchant; a buyer their own."""
-    tickets = Ticket.objects.all()
-    if roles.is_agent(user):
-        return tickets
-    if roles.is_merchant_staff(user):
-        merchant_id = merchant_id_for(user=user)
-        if merchant_id is None:
-            return tickets.none()
-        return tickets.filter(merchant_id=merchant_id, party__in=[Party.MERCHANT, Party.BOTH])
-    if roles.is_buyer(user):
-        return tickets.filter(buyer=user)
-    return tickets.none()
+    merchant; a buyer their own (``tickets.rules.can_view``, as a filter)."""
+    viewer = user if isinstance(user, Viewer) else viewer_of(user)
+    condition = visibility_filter(viewer)
+    return Ticket.objects.all() if condition is None else Ticket.objects.filter(condition)
 
 
 def get_ticket_for(*, user, ticket_id: int, lock: bool = False) -> Ticket:
