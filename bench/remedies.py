@@ -83,7 +83,7 @@ from compensation import services
 agent = User.objects.get(username="bench_agent0")
 tickets = list(Ticket.objects.filter(assignee=agent).order_by("pk")[:2])
 # warm: the first call pays for imports and caches
-services.apply_remedy(actor=agent, ticket_id=tickets[0].pk, kind="coupon", reason="warm-up")
+services.apply_remedy(actor=agent, ticket_id=tickets[0].pk, kind="coupon", reason="warm-up", idempotency_key="warm-up")
 ticket = tickets[1]
 times = []
 def wrapper(execute, sql, params, many, context):
@@ -94,7 +94,8 @@ def wrapper(execute, sql, params, many, context):
         times.append((time.perf_counter() - start, sql))
 start = time.perf_counter()
 with connection.execute_wrapper(wrapper):
-    services.apply_remedy(actor=agent, ticket_id=ticket.pk, kind="resend", with_coupon=True, reason="profile")
+    services.apply_remedy(actor=agent, ticket_id=ticket.pk, kind="resend", with_coupon=True, reason="profile",
+                          idempotency_key=f"profile-{ticket.pk}")
 wall = time.perf_counter() - start
 lock = sum(t for t, sql in times if "compensation_budgetday" in sql and "FOR UPDATE" in sql)
 held_from = next(i for i, (_, sql) in enumerate(times) if "compensation_budgetday" in sql and "FOR UPDATE" in sql)

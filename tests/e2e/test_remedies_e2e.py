@@ -34,7 +34,8 @@ def _data():
     small = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant, amount_fen=2_990)
     Policy.objects.update_or_create(pk=1, defaults={"value_cap_fen": 5_000, "buyer_daily_cap": 10})
     big = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant, amount_fen=18_800)
-    pending = services.apply_remedy(actor=agent, ticket_id=big.pk, kind="refund", reason="丢件全额退款")
+    pending = services.apply_remedy(actor=agent, ticket_id=big.pk, kind="refund", reason="丢件全额退款",
+                                    idempotency_key="e2e-big-refund")
     return small.pk, pending.remedy_id
 
 
