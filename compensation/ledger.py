@@ -39,7 +39,7 @@ def _lock_head(chain: int) -> LedgerHead:
     assert transaction.get_connection().in_atomic_block, "the ledger is written inside the remedy's transaction"
     head = LedgerHead.objects.select_for_update().filter(chain=chain).first()
     if head is None:  # a chain beyond those the migration made (LEDGER_CHAINS raised)
-        LedgerHead.objects.get_or_create(chain=chain)
+        LedgerHead.objects.get_or_create(chain=chain, defaults={"pk": chain + 1})
         head = LedgerHead.objects.select_for_update().get(chain=chain)
     return head
 

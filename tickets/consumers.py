@@ -53,7 +53,7 @@ class ChatConsumer(LiveConsumer):
     """
 
     MAX_FRAME = 8 * 1024
-    BURST = 10  # messages per window and connection
+    BURST = 20  # messages per window and connection (a person types far fewer; quick replies come in bursts)
     WINDOW_S = 10.0
     SCOPE_TTL_S = 30.0
 

@@ -17,7 +17,8 @@ def heads_as_chains(apps, schema_editor):
         head.chain = head.pk - 1
         head.save(update_fields=["chain"])
     existing = set(LedgerHead.objects.values_list("chain", flat=True))
-    LedgerHead.objects.bulk_create(LedgerHead(chain=c) for c in range(16) if c not in existing)
+    # chain c is head pk c + 1 (the old single head, made as pk 1, is chain 0)
+    LedgerHead.objects.bulk_create(LedgerHead(pk=c + 1, chain=c) for c in range(16) if c not in existing)
 
 
 class Migration(migrations.Migration):
