@@ -83,8 +83,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-# the safety checks of the tickets benchmark: a loopback PostgreSQL whose name says "bench"
-from bench.tickets import check_targets  # noqa: E402
+# the safety checks of the harness: a loopback PostgreSQL whose name says "bench"
+from bench.harness import check_targets  # noqa: E402
 
 OVERHEAD_GOAL = 0.10  # progress may slow a job by at most 10 %
 BUSY_WARN_CORES = 1.5  # machine CPU use during a run above which other work competed

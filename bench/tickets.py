@@ -3,6 +3,7 @@
     .venv/bin/python bench/tickets.py [--tickets-large 100000] [--requests 200]
                                       [--concurrency 16] [--ref worktree|HEAD|<commit>]
                                       [--explain] [--json out.json]
+                                      [--server prod|daphne] [--workers 2]
 
 What it does, on its own PostgreSQL database (never anyone else's):
 
@@ -15,7 +16,9 @@ What it does, on its own PostgreSQL database (never anyone else's):
    contain "bench" and the host must be loopback), empties Redis db 5
    (``BENCH_REDIS_URL``), runs ``manage.py migrate`` and ``manage.py seed_demo``,
    tops up to 1,000 tickets with ``seed_demo --tickets N`` and ANALYZEs;
-2. starts daphne on a free loopback port (DEBUG=0, production settings with
+2. starts the server on a free loopback port (``--server prod``, the default:
+   gunicorn with ``--workers`` uvicorn workers as production runs it;
+   ``--server daphne``: one daphne process; DEBUG=0, production settings with
    the https-only switches turned off through the env vars the settings read),
    waits until it answers, then measures, one client at a time after a
    warm-up, the latency of the queue list (``GET /api/v1/tickets/`` as agent1
@@ -23,8 +26,8 @@ What it does, on its own PostgreSQL database (never anyone else's):
    the console page (``GET /console/`` with agent1's session), and then ticket
    intake (``POST /api/v1/tickets/`` as buyer1…buyer20 with tokens, on their
    own orders) with ``--concurrency`` clients;
-3. stops daphne, tops up to ``--tickets-large`` tickets, ANALYZEs, restarts
-   daphne and measures again;
+3. stops the server, tops up to ``--tickets-large`` tickets, ANALYZEs, restarts
+   it and measures again;
 4. prints the SQL each read issues (count and time per query, from an
    in-process probe; plans with ``--explain``) and a summary table with the
    large/small latency ratio per endpoint against the 1.5x goal for the list.
@@ -38,29 +41,39 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import json
 import os
 import random
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psycopg
-from psycopg import sql
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = str(ROOT / ".venv" / "bin" / "python")
-DAPHNE = str(ROOT / ".venv" / "bin" / "daphne")
+if __package__ in (None, ""):  # run as a script: bench/ is not on the path as a package
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import (  # noqa: E402  (the harness every benchmark shares)
+    PYTHON,
+    Config,
+    CpuMeter,
+    Server,
+    add_server_args,
+    check_server_args,
+    check_targets,
+    log,
+    manage,
+    pct,
+    recreate_database,
+    seed_demo,
+    snapshot,
+)
+
 PROBE = str(Path(__file__).resolve().parent / "django_probe.py")
 PASSWORD = "demo12345"
 BUYERS = [f"buyer{i}" for i in range(1, 21)]
@@ -76,198 +89,24 @@ LIST_GOAL = 1.5  # list latency at the large size within 1.5x of the small size
 BUSY_WARN_CORES = 1.4  # machine CPU use during the sequential reads above which others competed
 
 
-# --- small helpers -------------------------------------------------------------
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def pct(values: list[float], p: float) -> float:
-    """Nearest-rank percentile (p in 0..100); NaN for an empty list."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), -(-len(ordered) * p // 100)))
-    return ordered[int(rank) - 1]
-
-
-def is_loopback(host: str | None) -> bool:
-    if host in ("localhost",):
-        return True
-    try:
-        return ipaddress.ip_address(host or "").is_loopback
-    except ValueError:
-        return False
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def proc_cpu_s(pid: int) -> float:
-    """user+system CPU seconds of a process (Linux /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
-
-
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) jiffies of the whole machine, for a utilisation figure."""
-    parts = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = parts[3] + parts[4]
-    return sum(parts) - idle, sum(parts)
-
-
-class CpuMeter:
-    """Client, server and whole-machine CPU over a measured interval."""
-
-    def __init__(self, server_pid: int) -> None:
-        self.server_pid = server_pid
-
-    def __enter__(self) -> "CpuMeter":
-        self.t0 = time.perf_counter()
-        self.client0 = time.process_time()
-        self.server0 = proc_cpu_s(self.server_pid)
-        self.machine0 = machine_busy()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.wall = time.perf_counter() - self.t0
-        self.client = time.process_time() - self.client0
-        self.server = proc_cpu_s(self.server_pid) - self.server0
-        busy1, total1 = machine_busy()
-        busy0, total0 = self.machine0
-        cores = os.cpu_count() or 1
-        self.machine_cores = (busy1 - busy0) / max(1, total1 - total0) * cores
-
-
 # --- database and app setup ----------------------------------------------------
 
 
 @dataclass
-class Config:
-    database_url: str
-    redis_url: str
-    tickets_small: int
-    tickets_large: int
-    requests: int
-    warmup: int
-    intake_requests: int
-    intake_seconds: float
-    concurrency: int
-    explain: bool
-    json_path: str | None
-    ref: str = "worktree"
-    keep_snapshot: bool = False
-    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="cs-bench-")))
-    app: Path = ROOT  # the snapshot the app runs from (set by ``snapshot``)
-    source: str = ""
+class TicketsConfig(Config):
+    """The harness's ``Config`` plus this benchmark's sizes and loads."""
 
-    def app_env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        for name in ("DJANGO_DEBUG", "SQLITE_PATH", "DJANGO_SETTINGS_MODULE"):
-            env.pop(name, None)
-        env.update(
-            DATABASE_URL=self.database_url,
-            REDIS_URL=self.redis_url,
-            DEBUG="0",
-            SECRET_KEY="bench",
-            ALLOWED_HOSTS="127.0.0.1,localhost",
-            # production settings, minus what needs TLS: plain-http loopback
-            SECURE_SSL_REDIRECT="0",
-            SECURE_COOKIES="0",  # else the session and CSRF cookies are Secure-only
-            SECURE_HSTS_SECONDS="0",
-            LOG_LEVEL="WARNING",
-            PYTHONUNBUFFERED="1",
-        )
-        return env
+    tickets_small: int = 1000
+    tickets_large: int = 100000
+    requests: int = 200
+    warmup: int = 20
+    intake_requests: int = 800
+    intake_seconds: float = 60
+    concurrency: int = 16
+    explain: bool = False
 
 
-def check_targets(cfg: Config) -> tuple[str, str]:
-    """Refuse anything but a loopback database whose name says it is a bench."""
-    db = urlsplit(cfg.database_url)
-    dbname = db.path.lstrip("/")
-    if db.scheme not in ("postgres", "postgresql", "pgsql"):
-        raise SystemExit(f"BENCH_DATABASE_URL must be PostgreSQL, got {db.scheme!r}")
-    if not is_loopback(db.hostname):
-        raise SystemExit(f"refusing a non-loopback database host {db.hostname!r}")
-    if "bench" not in dbname or dbname in ("postgres", "template0", "template1"):
-        raise SystemExit(f"refusing to drop database {dbname!r}: its name must contain 'bench'")
-    redis = urlsplit(cfg.redis_url)
-    if not is_loopback(redis.hostname):
-        raise SystemExit(f"refusing a non-loopback Redis host {redis.hostname!r}")
-    admin_url = urlunsplit((db.scheme, db.netloc, "/postgres", db.query, ""))
-    return dbname, admin_url
-
-
-def recreate_database(cfg: Config) -> None:
-    dbname, admin_url = check_targets(cfg)
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-        version = conn.execute("SHOW server_version").fetchone()[0]
-    log(f"database {dbname} recreated (PostgreSQL {version})")
-    # the throttle counters and the Celery queue of the last run live in the bench Redis db
-    import redis  # a dependency of channels-redis, in the venv
-
-    client = redis.Redis.from_url(cfg.redis_url)
-    client.flushdb()
-    client.close()
-    log(f"redis {cfg.redis_url} emptied (bench db)")
-
-
-def git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-
-
-def snapshot(cfg: Config) -> None:
-    """Copy the code under test to ``workdir/app``: the working tree or a commit."""
-    dest = cfg.workdir / "app"
-    dest.mkdir()
-    head = git("rev-parse", "--short", "HEAD").strip()
-    if cfg.ref == "worktree":
-        names = [n for n in git("ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0") if n]
-        copied = 0
-        for name in names:
-            src = ROOT / name
-            if src.is_file():
-                (dest / name).parent.mkdir(parents=True, exist_ok=True)
-                (dest / name).write_bytes(src.read_bytes())
-                copied += 1
-        dirty = [line for line in git("status", "--porcelain").splitlines() if line.strip()]
-        cfg.source = f"working tree at {head}" + (f" with {len(dirty)} uncommitted change(s)" if dirty else " (clean)")
-        log(f"snapshot of the {cfg.source}: {copied} files in {dest}")
-    else:
-        if cfg.ref.startswith("-"):
-            raise SystemExit(f"--ref {cfg.ref!r} is not a commit")
-        commit = git("rev-parse", "--verify", f"{cfg.ref}^{{commit}}").strip()
-        archive = subprocess.run(["git", "archive", "--format=tar", commit], cwd=ROOT, capture_output=True, check=True)
-        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
-        subject = git("log", "-1", "--format=%s", commit).strip()
-        cfg.source = f"commit {commit[:7]} ({subject[:60]})"
-        log(f"snapshot of {cfg.source} in {dest}")
-    cfg.app = dest
-    manage(cfg, "collectstatic", "--noinput", "-v0")
-
-
-def manage(cfg: Config, *args: str, timeout: float = 900) -> str:
-    started = time.perf_counter()
-    result = subprocess.run(
-        [PYTHON, "manage.py", *args], cwd=cfg.app, env=cfg.app_env(), capture_output=True, text=True, timeout=timeout
-    )
-    if result.returncode != 0:
-        sys.stderr.write(result.stdout[-3000:] + result.stderr[-3000:])
-        raise SystemExit(f"manage.py {' '.join(args)} failed ({result.returncode})")
-    log(f"manage.py {' '.join(args)}: {time.perf_counter() - started:.1f} s")
-    return result.stdout
-
-
-def probe(cfg: Config, *args: str, timeout: float = 300) -> str:
+def probe(cfg: TicketsConfig, *args: str, timeout: float = 300) -> str:
     env = cfg.app_env()
     env["ALLOWED_HOSTS"] = "127.0.0.1,localhost,testserver"  # the probe uses Django's test client
     result = subprocess.run(
@@ -279,23 +118,16 @@ def probe(cfg: Config, *args: str, timeout: float = 300) -> str:
     return result.stdout.strip()
 
 
-def sql_one(cfg: Config, query: str):
+def sql_one(cfg: TicketsConfig, query: str):
     with psycopg.connect(cfg.database_url, autocommit=True) as conn:
         return conn.execute(query).fetchone()[0]
 
 
-def ticket_count(cfg: Config) -> int:
+def ticket_count(cfg: TicketsConfig) -> int:
     return sql_one(cfg, "SELECT count(*) FROM tickets_ticket")
 
 
-def seed_demo(cfg: Config) -> list[str]:
-    """``seed_demo`` on production settings (DEBUG=0) must be told the database
-    is a demo one; a snapshot from before that flag runs without it."""
-    source = (cfg.app / "cs_portal" / "management" / "commands" / "seed_demo.py").read_text()
-    return ["seed_demo", "--demo-database"] if "--demo-database" in source else ["seed_demo"]
-
-
-def top_up(cfg: Config, target: int) -> int:
+def top_up(cfg: TicketsConfig, target: int) -> int:
     have = ticket_count(cfg)
     if have < target:
         manage(cfg, *seed_demo(cfg), "--tickets", str(target - have), timeout=1200)
@@ -306,61 +138,6 @@ def top_up(cfg: Config, target: int) -> int:
     have = ticket_count(cfg)
     log(f"{have} tickets in the database (VACUUM ANALYZE done)")
     return have
-
-
-# --- daphne --------------------------------------------------------------------
-
-
-class Server:
-    def __init__(self, cfg: Config, label: str) -> None:
-        self.cfg = cfg
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = cfg.workdir / f"daphne-{label}.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [DAPHNE, "-b", "127.0.0.1", "-p", str(self.port), "cs_portal.asgi:application"],
-            cwd=self.cfg.app, env=self.cfg.app_env(), stdout=self._log, stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"daphne exited ({self.proc.returncode}); log:\n{self.tail(30)}")
-            try:
-                httpx.get(self.base + "/api/v1/tickets/", timeout=2)  # any HTTP answer (401) will do
-                log(f"daphne pid {self.proc.pid} answers on {self.base} (log {self.log_path})")
-                return
-            except httpx.TransportError:
-                time.sleep(0.3)
-        raise SystemExit(f"daphne did not answer within 60 s; log:\n{self.tail(30)}")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-            log(f"daphne pid {self.proc.pid} stopped")
-        if getattr(self, "_log", None):
-            self._log.close()
-
-    def tail(self, lines: int = 12) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def last_error(self) -> str:
-        """The last exception line daphne logged, to explain a 500."""
-        for line in reversed(self.log_path.read_text(errors="replace").splitlines()):
-            if re.match(r"^[\w.]+(Error|Exception|DoesNotExist)\b", line.strip()):
-                return line.strip()[:200]
-        return ""
 
 
 # --- logins --------------------------------------------------------------------
@@ -384,7 +161,7 @@ def buyer_orders(client: httpx.Client, token: str) -> list[int]:
     return [o["id"] for o in r.json()["results"]]
 
 
-def login_session(cfg: Config, server: Server, client: httpx.Client) -> str:
+def login_session(cfg: TicketsConfig, server: Server, client: httpx.Client) -> str:
     """Log agent1 in through the login form; fall back to a server-made session
     when the form cannot be used (the page is being rebuilt). Returns how."""
     why = ""
@@ -433,12 +210,12 @@ class Latency:
         return pct(self.samples_ms, 99)
 
 
-def measure_latency(client: httpx.Client, server: Server, path: str, headers: dict, cfg: Config) -> Latency:
+def measure_latency(client: httpx.Client, server: Server, path: str, headers: dict, cfg: TicketsConfig) -> Latency:
     for _ in range(cfg.warmup):
         client.get(path, headers=headers)
     samples, statuses = [], {}
     last = None
-    with CpuMeter(server.proc.pid) as cpu:
+    with CpuMeter(server) as cpu:
         for _ in range(cfg.requests):
             t0 = time.perf_counter()
             last = client.get(path, headers=headers)
@@ -477,7 +254,7 @@ class Intake:
         return self.ok / self.wall_s if self.wall_s else 0.0
 
 
-async def run_intake(server: Server, buyers: list[tuple[str, list[int]]], cfg: Config) -> Intake:
+async def run_intake(server: Server, buyers: list[tuple[str, list[int]]], cfg: TicketsConfig) -> Intake:
     """``concurrency`` workers share one bounded pool; each request is one ticket."""
     limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
     rng = random.Random(7)
@@ -519,12 +296,12 @@ async def run_intake(server: Server, buyers: list[tuple[str, list[int]]], cfg: C
                 await one(n, True)
                 n += cfg.concurrency
 
-        with CpuMeter(server.proc.pid) as cpu:
+        with CpuMeter(server) as cpu:
             await asyncio.gather(*(worker(w) for w in range(cfg.concurrency)))
     return Intake(samples, statuses, cpu.wall, cpu, first_error)
 
 
-def measure_phase(cfg: Config, label: str, tokens: dict[str, str] | None) -> dict:
+def measure_phase(cfg: TicketsConfig, label: str, tokens: dict[str, str] | None) -> dict:
     server = Server(cfg, label)
     server.start()
     try:
@@ -552,7 +329,7 @@ def measure_phase(cfg: Config, label: str, tokens: dict[str, str] | None) -> dic
                 log(
                     f"[{label}] {title:<34} p50 {r.p50:7.1f} ms  p99 {r.p99:7.1f} ms  "
                     f"HTTP {dict(sorted(r.statuses.items()))}  {r.size_bytes} B  "
-                    f"daphne CPU {r.cpu.server / len(r.samples_ms) * 1000:.1f} ms/req  "
+                    f"server CPU {r.cpu.server / len(r.samples_ms) * 1000:.1f} ms/req  "
                     f"machine {r.cpu.machine_cores:.2f} cores busy"
                     + (f"  count={r.count}" if r.count is not None else "")
                     + (f"  [{r.note}]" if r.note else "")
@@ -576,7 +353,7 @@ def measure_phase(cfg: Config, label: str, tokens: dict[str, str] | None) -> dic
 # --- SQL per request -----------------------------------------------------------
 
 
-def sql_report(cfg: Config, label: str) -> dict:
+def sql_report(cfg: TicketsConfig, label: str) -> dict:
     try:
         data = json.loads(probe(cfg, "queries", *(["--explain"] if cfg.explain else [])))
     except (RuntimeError, ValueError) as exc:
@@ -600,7 +377,7 @@ def sql_report(cfg: Config, label: str) -> dict:
 # --- summary -------------------------------------------------------------------
 
 
-def summary(cfg: Config, small: dict, large: dict) -> dict:
+def summary(cfg: TicketsConfig, small: dict, large: dict) -> dict:
     n_small, n_large = small["tickets"], large["tickets"]
     print("\n" + "=" * 100)
     print(f"SUMMARY  (client and server share this machine: {os.cpu_count()} cores; "
@@ -657,7 +434,7 @@ def summary(cfg: Config, small: dict, large: dict) -> dict:
     print()
     print(f"List goal (p50 at {fmt_n(n_large)} within {LIST_GOAL}x of p50 at {fmt_n(n_small)}): "
           f"{'MET' if met else 'MISSED'}")
-    # one client at a time keeps about one core busy (client, daphne and PostgreSQL take turns);
+    # one client at a time keeps about one core busy (client, server and PostgreSQL take turns);
     # much more than that means other work on the machine competed with the measurement
     busiest = max(x.cpu.machine_cores for phase in (small, large) for x in phase["reads"].values())
     if busiest > BUSY_WARN_CORES:
@@ -666,8 +443,8 @@ def summary(cfg: Config, small: dict, large: dict) -> dict:
               f"the ratios less reliable. Rerun on a quiet machine.")
     print(f"Code measured: {cfg.source}")
     print(f"Console session: {small['session']}")
-    print("Note: client and server share the same cores; server CPU is daphne's only (PostgreSQL and the "
-          "client take the rest of 'busy cores').")
+    print(f"Server: {cfg.server_label()}. Note: client and server share the same cores; server CPU is the "
+          "server's process tree only (PostgreSQL and the client take the rest of 'busy cores').")
     return {"reads": rows, "intake": intake_rows, "list_goal_met": met, "tickets": [n_small, n_large],
             "max_busy_cores_during_reads": busiest,
             "source": cfg.source, "session": small["session"]}
@@ -680,7 +457,7 @@ def fmt_n(n: int) -> str:
 # --- main ----------------------------------------------------------------------
 
 
-def parse_args(argv: list[str] | None = None) -> Config:
+def parse_args(argv: list[str] | None = None) -> TicketsConfig:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tickets-small", type=int, default=1000)
     parser.add_argument("--tickets-large", type=int, default=100000)
@@ -695,7 +472,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--keep-snapshot", action="store_true", help="keep the code snapshot after the run")
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of each list query")
     parser.add_argument("--json", dest="json_path", help="also write the figures to this JSON file")
+    add_server_args(parser)
     a = parser.parse_args(argv)
+    check_server_args(parser, a)
     if not (1 <= a.concurrency <= 64):
         parser.error("--concurrency must be 1..64")
     if not (1 <= a.requests <= 5000) or not (0 <= a.warmup <= 1000):
@@ -704,12 +483,13 @@ def parse_args(argv: list[str] | None = None) -> Config:
         parser.error("--intake-requests must be 1..20000 and --intake-seconds 1..300")
     if not (100 <= a.tickets_small < a.tickets_large <= 1_000_000):
         parser.error("need 100 <= --tickets-small < --tickets-large <= 1000000")
-    return Config(
+    return TicketsConfig(
         database_url=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/cs_bench"),
         redis_url=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5"),
         tickets_small=a.tickets_small, tickets_large=a.tickets_large, requests=a.requests, warmup=a.warmup,
         intake_requests=a.intake_requests, intake_seconds=a.intake_seconds, concurrency=a.concurrency,
         explain=a.explain, json_path=a.json_path, ref=a.ref, keep_snapshot=a.keep_snapshot,
+        server=a.server, workers=a.workers,
     )
 
 
@@ -718,7 +498,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     check_targets(cfg)
     log(f"CS Workbench tickets benchmark; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
-        "client and server share this machine")
+        f"server {cfg.server_label()}; client and server share this machine")
     snapshot(cfg)
     recreate_database(cfg)
     manage(cfg, "migrate", "--noinput", "-v0")
@@ -732,7 +512,7 @@ def main(argv: list[str] | None = None) -> None:
         Path(cfg.json_path).write_text(json.dumps(result, indent=2, ensure_ascii=False))
     if not cfg.keep_snapshot:
         shutil.rmtree(cfg.app, ignore_errors=True)
-    log(f"done in {time.perf_counter() - started:.0f} s; daphne logs in {cfg.workdir}; "
+    log(f"done in {time.perf_counter() - started:.0f} s; server logs in {cfg.workdir}; "
         f"the {fmt_n(large['tickets'])}-ticket database stays for inspection")
 
 
