@@ -401,6 +401,8 @@ class Server:
 
     def launch(self) -> None:
         """Start the process and return at once (``wait_ready`` waits for it)."""
+        if getattr(self, "_log", None):
+            self._log.close()  # a restart: the same log, appended to
         self._log = open(self.log_path, "a")
         self._log.write(f"--- {time.strftime('%H:%M:%S')} start: {' '.join(self.command())}\n")
         self._log.flush()

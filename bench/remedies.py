@@ -1,7 +1,7 @@
 """Benchmark: 16 agents applying remedies through the HTTP API on PostgreSQL,
 beside ``pgbench -N`` on the same server in the same run.
 
-    .venv/bin/python bench/remedies.py [--seconds 20] [--concurrency 16]
+    .venv/bin/python bench/remedies.py [--seconds 20] [--concurrency 16] [--server prod|daphne] [--workers 2]
 
 Uses its own databases (``cs_bench_remedies`` for the app, ``cs_bench_pgbench``
 for pgbench; loopback only) and Redis db 7. Prints remedies/s, p50/p99 and the
@@ -9,6 +9,10 @@ status codes; pgbench tps alone and during the load; the ratio of remedies/s
 to pgbench tps; where one remedy's time goes (SQL statements, time in SQL,
 time waiting for the budget-day row lock); and the two exactness checks
 (``verify_ledger``, budget spent = sum of executed costs).
+
+The server comes from the harness (``bench/harness.py``): ``--server prod``
+(default) runs gunicorn with ``--workers`` uvicorn workers as production does,
+``--server daphne`` one daphne process.
 """
 
 from __future__ import annotations
@@ -17,16 +21,20 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.harness import Server, add_server_args, check_server_args  # noqa: E402
 PY = sys.executable
 APP_DB = "postgres://postgres@127.0.0.1:5432/cs_bench_remedies"
 PGBENCH_DB = "cs_bench_pgbench"
@@ -98,11 +106,13 @@ with connection.execute_wrapper(wrapper):
                           idempotency_key=f"profile-{ticket.pk}")
 wall = time.perf_counter() - start
 lock = sum(t for t, sql in times if "compensation_budgetday" in sql and "FOR UPDATE" in sql)
-held_from = next(i for i, (_, sql) in enumerate(times) if "compensation_budgetday" in sql and "FOR UPDATE" in sql)
-held_sql = sum(t for t, _ in times[held_from:])
+# the budget-day row lock of the old design; None once the budget is spent in one conditional step
+held_from = next((i for i, (_, sql) in enumerate(times) if "compensation_budgetday" in sql and "FOR UPDATE" in sql),
+                 None)
+held_sql = sum(t for t, _ in times[held_from:]) if held_from is not None else 0.0
 print(json.dumps({"statements": len(times), "sql_ms": 1000 * sum(t for t, _ in times), "wall_ms": 1000 * wall,
                   "budget_lock_ms": 1000 * lock, "sql_under_lock_ms": 1000 * held_sql,
-                  "statements_under_lock": len(times) - held_from}))
+                  "statements_under_lock": None if held_from is None else len(times) - held_from}))
 '''
 
 CHECKS = r'''
@@ -125,12 +135,6 @@ def run(cmd, **kwargs) -> subprocess.CompletedProcess:
 
 def psql(sql: str, db: str = "postgres") -> None:
     subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", db, "-qc", sql], check=True, capture_output=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pgbench(seconds: int, clients: int) -> float:
@@ -170,7 +174,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--tickets-per-agent", type=int, default=30)
+    add_server_args(parser)
     args = parser.parse_args()
+    check_server_args(parser, args)
 
     t0 = time.perf_counter()
     for db in ("cs_bench_remedies", PGBENCH_DB):
@@ -184,17 +190,11 @@ def main() -> None:
     psql("VACUUM ANALYZE", "cs_bench_remedies")
     print(f"set up in {time.perf_counter() - t0:.0f}s: {args.concurrency} agents × {args.tickets_per_agent} tickets")
 
-    port = free_port()
-    server = subprocess.Popen([str(Path(PY).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port), "cs_portal.asgi:application"],
-                              cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+    server = Server(kind=args.server, workers=args.workers, app=ROOT, env=ENV,
+                    log_dir=Path(tempfile.mkdtemp(prefix="cs-bench-remedies-")), label="remedies")
+    server.start()
+    base = server.base
     try:
-        for _ in range(100):
-            try:
-                httpx.get(f"{base}/api/schema/", timeout=2)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.2)
         asyncio.run(load(base, agents, 3, 4))  # warm-up
         tps_alone = pgbench(args.seconds, args.concurrency)
         with subprocess.Popen(["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-N", "-c", str(args.concurrency), "-j", "2",
@@ -205,8 +205,7 @@ def main() -> None:
             out, _ = beside.communicate()
         tps_beside = float(next(line for line in out.splitlines() if line.startswith("tps")).split("=")[1].split()[0])
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        server.stop()
 
     profile = json.loads(run([PY, "-c", PROFILE]).stdout.strip().splitlines()[-1])
     checks = json.loads(run([PY, "-c", CHECKS]).stdout.strip().splitlines()[-1])
@@ -214,18 +213,23 @@ def main() -> None:
     done = len(latencies)
     rate = done / elapsed
     print(f"\nremedies through the API: {done} in {elapsed:.1f}s = {rate:.1f}/s with {args.concurrency} agents "
-          f"(one daphne process); p50 {statistics.median(latencies):.0f} ms, p99 {latencies[int(done * 0.99) - 1]:.0f} ms; "
+          f"({server.label}); p50 {statistics.median(latencies):.0f} ms, p99 {latencies[int(done * 0.99) - 1]:.0f} ms; "
           f"status codes {dict(sorted(codes.items()))}")
     print(f"pgbench -N, {args.concurrency} clients: {tps_alone:.0f} tps alone, {tps_beside:.0f} tps beside the API load")
     print(f"ratio remedies/s : pgbench tps (alone) = 1 : {tps_alone / rate:.0f}  ({rate / tps_alone:.4f})")
+    if profile["statements_under_lock"] is None:
+        lock_note = "no budget-day row lock (SELECT ... FOR UPDATE) taken"
+    else:
+        lock_note = (f"taking the budget-day lock {profile['budget_lock_ms']:.1f} ms; then "
+                     f"{profile['statements_under_lock']} statements ({profile['sql_under_lock_ms']:.1f} ms of SQL) "
+                     "run while it is held, until commit")
     print(f"one remedy in-process (resend + coupon): {profile['statements']} SQL statements, "
-          f"{profile['sql_ms']:.1f} ms in SQL of {profile['wall_ms']:.1f} ms wall; taking the budget-day lock "
-          f"{profile['budget_lock_ms']:.1f} ms; then {profile['statements_under_lock']} statements "
-          f"({profile['sql_under_lock_ms']:.1f} ms of SQL) run while it is held, until commit")
+          f"{profile['sql_ms']:.1f} ms in SQL of {profile['wall_ms']:.1f} ms wall; {lock_note}")
     print(f"exactness: ledger verified={checks['ledger_ok']} ({checks['ledger_entries']} entries); budget spent "
           f"{checks['spent_fen']} fen = executed costs {checks['executed_cost_fen']} fen: "
           f"{checks['spent_fen'] == checks['executed_cost_fen']}; executed {checks['executed']}, pending {checks['pending']}")
-    print("note: client, daphne, PostgreSQL and pgbench share this machine's 2 cores")
+    print(f"note: client, the server ({server.label}), PostgreSQL and pgbench share this machine's 2 cores; "
+          f"server log {server.log_path}")
 
 
 if __name__ == "__main__":
