@@ -4,7 +4,7 @@ and 4).
 
     .venv/bin/python bench/chat.py [--scenarios throughput,latency,reconnect]
                                    [--clients 1000,2000,1000] [--seconds 20] [--warmup 5]
-                                   [--period 0.95] [--slow-period 10] [--reconnect-mode restart|kill]
+                                   [--period 0.95] [--slow-period 10] [--reconnect-mode restart|kill|reload]
                                    [--server prod|daphne] [--workers 2] [--layers redis]
                                    [--client-procs auto] [--ref worktree|HEAD|<commit>] [--json out.json]
 
@@ -20,7 +20,9 @@ row then the relay's, with the same clients and the same load):
   exchanged, then the server is restarted (``--reconnect-mode restart``: SIGTERM
   to the gunicorn master, whose workers close every socket with 1012, then
   started again on the same port once it has exited; ``kill``: SIGKILL to the
-  worker holding the most sockets, which gunicorn replaces) while one message
+  worker holding the most sockets, which gunicorn replaces; ``reload``: SIGHUP,
+  gunicorn's graceful reload, new workers while the port keeps listening; the
+  relay, and daphne, are restarted in every mode) while one message
   per ticket is stored through the chat services (``store_chat_batch``, what
   the sockets' writer calls; ``post_message`` for any it hands back), so every
   client has something to replay. Each client reconnects as ``static/js/chat.js``
@@ -518,6 +520,7 @@ class Stats:
     lost: int = 0
     lost_acked: int = 0
     cpu_window_s: float = 0.0
+    loop_lag_ms: list = field(default_factory=list)
 
 
 def page_delay(code: int | None, attempts: int, rng: random.Random) -> tuple[float, int]:
@@ -744,9 +747,14 @@ class Fleet:
         senders = [asyncio.create_task(self.sender(c, start, t0, t1, cmd["period"])) for c in self.clients if c.opens]
 
         async def cpu_window() -> None:
+            """This process's CPU over the window, and how late its event loop
+            wakes up (a busy client would show here before anywhere else)."""
             await asyncio.sleep(max(0.0, t0 - time.monotonic()))
             c0 = time.process_time()
-            await asyncio.sleep(max(0.0, t1 - time.monotonic()))
+            while time.monotonic() < t1:
+                asked = time.monotonic()
+                await asyncio.sleep(0.05)
+                self.stats.loop_lag_ms.append((time.monotonic() - asked - 0.05) * 1000)
             self.stats.cpu_window_s = time.process_time() - c0
 
         meter = asyncio.create_task(cpu_window())
@@ -775,7 +783,7 @@ class Fleet:
                 "acked_in_window": s.acked_in_window, "delivered_in_window": s.delivered_in_window,
                 "latencies_ms": s.latencies_ms, "ack_ms": s.ack_ms, "refused": dict(s.refused),
                 "ack_timeouts": s.ack_timeouts, "resent": s.resent, "lost": s.lost, "lost_acked": s.lost_acked,
-                "cpu_window_s": s.cpu_window_s, **self.socket_counts()}
+                "cpu_window_s": s.cpu_window_s, "loop_lag_ms": s.loop_lag_ms, **self.socket_counts()}
 
     def socket_counts(self) -> dict:
         return {"duplicates": sum(c.duplicates for c in self.clients),
@@ -974,10 +982,15 @@ class Row:
     def ack(self, q: float) -> float:
         return pct(self.load.get("ack_ms", []), q)
 
+    def lag(self, q: float) -> float:
+        return pct(self.load.get("loop_lag_ms", []), q)
+
     def as_dict(self) -> dict:
         out = {k: v for k, v in self.__dict__.items() if k != "load"}
         lats = self.load.get("latencies_ms", [])
-        out["load"] = {k: v for k, v in self.load.items() if k not in ("latencies_ms", "ack_ms")}
+        out["load"] = {k: v for k, v in self.load.items() if k not in ("latencies_ms", "ack_ms", "loop_lag_ms")}
+        out["client_loop_lag_ms"] = {"p50": self.lag(50), "p99": self.lag(99),
+                                     "max": max(self.load.get("loop_lag_ms", []), default=float("nan"))}
         if self.scenario != "reconnect":
             out["figures"] = {
                 "offered_per_s": self.offered, "stored_per_s": self.rate("acked_in_window"),
@@ -1317,7 +1330,7 @@ def summary(cfg: ChatConfig, rows: list[Row], elapsed_s: float) -> tuple[dict, l
               f"ack; sync every {cfg.sync_every_s:g} s per socket (the page's)")
         print(f"{'scenario':<11}{'server':<24}{'layer':<7}{'clients':>8}{'procs':>6}{'offered/s':>10}{'stored/s':>9}"
               f"{'deliv/s':>8}{'ack p50':>8}{'ack p99':>8}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'lost':>5}"
-              f"{'gaps':>5}{'refused':>8}{'srv err':>8}{'open s':>7}  CPU s:{'server':>7}{'client':>7}{'pg':>6}"
+              f"{'gaps':>5}{'refused':>8}{'srv err':>8}{'open s':>7}{'cli lag':>8}  CPU s:{'server':>7}{'client':>7}{'pg':>6}"
               f"{'redis':>6}{'other':>6}{'busy':>6}")
         for r in load_rows:
             lats = r.load.get("latencies_ms", [])
@@ -1326,7 +1339,7 @@ def summary(cfg: ChatConfig, rows: list[Row], elapsed_s: float) -> tuple[dict, l
                   f"{fmt(r.ack(99), 1):>8}{fmt(r.lat(50), 1):>8}{fmt(r.lat(99), 1):>8}"
                   f"{fmt(max(lats, default=float('nan'))):>8}{r.load.get('lost', 0):>5}{r.gaps:>5}"
                   f"{sum(r.load.get('refused', {}).values()):>8}{sum(r.server_errors.values()):>8}"
-                  f"{r.connect_s:>7.1f}       {cpu_cells(r.window)}")
+                  f"{r.connect_s:>7.1f}{fmt(r.lag(99), 1):>8}       {cpu_cells(r.window)}")
     rec_rows = [r for r in rows if r.scenario == "reconnect"]
     if rec_rows:
         print()
@@ -1386,10 +1399,14 @@ def summary(cfg: ChatConfig, rows: list[Row], elapsed_s: float) -> tuple[dict, l
             continue
         if r.scenario == "throughput":
             stored, delivered = r.rate("acked_in_window"), r.rate("delivered_in_window")
-            ok = stored >= GOAL_RATE and delivered >= GOAL_RATE and not r.load.get("lost") and not r.gaps
+            judged = r.offered >= GOAL_RATE  # a smaller run cannot offer the goal's rate
+            ok = (stored >= GOAL_RATE and delivered >= GOAL_RATE or not judged) and not r.load.get("lost") \
+                and not r.gaps
+            verdict = ("MET" if ok else "MISSED") if judged else \
+                ("rate not judged below 1,000 offered/s; lossless" if ok else "MISSED (lost messages)")
             print(f"goal throughput (>= {GOAL_RATE:,.0f}/s stored and delivered, 0 lost) {tag}: stored "
                   f"{stored:,.0f}/s, delivered {delivered:,.0f}/s, lost {r.load.get('lost', 0)}, gaps {r.gaps}: "
-                  f"{'MET' if ok else 'MISSED'}")
+                  f"{verdict}")
         elif r.scenario == "latency":
             ok = r.lat(99) < GOAL_P99_MS and not r.load.get("lost") and not r.gaps
             print(f"goal latency (delivery p99 < {GOAL_P99_MS:.0f} ms, 0 lost) {tag}: p99 {fmt(r.lat(99), 1)} ms, "
@@ -1407,7 +1424,9 @@ def summary(cfg: ChatConfig, rows: list[Row], elapsed_s: float) -> tuple[dict, l
           "the window; ack = send -> the sender's ack; p50/p99/max = send -> the partner's 'message' frame for messages "
           "sent inside the window; lost = sent, not refused, never delivered to the partner; gaps = stored messages "
           "(database; the relay: its log) a socket of the ticket never received; srv err = exceptions and worker "
-          "timeouts/kills in the server log; open s = time to open the sockets; CPU seconds over the window: server = "
+          "timeouts/kills in the server log; open s = time to open the sockets; cli lag = p99 of how late the client "
+          "processes' event loops woke up in the window (ms; the client is not the limit while this stays small); "
+          "CPU seconds over the window: server = "
           "its whole process tree (gunicorn master + workers), client = the client processes, pg = all of PostgreSQL, "
           "other = every other process (this script's parent included), busy = cores of the machine in use. "
           "Reconnect marks are seconds after the fault: down = the old server exited (restart) , up = the new one "
