@@ -35,6 +35,16 @@ def _login_throttle_per_test(monkeypatch):
     monkeypatch.setattr(LoginThrottle, "cache", cache)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Each test starts with an empty cache (routing rules, throttles): a test's
+    rolled-back rows must not live on in another's cache."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 @pytest.fixture
 def daytime(monkeypatch):
     """The clock moved to 15:00 local time today (and still running).

@@ -1,7 +1,10 @@
-"""Roles are groups with permissions; these helpers ask the permission.
+"""Roles are groups with permissions (``ROLE_PERMISSIONS``, kept by
+``ensure_role_groups``); these helpers ask for the role's permission.
 
-``user.has_perm`` caches a user's permissions on the user object, so asking
-several times in one request costs one query.
+They read the user's role groups in one query, cached on the user object for
+the request; Django's ``has_perm`` would cost two queries with joins on every
+request, the largest part of an API call's database time. A permission given
+to a user directly, outside a role group, makes no role.
 """
 
 from __future__ import annotations
@@ -31,26 +34,76 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
 }
 
 
+ROLE_CACHE_ATTR = "_role_perm_cache"
+ROLE_CACHE_TIMEOUT_S = 300
+
+
+def _cache_key(user_id: int) -> str:
+    return f"accounts:role-groups:{user_id}"
+
+
+def role_permissions(user) -> frozenset[str]:
+    """The ``app.codename`` permissions the user holds through role groups:
+    from this user object, else the shared cache (one Redis read in
+    production), else one query. ``forget`` drops both after a change of
+    groups (``accounts.apps`` calls it whenever a user's groups change)."""
+    cached = user.__dict__.get(ROLE_CACHE_ATTR)
+    if cached is None:
+        from django.core.cache import cache
+
+        names = cache.get(_cache_key(user.pk))
+        if names is None:
+            names = sorted(user.groups.values_list("name", flat=True))
+            cache.set(_cache_key(user.pk), names, timeout=ROLE_CACHE_TIMEOUT_S)
+        cached = frozenset(f"accounts.{codename}" for name in names for codename in ROLE_PERMISSIONS.get(name, ()))
+        user.__dict__[ROLE_CACHE_ATTR] = cached
+    return cached
+
+
+def forget(user=None, *, user_id: int | None = None) -> None:
+    """After a change of a user's groups: this object and the shared cache
+    (now and again once the change commits, so a read in between cannot
+    leave the old groups cached)."""
+    from django.core.cache import cache
+    from django.db import transaction
+
+    if user is not None:
+        user.__dict__.pop(ROLE_CACHE_ATTR, None)
+        user_id = user.pk
+    if user_id is not None:
+        key = _cache_key(user_id)
+        cache.delete(key)
+        transaction.on_commit(lambda: cache.delete(key))
+
+
+def _holds(user, perm: str, *, active: bool) -> bool:
+    if not (user and user.is_authenticated) or (active and not user.is_active):
+        return False
+    if user.is_superuser and user.is_active:
+        return True
+    return perm in role_permissions(user)
+
+
 def is_buyer(user) -> bool:
-    return bool(user and user.is_authenticated and user.has_perm(PERM_BUYER))
+    return _holds(user, PERM_BUYER, active=False)
 
 
 def is_agent(user) -> bool:
     """Agents and supervisors: the staff who work tickets."""
-    return bool(user and user.is_authenticated and user.is_active and user.has_perm(PERM_AGENT))
+    return _holds(user, PERM_AGENT, active=True)
 
 
 def is_supervisor(user) -> bool:
-    return bool(user and user.is_authenticated and user.is_active and user.has_perm(PERM_SUPERVISOR))
+    return _holds(user, PERM_SUPERVISOR, active=True)
 
 
 def is_merchant_staff(user) -> bool:
-    return bool(user and user.is_authenticated and user.has_perm(PERM_MERCHANT))
+    return _holds(user, PERM_MERCHANT, active=False)
 
 
 def is_integration(user) -> bool:
     """The platform's own systems (order system, carrier feeds) by their token."""
-    return bool(user and user.is_authenticated and user.is_active and user.has_perm(PERM_INTEGRATION))
+    return _holds(user, PERM_INTEGRATION, active=True)
 
 
 def role_of(user) -> str | None:

@@ -46,6 +46,7 @@ def set_role(*, user: User, role: str) -> User:
     # drop the cached permissions of this instance
     for attr in ("_perm_cache", "_user_perm_cache", "_group_perm_cache"):
         user.__dict__.pop(attr, None)
+    roles.forget(user)
     return user
 
 

@@ -480,6 +480,8 @@ class Msg:
     delivered: bool = False
     acked: bool = False
     refused: str = ""
+    ticket: int = 0
+    seq: int | None = None  # from the ack
 
 
 @dataclass
@@ -502,6 +504,7 @@ class Client:
     duplicates: int = 0
     out_of_order: int = 0
     sent_n: int = 0
+    acked_seq: int | None = None
     next_sync: float = 0.0
     gave_up: bool = False
 
@@ -629,6 +632,7 @@ class Fleet:
                 self.stats.delivered_in_window += 1
         elif kind in ("ack", "error"):
             if c.waiter is not None and not c.waiter.done():
+                c.acked_seq = frame.get("seq") if kind == "ack" else None
                 c.waiter.set_result("ack" if kind == "ack" else str(frame.get("code")))
             elif kind == "error":
                 self.stats.refused[f"unsolicited {frame.get('code')}"] += 1
@@ -718,7 +722,7 @@ class Fleet:
                 return
             mid = f"{c.idx}.{c.sent_n}"
             c.sent_n += 1
-            msg = self.msgs[mid] = Msg(now, c.partner, measured=now >= t0)
+            msg = self.msgs[mid] = Msg(now, c.partner, measured=now >= t0, ticket=c.ticket)
             frame = json.dumps({"type": "message", "client_msg_id": uuid.uuid4().hex,
                                 "body": f"{TAG}{mid} 您好，请问我的快递到哪里了？"})
             self.stats.sent += 1
@@ -733,6 +737,7 @@ class Fleet:
                 self.stats.refused[outcome] += 1
             else:
                 msg.acked = True
+                msg.seq = c.acked_seq
                 if msg.measured:
                     self.stats.ack_ms.append((acked_at - now) * 1000)
                 if t0 <= acked_at < t1:
@@ -777,6 +782,7 @@ class Fleet:
             task.cancel()
         lost = [m for m in self.msgs.values() if not m.delivered and not m.refused]
         self.stats.lost, self.stats.lost_acked = len(lost), sum(m.acked for m in lost)
+        self.lost = lost  # checked again later: did a sync or a replay bring them?
         self.msgs.clear()
         s = self.stats
         return {"event": "loaded", "sent": s.sent, "sent_in_window": s.sent_in_window,
@@ -808,7 +814,13 @@ class Fleet:
             for c in self.clients]}
 
     def seen_report(self) -> dict:
-        return {"event": "seen", "clients": [
+        late = []  # messages lost at the end of the grace period: arrived since? when?
+        for m in getattr(self, "lost", []):
+            receiver = self.by_idx[m.receiver]
+            arrived = receiver.seen.get(m.seq) if m.seq is not None else None
+            late.append({"ticket": m.ticket, "seq": m.seq, "acked": m.acked,
+                         "arrived_after_s": None if arrived is None else arrived - m.sent_at})
+        return {"event": "seen", "late": late, "clients": [
             {"idx": c.idx, "ticket": c.ticket, "after_seq": c.after_seq, "seen": sorted(c.seen)}
             for c in self.clients]}
 
@@ -1108,8 +1120,16 @@ def run_load_row(cfg: ChatConfig, scenario: str, kind: str, n: int, pairs: list[
         row.load = merge_loads(replies)
         row.window["client_self"] = row.load.get("cpu_window_s", 0.0)
         if kind != "relay":
+            time.sleep(1.0)
             seen = clients.ask({"cmd": "seen"})
             row.gaps, _ = check_gaps(cfg, seen)
+            late = [x for r in seen for x in r["late"]]
+            if late:
+                row.load["lost_detail"] = late
+                came = sorted(x["arrived_after_s"] for x in late if x["arrived_after_s"] is not None)
+                log(f"[{scenario} {label} {n}] {len(late)} message(s) not delivered to the partner within the grace "
+                    f"period ({sum(x['acked'] for x in late)} acked): {len(came)} arrived later (a sync or a replay), "
+                    f"{came[0] if came else 0:.1f}-{came[-1] if came else 0:.1f} s after sending; first: {late[:3]}")
         row.unexpected_closes = clients.close()["unexpected_closes"]
         clients = None
         time.sleep(1.0)  # the server drops the last sockets

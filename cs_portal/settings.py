@@ -50,7 +50,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "core.middleware.StaticFilesMiddleware",  # WhiteNoise, async under ASGI
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -114,13 +114,20 @@ if REDIS_URL:
     # layer): a group is one Redis channel a process subscribes to once; an
     # idle socket never times out; a failed subscription is retried and every
     # socket then re-reads from the database what it may have missed.
+    # Pub/sub channels are global to a Redis server, whatever its db number: the
+    # prefix keeps two deployments (or a benchmark and a test run) on one Redis
+    # apart; by default it names the db of the URL
+    _channel_url = env.str("CHANNEL_REDIS_URL", default=REDIS_URL)
+    _channel_db = (_channel_url.rsplit("/", 1)[-1].split("?")[0] or "0") if _channel_url.count("/") >= 3 else "0"
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "core.channel_layer.RedisPubSubLayer",
-            "CONFIG": {"hosts": [{"address": env.str("CHANNEL_REDIS_URL", default=REDIS_URL)}]},
+            "CONFIG": {"hosts": [{"address": _channel_url}],
+                       "prefix": env.str("CHANNEL_LAYER_PREFIX", default=f"cs{_channel_db}.")},
         }
     }
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    # one pool per process (core/cache.py: Django's own opened a connection per request under ASGI)
+    CACHES = {"default": {"BACKEND": "core.cache.SharedPoolRedisCache", "LOCATION": REDIS_URL}}
     CELERY_BROKER_URL = REDIS_URL
     CELERY_TASK_ALWAYS_EAGER = False
 else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
@@ -25,9 +26,30 @@ DEFAULT_QUEUE = "general"
 DISPATCH_BATCH = 50
 
 
+RULES_CACHE_KEY = "tickets:routing-rules:v1"
+
+
+def _active_rules() -> list[RoutingRule]:
+    """The active rules in order, from the cache (one Redis read in production)
+    or the database; a rule or queue saved or deleted empties the cache
+    (``tickets.apps``), so every process routes by the new rules at once."""
+    rules = cache.get(RULES_CACHE_KEY)
+    if rules is None:
+        rules = list(RoutingRule.objects.filter(active=True).select_related("queue").order_by("priority", "pk"))
+        cache.set(RULES_CACHE_KEY, rules, timeout=300)
+    return rules
+
+
+def forget_routing_rules(**_) -> None:
+    # now, and again once the change commits: a request that read the old
+    # rules in between must not leave them cached
+    cache.delete(RULES_CACHE_KEY)
+    transaction.on_commit(lambda: cache.delete(RULES_CACHE_KEY))
+
+
 def pick_queue(*, ticket: Ticket) -> Queue:
     """The queue of the first matching active rule, else the general queue."""
-    for rule in RoutingRule.objects.filter(active=True).select_related("queue").order_by("priority", "pk"):
+    for rule in _active_rules():
         if rule.matches(category=ticket.category, party=ticket.party, grade=ticket.grade, language=ticket.language):
             return rule.queue
     queue, _ = Queue.objects.get_or_create(code=DEFAULT_QUEUE, defaults={"name": "综合 General"})

@@ -368,3 +368,23 @@ def test_messages_and_events_query_count_does_not_grow(api, agent, buyer, order,
         client.get(f"/api/v1/tickets/{ticket.pk}/messages/?page_size=200")
     with django_assert_max_num_queries(events_small):
         client.get(f"/api/v1/tickets/{ticket.pk}/events/?page_size=200")
+
+
+@pytest.mark.django_db
+def test_the_fast_ticket_body_equals_the_serializers(buyer, agent, supervisor, order):
+    """ticket_body skips DRF's per-instance field building; the serializers
+    stay for the schema, and what clients get must not drift from them."""
+    from django.utils import timezone
+
+    from tickets.api import TicketDetailOutput, TicketOutput, ticket_body
+    from tickets.tests.factories import ticket_in_state
+
+    tickets = [ticket_in_state(state, buyer=buyer, agent=agent, order=order)
+               for state in ("open", "assigned", "waiting_buyer", "resolved", "closed")]
+    tickets.append(ticket_in_state("open", buyer=buyer, agent=agent))  # no order
+    Ticket.objects.filter(pk=tickets[1].pk).update(breached_at=timezone.now(), due_at=timezone.now())
+    now = timezone.now()
+    for ticket in Ticket.objects.filter(pk__in=[t.pk for t in tickets]).select_related("queue", "order"):
+        assert ticket_body(ticket, now=now) == TicketOutput(ticket, context={"now": now}).data
+        for user in (buyer, agent, supervisor):
+            assert ticket_body(ticket, user=user, detail=True) == TicketDetailOutput(ticket, context={"user": user}).data
