@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
+from django.db.models import Exists
 from django.utils import timezone
 
 from accounts import roles
@@ -81,10 +82,11 @@ def _replay(*, scope: str, key: str, digest: str) -> RemedyResult | None:
     return RemedyResult(record.status_code, record.response, record.response["id"], replayed=True)
 
 
-def _idempotent(*, scope: str, key: str, digest: str, run) -> RemedyResult:
+def _idempotent(*, scope: str, key: str, digest: str, run, checked_inside: bool = False) -> RemedyResult:
     """Replay a key already answered; else run (retrying a lost cap race
-    once) and let a racing request with the same key replay the winner."""
-    if replayed := _replay(scope=scope, key=key, digest=digest):
+    once) and let a racing request with the same key replay the winner.
+    ``checked_inside``: ``run`` looks for the key itself, in its first query."""
+    if not checked_inside and (replayed := _replay(scope=scope, key=key, digest=digest)):
         return replayed
     for attempt in range(MAX_CAP_RACES + 1):
         try:
@@ -105,13 +107,14 @@ def _record(*, scope: str, key: str, digest: str, status_code: int, body: dict, 
                                      response=body, created_at=now)
 
 
-def _lock_ticket(*, actor, ticket_id: int) -> Ticket:
-    """The ticket, locked, with its buyer and order (the first lock of the order)."""
-    ticket = (tickets_visible_to(user=actor).select_for_update(of=("self",)).select_related("buyer", "order")
-              .filter(pk=ticket_id).first())
-    if ticket is None:
-        get_ticket_for(user=actor, ticket_id=ticket_id)  # raises the 404 that reveals nothing
-    return ticket
+def _lock_ticket(*, actor, ticket_id: int, scope: str | None = None, key: str | None = None) -> Ticket | None:
+    """The ticket, locked, with its buyer and order (the first lock of the
+    order); with ``scope`` and ``key`` it also says (``key_used``) whether the
+    key was answered already, in the same query. None: not visible."""
+    tickets = tickets_visible_to(user=actor).select_for_update(of=("self",)).select_related("buyer", "order")
+    if key is not None:
+        tickets = tickets.annotate(key_used=Exists(IdempotencyRecord.objects.filter(scope=scope, key=key)))
+    return tickets.filter(pk=ticket_id).first()
 
 
 def _caps(*, actor, ticket: Ticket, now: datetime) -> Caps:
@@ -157,7 +160,7 @@ def apply_remedy(*, actor, ticket_id: int, kind: str, reason: str, amount_fen: i
     scope = f"remedy:{actor.pk}"
     digest = request_hash({"ticket_id": ticket_id, "kind": kind, "amount_fen": amount_fen, "reason": reason,
                            "with_coupon": bool(with_coupon)})
-    return _idempotent(scope=scope, key=key, digest=digest, run=lambda: _apply(
+    return _idempotent(scope=scope, key=key, digest=digest, checked_inside=True, run=lambda: _apply(
         actor=actor, ticket_id=ticket_id, kind=kind, reason=reason, amount_fen=amount_fen,
         with_coupon=bool(with_coupon), scope=scope, key=key, digest=digest))
 
@@ -167,7 +170,13 @@ def _apply(*, actor, ticket_id: int, kind: str, reason: str, amount_fen, with_co
            digest: str) -> RemedyResult:
     now = timezone.now()
     today = timezone.localdate(now)
-    ticket = _lock_ticket(actor=actor, ticket_id=ticket_id)
+    ticket = _lock_ticket(actor=actor, ticket_id=ticket_id, scope=scope, key=key)
+    if ticket is None or ticket.key_used:
+        # a retry answered before (even if the ticket has since left the actor's sight)
+        if replayed := _replay(scope=scope, key=key, digest=digest):
+            return replayed
+        if ticket is None:
+            get_ticket_for(user=actor, ticket_id=ticket_id)  # raises the 404 that reveals nothing
     caps = _caps(actor=actor, ticket=ticket, now=now)
     refused = refusal_for(ticket=ticket, kind=kind, caps=caps, amount_fen=amount_fen)
     if refused is not None:

@@ -344,3 +344,29 @@ def test_the_ledger_is_chains_each_verifiable(buyer, agent, merchant, settings):
     victim = LedgerEntry.objects.filter(chain=2).order_by("id").first()
     LedgerEntry.objects.filter(pk=victim.pk).update(memo="tampered")
     assert ledger.verify().bad_hashes == [victim.pk]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("kind", "extra", "most"), [  # statements in the transaction, BEGIN and COMMIT aside
+    ("coupon", {}, 15), ("resend", {"with_coupon": True}, 16), ("refund", {}, 19),
+])
+def test_a_remedy_is_about_fifteen_statements_with_no_platform_wide_lock_held(
+        buyer, agent, merchant, django_assert_max_num_queries, kind, extra, most):
+    """Issue #11: no row every remedy locks while it runs its other statements
+    (the budget is the last statement before the idempotency record), and
+    about 15 statements (a refund also locks and moves the order's money: 19)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    Policy.objects.update_or_create(pk=1, defaults={"buyer_daily_cap": 10})
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    _apply(agent, ticket, kind="coupon")  # the day's budget row and the quota row exist
+    with CaptureQueriesContext(connection) as captured, django_assert_max_num_queries(most + 2):
+        result = _apply(agent, ticket, kind=kind, **extra)
+    assert result.status_code == 201
+    sql = [q["sql"] for q in captured.captured_queries]
+    budget = [i for i, s in enumerate(sql) if s.startswith("INSERT") and "compensation_budgetday" in s]
+    assert len([i for i in budget if sql[i].startswith("INSERT")]) == 1  # spent once, by one statement
+    # after the budget's update only the idempotency record, then the commit
+    assert [s.split()[0] for s in sql[budget[0] + 1:]] in (["INSERT", "COMMIT"], ["INSERT", "RELEASE"])
+    assert not any("FOR UPDATE" in s and "budgetday" in s for s in sql)
