@@ -146,6 +146,7 @@ class ChatConfig(Config):
     prelude: int = 2
     relay: bool = True
     layer: str = "redis"  # the layer of the server being started
+    loadavg: float = 0.0  # the 1-minute load average when the run started
 
     def app_env(self) -> dict[str, str]:
         env = super().app_env()
@@ -980,6 +981,7 @@ class Row:
     server_errors: dict = field(default_factory=dict)
     reconnect: dict = field(default_factory=dict)
     unexpected_closes: int = 0
+    open_server_cpu_s: float = 0.0
 
     @property
     def is_relay(self) -> bool:
@@ -1062,8 +1064,10 @@ def make_server(cfg: ChatConfig, scenario: str, kind: str, n: int, state: Path |
 
 
 def open_clients(cfg: ChatConfig, server, row: Row, pairs: list[dict], after: dict[int, int]) -> Clients:
+    cpu0 = server.cpu_s()
     clients = Clients(cfg, server, list(enumerate(pairs)), after)
     replies = clients.gather(timeout=600)
+    row.open_server_cpu_s = server.cpu_s() - cpu0
     row.connect_s = max(r["connect_s"] for r in replies)
     row.connect_failures = sum(r["failed"] for r in replies)
     row.first_failure = next((r["first_failure"] for r in replies if r["first_failure"]), "")
@@ -1073,7 +1077,8 @@ def open_clients(cfg: ChatConfig, server, row: Row, pairs: list[dict], after: di
     if len(row.served_by) > 1:
         spread = "; per process " + ", ".join(str(v) for _, v in sorted(row.served_by.items()))
     log(f"[{row.scenario} {row.server} {row.clients}] {opened}/{row.clients} sockets open in {row.connect_s:.1f} s "
-        f"({opened / max(row.connect_s, 1e-9):.0f}/s) from {len(clients.procs)} client process(es){spread}"
+        f"({opened / max(row.connect_s, 1e-9):.0f}/s, server CPU {row.open_server_cpu_s * 1000 / max(opened, 1):.1f} ms "
+        f"per socket) from {len(clients.procs)} client process(es){spread}"
         + (f"; {row.connect_failures} failed, first: {row.first_failure}" if row.connect_failures else ""))
     return clients
 
@@ -1461,7 +1466,7 @@ def summary(cfg: ChatConfig, rows: list[Row], elapsed_s: float) -> tuple[dict, l
             "server": cfg.server_label(), "seconds": cfg.seconds, "warmup_s": cfg.warmup_s,
             "period_s": cfg.period_s, "slow_period_s": cfg.slow_period_s, "sync_every_s": cfg.sync_every_s,
             "cores": os.cpu_count(), "elapsed_s": elapsed_s, "missed_goals": missed_goals,
-            "load_average_at_start": cfg.__dict__.get("loadavg")}
+            "load_average_at_start": cfg.loadavg}
     return data, missed_goals
 
 
@@ -1588,7 +1593,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("use a Redis db of its own for the bench (BENCH_CHAT_REDIS_URL, default db 7)")
     biggest = max(cfg.clients[s] for s in cfg.scenarios)
     raise_fd_limit(2 * biggest + 1024)
-    cfg.__dict__["loadavg"] = os.getloadavg()[0]
+    cfg.loadavg = os.getloadavg()[0]
     log(f"CS Workbench chat benchmark; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; server "
         f"{cfg.server_label()}, layers {cfg.layers}; scenarios "
         + ", ".join(f"{s} {cfg.clients[s]} clients" for s in cfg.scenarios)
