@@ -11,7 +11,7 @@ from rest_framework import exceptions, parsers, serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
-from core.errors import DomainError
+from core.errors import DomainError, ServiceUnavailable, is_outage
 from core.parsing import _INTEGER, MAX_INT, parse_int
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,12 @@ def exception_handler(exc, context) -> Response | None:
     """Render every error as ``{"code", "detail"}`` (plus ``errors`` for field errors)."""
     if isinstance(exc, DomainError):
         return error_response(code=exc.code, detail=str(exc.detail), status_code=exc.status, **exc.extra)
+    if is_outage(exc):
+        logger.warning("answered 503 for %s: %s", type(exc).__name__, exc)
+        response = error_response(code=ServiceUnavailable.code, detail=ServiceUnavailable.default_detail,
+                                  status_code=503)
+        response["Retry-After"] = "2"
+        return response
     if isinstance(exc, Http404):
         return error_response(code="not_found", detail="Not found.", status_code=404)
     if isinstance(exc, DjangoPermissionDenied):

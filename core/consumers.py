@@ -29,6 +29,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 
+from core.errors import is_outage
+
 logger = logging.getLogger(__name__)
 
 BAD_REQUEST = 4400
@@ -128,7 +130,18 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+        try:
+            await handler(message)
+        except StopConsumer:
+            raise
+        except Exception as error:
+            if not is_outage(error):
+                raise
+            # the database restarting: the page comes back at once and re-reads what it missed
+            logger.warning("database unavailable in a socket (%s); asked to reconnect", type(error).__name__)
+            if message.get("type") == "websocket.connect":
+                await self.accept()
+            await self.close(code=RECONNECT_NOW)
 
     async def websocket_connect(self, message) -> None:
         try:

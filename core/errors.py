@@ -57,3 +57,26 @@ class IdempotencyKeyRequired(InvalidInput):
     code = "idempotency_key_required"
     default_detail = "This request moves money: send an Idempotency-Key header (a fresh one per action, the same on retries)."
 
+
+
+class ServiceUnavailable(DomainError):
+    """The database (or another part the request needs) is away for a moment:
+    the client retries (money writes with the same Idempotency-Key)."""
+
+    code = "unavailable"
+    status = 503
+    default_detail = "The service is busy or restarting; try again in a moment."
+
+
+def is_outage(error: BaseException) -> bool:
+    """A database that cannot be reached, a connection that died, a pool with
+    no connection left, a deadlock or serialization failure: worth a retry."""
+    from django.db import InterfaceError, OperationalError
+
+    if isinstance(error, (OperationalError, InterfaceError)):
+        return True
+    try:
+        from psycopg_pool import PoolTimeout
+    except ImportError:  # pragma: no cover (the embedded default has psycopg too)
+        return False
+    return isinstance(error, PoolTimeout)

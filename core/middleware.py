@@ -13,7 +13,7 @@ from django.http import HttpResponse, JsonResponse
 from django.utils.deprecation import MiddlewareMixin
 from whitenoise.middleware import WhiteNoiseMiddleware
 
-from core.errors import DomainError
+from core.errors import DomainError, ServiceUnavailable, is_outage
 
 
 class DomainErrorMiddleware(MiddlewareMixin):
@@ -27,13 +27,23 @@ class DomainErrorMiddleware(MiddlewareMixin):
     """
 
     def process_exception(self, request, exception):
+        if is_outage(exception):
+            exception = ServiceUnavailable()
         if not isinstance(exception, DomainError):
             return None
-        body = {"code": exception.code, "detail": str(exception.detail), **exception.extra}
-        if request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", ""):
-            return JsonResponse(body, status=exception.status)
-        return HttpResponse(f"{exception.detail} ({exception.code})", status=exception.status,
-                            content_type="text/plain; charset=utf-8")
+        return domain_error_response(request, exception)
+
+
+def domain_error_response(request, exception: DomainError) -> HttpResponse:
+    body = {"code": exception.code, "detail": str(exception.detail), **exception.extra}
+    if request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", ""):
+        response = JsonResponse(body, status=exception.status)
+    else:
+        response = HttpResponse(f"{exception.detail} ({exception.code})", status=exception.status,
+                                content_type="text/plain; charset=utf-8")
+    if exception.status == 503:
+        response["Retry-After"] = "2"
+    return response
 
 
 class StaticFilesMiddleware(WhiteNoiseMiddleware):

@@ -148,7 +148,7 @@ CELERY_BEAT_SCHEDULE = {
     "blacklist-daily-counts": {"task": "compensation.tasks.blacklist_daily_counts", "schedule": timedelta(minutes=15)},
     "stolen-account-detector": {"task": "risk.tasks.detect_stolen_accounts", "schedule": timedelta(minutes=15)},
     "incident-rules": {"task": "incidents.tasks.sweep_incident_rules", "schedule": timedelta(minutes=5)},
-    "resume-bulk-jobs": {"task": "incidents.tasks.resume_stalled_jobs", "schedule": timedelta(minutes=1)},
+    "resume-bulk-jobs": {"task": "incidents.tasks.resume_stalled_jobs", "schedule": timedelta(seconds=15)},
 }
 
 # The embedded default runs those jobs inside the server process (scripts/dev sets it).
@@ -299,7 +299,8 @@ BULK_PROGRESS_INTERVAL_S = env.float("BULK_PROGRESS_INTERVAL_S", default=1.0)
 # process, so the request returns and the progress bar moves; a job whose
 # heartbeat is older than BULK_STALLED_AFTER_S is resumed by the periodic sweep
 BULK_JOBS_IN_THREAD = env.bool("BULK_JOBS_IN_THREAD", default=RUN_JOBS_IN_PROCESS)
-BULK_STALLED_AFTER_S = env.int("BULK_STALLED_AFTER_S", default=300)
+# a running job reports at least every BULK_PROGRESS_INTERVAL_S, so 30 s of silence means its worker died
+BULK_STALLED_AFTER_S = env.int("BULK_STALLED_AFTER_S", default=30)
 
 # --- Security (production) --------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

@@ -27,6 +27,14 @@ def not_found(request, exception=None):
 
 
 def server_error(request):
+    # an outage met before any view (the session's table, the pool): a 503 to retry, not a 500
+    import sys
+
+    from core.errors import ServiceUnavailable, is_outage
+    from core.middleware import domain_error_response
+
+    if is_outage(sys.exc_info()[1]):
+        return domain_error_response(request, ServiceUnavailable())
     if _wants_json(request):
         return JsonResponse({"code": "server_error", "detail": "Something went wrong on our side."}, status=500)
     # a static page: rendering must not depend on what just failed

@@ -586,9 +586,10 @@ def _launch(job_id: int) -> None:
     if settings.BULK_JOBS_IN_THREAD:
         threading.Thread(target=_run_in_thread, args=(job_id,), name=f"bulk-job-{job_id}", daemon=True).start()
         return
+    from core.tasks import enqueue
     from incidents.tasks import run_bulk_job
 
-    run_bulk_job.delay(job_id)
+    enqueue(run_bulk_job, job_id)  # if the broker is away, the stalled-job sweep starts it
 
 
 def run_job_in_one_loop(*, job_id: int, **options) -> BulkJob:

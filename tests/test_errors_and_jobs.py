@@ -63,3 +63,33 @@ async def test_embedded_jobs_run_the_sla_sweep_inside_the_server(buyer, order):
         assert seen == ["http"]
     finally:
         wrapped.task.cancel()
+
+
+@pytest.mark.django_db
+def test_a_database_outage_is_a_503_to_retry_not_a_500(api, buyer, order, monkeypatch, client):
+    """PostgreSQL restarting (a connection that died, the pool empty): the
+    client gets 503 ``unavailable`` with Retry-After, never a 500."""
+    from django.db import OperationalError
+    from psycopg_pool import PoolTimeout
+
+    from tickets import services as ticket_services
+
+    for error in (OperationalError("server closed the connection unexpectedly"), PoolTimeout("no connection")):
+        def broken(**kwargs):
+            raise error
+
+        monkeypatch.setattr(ticket_services, "open_ticket", broken)
+        response = api(buyer).post("/api/v1/tickets/", {"category": "logistics_delay", "subject": "s", "body": "b",
+                                                        "order_id": order.pk}, format="json")
+        assert response.status_code == 503 and response["Retry-After"] == "2"
+        assert response.json()["code"] == "unavailable"
+    # a page: the same answer, as text
+    from tickets import views
+
+    monkeypatch.setattr(views.selectors, "console_queue", lambda **kw: (_ for _ in ()).throw(OperationalError("gone")))
+    from accounts.tests.factories import UserFactory
+    from accounts import roles
+
+    client.force_login(UserFactory(role=roles.AGENT))
+    page = client.get("/console/")
+    assert page.status_code == 503 and b"unavailable" in page.content

@@ -36,4 +36,6 @@ def dispatch_chats_task() -> int:
 
 def dispatch_chats_later() -> None:
     """After this transaction commits, offer waiting chats to free agents."""
-    transaction.on_commit(dispatch_chats_task.delay)
+    from core.tasks import enqueue_on_commit
+
+    enqueue_on_commit(dispatch_chats_task)

@@ -282,3 +282,30 @@ async def test_messages_from_many_sockets_are_stored_in_order_once(buyer, agent,
     assert (await _last_seq(ticket)) == seq + 20
     for ws in sockets:
         await ws.disconnect()
+
+
+async def test_a_database_outage_asks_the_page_to_reconnect_at_once(buyer, agent, order, monkeypatch):
+    """PostgreSQL away while a socket opens or replays: closed with 1013, which
+    the pages treat as "reconnect now" (and they resume from their last seq)."""
+    from django.db import OperationalError
+
+    import tickets.consumers
+
+    ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
+    seq = await _last_seq(ticket)
+
+    def down(*args):
+        raise OperationalError("the database system is starting up")
+
+    monkeypatch.setattr(tickets.consumers, "_viewer_if_visible", down)
+    ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=seq)
+    assert (await ws.connect())[0]  # accepted, so that the close code reaches the page
+    assert (await ws.receive_output(timeout=5)) == {"type": "websocket.close", "code": 1013}
+    monkeypatch.undo()
+    # connected, then the database fails on a sync
+    ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=seq)
+    assert (await ws.connect())[0]
+    await _drain(ws)
+    monkeypatch.setattr(tickets.consumers, "_stored_after", down)
+    await ws.send_json_to({"type": "sync"})
+    assert (await ws.receive_output(timeout=5)) == {"type": "websocket.close", "code": 1013}
