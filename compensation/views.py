@@ -44,13 +44,20 @@ POLICY_LABELS = {
     "buyer_daily_cap": _("Remedies per buyer per day"),
     "daily_budget_fen": _("Daily compensation budget (fen)"),
 }
-ACTION_LABELS = {
+_ACTION_LABELS = {
     "refund": _("Refund in full"),
-    "refund_coupon": _("Refund + ¥5 coupon"),
+    "refund_coupon": _("Refund + %(coupon)s coupon"),
     "resend": _("Resend"),
-    "resend_coupon": _("Resend + ¥5 coupon"),
-    "coupon": _("¥5 coupon"),
+    "resend_coupon": _("Resend + %(coupon)s coupon"),
+    "coupon": _("%(coupon)s coupon"),
 }
+
+
+def action_label(key: str, *, coupon_fen: int) -> str:
+    """A panel action's name, with the coupon a supervisor set in the policy
+    (¥5 until it is changed), never a hard-coded value."""
+    label = str(_ACTION_LABELS[key])
+    return label % {"coupon": format_fen(coupon_fen)} if "%(coupon)s" in label else label
 
 
 def supervisor_required(view):
@@ -71,7 +78,7 @@ def _panel_context(request, ticket, **extra) -> dict:
     options = [
         {
             "option": option,
-            "label": ACTION_LABELS[option.key],
+            "label": action_label(option.key, coupon_fen=panel.policy.coupon_fen),
             "amount": format_fen(option.amount_fen),
             "cost": format_fen(option.cost_fen),
             "reasons": [REASON_TEXTS.get(code, code) for code in option.reasons],
@@ -123,11 +130,12 @@ def apply(request, ticket_id: int):
     try:
         result = services.apply_remedy(
             actor=request.user, ticket_id=ticket.pk, kind=kind, with_coupon=with_coupon,
-            reason=request.POST.get("reason") or str(ACTION_LABELS[key]),
+            reason=request.POST.get("reason") or action_label(key, coupon_fen=services.get_policy().coupon_fen),
             idempotency_key=request.POST.get("idempotency_key"),
         )
         status = result.status_code
-        outcome = {"status": result.body["status"], "label": ACTION_LABELS[key],
+        outcome = {"status": result.body["status"], "label": action_label(key, coupon_fen=result.body["coupon_fen"]
+                                                                          or result.body["amount_fen"]),
                    "reasons": [REASON_TEXTS.get(c, c) for c in result.body.get("reasons", [])]}
     except DomainError as exc:
         status, error = exc.status, REFUSAL_TEXTS.get(exc.code, exc.detail)
@@ -145,8 +153,9 @@ def _approval_rows(remedies) -> list[dict]:
     return [
         {
             "remedy": remedy,
-            "label": ACTION_LABELS["refund_coupon" if remedy.kind == "refund" and remedy.with_coupon else
-                                  "resend_coupon" if remedy.kind == "resend" and remedy.with_coupon else remedy.kind],
+            "label": action_label("refund_coupon" if remedy.kind == "refund" and remedy.with_coupon else
+                                  "resend_coupon" if remedy.kind == "resend" and remedy.with_coupon else remedy.kind,
+                                  coupon_fen=remedy.coupon_fen or remedy.amount_fen),
             "amount": format_fen(remedy.cost_fen),
             "order_value": format_fen(remedy.order.amount_fen) if remedy.order_id else "—",
             "reasons": [REASON_TEXTS.get(c, c) for c in remedy.approval_reasons],

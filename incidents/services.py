@@ -561,8 +561,10 @@ def _remedy_label(params: dict) -> str:
     label = str(Remedy.Kind(params["remedy"]).label)
     if params.get("amount_fen"):
         label += f" {format_fen(params['amount_fen'])}"
+    elif params["remedy"] == Remedy.Kind.COUPON:
+        label += f" {format_fen(compensation.get_policy().coupon_fen)}"
     if params.get("with_coupon"):
-        label += " + ¥5"
+        label += f" + {format_fen(compensation.get_policy().coupon_fen)}"
     return label
 
 

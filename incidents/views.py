@@ -10,6 +10,8 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from compensation import rules
+from compensation import services as compensation_services
 from compensation.views import supervisor_required
 from core.errors import DomainError
 from core.money import format_fen
@@ -74,6 +76,7 @@ def incident_detail(request, incident_id: int):
         "tickets": selectors.incident_tickets(incident), "ticket_count": incident.links.count(),
         "jobs": selectors.recent_jobs(incident), "timeline": IncidentEvent.objects.filter(incident=incident)
         .select_related("actor"), "categories": Category.choices,
+        "coupon": format_fen(compensation_services.get_policy().coupon_fen),
     })
 
 
@@ -186,7 +189,7 @@ def _dashboard_context() -> dict:
         "breaches": [{"grade": label, "count": board.breaches_by_grade[g]} for g, label in sla.GRADE_CHOICES],
         "budget_spent": format_fen(budget.spent_fen) if budget else format_fen(0),
         "budget_total": format_fen(budget.budget_fen) if budget else "—",
-        "budget_percent": min(100, round(100 * budget.spent_fen / budget.budget_fen)) if budget and budget.budget_fen else 0,
+        "budget_percent": rules.budget_percent(spent_fen=budget.spent_fen, budget_fen=budget.budget_fen) if budget else 0,
         "breaker_open": bool(budget and budget.breaker_open),
         "longest_wait": f"{board.longest_wait_s // 60}:{board.longest_wait_s % 60:02d}",
         "agents": [{**a, "worked": f"{a['worked_s'] // 3600}:{a['worked_s'] % 3600 // 60:02d}",

@@ -39,6 +39,7 @@ from merchants.errors import (
     PermissionDenied,
     TaskNotOpen,
 )
+from merchants import rules
 from merchants.escrow import Figures
 from merchants.locks import lock_account
 from merchants.models import (
@@ -518,27 +519,29 @@ def change_order(*, actor, order_id: int, address: str | None = None, variants: 
         raise InvalidInput("Give an address or a variant to change.")
     if address is not None and not 5 <= len(address.strip()) <= 255:
         raise InvalidInput("address is 5–255 characters.", field="address")
+    for variant in (variants or {}).values():
+        if not isinstance(variant, str) or not 1 <= len(variant.strip()) <= 64:
+            raise InvalidInput("A variant is 1–64 characters.", field="variant")
     order = Order.objects.select_for_update().filter(pk=order_id).first()
     if order is None:
         raise NotFound("Order not found.")
-    if order.status != Order.Status.PAID:
+    if not rules.order_changeable(status=order.status):
         remaining = options_after_shipment(order)
         raise AlreadyShipped(options=remaining.options, applies=remaining.applies)
+    new_address, new_variants = rules.requested_changes(items=order.items, shipping_address=order.shipping_address,
+                                                        address=address, variants=variants)
     changes: dict[str, list] = {}
-    if address is not None and address.strip() != order.shipping_address:
-        changes["address"] = [order.shipping_address, address.strip()]
-        order.shipping_address = address.strip()
-    if variants:
+    if new_address is not None:
+        changes["address"] = [order.shipping_address, new_address]
+        order.shipping_address = new_address
+    if new_variants:
         items = [dict(item) for item in order.items]
         by_sku = {item["sku"]: item for item in items}
-        for sku, variant in variants.items():
+        for sku, variant in new_variants.items():
             if sku not in by_sku:
                 raise InvalidInput(f"The order has no item {sku!r}.", field="variant")
-            if not isinstance(variant, str) or not 1 <= len(variant.strip()) <= 64:
-                raise InvalidInput("A variant is 1–64 characters.", field="variant")
-            if by_sku[sku].get("variant") != variant.strip():
-                changes[f"variant:{sku}"] = [by_sku[sku].get("variant", ""), variant.strip()]
-                by_sku[sku]["variant"] = variant.strip()
+            changes[f"variant:{sku}"] = [by_sku[sku].get("variant", ""), variant]
+            by_sku[sku]["variant"] = variant
         order.items = items
     if not changes:
         raise InvalidInput("Nothing would change.")

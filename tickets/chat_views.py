@@ -16,7 +16,7 @@ from accounts import roles
 from core.errors import DomainError
 from core.parsing import parse_int, parse_optional_id
 from merchants.selectors import orders_visible_to
-from tickets import selectors, services
+from tickets import rules, selectors, services
 from tickets.errors import TicketNotFound
 from tickets.models import Category, Channel, Ticket
 
@@ -87,7 +87,9 @@ def room(request, ticket_id: int):
         "ticket": ticket,
         "conversation": messages,
         "last_seq": messages[-1].seq if messages else 0,
-        "can_rate": ticket.status in (Ticket.Status.RESOLVED, Ticket.Status.CLOSED) and not hasattr(ticket, "rating"),
+        "can_rate": rules.may_rate(viewer=rules.viewer_of(request.user), buyer_id=ticket.buyer_id, party=ticket.party,
+                                   status=ticket.status, already_rated=hasattr(ticket, "rating")),
+        "can_write": rules.may_write(status=ticket.status),
         "scores": range(11),
     }
     return render(request, "tickets/chat/room.html", context)

@@ -24,7 +24,7 @@ from core.money import format_fen
 from core.parsing import parse_optional_int
 from merchants import selectors as merchant_selectors
 from merchants.views import is_htmx, merchant_staff_required
-from tickets import selectors, services
+from tickets import rules, selectors, services
 from tickets.errors import TicketNotFound
 from tickets.models import Ticket
 from tickets.services.merchant_side import MAX_IMAGE_BYTES, MAX_IMAGES
@@ -144,7 +144,7 @@ def ticket_detail(request, merchant, ticket_id: int):
         "conversation": messages,
         "evidence": selectors.evidence_for(ticket=ticket),
         "hold_amount": format_fen(hold.amount_fen) if hold else "",
-        "can_write": ticket.status != Ticket.Status.CLOSED,
+        "can_write": rules.may_write(status=ticket.status),
         "can_answer": ticket.is_active,
         "waiting": ticket.status == Ticket.Status.WAITING_MERCHANT,
         "image_types": IMAGE_TYPES,

@@ -79,3 +79,16 @@ def visibility_filter(viewer: Viewer) -> Q | None:
 
 def sees_internal_notes(viewer: Viewer) -> bool:
     return viewer.is_staff
+
+
+def may_write(*, status: str) -> bool:
+    """Anyone who may see a ticket may write in its conversation until it is
+    closed (a resolved ticket still takes a "thank you" or a follow-up)."""
+    return status != "closed"
+
+
+def may_rate(*, viewer: Viewer, buyer_id: int | None, party: str, status: str, already_rated: bool) -> bool:
+    """The ticket's own buyer rates it 0–10, once, after resolution (a
+    merchant's ticket has no buyer to rate it)."""
+    return (viewer.role == roles.BUYER and buyer_id is not None and buyer_id == viewer.user_id
+            and party != "merchant" and status in ("resolved", "closed") and not already_rated)

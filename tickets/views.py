@@ -27,9 +27,10 @@ from accounts import roles
 from core.errors import DomainError, InvalidInput
 from core.money import format_fen
 from core.parsing import parse_optional_id, parse_optional_int
+from merchants import rules as merchant_rules
 from merchants import selectors as merchant_selectors
 from merchants import services as merchant_services
-from tickets import selectors, services, sla
+from tickets import rules, selectors, services, sla
 from tickets.api import parse_ticket_filters
 from tickets.errors import TicketNotFound
 from tickets.models import AgentProfile, Category, Ticket
@@ -320,7 +321,7 @@ def ticket(request, ticket_id: int):
         "quick_replies": _quick_replies(request, ticket),
         "order_panel": _order_panel(ticket),
         "playbooks": selectors.playbooks(category=ticket.category),
-        "can_write": ticket.status != Ticket.Status.CLOSED,
+        "can_write": rules.may_write(status=ticket.status),
     }
     return render(request, "tickets/ticket.html", context)
 
@@ -536,8 +537,9 @@ def _order_panel(ticket: Ticket) -> dict | None:
         "shipment": shipment,
         "tracking": selectors.shipment_events_for(ticket=ticket),
         # before shipment the agent may change it; after, the options that remain
-        "changeable": order.status == order.Status.PAID,
-        "remaining": None if order.status == order.Status.PAID else merchant_services.options_after_shipment(order),
+        "changeable": merchant_rules.order_changeable(status=order.status),
+        "remaining": (None if merchant_rules.order_changeable(status=order.status)
+                      else merchant_services.options_after_shipment(order)),
         "changes": merchant_selectors.order_changes_for(order=order),
     }
 
@@ -550,15 +552,13 @@ def change_order(request, ticket_id: int):
     ticket = _ticket_or_404(request, ticket_id)
     if not ticket.order_id:
         raise Http404
-    address = request.POST.get("address")
-    if address is not None and address.strip() == (ticket.order.shipping_address or ""):
-        address = None  # unchanged
-    variants = {
-        key.removeprefix("variant:"): value for key, value in request.POST.items()
-        if key.startswith("variant:") and value.strip()
-    }
-    variants = {sku: v for sku, v in variants.items()
-                if any(i.get("sku") == sku and i.get("variant") != v.strip() for i in ticket.order.items)}
+    # the form repeats every field; only what differs from the order is a change
+    address, variants = merchant_rules.requested_changes(
+        items=ticket.order.items, shipping_address=ticket.order.shipping_address,
+        address=request.POST.get("address"),
+        variants={key.removeprefix("variant:"): value for key, value in request.POST.items()
+                  if key.startswith("variant:")},
+    )
     status, notice, error = 200, None, None
     try:
         merchant_services.change_order(actor=request.user, order_id=ticket.order_id, address=address,

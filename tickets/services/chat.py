@@ -29,6 +29,7 @@ from core.errors import DomainError
 from tickets import events
 from tickets.errors import Conflict, InvalidInput, TicketNotFound
 from tickets.models import Message, ReadMark, Ticket
+from tickets import rules
 from tickets.rules import Viewer, can_view
 
 
@@ -86,7 +87,7 @@ def _needs_service(ticket: Ticket, viewer: Viewer) -> bool:
     """A reply that resumes a ticket waiting on its author, or a message on a
     closed ticket (refused there): not a plain append."""
     role = viewer.message_role
-    return (ticket.status == Ticket.Status.CLOSED
+    return (not rules.may_write(status=ticket.status)
             or (ticket.status == Ticket.Status.WAITING_BUYER and role == Message.AuthorRole.BUYER)
             or (ticket.status == Ticket.Status.WAITING_MERCHANT and role == Message.AuthorRole.MERCHANT))
 

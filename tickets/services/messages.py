@@ -7,7 +7,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts import roles
-from tickets import events
+from tickets import events, rules
 from tickets.errors import (
     AlreadyRated, Conflict, HeldByOther, InvalidInput, NotResolved, PermissionDenied, TicketClosed,
 )
@@ -50,7 +50,7 @@ def post_message(
             if existing.author_id != actor.pk:
                 raise Conflict("That client message id belongs to another author.")
             return existing
-    if ticket.status == Ticket.Status.CLOSED:
+    if not rules.may_write(status=ticket.status):
         raise TicketClosed()
     if (not confirm_held and not internal and roles.is_agent(actor)
             and ticket.assignee_id not in (None, actor.pk)):
@@ -78,11 +78,15 @@ def rate_ticket(*, actor, ticket_id: int, score: int, comment: str = "") -> Rati
     if len(comment) > 500:
         raise InvalidInput("comment is at most 500 characters.", field="comment")
     ticket = get_ticket_for(user=actor, ticket_id=ticket_id, lock=True)
-    if ticket.buyer_id != actor.pk or ticket.party == Party.MERCHANT:
-        raise PermissionDenied("Only the ticket's buyer rates it.")
-    if ticket.status not in (Ticket.Status.RESOLVED, Ticket.Status.CLOSED):
-        raise NotResolved()
-    if Rating.objects.filter(ticket=ticket).exists():
+    viewer = rules.viewer_of(actor)
+    already = Rating.objects.filter(ticket=ticket).exists()
+    if not rules.may_rate(viewer=viewer, buyer_id=ticket.buyer_id, party=ticket.party, status=ticket.status,
+                          already_rated=already):
+        # the same rule, said precisely
+        if ticket.buyer_id != actor.pk or ticket.party == Party.MERCHANT or not roles.is_buyer(actor):
+            raise PermissionDenied("Only the ticket's buyer rates it.")
+        if ticket.status not in (Ticket.Status.RESOLVED, Ticket.Status.CLOSED):
+            raise NotResolved()
         raise AlreadyRated()
     now = timezone.now()
     try:
