@@ -178,6 +178,14 @@ class BulkJob(models.Model):
         return f"job #{self.pk} {self.kind} {self.status}"
 
     @property
+    def can_undo(self) -> bool:
+        """A finished cancel job, inside its undo window (the page offers Undo only then)."""
+        from merchants.rules import undo_open
+
+        return (self.kind == self.Kind.CANCEL and self.status == self.Status.DONE
+                and undo_open(undo_until=self.undo_until, now=timezone.now()))
+
+    @property
     def processed(self) -> int:
         return self.done_count + self.skipped_count + self.failed_count
 

@@ -42,6 +42,7 @@ from incidents.errors import (
     UnknownShipment,
 )
 from incidents.models import BulkJob, BulkJobItem, Incident, IncidentEvent, IncidentTicket, LogisticsEvent
+from merchants import rules as merchant_rules
 from merchants import services as merchants
 from merchants.models import Order, Shipment
 from tickets import services as tickets
@@ -734,7 +735,7 @@ def undo_job(*, actor, job_id: int) -> BulkJob:
     job = get_job(actor=actor, job_id=job_id)
     if job.kind != BulkJob.Kind.CANCEL or job.status != BulkJob.Status.DONE:
         raise JobState("Only a finished cancel job can be undone.", status=job.status)
-    if job.undo_until is None or timezone.now() > job.undo_until:
+    if not merchant_rules.undo_open(undo_until=job.undo_until, now=timezone.now()):
         raise UndoExpired()
     failed = 0
     for item in job.items.filter(status=BulkJobItem.Status.DONE).order_by("id"):

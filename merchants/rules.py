@@ -6,6 +6,8 @@ it does) and the API ask the same functions.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 # Order.Status.PAID: paid, not yet handed to a carrier
 CHANGEABLE_STATUSES = ("paid",)
 
@@ -31,3 +33,9 @@ def requested_changes(*, items: list, shipping_address: str, address: str | None
         if sku not in by_sku or by_sku[sku].get("variant") != variant.strip():
             changed[sku] = variant.strip()
     return new_address, changed
+
+
+def undo_open(*, undo_until: datetime | None, now: datetime) -> bool:
+    """A cancellation (or a cancel job) can be undone, and is offered, only
+    inside its window."""
+    return undo_until is not None and now <= undo_until

@@ -645,7 +645,7 @@ def restore_order(*, actor, order_id: int, now: datetime | None = None) -> Order
     cancellation = order.cancellations.filter(restored_at__isnull=True).order_by("-cancelled_at", "-pk").first()
     if cancellation is None:
         raise UndoUnavailable("The order was not cancelled through the workbench; nothing records what to undo.")
-    if now > cancellation.undo_until:
+    if not rules.undo_open(undo_until=cancellation.undo_until, now=now):
         raise UndoExpired()
     moved_since = order.movements.filter(pk__gt=cancellation.movement_mark).exists()
     if moved_since or order.escrow_status != Order.EscrowStatus.REFUNDED or order.refunded_fen != order.amount_fen:

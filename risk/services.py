@@ -30,6 +30,7 @@ from core.errors import DomainError
 from core.realtime import publish_on_commit
 from merchants import services as orders
 from merchants.models import Order, OrderCancellation
+from risk import rules
 from risk.errors import (
     AccountNotEligible,
     AccountNotFound,
@@ -244,9 +245,9 @@ def flag_account(*, actor, user_id: int, reason: str, now: datetime | None = Non
     reason = _reason(reason)
     now = now or timezone.now()
     account = _buyer_account(lock_user(user_id))
-    if account.account_status == Status.FROZEN:
-        raise AlreadyFrozen("The account is frozen, which already blocks it.")
-    if account.account_status == Status.FLAGGED:
+    if not rules.may_flag(status=account.account_status):
+        if account.account_status == Status.FROZEN:
+            raise AlreadyFrozen("The account is frozen, which already blocks it.")
         raise AlreadyFlagged()
     return _set_status(account=account, status=Status.FLAGGED, kind=AccountAction.Kind.FLAG, actor=actor,
                        reason=reason, now=now)
@@ -259,7 +260,7 @@ def freeze_account(*, actor, user_id: int, reason: str, now: datetime | None = N
     reason = _reason(reason)
     now = now or timezone.now()
     account = _buyer_account(lock_user(user_id))
-    if account.account_status == Status.FROZEN:
+    if not rules.may_freeze(status=account.account_status):
         raise AlreadyFrozen()
     return _set_status(account=account, status=Status.FROZEN, kind=AccountAction.Kind.FREEZE, actor=actor,
                        reason=reason, now=now)
@@ -342,7 +343,7 @@ def unfreeze_account(*, actor, user_id: int, verification_id: int | None, note: 
     note = _reason(note, required=False)
     now = now or timezone.now()
     account = _buyer_account(lock_user(user_id))
-    if account.account_status == Status.ACTIVE:
+    if not rules.may_unfreeze(status=account.account_status):
         raise NotRestricted()
     valid_id = isinstance(verification_id, int) and not isinstance(verification_id, bool)
     check = lock_verification(verification_id, account.pk) if valid_id else None

@@ -12,6 +12,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import render
 from django.utils.dateparse import parse_datetime
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -21,7 +22,7 @@ from core.errors import DomainError
 from core.errors import NotFound as DomainNotFound
 from core.money import format_fen
 from core.parsing import parse_ids
-from risk import selectors, services
+from risk import rules, selectors, services
 from risk.models import RiskHit
 from tickets.views import _agent_bar, staff_required
 
@@ -96,11 +97,21 @@ def _evidence(hit: RiskHit) -> dict:
     }
 
 
+def _allowed(account: User) -> dict:
+    """What the account's status allows (risk/rules.py), for the page's buttons."""
+    status = account.account_status
+    return {"may_flag": rules.may_flag(status=status), "may_freeze": rules.may_freeze(status=status),
+            "may_unfreeze": rules.may_unfreeze(status=status)}
+
+
 def _account_context(request, account: User, *, pending: int | None = None, **extra) -> dict:
     if pending is None:
         pending = selectors.pending_counts(account_ids=[account.pk]).get(account.pk, 0)
-    return {"account": account, "pending": pending, "can_act": roles.is_supervisor(request.user),
-            "is_buyer": roles.is_buyer(account), **extra}
+    context = {"account": account, "pending": pending, "can_act": roles.is_supervisor(request.user),
+               "is_buyer": roles.is_buyer(account), **_allowed(account), **extra}
+    if not rules.undo_open(undo_until=context.get("undo_until"), now=timezone.now()):
+        context["undo_ids"] = []  # past its window the undo is not offered
+    return context
 
 
 def _render_account(request, account: User, *, status: int = 200, **extra):
@@ -133,9 +144,9 @@ def review(request):
     can_act = roles.is_supervisor(request.user)
     rows = [{"hit": hit, "evidence": _evidence(hit),
              "account": {"account": hit.user, "pending": counts.get(hit.user_id, 0), "can_act": can_act,
-                         "is_buyer": True}}
+                         "is_buyer": True, **_allowed(hit.user)}}
             for hit in hits]
-    accounts = [{"account": a, "pending": counts.get(a.pk, 0), "can_act": can_act, "is_buyer": True}
+    accounts = [{"account": a, "pending": counts.get(a.pk, 0), "can_act": can_act, "is_buyer": True, **_allowed(a)}
                 for a in restricted]
     context = {
         **_agent_bar(request), "nav": "risk", "rows": rows, "accounts": accounts, "can_act": can_act,

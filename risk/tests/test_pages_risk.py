@@ -184,3 +184,19 @@ def test_page_queries_do_not_grow_with_rows(client, supervisor, django_assert_ma
     with django_assert_max_num_queries(len(ten.captured_queries)):
         html = client.get(PAGE).content.decode()
     assert html.count('<tr id="hit-') == 100 and html.count('<tr id="restricted-') == 100
+
+
+def test_the_account_panel_offers_what_the_status_allows_and_undo_only_in_its_window():
+    """risk/rules.py decides; the page only shows (the services refuse with the same rules)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from risk import rules
+
+    assert rules.may_flag(status="active") and not rules.may_flag(status="flagged") and not rules.may_flag(status="frozen")
+    assert rules.may_freeze(status="flagged") and not rules.may_freeze(status="frozen")
+    assert rules.may_unfreeze(status="frozen") and not rules.may_unfreeze(status="active")
+    now = timezone.now()
+    assert rules.undo_open(undo_until=now + timedelta(seconds=1), now=now)
+    assert not rules.undo_open(undo_until=now - timedelta(seconds=1), now=now) and not rules.undo_open(undo_until=None, now=now)

@@ -1,0 +1,22 @@
+"""Pure decisions of ``risk``: what an account's status allows, and how long
+an undo lasts. The services refuse with them; the pages offer with them."""
+
+from __future__ import annotations
+
+from merchants.rules import undo_open  # noqa: F401  (the cancel's own rule, asked by the risk page)
+
+ACTIVE, FLAGGED, FROZEN = "active", "flagged", "frozen"
+
+
+def may_flag(*, status: str) -> bool:
+    """Flag an active account (a frozen one is blocked already)."""
+    return status == ACTIVE
+
+
+def may_freeze(*, status: str) -> bool:
+    return status != FROZEN
+
+
+def may_unfreeze(*, status: str) -> bool:
+    """Lift a flag or a freeze (after the owner's details are checked)."""
+    return status != ACTIVE
