@@ -1237,11 +1237,11 @@ def run_reconnect_row(cfg: ChatConfig, kind: str, n: int, pairs: list[dict]) -> 
             else:
                 poster.go()
                 server.launch()
-                while time.monotonic() - marks["down"] < 90 and not server.answers():
+                while time.monotonic() - marks["down"] < 90 and not server.listening():
                     if server.proc.poll() is not None:
                         raise SystemExit(f"{label} exited on restart; log:\n{server.tail(30)}")
-                    time.sleep(0.02)
-                marks["up"] = server.answered_at
+                    time.sleep(0.01)
+                marks["up"] = time.monotonic()  # listening (its workers may still be booting)
                 posted = poster.result()
                 marks["posted"] = posted["done_at"]
                 expected = db_last_seq(cfg, tickets)
@@ -1371,7 +1371,7 @@ def summary(cfg: ChatConfig, rows: list[Row], elapsed_s: float) -> tuple[dict, l
         print(f"Reconnect: {cfg.prelude} message(s) per client exchanged, then the fault; one message stored per "
               "ticket during the outage; clients reconnect as chat.js does; recovery = fault -> connected again and "
               "every missed message received")
-        print(f"{'server':<24}{'layer':<7}{'clients':>8}{'fault':>9}{'affected':>9}{'down s':>7}{'up s':>6}"
+        print(f"{'server':<24}{'layer':<7}{'clients':>8}{'fault':>9}{'affected':>9}{'down s':>7}{'listen':>7}"
               f"{'posted s':>9}{'first back':>11}{'last back':>10}{'rec p50':>8}{'rec p99':>8}{'rec max':>8}"
               f"{'<=3 s':>7}{'missed':>7}{'dup':>5}{'failed conn':>12}{'srv err':>8}  CPU s:{'server':>7}"
               f"{'client':>7}{'pg':>6}{'redis':>6}{'other':>6}{'busy':>6}")
@@ -1383,7 +1383,7 @@ def summary(cfg: ChatConfig, rows: list[Row], elapsed_s: float) -> tuple[dict, l
                 continue
             m = rc["marks_s"]
             print(f"{r.server:<24}{r.layer:<7}{r.clients:>8}{rc['mode'][:9]:>9}{rc['affected']:>9}"
-                  f"{fmt(m.get('down', float('nan')), 2):>7}{fmt(m.get('up', float('nan')), 2):>6}"
+                  f"{fmt(m.get('down', float('nan')), 2):>7}{fmt(m.get('up', float('nan')), 2):>7}"
                   f"{fmt(m.get('posted', float('nan')), 2):>9}{fmt(rc['first_back_s'], 2):>11}"
                   f"{fmt(rc['last_back_s'], 2):>10}{fmt(rc['p50_s'], 2):>8}{fmt(rc['p99_s'], 2):>8}"
                   f"{fmt(rc['max_s'], 2):>8}{str(rc['within_goal']) + '/' + str(rc['clients']):>7}"
@@ -1454,8 +1454,8 @@ def summary(cfg: ChatConfig, rows: list[Row], elapsed_s: float) -> tuple[dict, l
           "CPU seconds over the window: server = "
           "its whole process tree (gunicorn master + workers), client = the client processes, pg = all of PostgreSQL, "
           "other = every other process (this script's parent included), busy = cores of the machine in use. "
-          "Reconnect marks are seconds after the fault: down = the old server exited (restart) , up = the new one "
-          "answers HTTP, posted = the outage messages committed; first/last back = sockets open again; failed conn = "
+          "Reconnect marks are seconds after the fault: down = the old server exited (restart; reload: its old "
+          "workers), listen = the new one accepts TCP connections (its workers may still be booting), posted = the outage messages committed; first/last back = sockets open again; failed conn = "
           "connection attempts refused during the outage (each followed by the page's backoff).")
     competing = max((r.window["other"] / r.window["wall_s"] for r in rows if r.window and r.window.get("wall_s")),
                     default=0.0)
@@ -1568,16 +1568,16 @@ def parse_args(argv: list[str] | None = None) -> ChatConfig:
 def estimate_s(cfg: ChatConfig) -> float:
     """A rough duration of the whole run on this 2-core machine."""
     pairs = max(cfg.clients[s] for s in cfg.scenarios) // 2
-    total = 30 + pairs * 0.06  # snapshot, migrate, set-up through the services
-    kinds = len(cfg.layers) + cfg.relay
+    total = 30 + pairs * 0.04  # snapshot, migrate, set-up through the services
     for s in cfg.scenarios:
         n = cfg.clients[s]
-        per_row = 8 + n / 150  # start, open the sockets, close
-        if s == "reconnect":
-            per_row += cfg.prelude + 12
-        else:
-            per_row += cfg.warmup_s + cfg.seconds + 6
-        total += kinds * per_row
+        for app in [True] * len(cfg.layers) + [False] * cfg.relay:
+            per_row = 8 + n / (100 if app else 1000)  # start, open the sockets (~100/s on the app), close
+            if s == "reconnect":
+                per_row += cfg.prelude + 8 + (n / 100 if app else 2)
+            else:
+                per_row += cfg.warmup_s + cfg.seconds + 6
+            total += per_row
     return total
 
 

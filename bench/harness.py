@@ -411,6 +411,15 @@ class Server:
         self.proc = subprocess.Popen(self.command(), cwd=self.app, env=self.env(), stdout=self._log,
                                      stderr=subprocess.STDOUT)
 
+    def listening(self) -> bool:
+        """The port accepts TCP connections (gunicorn's master has bound it;
+        its workers may still be booting)."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
     def answers(self) -> bool:
         try:
             httpx.get(self.base + "/api/v1/tickets/", timeout=2)  # any HTTP answer (401) will do
