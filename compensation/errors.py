@@ -1,8 +1,10 @@
-from core.errors import IdempotencyConflict, Conflict, DomainError, InvalidInput, NotFound, PermissionDenied
+from core.errors import AlreadyDecided, Conflict, DomainError, IdempotencyConflict, InvalidInput, NotFound, PermissionDenied
+from merchants.errors import AmountInvalid as OrderAmountInvalid
+from tickets.errors import TicketClosed as ConversationClosed
 
 
 class RemedyRefused(DomainError):
-    status = 422
+    """A remedy refused outright (422 by its code)."""
 
 
 class BuyerBlacklisted(RemedyRefused):
@@ -15,18 +17,15 @@ class OrderNotEligible(RemedyRefused):
     default_detail = "The ticket's order cannot take this remedy."
 
 
-class AmountInvalid(RemedyRefused):
-    code = "amount_invalid"
+class AmountInvalid(OrderAmountInvalid):
     default_detail = "The amount is not valid for this remedy."
 
 
-class TicketClosed(RemedyRefused):
-    code = "ticket_closed"
+class TicketClosed(ConversationClosed):
     default_detail = "The ticket is closed or resolved; reopen it first."
 
 
-class RemedyDecided(Conflict):
-    code = "already_decided"
+class RemedyDecided(AlreadyDecided):
     default_detail = "This remedy has already been decided."
 
 

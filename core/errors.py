@@ -1,19 +1,49 @@
-"""The base of every domain error.
+"""The base of every domain error, and the one table of what each code means
+to an HTTP client.
 
-Services raise subclasses with a stable machine ``code`` and the HTTP status
-the API answers with; the one DRF exception handler in ``core.api``
-renders them as ``{"code", "detail"}``. Services never raise DRF exceptions.
+Services raise subclasses with a stable machine ``code`` and never choose an
+HTTP status: ``STATUS_BY_CODE`` maps every code to its status, once, for the
+whole project; the DRF exception handler in ``core.api`` (and the pages'
+middleware) render ``{"code", "detail"}`` with it. A code is declared by one
+class only (a subclass may refine the detail, not redeclare the code); a test
+holds both rules.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+STATUS_BY_CODE: dict[str, int] = {
+    # the generic ones (core)
+    "domain_error": 400, "invalid": 400, "not_found": 404, "permission_denied": 403, "conflict": 409,
+    "already_decided": 409, "idempotency_conflict": 409, "idempotency_key_required": 400, "unavailable": 503,
+    # tickets
+    "illegal_transition": 409, "unknown_transition": 404, "transition_refused": 422, "transition_forbidden": 403,
+    "unknown_category": 400, "unknown_order": 400, "already_rated": 409, "not_resolved": 409,
+    "ticket_closed": 422, "assignee_invalid": 400, "shift_limit_reached": 409, "held_by_other": 409,
+    # merchants
+    "exceeds_withdrawable": 422, "amount_invalid": 422, "order_disputed": 409, "order_not_releasable": 409,
+    "payout_settled": 409, "hold_not_active": 409, "already_shipped": 409, "task_not_open": 409,
+    "already_cancelled": 409, "order_not_cancellable": 409, "not_cancelled": 409, "undo_unavailable": 409,
+    "undo_expired": 409, "changed_since_cancel": 409,
+    # compensation
+    "buyer_blacklisted": 422, "order_not_eligible": 422, "own_request": 403, "budget_still_exhausted": 409,
+    # risk
+    "account_not_eligible": 422, "already_flagged": 409, "already_frozen": 409, "not_restricted": 409,
+    "hit_closed": 409, "verification_required": 422, "verification_failed": 422,
+    # incidents
+    "incident_closed": 409, "review_incomplete": 400, "unknown_shipment": 404, "job_state": 409,
+}
+
 
 class DomainError(Exception):
     code: str = "domain_error"
-    status: int = 400
     default_detail: str = "The request cannot be carried out."
+
+    @property
+    def status(self) -> int:
+        """The HTTP status of this error's code (``STATUS_BY_CODE``)."""
+        return STATUS_BY_CODE[self.code]
 
     def __init__(self, detail: str | None = None, **extra: Any) -> None:
         self.detail = detail or self.default_detail
@@ -23,26 +53,27 @@ class DomainError(Exception):
 
 class NotFound(DomainError):
     code = "not_found"
-    status = 404
     default_detail = "Not found."
 
 
 class PermissionDenied(DomainError):
     code = "permission_denied"
-    status = 403
     default_detail = "You do not have permission to do this."
 
 
 class InvalidInput(DomainError):
     code = "invalid"
-    status = 400
     default_detail = "Invalid input."
 
 
 class Conflict(DomainError):
     code = "conflict"
-    status = 409
     default_detail = "The resource changed; reload and try again."
+
+
+class AlreadyDecided(Conflict):
+    code = "already_decided"
+    default_detail = "This has already been decided."
 
 
 class IdempotencyConflict(Conflict):
@@ -64,7 +95,6 @@ class ServiceUnavailable(DomainError):
     the client retries (money writes with the same Idempotency-Key)."""
 
     code = "unavailable"
-    status = 503
     default_detail = "The service is busy or restarting; try again in a moment."
 
 

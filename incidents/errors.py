@@ -1,8 +1,8 @@
 from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied  # noqa: F401
+from merchants.errors import UndoExpired  # noqa: F401  (one class per code: the cancellation's)
 
 
 class IncidentNotFound(NotFound):
-    code = "not_found"
     default_detail = "Incident not found."
 
 
@@ -22,7 +22,6 @@ class UnknownShipment(NotFound):
 
 
 class JobNotFound(NotFound):
-    code = "not_found"
     default_detail = "Bulk job not found."
 
 
@@ -30,7 +29,3 @@ class JobState(Conflict):
     code = "job_state"
     default_detail = "The job cannot do that in its current state."
 
-
-class UndoExpired(Conflict):
-    code = "undo_expired"
-    default_detail = "The undo window has passed."

@@ -7,7 +7,6 @@ class MerchantNotFound(NotFound):
 
 class ExceedsWithdrawable(DomainError):
     code = "exceeds_withdrawable"
-    status = 422
     default_detail = "The amount is more than you can withdraw now."
 
 

@@ -11,7 +11,6 @@ class HitNotFound(NotFound):
 
 class AccountNotEligible(DomainError):
     code = "account_not_eligible"
-    status = 422
     default_detail = "Only buyer accounts are flagged, frozen or cleared here."
 
 
@@ -37,7 +36,6 @@ class HitClosed(Conflict):
 
 class VerificationRequired(DomainError):
     code = "verification_required"
-    status = 422
     default_detail = "Verify the owner's registration details first (a passed check, recent and not used before)."
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from django.db import close_old_connections
 
-from core.errors import DomainError
+from core.errors import DomainError, ServiceUnavailable
 from core.realtime import send_events
 from tickets.rules import Viewer
 from tickets.services.chat import BatchOutcome, ChatPost, ChatRead, Stored, store_chat_batch
@@ -33,9 +33,7 @@ logger = logging.getLogger(__name__)
 MAX_BATCH = 500
 
 
-class Unavailable(DomainError):
-    code = "unavailable"
-    status = 503
+class Unavailable(ServiceUnavailable):
     default_detail = "The conversation could not be saved just now; it will be sent again."
 
 

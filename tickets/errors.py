@@ -1,9 +1,8 @@
-from core.errors import Conflict, DomainError, InvalidInput, NotFound, PermissionDenied
+from core.errors import AlreadyDecided, Conflict, DomainError, InvalidInput, NotFound, PermissionDenied
 
 
 class IllegalTransition(DomainError):
     code = "illegal_transition"
-    status = 409
     default_detail = "This transition is not allowed from the ticket's current state."
 
 
@@ -16,7 +15,6 @@ class TransitionRefused(DomainError):
     """The state allows it, a condition does not (window passed, no merchant…)."""
 
     code = "transition_refused"
-    status = 422
 
 
 class TransitionForbidden(PermissionDenied):
@@ -24,7 +22,6 @@ class TransitionForbidden(PermissionDenied):
 
 
 class TicketNotFound(NotFound):
-    code = "not_found"
     default_detail = "Ticket not found."
 
 
@@ -39,19 +36,16 @@ class OrderNotFound(InvalidInput):
 
 class AlreadyRated(DomainError):
     code = "already_rated"
-    status = 409
     default_detail = "This ticket has already been rated."
 
 
 class NotResolved(DomainError):
     code = "not_resolved"
-    status = 409
     default_detail = "A ticket can be rated only once it is resolved."
 
 
 class TicketClosed(DomainError):
     code = "ticket_closed"
-    status = 409
     default_detail = "The ticket is closed; open a new one."
 
 
@@ -62,11 +56,9 @@ class AssigneeInvalid(InvalidInput):
 
 class ShiftLimitReached(DomainError):
     code = "shift_limit_reached"
-    status = 409
 
 
-class OvertimeDecided(Conflict):
-    code = "already_decided"
+class OvertimeDecided(AlreadyDecided):
     default_detail = "This overtime request has already been decided."
 
 

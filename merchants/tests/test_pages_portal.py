@@ -347,10 +347,10 @@ def test_over_withdrawable_is_a_422_with_the_withdrawable_amount(portal, merchan
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("amount", ["", "abc", "0", "-5", "1.234", "NaN", "1e999999", "Infinity"])
-def test_bad_amounts_are_inline_400s(portal, merchant, amount):
+def test_bad_amounts_are_inline_422s(portal, merchant, amount):
     fund(merchant, available_fen=100_000)
     response = portal.post("/merchant/payouts/", {"amount": amount, "idempotency_key": "k1"}, **HTMX)
-    assert response.status_code == 400
+    assert response.status_code == 422  # amount_invalid, as everywhere (core.errors.STATUS_BY_CODE)
     assert 'data-code="amount_invalid"' in response.content.decode()
     assert not Payout.objects.exists()
 

@@ -283,7 +283,7 @@ def test_empty_reply_and_closed_ticket_are_inline_errors(console, agent, buyer):
     assert "inline-error" in response.content.decode()
     closed = ticket_in_state("closed", buyer=buyer, agent=agent)
     response = console.post(f"/console/tickets/{closed.pk}/reply/", {"body": "还在吗"}, **HTMX)
-    assert response.status_code == 409 and 'data-code="ticket_closed"' in response.content.decode()
+    assert response.status_code == 422 and 'data-code="ticket_closed"' in response.content.decode()
     assert not Message.objects.filter(body="还在吗").exists()
     assert console.post("/console/tickets/987654/reply/", {"body": "x"}, **HTMX).status_code == 404
 

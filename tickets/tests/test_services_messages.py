@@ -90,7 +90,7 @@ def test_closed_ticket_takes_no_messages(buyer, order, agent):
     ticket = ticket_in_state("closed", buyer=buyer, agent=agent, order=order)
     with pytest.raises(TicketClosed) as refused:
         services.post_message(actor=buyer, ticket_id=ticket.pk, body="还在吗")
-    assert refused.value.status == 409
+    assert refused.value.status == 422
 
 
 @pytest.mark.django_db
