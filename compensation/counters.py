@@ -20,6 +20,7 @@ from django.db.models import Exists, F, Subquery
 
 from compensation.models import AgentQuota, BlacklistEntry, BudgetDay, BuyerCounter, Policy
 from compensation.rules import Caps
+from core.locks import taking
 
 
 def _in_transaction() -> None:
@@ -72,6 +73,7 @@ def take_quota(*, agent_id: int, period: str, limit: int) -> bool:
     _in_transaction()
     if limit <= 0:
         return False
+    taking("agent_quota")
     table = _q(AgentQuota._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -89,6 +91,7 @@ def take_buyer_slot(*, buyer_id: int, day: date, cap: int | None) -> bool:
     _in_transaction()
     if cap is not None and cap <= 0:
         return False
+    taking("buyer_counter")
     table = _q(BuyerCounter._meta.db_table)
     c = _q("count")
     condition = f" WHERE {table}.{c} < %s" if cap is not None else ""
@@ -117,6 +120,7 @@ def spend_budget(*, day: date, cost_fen: int, now: datetime, default_budget_fen:
     breaker is closed and the budget covers the cost, else returns None and
     spends nothing. A supervisor's approval always spends."""
     _in_transaction()
+    taking("budget_day")
     table = _q(BudgetDay._meta.db_table)
     cost = int(cost_fen)
     reaches = f"{table}.spent_fen + %(cost)s >= {table}.budget_fen"
@@ -150,6 +154,7 @@ def open_breaker_if_over(*, day: date, cost_fen: int, now: datetime, default_bud
     """A remedy that would pass the budget opens the breaker (it goes to
     approval itself); None when the breaker was open already or the cost fits."""
     _in_transaction()
+    taking("budget_day")
     BudgetDay.objects.get_or_create(date=day, defaults={"budget_fen": default_budget_fen})
     changed = (BudgetDay.objects.filter(date=day, breaker_open=False, budget_fen__lt=F("spent_fen") + int(cost_fen))
                .update(breaker_open=True, breaker_opened_at=now))

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
+from core.locks import lock
 from compensation.models import LedgerEntry, LedgerHead, Remedy
 
 GENESIS = "0" * 64
@@ -37,10 +38,10 @@ def entry_hash(*, prev_hash: str, remedy_id: int, account: str, amount_fen: int,
 
 def _lock_head(chain: int) -> LedgerHead:
     assert transaction.get_connection().in_atomic_block, "the ledger is written inside the remedy's transaction"
-    head = LedgerHead.objects.select_for_update().filter(chain=chain).first()
+    head = lock(LedgerHead.objects, "ledger_head").filter(chain=chain).first()
     if head is None:  # a chain beyond those the migration made (LEDGER_CHAINS raised)
         LedgerHead.objects.get_or_create(chain=chain, defaults={"pk": chain + 1})
-        head = LedgerHead.objects.select_for_update().get(chain=chain)
+        head = lock(LedgerHead.objects, "ledger_head").get(chain=chain)
     return head
 
 

@@ -1,11 +1,8 @@
-"""Row locks of ``compensation``.
+"""Row locks of ``compensation``, in the one global order of ``core/locks.py``.
 
-The global lock order (tickets/locks.py writes it down for every app):
-ticket → agent quota → buyer counter → remedy → order → hold → merchant
-account → ledger chain head → budget day. A remedy takes the quota, the
-counter and the budget by conditional updates (``compensation/counters.py``),
-the budget last of all, so the one row every remedy shares is held only from
-its update to the commit.
+A remedy takes the agent's quota, the buyer's counter and the day's budget by
+conditional updates (``compensation/counters.py``), the budget last of all,
+so the one row every remedy shares is held only from its update to the commit.
 """
 
 from __future__ import annotations
@@ -14,6 +11,7 @@ from datetime import date
 
 from django.db import transaction
 
+from core.locks import lock
 from compensation.models import BudgetDay
 
 
@@ -21,4 +19,4 @@ def lock_budget_day(day: date, *, budget_fen: int) -> BudgetDay:
     """The day's budget row, locked (a supervisor's reset; never a remedy)."""
     assert transaction.get_connection().in_atomic_block, "lock helpers run inside a transaction"
     BudgetDay.objects.get_or_create(date=day, defaults={"budget_fen": budget_fen})
-    return BudgetDay.objects.select_for_update().get(date=day)
+    return lock(BudgetDay.objects, "budget_day").get(date=day)

@@ -269,6 +269,9 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Domain settings --------------------------------------------------------
+# core/locks.py: taking a row lock out of the global order raises (the developer
+# settings and the tests; production trusts what the suite proved)
+LOCK_ORDER_CHECKS = env.bool("LOCK_ORDER_CHECKS", default=DEBUG)
 # the compensation ledger is this many hash chains side by side (compensation/ledger.py)
 LEDGER_CHAINS = env.int("LEDGER_CHAINS", default=16)
 SHIFT_HOURS = env.float("SHIFT_HOURS", default=7.0)

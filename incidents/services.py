@@ -30,6 +30,7 @@ from core.errors import DomainError, IdempotencyConflict
 from core.idempotency import request_hash, require_idempotency_key
 from core.money import format_fen
 from core.realtime import publish_on_commit, send_now
+from core.locks import lock
 from incidents.errors import (
     IncidentClosed,
     IncidentNotFound,
@@ -109,7 +110,7 @@ def open_incident(*, actor, title: str, grade: str, region: str = "", carrier: s
 
 
 def _open_incident_for_update(incident_id: int) -> Incident:
-    incident = Incident.objects.select_for_update().filter(pk=incident_id).first()
+    incident = lock(Incident.objects, "incident").filter(pk=incident_id).first()
     if incident is None:
         raise IncidentNotFound()
     if incident.status != Incident.Status.OPEN:
@@ -301,7 +302,7 @@ def ingest_logistics_event(*, actor, payload: Any) -> IngestResult:
 @transaction.atomic(durable=True)
 def _ingest(clean: dict[str, Any]) -> IngestResult:
     now = timezone.now()
-    shipment = (Shipment.objects.select_for_update(of=("self",)).select_related("order", "order__buyer")
+    shipment = (lock(Shipment.objects, "shipment", of=("self",)).select_related("order", "order__buyer")
                 .filter(carrier=clean["carrier"], tracking_no=clean["tracking_no"]).first())
     if shipment is None:
         raise UnknownShipment()
@@ -331,7 +332,7 @@ def _ticket_for_exception(*, order: Order, event: LogisticsEvent, now: datetime)
     with override(order.buyer.language or "zh-hans"):
         what = str(LogisticsEvent.Kind(event.kind).label)
         subject = gettext("Parcel %(tracking_no)s: %(what)s") % {"tracking_no": event.tracking_no, "what": what}
-    ticket = (Ticket.objects.select_for_update().filter(order=order, status__in=Ticket.ACTIVE,
+    ticket = (lock(Ticket.objects, "ticket").filter(order=order, status__in=Ticket.ACTIVE,
                                                          category__in=LOGISTICS_CATEGORIES)
               .order_by("created_at").first())
     if ticket is None:
@@ -573,7 +574,7 @@ def _remedy_label(params: dict) -> str:
 def start_job(*, actor, job_id: int) -> BulkJob:
     """Queue a previewed job (Celery in production, inline in the embedded default)."""
     job = get_job(actor=actor, job_id=job_id)
-    job = BulkJob.objects.select_for_update().get(pk=job.pk)
+    job = lock(BulkJob.objects, "bulk_job").get(pk=job.pk)
     if job.status != BulkJob.Status.PREVIEWED:
         raise JobState(f"The job is {job.status}.", status=job.status)
     job.status = BulkJob.Status.QUEUED
@@ -623,7 +624,7 @@ def resume_stalled_jobs(*, now: datetime | None = None) -> list[int]:
     """Jobs queued or running whose heartbeat stopped (a worker or the server
     died mid-way) are launched again; ``run_job`` picks up their pending items."""
     now = now or timezone.now()
-    stalled = list(BulkJob.objects.select_for_update(skip_locked=True).filter(
+    stalled = list(lock(BulkJob.objects, "bulk_job", skip_locked=True).filter(
         status__in=[BulkJob.Status.QUEUED, BulkJob.Status.RUNNING],
         heartbeat_at__lt=now - timedelta(seconds=settings.BULK_STALLED_AFTER_S),
     ).values_list("pk", flat=True))
@@ -645,7 +646,7 @@ def run_job(*, job_id: int, progress_every: int | None = None, progress_interval
     every = progress_every or settings.BULK_PROGRESS_EVERY
     interval = settings.BULK_PROGRESS_INTERVAL_S if progress_interval_s is None else progress_interval_s
     with transaction.atomic():
-        job = BulkJob.objects.select_for_update().select_related("created_by").get(pk=job_id)
+        job = lock(BulkJob.objects, "bulk_job").select_related("created_by").get(pk=job_id)
         if job.status not in (BulkJob.Status.QUEUED, BulkJob.Status.RUNNING):
             return job
         job.status = BulkJob.Status.RUNNING

@@ -20,6 +20,7 @@ from accounts import roles
 from core.errors import InvalidInput
 from core.idempotency import request_hash, require_idempotency_key
 from core.realtime import publish_on_commit
+from core.locks import lock
 from merchants.errors import (
     AlreadyCancelled,
     AlreadyShipped,
@@ -107,7 +108,7 @@ def _release(order: Order, account: MerchantAccount, now: datetime, note: str) -
 def confirm_receipt(*, actor, order_id: int, now: datetime | None = None) -> Order:
     """The buyer confirms receipt: the order's money becomes available to the merchant."""
     now = now or timezone.now()
-    order = Order.objects.select_for_update().filter(pk=order_id, buyer=actor).first()
+    order = lock(Order.objects, "order").filter(pk=order_id, buyer=actor).first()
     if order is None or not roles.is_buyer(actor):
         raise NotFound("Order not found.")
     if order.escrow_status != Order.EscrowStatus.PENDING or order.status == Order.Status.PAID:
@@ -133,7 +134,7 @@ def auto_confirm_orders(*, now: datetime | None = None, days: int | None = None,
     released = []
     for order_id in due:
         with transaction.atomic(durable=True):
-            order = Order.objects.select_for_update().get(pk=order_id)
+            order = lock(Order.objects, "order").get(pk=order_id)
             if order.escrow_status != Order.EscrowStatus.PENDING or order.open_disputes:
                 continue
             _release(order, lock_account(order.merchant_id), now, f"auto-confirmed after {days} days")
@@ -196,7 +197,7 @@ def place_dispute_hold(*, order: Order, ticket_id: int, reason: str, amount_fen:
     amount = order.amount_fen if amount_fen is None else _check_amount(amount_fen)
     if amount > order.amount_fen:
         raise AmountInvalid("A hold cannot exceed the order amount.")
-    locked = Order.objects.select_for_update().get(pk=order.pk)
+    locked = lock(Order.objects, "order").get(pk=order.pk)
     Order.objects.filter(pk=order.pk).update(open_disputes=locked.open_disputes + 1)
     if locked.escrow_status != Order.EscrowStatus.RELEASED or amount == 0:
         return DisputeHold(hold=None)
@@ -221,10 +222,10 @@ def settle_dispute(*, order_id: int, ticket_id: int, now: datetime, next_ticket_
     and now answers to that ticket; the last one releases it, exactly once.
     Returns the hold released, or None."""
     assert transaction.get_connection().in_atomic_block, "runs inside the ticket's transaction"
-    order = Order.objects.select_for_update().get(pk=order_id)
+    order = lock(Order.objects, "order").get(pk=order_id)
     remaining = max(0, order.open_disputes - 1)
     Order.objects.filter(pk=order.pk).update(open_disputes=remaining)
-    hold = FundHold.objects.select_for_update().filter(order=order, status=FundHold.Status.HELD).first()
+    hold = lock(FundHold.objects, "fund_hold").filter(order=order, status=FundHold.Status.HELD).first()
     if hold is None:
         return None
     if remaining and next_ticket_id is not None:
@@ -264,7 +265,7 @@ def convert_hold_to_refund(*, order_id: int, amount_fen: int, now: datetime) -> 
     hold), taken from the available balance, then the deposit (remedies call this)."""
     assert transaction.get_connection().in_atomic_block, "runs inside the remedy's transaction"
     _check_amount(amount_fen)
-    hold = FundHold.objects.select_for_update().filter(order_id=order_id, status=FundHold.Status.HELD).first()
+    hold = lock(FundHold.objects, "fund_hold").filter(order_id=order_id, status=FundHold.Status.HELD).first()
     if hold is None:
         raise HoldNotActive()
     if amount_fen > hold.amount_fen:
@@ -286,7 +287,7 @@ def refund_order(*, order_id: int, ticket_id: int, amount_fen: int, now: datetim
     (available, then deposit). Returns the order and the source used."""
     assert transaction.get_connection().in_atomic_block, "runs inside the remedy's transaction"
     _check_amount(amount_fen)
-    order = Order.objects.select_for_update().get(pk=order_id)
+    order = lock(Order.objects, "order").get(pk=order_id)
     if amount_fen > order.refundable_fen:
         raise AmountInvalid(f"At most {order.refundable_fen} fen is left to refund on this order.")
     if order.escrow_status == Order.EscrowStatus.PENDING:
@@ -358,7 +359,7 @@ def request_payout(*, actor, merchant_id: int, amount_fen: int, idempotency_key:
 def settle_payout(*, payout_id: int, paid: bool, reason: str = "", now: datetime | None = None) -> Payout:
     """The bank answered: paid, or failed and the amount returns to available."""
     now = now or timezone.now()
-    payout = Payout.objects.select_for_update().get(pk=payout_id)
+    payout = lock(Payout.objects, "payout").get(pk=payout_id)
     if payout.status != Payout.Status.REQUESTED:
         raise PayoutSettled()
     account = lock_account(payout.merchant_id)
@@ -405,7 +406,7 @@ def fulfil_resend_task(*, actor, task_id: int, carrier: str, tracking_no: str,
         raise InvalidInput("carrier is 1–32 characters.", field="carrier")
     if not tracking_no or len(tracking_no) > 64 or not tracking_no.replace("-", "").isalnum():
         raise InvalidInput("tracking_no is 1–64 letters and digits.", field="tracking_no")
-    task = ResendTask.objects.select_for_update().filter(pk=task_id).first()
+    task = lock(ResendTask.objects, "resend_task").filter(pk=task_id).first()
     if task is None or merchant_id_for(user=actor) != task.merchant_id:
         raise NotFound("Task not found.")
     if task.status != ResendTask.Status.OPEN:
@@ -424,7 +425,7 @@ def mark_missed_resends(*, now: datetime | None = None) -> list[ResendTask]:
     now = now or timezone.now()
     missed = []
     with transaction.atomic():
-        for task in ResendTask.objects.select_for_update(skip_locked=True).filter(
+        for task in lock(ResendTask.objects, "resend_task", skip_locked=True).filter(
             status=ResendTask.Status.OPEN, deadline_at__lt=now
         ).order_by("pk")[:500]:
             task.status = ResendTask.Status.MISSED
@@ -522,7 +523,7 @@ def change_order(*, actor, order_id: int, address: str | None = None, variants: 
     for variant in (variants or {}).values():
         if not isinstance(variant, str) or not 1 <= len(variant.strip()) <= 64:
             raise InvalidInput("A variant is 1–64 characters.", field="variant")
-    order = Order.objects.select_for_update().filter(pk=order_id).first()
+    order = lock(Order.objects, "order").filter(pk=order_id).first()
     if order is None:
         raise NotFound("Order not found.")
     if not rules.order_changeable(status=order.status):
@@ -556,7 +557,7 @@ def change_order(*, actor, order_id: int, address: str | None = None, variants: 
 @transaction.atomic(durable=True)
 def ship_order(*, actor, order_id: int, carrier: str, tracking_no: str, now: datetime | None = None) -> Order:
     """The merchant hands the parcel to a carrier (locks the order like a change does)."""
-    order = Order.objects.select_for_update().filter(pk=order_id).first()
+    order = lock(Order.objects, "order").filter(pk=order_id).first()
     if order is None or merchant_id_for(user=actor) != order.merchant_id:
         raise NotFound("Order not found.")
     if order.status != Order.Status.PAID:
@@ -591,7 +592,7 @@ def cancel_order(*, actor, order_id: int, reason: str, now: datetime | None = No
     if not reason or len(reason) > 255:
         raise InvalidInput("Give a reason (at most 255 characters).", field="reason")
     now = now or timezone.now()
-    order = Order.objects.select_for_update().filter(pk=order_id).first()
+    order = lock(Order.objects, "order").filter(pk=order_id).first()
     if order is None:
         raise NotFound("Order not found.")
     if order.status == Order.Status.CANCELLED:
@@ -636,7 +637,7 @@ def restore_order(*, actor, order_id: int, now: datetime | None = None) -> Order
     if not roles.is_agent(actor):
         raise PermissionDenied("Only staff restore orders.")
     now = now or timezone.now()
-    order = Order.objects.select_for_update().filter(pk=order_id).first()
+    order = lock(Order.objects, "order").filter(pk=order_id).first()
     if order is None:
         raise NotFound("Order not found.")
     if order.status != Order.Status.CANCELLED:

@@ -1,5 +1,5 @@
-"""Row locks of ``risk``, taken before anything in the global order of
-``tickets/locks.py``: account (the user row) → risk hit → owner verification.
+"""Row locks of ``risk``, first in the one global order of ``core/locks.py``:
+account (the user row) → owner verification → risk hit.
 
 Risk services never hold them while cancelling or restoring orders: each
 order goes through ``merchants.services`` in its own transaction (order →
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from core.locks import lock
 from accounts.models import User
 from risk.models import OwnerVerification, RiskHit
 
@@ -20,19 +21,19 @@ def _in_transaction() -> None:
 
 def lock_user(user_id: int) -> User | None:
     _in_transaction()
-    return User.objects.select_for_update().filter(pk=user_id).first()
+    return lock(User.objects, "account").filter(pk=user_id).first()
 
 
 def lock_open_hits(user_id: int) -> list[RiskHit]:
     _in_transaction()
-    return list(RiskHit.objects.select_for_update().filter(user_id=user_id, status=RiskHit.Status.OPEN).order_by("pk"))
+    return list(lock(RiskHit.objects, "risk_hit").filter(user_id=user_id, status=RiskHit.Status.OPEN).order_by("pk"))
 
 
 def lock_hit(hit_id: int) -> RiskHit | None:
     _in_transaction()
-    return RiskHit.objects.select_for_update().filter(pk=hit_id).first()
+    return lock(RiskHit.objects, "risk_hit").filter(pk=hit_id).first()
 
 
 def lock_verification(verification_id: int, user_id: int) -> OwnerVerification | None:
     _in_transaction()
-    return OwnerVerification.objects.select_for_update().filter(pk=verification_id, user_id=user_id).first()
+    return lock(OwnerVerification.objects, "owner_verification").filter(pk=verification_id, user_id=user_id).first()

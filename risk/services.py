@@ -28,6 +28,7 @@ from accounts.models import LoginEvent, User
 from compensation.models import BlacklistEntry
 from core.errors import DomainError
 from core.realtime import publish_on_commit
+from core.locks import lock
 from merchants import services as orders
 from merchants.models import Order, OrderCancellation
 from risk import rules
@@ -217,7 +218,7 @@ def detect_stolen_accounts(*, now: datetime | None = None, thresholds: Threshold
 def _record_hit(*, user_id: int, evidence: dict, first: datetime, last: datetime,
                 now: datetime) -> tuple[RiskHit | None, bool]:
     rule = RiskHit.Rule.DORMANT_BURST
-    open_hit = RiskHit.objects.select_for_update().filter(user_id=user_id, rule=rule,
+    open_hit = lock(RiskHit.objects, "risk_hit").filter(user_id=user_id, rule=rule,
                                                           status=RiskHit.Status.OPEN).first()
     if open_hit is not None:
         if last <= open_hit.last_order_at:

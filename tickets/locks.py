@@ -1,21 +1,15 @@
-"""Row locks, in one global order across apps.
+"""Row locks of ``tickets``, taken in the one global order of ``core/locks.py``
+(… shipment → ticket → remedy → overtime request → agent profile → …).
 
-Every service that locks more than one kind of row takes them in this order,
-each queryset ``order_by("pk")`` so two transactions never wait on each other
-in a circle:
-
-    budget day → agent quota → buyer counter → ticket → agent profile
-    → order → fund hold → payout → merchant account (balance)
-
-(``compensation`` owns the first three, ``merchants`` the last four.) SQLite
-ignores ``select_for_update``; there the IMMEDIATE transaction mode serialises
-writers instead.
+SQLite ignores ``select_for_update``; there the IMMEDIATE transaction mode
+serialises writers instead.
 """
 
 from __future__ import annotations
 
 from django.db import transaction
 
+from core.locks import lock
 from tickets.models import AgentProfile, Ticket
 
 
@@ -25,9 +19,9 @@ def _assert_in_transaction() -> None:
 
 def lock_ticket(ticket_id: int) -> Ticket | None:
     _assert_in_transaction()
-    return Ticket.objects.select_for_update().filter(pk=ticket_id).first()
+    return lock(Ticket.objects, "ticket").filter(pk=ticket_id).first()
 
 
 def lock_agent_profiles(user_ids: list[int]) -> list[AgentProfile]:
     _assert_in_transaction()
-    return list(AgentProfile.objects.select_for_update().filter(user_id__in=user_ids).order_by("pk"))
+    return list(lock(AgentProfile.objects, "agent_profile").filter(user_id__in=user_ids).order_by("pk"))

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django_fsm import can_proceed
 
 from accounts import roles
+from core.locks import lock as lock_rows
 from core.parsing import int_or_none
 from tickets.rules import Viewer, viewer_of, visibility_filter
 from merchants.selectors import merchant_id_for
@@ -40,7 +41,7 @@ def get_ticket_for(*, user, ticket_id: int, lock: bool = False) -> Ticket:
     """One ticket the viewer may see, else a 404 that reveals nothing."""
     tickets = tickets_visible_to(user=user)
     if lock:
-        tickets = tickets.select_for_update()
+        tickets = lock_rows(tickets, "ticket")
     ticket = tickets.filter(pk=ticket_id).first()
     if ticket is None:
         raise TicketNotFound()

@@ -12,6 +12,7 @@ from compensation.errors import BudgetStillExhausted, InvalidInput, PermissionDe
 from compensation.locks import lock_budget_day
 from compensation.models import BreakerReset, BudgetDay, Policy, PolicyChange
 from core.realtime import publish_on_commit
+from core.locks import lock, taking
 from tickets.events import CONSOLE
 
 POLICY_FIELDS = ("value_cap_fen", "coupon_fen", "coupon_max_fen", "agent_monthly_quota", "buyer_daily_cap",
@@ -70,7 +71,7 @@ def update_policy(*, actor, changes: dict, reason: str = "") -> Policy:
     if changes.get("coupon_fen") == 0:
         raise InvalidInput("coupon_fen is at least 1.", field="coupon_fen")
     get_policy()
-    policy = Policy.objects.select_for_update().get(pk=1)
+    policy = lock(Policy.objects, "policy").get(pk=1)
     diff = {name: [getattr(policy, name), value] for name, value in changes.items() if getattr(policy, name) != value}
     if not diff:
         return policy
@@ -82,6 +83,7 @@ def update_policy(*, actor, changes: dict, reason: str = "") -> Policy:
     PolicyChange.objects.create(changed_by=actor, changes=diff, reason=(reason or "")[:255])
     if "daily_budget_fen" in diff:
         # today's budget follows the policy at once (a supervisor may still raise today's alone)
+        taking("budget_day")
         BudgetDay.objects.filter(date=timezone.localdate()).update(budget_fen=policy.daily_budget_fen)
     publish_on_commit([CONSOLE], {"type": "policy.changed", "fields": sorted(diff)})
     return policy

@@ -51,6 +51,7 @@ from core.errors import Conflict
 from core.idempotency import request_hash, require_idempotency_key
 from core.money import format_fen
 from core.realtime import publish_on_commit
+from core.locks import lock
 from merchants import services as escrow
 from tickets.events import CONSOLE
 from tickets.models import Ticket, TicketEvent
@@ -111,7 +112,7 @@ def _lock_ticket(*, actor, ticket_id: int, scope: str | None = None, key: str | 
     """The ticket, locked, with its buyer and order (the first lock of the
     order); with ``scope`` and ``key`` it also says (``key_used``) whether the
     key was answered already, in the same query. None: not visible."""
-    tickets = tickets_visible_to(user=actor).select_for_update(of=("self",)).select_related("buyer", "order")
+    tickets = lock(tickets_visible_to(user=actor), "ticket", of=("self",)).select_related("buyer", "order")
     if key is not None:
         tickets = tickets.annotate(key_used=Exists(IdempotencyRecord.objects.filter(scope=scope, key=key)))
     return tickets.filter(pk=ticket_id).first()
@@ -329,8 +330,8 @@ def reject_remedy(*, actor, remedy_id: int, reason: str = "", idempotency_key: s
 def _approve(*, actor, remedy_id: int, reason: str, scope: str, key: str, digest: str) -> RemedyResult:
     remedy = _decidable(actor=actor, remedy_id=remedy_id)
     now = timezone.now()
-    ticket = Ticket.objects.select_for_update(of=("self",)).select_related("buyer", "order").get(pk=remedy.ticket_id)
-    remedy = Remedy.objects.select_for_update().get(pk=remedy_id)
+    ticket = lock(Ticket.objects, "ticket", of=("self",)).select_related("buyer", "order").get(pk=remedy.ticket_id)
+    remedy = lock(Remedy.objects, "remedy").get(pk=remedy_id)
     if remedy.status != Remedy.Status.PENDING_APPROVAL:
         raise RemedyDecided()
     caps = _caps(actor=actor, ticket=ticket, now=now)
@@ -358,7 +359,7 @@ def _approve(*, actor, remedy_id: int, reason: str, scope: str, key: str, digest
 def _reject(*, actor, remedy_id: int, reason: str, scope: str, key: str, digest: str) -> RemedyResult:
     _decidable(actor=actor, remedy_id=remedy_id)
     now = timezone.now()
-    remedy = Remedy.objects.select_for_update().get(pk=remedy_id)
+    remedy = lock(Remedy.objects, "remedy").get(pk=remedy_id)
     if remedy.status != Remedy.Status.PENDING_APPROVAL:
         raise RemedyDecided()
     remedy.reject(by=actor, reason=reason, now=now)

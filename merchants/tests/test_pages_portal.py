@@ -162,8 +162,8 @@ def test_holds_beyond_available_show_the_uncovered_part(portal, merchant, mercha
     fund(merchant, deposit_fen=10_000)
     orders = [paid_order(merchant=merchant, amount_fen=amount, released=True) for amount in (50_000, 80_000)]
     services.request_payout(actor=merchant_user, merchant_id=merchant.pk, amount_fen=100_000, idempotency_key="p1")
-    with transaction.atomic():
-        for i, order in enumerate(orders):
+    for i, order in enumerate(orders):
+        with transaction.atomic():  # each dispute in its own transaction, as tickets place them
             services.place_dispute_hold(order=order, ticket_id=50 + i, reason="Refund request", now=timezone.now())
     f = balance_explanation(merchant=merchant).figures
     assert (f.available_fen, f.spill_fen, f.uncovered_fen, f.withdrawable_fen) == (30_000, 120_000, 90_000, 0)

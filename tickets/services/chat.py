@@ -29,6 +29,7 @@ from core.errors import DomainError
 from tickets import events
 from tickets.errors import Conflict, InvalidInput, TicketNotFound
 from tickets.models import Message, ReadMark, Ticket
+from core.locks import lock
 from tickets import rules
 from tickets.rules import Viewer, can_view
 
@@ -97,7 +98,7 @@ def store_chat_batch(*, posts: list[ChatPost], reads: list[ChatRead], now: datet
     now = now or timezone.now()
     ticket_ids = sorted({p.ticket_id for p in posts} | {r.ticket_id for r in reads})
     tickets = {
-        t.pk: t for t in Ticket.objects.select_for_update(of=("self",)).filter(pk__in=ticket_ids).order_by("pk")
+        t.pk: t for t in lock(Ticket.objects, "ticket", of=("self",)).filter(pk__in=ticket_ids).order_by("pk")
         .only("id", "status", "buyer_id", "merchant_id", "party", "assignee_id", "last_seq", "last_public_seq",
               "first_response_at", "last_message_at", "updated_at")
     }

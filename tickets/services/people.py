@@ -10,6 +10,7 @@ from django.db import transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
+from core.locks import lock
 from accounts import roles
 from tickets import events
 from tickets.errors import InvalidInput, NotFound, OvertimeDecided, PermissionDenied
@@ -130,7 +131,7 @@ def decide_overtime(*, supervisor, request_id: int, grant: bool, now: datetime |
     """A supervisor grants or denies, once; nobody decides their own request."""
     if not roles.is_supervisor(supervisor):
         raise PermissionDenied("Only a supervisor decides overtime.")
-    request = OvertimeRequest.objects.select_for_update().filter(pk=request_id).first()
+    request = lock(OvertimeRequest.objects, "overtime_request").filter(pk=request_id).first()
     if request is None:
         raise NotFound("No such overtime request.")
     if request.agent_id == supervisor.pk:

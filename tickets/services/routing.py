@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from core.locks import lock
 from tickets import events
 from tickets.locks import lock_agent_profiles
 from tickets.models import AgentProfile, AgentSkill, Channel, Queue, RoutingRule, Ticket
@@ -135,7 +136,7 @@ def _dispatch(*, tickets: list[Ticket], now: datetime) -> list[tuple[int, int]]:
 
 
 def _waiting_chats(*, limit: int, exclude: int | None = None) -> list[Ticket]:
-    waiting = Ticket.objects.select_for_update(skip_locked=True).filter(
+    waiting = lock(Ticket.objects, "ticket", skip_locked=True).filter(
         status=Ticket.Status.OPEN, channel=Channel.CHAT, assignee__isnull=True
     )
     if exclude is not None:

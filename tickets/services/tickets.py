@@ -166,10 +166,11 @@ def _create_ticket(*, actor, category, subject, body, party, channel, grade, lan
         internal=False, created_at=now,
     )
     events.message_posted(message, prev_public_seq=0)
+    if ticket.channel == Channel.CHAT:
+        # before the dispute's money: agent profiles come before orders in the lock order (core/locks.py)
+        assign_chat_on_open(ticket=ticket, now=now)
     _open_dispute(ticket=ticket, actor=actor, now=now)
     events.ticket_changed(ticket)
-    if ticket.channel == Channel.CHAT:
-        assign_chat_on_open(ticket=ticket, now=now)
     return ticket
 
 
