@@ -13,6 +13,11 @@ import os
 bind = os.environ.get("BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("WEB_WORKERS") or multiprocessing.cpu_count())
 worker_class = "uvicorn_worker.UvicornWorker"
+# the app is imported once in the master and forked: a worker that dies is
+# replaced in milliseconds, not the seconds Django takes to import, so its
+# sockets' pages find a live worker when they reconnect (no connection is
+# opened at import time: the database pool and Redis connect in each worker)
+preload_app = os.environ.get("WEB_PRELOAD", "1") == "1"
 # a worker whose event loop is stuck this long is killed and replaced
 timeout = int(os.environ.get("WEB_WORKER_TIMEOUT", "30"))
 # on a deploy or a stop, sockets close with 1012 and the pages come back at once

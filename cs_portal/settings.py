@@ -128,6 +128,8 @@ if REDIS_URL:
     }
     # one pool per process (core/cache.py: Django's own opened a connection per request under ASGI)
     CACHES = {"default": {"BACKEND": "core.cache.SharedPoolRedisCache", "LOCATION": REDIS_URL}}
+    # a session read is one Redis GET (the database keeps them too, and answers when Redis is away)
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
     CELERY_BROKER_URL = REDIS_URL
     CELERY_TASK_ALWAYS_EAGER = False
 else:

@@ -73,9 +73,12 @@
 
   // 1012 (a server restarting) and 1013 (its channel layer away for a moment):
   // come back at once, spread over a second so a whole server's clients do not
-  // arrive together; anything else: exponential backoff with jitter
+  // arrive together, and keep trying every second for half a minute (a restart
+  // refuses connections for a moment); anything else: exponential backoff with jitter
+  let restartingUntil = 0;
   function reconnectDelay(code) {
-    if (code === 1012 || code === 1013) { attempts = 0; return 200 + Math.random() * 800; }
+    if (code === 1012 || code === 1013) restartingUntil = Date.now() + 30000;
+    if (Date.now() < restartingUntil) { attempts = 0; return 200 + Math.random() * 800; }
     const delay = Math.min(30000, 1000 * 2 ** attempts) * (0.5 + Math.random() / 2);
     attempts = Math.min(attempts + 1, 10);
     return delay;

@@ -584,7 +584,8 @@
         return;
       }
       if (event.code === 4403) { live.stopped = true; return; }
-      scheduleReconnect(event.code === 1012 || event.code === 1013);
+      if (event.code === 1012 || event.code === 1013) live.restartingUntil = Date.now() + 30000;
+      scheduleReconnect(Date.now() < (live.restartingUntil || 0));
     });
   }
 
@@ -766,7 +767,8 @@
       renderViewers();
       if (event.code === 4401 || event.code === 4403) return;
       let delay;
-      if (event.code === 1012 || event.code === 1013) {
+      if (event.code === 1012 || event.code === 1013) chatLive.restartingUntil = Date.now() + 30000;
+      if (Date.now() < (chatLive.restartingUntil || 0)) {
         chatLive.attempts = 0;
         delay = 200 + Math.random() * 800;
       } else {

@@ -102,6 +102,7 @@
   }
 
   let connectedOnce = false;
+  let restartingUntil = 0;
 
   function connect() {
     const path = body.dataset.wsMerchant;
@@ -125,7 +126,9 @@
       body.dataset.live = "closed";
       if (event.code === 4401 || event.code === 4403) return;
       let delay;
-      if (event.code === 1012 || event.code === 1013) { // a server restarting: back at once, spread over a second
+      // a server restarting: back at once, spread over a second, for half a minute
+      if (event.code === 1012 || event.code === 1013) restartingUntil = Date.now() + 30000;
+      if (Date.now() < restartingUntil) {
         attempts = 0;
         delay = 200 + Math.random() * 800;
       } else {

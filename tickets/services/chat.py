@@ -22,7 +22,6 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from core.errors import DomainError
@@ -102,13 +101,13 @@ def store_chat_batch(*, posts: list[ChatPost], reads: list[ChatRead], now: datet
         .only("id", "status", "buyer_id", "merchant_id", "party", "assignee_id", "last_seq", "last_public_seq",
               "first_response_at", "last_message_at", "updated_at")
     }
-    wanted_ids = [(p.ticket_id, p.client_msg_id) for p in posts if p.client_msg_id]
+    wanted_ids = {(p.ticket_id, p.client_msg_id) for p in posts if p.client_msg_id}
     known: dict[tuple[int, str], Message] = {}
     if wanted_ids:
-        condition = Q()
-        for ticket_id, client_id in wanted_ids:
-            condition |= Q(ticket_id=ticket_id, client_msg_id=client_id)
-        known = {(m.ticket_id, m.client_msg_id): m for m in Message.objects.filter(condition).select_related("author")}
+        # a superset by two IN lists (an OR of pairs costs far more to build and to plan), then exact
+        found = Message.objects.filter(ticket_id__in={t for t, _ in wanted_ids},
+                                       client_msg_id__in={c for _, c in wanted_ids}).select_related("author")
+        known = {(m.ticket_id, m.client_msg_id): m for m in found if (m.ticket_id, m.client_msg_id) in wanted_ids}
 
     results: list[Stored | DomainError | None] = []
     new_messages: list[tuple[Message, Stored, int]] = []
@@ -156,8 +155,7 @@ def store_chat_batch(*, posts: list[ChatPost], reads: list[ChatRead], now: datet
 
     if new_messages:
         Message.objects.bulk_create([m for m, _, _ in new_messages])
-        Ticket.objects.bulk_update(list(changed.values()), ["last_seq", "last_public_seq", "last_message_at",
-                                                            "first_response_at", "updated_at"])
+        _update_counters(tickets=list(changed.values()), now=now)
     moved = _store_reads(reads=reads, tickets=tickets, now=now)
     all_events = [event for _, stored, _ in new_messages for event in stored.events]
     for read, seq in moved:
@@ -165,6 +163,27 @@ def store_chat_batch(*, posts: list[ChatPost], reads: list[ChatRead], now: datet
             "type": "read", "ticket_id": read.ticket_id, "seq": seq,
             "author": {"id": read.viewer.user_id, "name": read.viewer.name, "role": read.viewer.role}}}))
     return BatchOutcome(results=results, reads=moved, events=all_events)
+
+
+def _update_counters(*, tickets: list[Ticket], now: datetime) -> None:
+    """The batch's tickets' counters in one UPDATE from a VALUES list (Django's
+    bulk_update builds a CASE per field per row in Python: most of a batch's
+    time at a thousand messages a second)."""
+    table = connection.ops.quote_name(Ticket._meta.db_table)
+    rows = ", ".join(["(%s, %s, %s, %s)"] * len(tickets))
+    params: list = []
+    for ticket in tickets:
+        params += [ticket.pk, ticket.last_seq, ticket.last_public_seq, 1 if ticket.first_response_at == now else 0]
+    stamp = connection.ops.adapt_datetimefield_value(now)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH v(id, last_seq, last_public_seq, responded) AS (VALUES {rows}) "
+            f"UPDATE {table} SET last_seq = v.last_seq, last_public_seq = v.last_public_seq, "
+            f"last_message_at = %s, updated_at = %s, first_response_at = CASE "
+            f"WHEN {table}.first_response_at IS NULL AND v.responded = 1 THEN %s ELSE {table}.first_response_at END "
+            f"FROM v WHERE {table}.id = v.id",
+            [*params, stamp, stamp, stamp],
+        )
 
 
 def _store_reads(*, reads: list[ChatRead], tickets: dict[int, Ticket], now: datetime) -> list[tuple[ChatRead, int]]:

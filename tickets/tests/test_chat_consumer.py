@@ -280,6 +280,9 @@ async def test_messages_from_many_sockets_are_stored_in_order_once(buyer, agent,
         Message.objects.filter(ticket=ticket, seq__gt=seq).order_by("seq").values_list("seq", flat=True)))()
     assert stored == list(range(seq + 1, seq + 21))
     assert (await _last_seq(ticket)) == seq + 20
+    stored_ticket = await database_sync_to_async(Ticket.objects.get)(pk=ticket.pk)
+    assert stored_ticket.last_public_seq == seq + 20 and stored_ticket.last_message_at is not None
+    assert stored_ticket.first_response_at is not None  # the agent answered in a batch
     for ws in sockets:
         await ws.disconnect()
 
@@ -297,7 +300,7 @@ async def test_a_database_outage_asks_the_page_to_reconnect_at_once(buyer, agent
     def down(*args):
         raise OperationalError("the database system is starting up")
 
-    monkeypatch.setattr(tickets.consumers, "_viewer_if_visible", down)
+    monkeypatch.setattr(tickets.consumers, "_open", down)
     ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=seq)
     assert (await ws.connect())[0]  # accepted, so that the close code reaches the page
     assert (await ws.receive_output(timeout=5)) == {"type": "websocket.close", "code": 1013}
