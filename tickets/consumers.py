@@ -123,7 +123,7 @@ class ChatConsumer(LiveConsumer):
         """For frames that write nothing (typing): the answer of at most SCOPE_TTL_S ago."""
         if time.monotonic() - self.scope_checked_at < self.SCOPE_TTL_S:
             return True
-        if await in_pool(_visible)(self.viewer, self.ticket_id):
+        if await in_pool(_stored_up_to)(self.viewer, self.ticket_id) is not None:
             self.scope_checked_at = time.monotonic()
             return True
         await self.close(code=FORBIDDEN)
@@ -140,8 +140,16 @@ class ChatConsumer(LiveConsumer):
                 })
         elif kind == "sync":
             # the client's periodic check: anything stored that a dropped wake-up
-            # never announced comes now, in order (the database is the truth)
-            await self._replay()
+            # never announced comes now, in order (the database is the truth). Every
+            # page does it every 20 s, so it reads one number first and the
+            # conversation only when that number is ahead of what the page has
+            stored_up_to = await in_pool(_stored_up_to)(self.viewer, self.ticket_id)
+            if stored_up_to is None:
+                await self.close(code=FORBIDDEN)
+                return
+            self.scope_checked_at = time.monotonic()
+            if stored_up_to > self.last_seq:
+                await self._replay()
             await self.send_json({"type": "synced", "seq": self.last_seq})
         elif kind == "read":
             # stored in the writer's next batch (read receipts, the console's unread
@@ -228,6 +236,12 @@ def _open(user, ticket_id: int) -> tuple[Viewer, int] | None:
     """Who is asking and, if they may see the ticket, the last seq stored that
     they may see (one query; the role comes from the role cache)."""
     viewer = viewer_of(user)
+    stored_up_to = _stored_up_to(viewer, ticket_id)
+    return None if stored_up_to is None else (viewer, stored_up_to)
+
+
+def _stored_up_to(viewer: Viewer, ticket_id: int) -> int | None:
+    """The last seq the viewer may see on the ticket, or None when they may not see it."""
     condition = visibility_filter(viewer)
     tickets = Ticket.objects.filter(pk=ticket_id)
     if condition is not None:
@@ -235,13 +249,7 @@ def _open(user, ticket_id: int) -> tuple[Viewer, int] | None:
     seqs = tickets.values_list("last_seq", "last_public_seq").first()
     if seqs is None:
         return None
-    return viewer, seqs[0] if sees_internal_notes(viewer) else seqs[1]
-
-
-def _visible(viewer: Viewer, ticket_id: int) -> bool:
-    condition = visibility_filter(viewer)
-    tickets = Ticket.objects.filter(pk=ticket_id)
-    return (tickets if condition is None else tickets.filter(condition)).exists()
+    return seqs[0] if sees_internal_notes(viewer) else seqs[1]
 
 
 def _stored_after(viewer: Viewer, ticket_id: int, seq: int) -> list[dict]:

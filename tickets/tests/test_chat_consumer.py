@@ -309,6 +309,6 @@ async def test_a_database_outage_asks_the_page_to_reconnect_at_once(buyer, agent
     ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=seq)
     assert (await ws.connect())[0]
     await _drain(ws)
-    monkeypatch.setattr(tickets.consumers, "_stored_after", down)
+    monkeypatch.setattr(tickets.consumers, "_stored_up_to", down)
     await ws.send_json_to({"type": "sync"})
     assert (await ws.receive_output(timeout=5)) == {"type": "websocket.close", "code": 1013}
