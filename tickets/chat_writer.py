@@ -21,7 +21,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 from core.errors import DomainError, ServiceUnavailable
 from core.realtime import send_events
@@ -105,12 +105,18 @@ class ChatWriter:
 
 
 def _store(batch: list[_Waiting]) -> BatchOutcome:
-    close_old_connections()
+    # the writer's thread keeps its connection between batches (a batch is often
+    # one message at a human pace: giving the connection back to the pool and
+    # taking it again cost more than the message); one that failed is dropped
     try:
         return store_chat_batch(posts=[w.item for w in batch if isinstance(w.item, ChatPost)],
                                 reads=[w.item for w in batch if isinstance(w.item, ChatRead)])
+    except Exception:
+        connection.close()
+        raise
     finally:
-        close_old_connections()
+        if connection.errors_occurred:
+            connection.close_if_unusable_or_obsolete()
 
 
 def _post_one(post: ChatPost) -> Stored:
