@@ -28,7 +28,7 @@ from core.errors import DomainError
 from tickets import events
 from tickets.errors import Conflict, InvalidInput, TicketNotFound
 from tickets.models import Message, ReadMark, Ticket
-from core.locks import lock
+from core.locks import taking
 from tickets import rules
 from tickets.rules import Viewer, can_view
 
@@ -83,7 +83,7 @@ def clean_client_id(client_msg_id) -> str | None:
     return client_msg_id
 
 
-def _needs_service(ticket: Ticket, viewer: Viewer) -> bool:
+def _needs_service(ticket, viewer: Viewer) -> bool:
     """A reply that resumes a ticket waiting on its author, or a message on a
     closed ticket (refused there): not a plain append."""
     role = viewer.message_role
@@ -96,22 +96,18 @@ def _needs_service(ticket: Ticket, viewer: Viewer) -> bool:
 def store_chat_batch(*, posts: list[ChatPost], reads: list[ChatRead], now: datetime | None = None) -> BatchOutcome:
     now = now or timezone.now()
     ticket_ids = sorted({p.ticket_id for p in posts} | {r.ticket_id for r in reads})
-    tickets = {
-        t.pk: t for t in lock(Ticket.objects, "ticket", of=("self",)).filter(pk__in=ticket_ids).order_by("pk")
-        .only("id", "status", "buyer_id", "merchant_id", "party", "assignee_id", "last_seq", "last_public_seq",
-              "first_response_at", "last_message_at", "updated_at")
-    }
+    tickets = _lock_tickets(ticket_ids)
     wanted_ids = {(p.ticket_id, p.client_msg_id) for p in posts if p.client_msg_id}
     known: dict[tuple[int, str], Message] = {}
-    if wanted_ids:
-        # a superset by two IN lists (an OR of pairs costs far more to build and to plan), then exact
-        found = Message.objects.filter(ticket_id__in={t for t, _ in wanted_ids},
-                                       client_msg_id__in={c for _, c in wanted_ids}).select_related("author")
-        known = {(m.ticket_id, m.client_msg_id): m for m in found if (m.ticket_id, m.client_msg_id) in wanted_ids}
+    if wanted_ids and (repeated := _repeated_client_ids(wanted_ids)):
+        # rare: a page sent a message again (after a reconnect); answer with the first
+        found = Message.objects.filter(ticket_id__in={t for t, _ in repeated},
+                                       client_msg_id__in={c for _, c in repeated}).select_related("author")
+        known = {(m.ticket_id, m.client_msg_id): m for m in found if (m.ticket_id, m.client_msg_id) in repeated}
 
     results: list[Stored | DomainError | None] = []
     new_messages: list[tuple[Message, Stored, int]] = []
-    changed: dict[int, Ticket] = {}
+    changed: dict[int, _TicketRow] = {}
     for post in posts:
         ticket = tickets.get(post.ticket_id)
         if ticket is None or not can_view(post.viewer, buyer_id=ticket.buyer_id, merchant_id=ticket.merchant_id,
@@ -154,7 +150,7 @@ def store_chat_batch(*, posts: list[ChatPost], reads: list[ChatRead], now: datet
         results.append(stored)
 
     if new_messages:
-        Message.objects.bulk_create([m for m, _, _ in new_messages])
+        _insert_messages([m for m, _, _ in new_messages])
         _update_counters(tickets=list(changed.values()), now=now)
     moved = _store_reads(reads=reads, tickets=tickets, now=now)
     all_events = [event for _, stored, _ in new_messages for event in stored.events]
@@ -165,7 +161,69 @@ def store_chat_batch(*, posts: list[ChatPost], reads: list[ChatRead], now: datet
     return BatchOutcome(results=results, reads=moved, events=all_events)
 
 
-def _update_counters(*, tickets: list[Ticket], now: datetime) -> None:
+# The batch's statements are written by hand: at a human pace a batch is one
+# message, and the ORM's building of five statements was most of its cost
+# (and held the GIL the sockets' event loop waits for).
+
+@dataclass
+class _TicketRow:
+    pk: int
+    status: str
+    buyer_id: int | None
+    merchant_id: int | None
+    party: str
+    assignee_id: int | None
+    last_seq: int
+    last_public_seq: int
+    first_response_at: object
+    last_message_at: object = None
+    updated_at: object = None
+
+
+def _lock_tickets(ticket_ids: list[int]) -> dict[int, _TicketRow]:
+    taking("ticket")
+    table = connection.ops.quote_name(Ticket._meta.db_table)
+    marks = ", ".join(["%s"] * len(ticket_ids))
+    for_update = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, status, buyer_id, merchant_id, party, assignee_id, last_seq, last_public_seq, "
+            f"first_response_at FROM {table} WHERE id IN ({marks}) ORDER BY id{for_update}",
+            ticket_ids,
+        )
+        return {row[0]: _TicketRow(*row) for row in cursor.fetchall()}
+
+
+def _repeated_client_ids(wanted: set[tuple[int, str]]) -> set[tuple[int, str]]:
+    table = connection.ops.quote_name(Message._meta.db_table)
+    tickets = sorted({t for t, _ in wanted})
+    ids = sorted({c for _, c in wanted})
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT ticket_id, client_msg_id FROM {table} WHERE ticket_id IN ({', '.join(['%s'] * len(tickets))}) "
+            f"AND client_msg_id IN ({', '.join(['%s'] * len(ids))})",
+            [*tickets, *ids],
+        )
+        return {(row[0], row[1]) for row in cursor.fetchall()} & wanted
+
+
+def _insert_messages(messages: list[Message]) -> None:
+    table = connection.ops.quote_name(Message._meta.db_table)
+    stamp = connection.ops.adapt_datetimefield_value
+    params: list = []
+    for m in messages:
+        params += [m.ticket_id, m.seq, m.author_id, m.author_role, m.body, m.internal, m.client_msg_id, m.notice,
+                   stamp(m.created_at)]
+    rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(messages))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (ticket_id, seq, author_id, author_role, body, internal, client_msg_id, notice, "
+            f"created_at) VALUES {rows}",
+            params,
+        )
+
+
+def _update_counters(*, tickets: list[_TicketRow], now: datetime) -> None:
     """The batch's tickets' counters in one UPDATE from a VALUES list (Django's
     bulk_update builds a CASE per field per row in Python: most of a batch's
     time at a thousand messages a second)."""
@@ -186,7 +244,7 @@ def _update_counters(*, tickets: list[Ticket], now: datetime) -> None:
         )
 
 
-def _store_reads(*, reads: list[ChatRead], tickets: dict[int, Ticket], now: datetime) -> list[tuple[ChatRead, int]]:
+def _store_reads(*, reads: list[ChatRead], tickets: dict[int, _TicketRow], now: datetime) -> list[tuple[ChatRead, int]]:
     """Read marks move forward only and never past the last message: one
     upsert for the whole batch (the highest seq per person and ticket)."""
     best: dict[tuple[int, int], ChatRead] = {}

@@ -35,14 +35,14 @@ async def _frames(comm, n):
     return [await comm.receive_json_from(timeout=5) for _ in range(n)]
 
 
-async def _next_of(comm, kind: str) -> dict:
+async def _next_of(comm, kind: str, *, past=("joined", "here", "left")) -> dict:
     """The next frame of ``kind``, past presence frames (joined, here) that a
-    busy machine may deliver late."""
+    busy machine may deliver late (and past any other kinds named)."""
     while True:
         frame = await comm.receive_json_from(timeout=5)
         if frame["type"] == kind:
             return frame
-        assert frame["type"] in ("joined", "here", "left"), frame
+        assert frame["type"] in past, frame
 
 
 async def _drain(comm) -> list[dict]:
@@ -312,3 +312,24 @@ async def test_a_database_outage_asks_the_page_to_reconnect_at_once(buyer, agent
     monkeypatch.setattr(tickets.consumers, "_stored_up_to", down)
     await ws.send_json_to({"type": "sync"})
     assert (await ws.receive_output(timeout=5)) == {"type": "websocket.close", "code": 1013}
+
+
+async def test_a_reply_that_moves_the_ticket_and_a_closed_ticket_take_the_full_service(buyer, agent, order):
+    """The writer's batch appends plain messages; a buyer's answer to a ticket
+    waiting on them resumes it (and its SLA), and a closed ticket refuses."""
+    waiting = await database_sync_to_async(ticket_in_state)("waiting_buyer", buyer=buyer, agent=agent, order=order)
+    ws = await database_sync_to_async(_connect)(buyer, waiting.pk, after_seq=await _last_seq(waiting))
+    assert (await ws.connect())[0]
+    await ws.send_json_to({"type": "message", "body": "单号是 SF123", "client_msg_id": "w-1"})
+    ack = await _next_of(ws, "ack", past=("joined", "here", "message"))
+    resumed = await database_sync_to_async(Ticket.objects.get)(pk=waiting.pk)
+    assert resumed.status == "assigned" and resumed.due_at is not None and ack["seq"] <= resumed.last_seq
+    await ws.disconnect()
+    closed = await database_sync_to_async(ticket_in_state)("closed", buyer=buyer, agent=agent, order=order)
+    ws = await database_sync_to_async(_connect)(buyer, closed.pk, after_seq=await _last_seq(closed))
+    assert (await ws.connect())[0]
+    await ws.send_json_to({"type": "message", "body": "还在吗", "client_msg_id": "c-9"})
+    error = await _next_of(ws, "error", past=("joined", "here", "message"))
+    assert error["code"] == "ticket_closed"
+    assert not await database_sync_to_async(Message.objects.filter(ticket=closed, body="还在吗").exists)()
+    await ws.disconnect()
