@@ -28,3 +28,15 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = "-" if os.environ.get("ACCESS_LOG", "0") == "1" else None
 errorlog = "-"
 loglevel = os.environ.get("WEB_LOG_LEVEL", "warning")
+
+
+def post_fork(server, worker):
+    """Objects imported before the fork (Django, the app) never become garbage:
+    move them out of the collector's sight, and collect young objects less
+    often. A full collection over a preloaded Django and a thousand sockets
+    stalled every socket of the worker for tens of milliseconds (the chat
+    benchmark's p99 at 2,000 clients)."""
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
