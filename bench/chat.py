@@ -493,6 +493,7 @@ class Client:
     cookie: str
     after_seq: int
     last_seq: int = 0
+    restarting_until: float = 0.0  # the page's "retry every second" window after a 1012/1013
     ws: object = None
     waiter: asyncio.Future | None = None
     connected: asyncio.Event = field(default_factory=asyncio.Event)
@@ -527,9 +528,14 @@ class Stats:
     loop_lag_ms: list = field(default_factory=list)
 
 
-def page_delay(code: int | None, attempts: int, rng: random.Random) -> tuple[float, int]:
-    """``reconnectDelay`` of static/js/chat.js: (delay in s, attempts after)."""
-    if code in (1012, 1013):
+def page_delay(code: int | None, attempts: int, rng: random.Random, c=None) -> tuple[float, int]:
+    """``reconnectDelay`` of static/js/chat.js: (delay in s, attempts after).
+    After a 1012/1013 the page keeps retrying every 0.2–1 s for 30 s (a
+    restart refuses connections for a moment) before it backs off again."""
+    now = time.monotonic()
+    if code in (1012, 1013) and c is not None:
+        c.restarting_until = now + 30.0
+    if code in (1012, 1013) or (c is not None and now < getattr(c, "restarting_until", 0.0)):
         return 0.2 + rng.random() * 0.8, 0
     delay = min(30.0, 1.0 * 2 ** attempts) * (0.5 + rng.random() / 2)
     return delay, min(attempts + 1, 10)
@@ -579,7 +585,7 @@ class Fleet:
                     c.gave_up = True
                     self.initial[c.idx].done() or self.initial[c.idx].set_result(False)
                     return
-                delay, attempts = page_delay(1006, attempts, self.rng)
+                delay, attempts = page_delay(1006, attempts, self.rng, c)
                 await asyncio.sleep(delay)
                 continue
             attempts = 0
@@ -603,7 +609,7 @@ class Fleet:
                 c.waiter.set_result("closed")
             if self.stopping or code in (4401, 4403):
                 return
-            delay, attempts = page_delay(code, attempts, self.rng)
+            delay, attempts = page_delay(code, attempts, self.rng, c)
             await asyncio.sleep(delay)
 
     def on_frame(self, c: Client, raw: str, now: float) -> None:
