@@ -11,15 +11,15 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from core.origin import SameOriginValidator  # noqa: E402
-from core.ws_auth import PooledAuthMiddlewareStack  # noqa: E402
+from core.ws_auth import DeferredAuthMiddlewareStack  # noqa: E402
 from cs_portal.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         # the page's own origin (scheme, host and port) or a trusted one only
-        # the session's user is resolved on the thread pool, not the shared database thread
-        "websocket": SameOriginValidator(PooledAuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # the session's user is resolved by each consumer on the thread pool (core/ws_auth.py)
+        "websocket": SameOriginValidator(DeferredAuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from accounts import roles
 from core.consumers import FORBIDDEN, NOT_AUTHENTICATED, LiveConsumer, in_pool
+from core.ws_auth import resolve_user
 from merchants.selectors import merchant_id_for
 from merchants.services import merchant_group
 
@@ -17,11 +18,10 @@ class MerchantConsumer(LiveConsumer):
     MAX_FRAME = 1024
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
+        user, merchant_id = await in_pool(_merchant_of)(self.scope)
+        if not user.is_authenticated:
             await self.close(code=NOT_AUTHENTICATED)
             return
-        merchant_id = await in_pool(_merchant_of)(user)
         if merchant_id is None:
             await self.close(code=FORBIDDEN)
             return
@@ -29,7 +29,9 @@ class MerchantConsumer(LiveConsumer):
         await self.accept()
 
 
-def _merchant_of(user) -> int | None:
-    if not roles.is_merchant_staff(user):
-        return None
-    return merchant_id_for(user=user)
+def _merchant_of(scope):
+    """The session's user and, for merchant staff, their merchant (one pool trip)."""
+    user = resolve_user(scope)
+    if not (user.is_authenticated and roles.is_merchant_staff(user)):
+        return user, None
+    return user, merchant_id_for(user=user)

@@ -8,6 +8,7 @@ import time
 from accounts import roles
 from core.consumers import BAD_REQUEST, FORBIDDEN, NOT_AUTHENTICATED, LiveConsumer, in_pool
 from core.errors import DomainError, InvalidInput
+from core.ws_auth import resolve_user
 from core.parsing import MAX_INT, parse_optional_int
 from tickets import chat_writer
 from tickets.errors import TicketNotFound
@@ -22,11 +23,11 @@ class ConsoleConsumer(LiveConsumer):
     alerts and shift reminders, for staff only."""
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
+        user, is_staff = await in_pool(_console_user)(self.scope)
+        if not user.is_authenticated:
             await self.close(code=NOT_AUTHENTICATED)
             return
-        if not await in_pool(roles.is_agent)(user):
+        if not is_staff:
             await self.close(code=FORBIDDEN)
             return
         await self.join(CONSOLE)
@@ -58,11 +59,7 @@ class ChatConsumer(LiveConsumer):
     SCOPE_TTL_S = 30.0
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
         self.ticket_id = int(self.scope["url_route"]["kwargs"]["ticket_id"])
-        if user is None or not user.is_authenticated:
-            await self.close(code=NOT_AUTHENTICATED)
-            return
         try:
             after_seq = self._after_seq()
         except InvalidInput as error:
@@ -70,8 +67,12 @@ class ChatConsumer(LiveConsumer):
             await self.send_error(error.code, str(error.detail))
             await self.close(code=BAD_REQUEST)
             return
-        opened = await in_pool(_open)(user, self.ticket_id)
+        # one trip to the thread pool: the session's user, who they are, the ticket
+        opened = await in_pool(_open)(self.scope, self.ticket_id)
         if opened is None:
+            await self.close(code=NOT_AUTHENTICATED)
+            return
+        if opened is FORBIDDEN:
             await self.close(code=FORBIDDEN)
             return
         self.viewer, stored_up_to = opened
@@ -232,12 +233,21 @@ class ChatConsumer(LiveConsumer):
             await self.send_json(payload)
 
 
-def _open(user, ticket_id: int) -> tuple[Viewer, int] | None:
-    """Who is asking and, if they may see the ticket, the last seq stored that
-    they may see (one query; the role comes from the role cache)."""
+def _console_user(scope):
+    user = resolve_user(scope)
+    return user, roles.is_agent(user)
+
+
+def _open(scope, ticket_id: int):
+    """The session's user, who they are and, if they may see the ticket, the
+    last seq stored that they may see: None when nobody is logged in,
+    FORBIDDEN when they may not see it (the role comes from the role cache)."""
+    user = resolve_user(scope)
+    if not user.is_authenticated:
+        return None
     viewer = viewer_of(user)
     stored_up_to = _stored_up_to(viewer, ticket_id)
-    return None if stored_up_to is None else (viewer, stored_up_to)
+    return FORBIDDEN if stored_up_to is None else (viewer, stored_up_to)
 
 
 def _stored_up_to(viewer: Viewer, ticket_id: int) -> int | None:
