@@ -58,3 +58,15 @@ def test_seed_demo_runs_with_debug_off_when_told_the_database_is_a_demo_one(sett
     token = ApiToken.objects.get(user__username="order-system")
     assert token.expires_at is None and f"Authorization: Token {token.prefix}" in out.getvalue()
 
+
+
+@pytest.mark.django_db
+def test_seed_demo_takes_the_demo_database_from_the_environment(settings, monkeypatch):
+    # a harness that runs the plain command on production settings says so in its environment
+    settings.DEBUG = False
+    monkeypatch.setenv("SEED_DEMO_DATABASE", "0")
+    with pytest.raises(CommandError):
+        call_command("seed_demo", stdout=StringIO())
+    monkeypatch.setenv("SEED_DEMO_DATABASE", "1")
+    call_command("seed_demo", stdout=StringIO())
+    assert User.objects.filter(username="agent1").exists()

@@ -5,12 +5,14 @@ Idempotent: a second run changes nothing (it only prints the logins);
 
 The demo logins share a published password, so the command refuses a
 production settings module (``DEBUG`` off) unless told the database is a
-demo one (``--demo-database``: benchmarks and rehearsals on production
-settings).
+demo one (``--demo-database``, or ``SEED_DEMO_DATABASE=1`` in the environment
+for a harness that cannot pass the flag: benchmarks and rehearsals on
+production settings).
 """
 
 from __future__ import annotations
 
+import os
 import random
 from datetime import timedelta
 
@@ -127,10 +129,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, tickets: int = 0, seed: int = 11, demo_database: bool = False, **options) -> None:
+        demo_database = demo_database or os.environ.get("SEED_DEMO_DATABASE") == "1"
         if not settings.DEBUG and not demo_database:
             raise CommandError(
                 "Refusing to load demo data with DEBUG off: it creates staff logins with the published password "
-                f"{PASSWORD!r}. If this database is a demo one, run again with --demo-database."
+                f"{PASSWORD!r}. If this database is a demo one, run again with --demo-database "
+                "(or SEED_DEMO_DATABASE=1)."
             )
         rng = random.Random(seed)
         if not User.objects.filter(username="agent1").exists():
