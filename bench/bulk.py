@@ -39,7 +39,7 @@ What it does, on its own PostgreSQL database (never anyone else's):
    one after the other differed by up to 17 % between two runs of the same
    mode on this shared machine. Overhead = (t_on - t_off) / t_off, per
    slice and in total; also the time measured inside the progress reports
-   themselves (``incidents.services._report``: UPDATE, re-read, publish);
+   themselves (``incidents.services.runner._report``: UPDATE, re-read, publish);
 6. a profile over the first ``--profile-items`` tickets timing every SQL
    statement, every COMMIT and every channel-layer publish; the same items
    again with ``run_job`` under one event loop (what a fix could do, see
@@ -256,7 +256,7 @@ class Listener:
 @dataclass
 class Meter:
     """Frames published (by payload type) and the time spent publishing them;
-    calls to ``incidents.services._report`` (write + publish one progress update)
+    calls to ``incidents.services.runner._report`` (write + publish one progress update)
     and their time. The wrappers cost two ``perf_counter`` calls each."""
 
     frames: Counter = field(default_factory=Counter)
@@ -270,7 +270,7 @@ class Meter:
 
 def install_meters(meter: Meter):
     import core.realtime as realtime
-    import incidents.services as svc
+    import incidents.services.runner as svc
 
     original_send, original_report = realtime.send_now, svc._report
 
@@ -444,7 +444,7 @@ def prepare(ctx: dict, run: Run, *, ticket_ids: list[int] | None = None, trace: 
     """create_bulk_job + preview_job (timed), then queue the job as start_job does."""
     import tracemalloc
 
-    from incidents import services
+    from incidents import selectors, services
     from incidents.models import BulkJob
 
     lead = ctx["lead"]
@@ -461,7 +461,7 @@ def prepare(ctx: dict, run: Run, *, ticket_ids: list[int] | None = None, trace: 
         run.trace["create_peak_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.reset_peak()
     start = time.perf_counter()
-    _, rows, counts = services.preview_job(actor=lead, job_id=job.pk)
+    _, rows, counts = selectors.preview_job(user=lead, job_id=job.pk)
     run.preview_s = time.perf_counter() - start
     if trace:
         run.trace["preview_peak_mb"] = tracemalloc.get_traced_memory()[1] / 2**20

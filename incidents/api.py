@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from accounts import roles
 from core.api import IntegerField
 from core.errors import PermissionDenied
-from incidents import services
+from incidents import selectors, services
 from incidents.errors import IncidentNotFound
 from incidents.models import BulkJob, Incident, LogisticsEvent
 
@@ -230,7 +230,7 @@ class BulkJobDetailApi(GenericAPIView):
 
     @extend_schema(operation_id="bulk_job_detail", responses=BulkJobOutput)
     def get(self, request, job_id: int):
-        return Response(BulkJobOutput(services.get_job(actor=request.user, job_id=job_id)).data)
+        return Response(BulkJobOutput(selectors.get_job_for(user=request.user, job_id=job_id)).data)
 
 
 class BulkJobPreviewApi(GenericAPIView):
@@ -240,7 +240,7 @@ class BulkJobPreviewApi(GenericAPIView):
 
     @extend_schema(operation_id="bulk_job_preview", responses=BulkJobPreviewOutput)
     def get(self, request, job_id: int):
-        job, rows, counts = services.preview_job(actor=request.user, job_id=job_id)
+        job, rows, counts = selectors.preview_job(user=request.user, job_id=job_id)
         return Response(BulkJobPreviewOutput({"job": job, "counts": counts, "rows": rows}).data)
 
 
@@ -250,7 +250,7 @@ class BulkJobRunApi(GenericAPIView):
     @extend_schema(operation_id="bulk_job_run", request=None, responses={202: BulkJobOutput})
     def post(self, request, job_id: int):
         job = services.start_job(actor=request.user, job_id=job_id)
-        return Response(BulkJobOutput(services.get_job(actor=request.user, job_id=job.pk)).data, status=202)
+        return Response(BulkJobOutput(selectors.get_job_for(user=request.user, job_id=job.pk)).data, status=202)
 
 
 class BulkJobUndoApi(GenericAPIView):

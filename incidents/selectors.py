@@ -1,4 +1,4 @@
-"""Reads for the incident pages and the supervisor dashboard."""
+"""Reads for the incident pages, bulk jobs (a job and its dry run) and the supervisor dashboard."""
 
 from __future__ import annotations
 
@@ -8,11 +8,18 @@ from datetime import datetime, timedelta
 from django.db.models import Count, Min, Sum
 from django.db.models.functions import TruncHour, TruncMinute
 from django.utils import timezone
+from django.utils.translation import gettext
 
+from accounts import roles
+from compensation import services as compensation
 from compensation.models import BudgetDay, Remedy
+from core.money import format_fen
+from incidents.errors import JobNotFound, PermissionDenied
 from incidents.models import BulkJob, Incident
+from merchants.models import Order
 from tickets import sla
-from tickets.models import AgentProfile, Channel, SlaBreach, Ticket
+from tickets.models import AgentProfile, Channel, QuickReply, SlaBreach, Ticket
+from tickets.services.knowledge import render_quick_reply
 from tickets.services.people import day_start, worked_seconds
 
 
@@ -95,4 +102,90 @@ def _spend_by_hour(now: datetime) -> list[tuple[datetime, int]]:
     return series
 
 
-__all__ = ["Dashboard", "dashboard", "incident_tickets", "open_incidents", "recent_jobs"]
+# --- bulk jobs ---------------------------------------------------------------------
+
+
+def get_job_for(*, user, job_id: int) -> BulkJob:
+    """A bulk job, for supervisors only."""
+    if not roles.is_supervisor(user):
+        raise PermissionDenied("Only supervisors see bulk jobs.")
+    job = BulkJob.objects.select_related("incident", "created_by").filter(pk=job_id).first()
+    if job is None:
+        raise JobNotFound()
+    return job
+
+
+@dataclass(frozen=True)
+class PreviewRow:
+    target_id: int
+    label: str
+    change: str
+    ok: bool
+
+
+def preview_job(*, user, job_id: int, limit: int = 50) -> tuple[BulkJob, list[PreviewRow], dict[str, int]]:
+    """The dry run: what each item would do, without writing anything.
+    Returns the first ``limit`` rows and counts over all items."""
+    job = get_job_for(user=user, job_id=job_id)
+    ids = list(job.items.order_by("id").values_list("target_id", flat=True))
+    rows: list[PreviewRow] = []
+    counts = {"ok": 0, "refused": 0}
+    chunk = 500
+    for start in range(0, len(ids), chunk):
+        for row in _preview_chunk(job, ids[start:start + chunk], user=user):
+            counts["ok" if row.ok else "refused"] += 1
+            if len(rows) < limit:
+                rows.append(row)
+    return job, rows, counts
+
+
+def _preview_chunk(job: BulkJob, ids: list[int], *, user) -> list[PreviewRow]:
+    if job.kind == BulkJob.Kind.CANCEL:
+        orders = Order.objects.filter(pk__in=ids).in_bulk()
+        return [PreviewRow(i, orders[i].order_no if i in orders else f"#{i}",
+                           gettext("cancel, %(amount)s back to the buyer") % {"amount": format_fen(orders[i].amount_fen)}
+                           if i in orders and orders[i].status == Order.Status.PAID else gettext("not cancellable now"),
+                           i in orders and orders[i].status == Order.Status.PAID) for i in ids]
+    found = Ticket.objects.select_related("buyer", "merchant", "order", "order__shipment", "assignee").in_bulk(ids)
+    refusals = {}
+    if job.kind == BulkJob.Kind.REMEDY:
+        refusals = compensation.refusals_for(tickets=[t for t in found.values() if t.is_active],
+                                             kind=job.params["remedy"], amount_fen=job.params.get("amount_fen"))
+    rows = []
+    for i in ids:
+        ticket = found.get(i)
+        if ticket is None or not ticket.is_active:
+            rows.append(PreviewRow(i, f"#{i}", gettext("no longer open: skipped"), False))
+            continue
+        label = f"#{ticket.pk} {ticket.subject}"
+        if job.kind == BulkJob.Kind.MACRO_REPLY:
+            text, missing = render_macro(job, ticket, user)
+            rows.append(PreviewRow(i, label, text if not missing else gettext("unfilled: %(names)s") % {
+                "names": ", ".join(missing)}, not missing))
+        else:
+            refusal = refusals.get(ticket.pk)
+            rows.append(PreviewRow(i, label, str(refusal.detail) if refusal else _remedy_label(job.params), refusal is None))
+    return rows
+
+
+def render_macro(job: BulkJob, ticket: Ticket, agent) -> tuple[str, list[str]]:
+    """A macro job's text for one ticket, and the placeholders it could not fill
+    (the preview shows it, the runner posts it)."""
+    return render_quick_reply(reply=QuickReply(body=job.params["body"]), ticket=ticket, agent=agent)
+
+
+def _remedy_label(params: dict) -> str:
+    label = str(Remedy.Kind(params["remedy"]).label)
+    if params.get("amount_fen"):
+        label += f" {format_fen(params['amount_fen'])}"
+    elif params["remedy"] == Remedy.Kind.COUPON:
+        label += f" {format_fen(compensation.get_policy().coupon_fen)}"
+    if params.get("with_coupon"):
+        label += f" + {format_fen(compensation.get_policy().coupon_fen)}"
+    return label
+
+
+__all__ = [
+    "Dashboard", "PreviewRow", "dashboard", "get_job_for", "incident_tickets", "open_incidents", "preview_job",
+    "recent_jobs", "render_macro",
+]

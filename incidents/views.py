@@ -117,7 +117,7 @@ def job_preview(request, incident_id: int):
         # each preview is a new job (the money moves only when one is run, once)
         job = services.create_bulk_job(actor=request.user, kind=request.POST.get("kind", ""), params=params,
                                        incident_id=incident_id, idempotency_key=uuid.uuid4().hex)
-        job, rows, counts = services.preview_job(actor=request.user, job_id=job.pk)
+        job, rows, counts = selectors.preview_job(user=request.user, job_id=job.pk)
     except DomainError as refused:
         return _error(request, refused, "#job-slot")
     return render(request, "incidents/_preview.html", {"job": job, "rows": rows, "counts": counts})
@@ -130,14 +130,14 @@ def job_run(request, job_id: int):
         services.start_job(actor=request.user, job_id=job_id)
     except DomainError as refused:
         return _error(request, refused, "#job-slot")
-    return render(request, "incidents/_progress.html", {"job": services.get_job(actor=request.user, job_id=job_id)})
+    return render(request, "incidents/_progress.html", {"job": selectors.get_job_for(user=request.user, job_id=job_id)})
 
 
 @require_GET
 @supervisor_required
 def job_progress(request, job_id: int):
     try:
-        job = services.get_job(actor=request.user, job_id=job_id)
+        job = selectors.get_job_for(user=request.user, job_id=job_id)
     except DomainError:
         raise Http404 from None
     return render(request, "incidents/_progress.html", {"job": job})

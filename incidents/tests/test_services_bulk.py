@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from core.errors import DomainError
-from incidents import services
+from incidents import selectors, services
 from incidents.models import BulkJob, BulkJobItem, IncidentEvent
 from merchants.models import Order
 from merchants.tests.factories import paid_order
@@ -44,7 +44,7 @@ def test_macro_reply_preview_then_run_once_with_placeholders_filled(supervisor, 
     job = services.create_bulk_job(actor=supervisor, kind="macro_reply", incident_id=incident.pk,
                                    params={"body": "{buyer_name}您好，订单{order_no}的包裹我们正在追查。"})
     before = _counts()
-    _, rows, counts = services.preview_job(actor=supervisor, job_id=job.pk)
+    _, rows, counts = selectors.preview_job(user=supervisor, job_id=job.pk)
     assert _counts() == before  # the dry run changed nothing
     assert counts == {"ok": 3, "refused": 0}
     assert rows[0].change == f"{buyer.name}您好，订单{order.order_no}的包裹我们正在追查。"
@@ -222,7 +222,7 @@ def test_the_dry_run_costs_the_same_queries_for_3_or_30_tickets(supervisor, buye
         job = services.create_bulk_job(actor=supervisor, kind="macro_reply", ticket_ids=[t.pk for t in tickets],
                                        params={"body": "{buyer_name}，{order_no}"})
         with django_assert_max_num_queries(10) as captured:
-            services.preview_job(actor=supervisor, job_id=job.pk)
+            selectors.preview_job(user=supervisor, job_id=job.pk)
         return len(captured.captured_queries)
 
     assert preview_queries(3) == preview_queries(30)
