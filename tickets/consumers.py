@@ -75,7 +75,7 @@ class ChatConsumer(LiveConsumer):
         if opened is FORBIDDEN:
             await self.close(code=FORBIDDEN)
             return
-        self.viewer, stored_up_to = opened
+        self.viewer = opened
         self.scope_checked_at = time.monotonic()
         self.last_seq = after_seq
         self.sent_times: list[float] = []
@@ -86,8 +86,9 @@ class ChatConsumer(LiveConsumer):
         if self.viewer.is_staff:
             await self.join(staff_group(self.ticket_id))
         await self.accept()
-        if stored_up_to > self.last_seq:  # a page that has seen everything costs no replay query
-            await self._replay()
+        # read after joining, never before: a message committed between the scope
+        # check and the subscription would otherwise wait for the page's next sync
+        await self._replay()
         # the others see who joined (the buyer sees the merchant come in, agents
         # see who else has the ticket open); each of them answers "here" to us alone
         self.me = {"id": self.viewer.user_id, "name": self.viewer.name, "role": self.viewer.role,
@@ -239,15 +240,13 @@ def _console_user(scope):
 
 
 def _open(scope, ticket_id: int):
-    """The session's user, who they are and, if they may see the ticket, the
-    last seq stored that they may see: None when nobody is logged in,
-    FORBIDDEN when they may not see it (the role comes from the role cache)."""
+    """The session's user as a viewer of the ticket: None when nobody is logged
+    in, FORBIDDEN when they may not see it (the role comes from the role cache)."""
     user = resolve_user(scope)
     if not user.is_authenticated:
         return None
     viewer = viewer_of(user)
-    stored_up_to = _stored_up_to(viewer, ticket_id)
-    return FORBIDDEN if stored_up_to is None else (viewer, stored_up_to)
+    return FORBIDDEN if _stored_up_to(viewer, ticket_id) is None else viewer
 
 
 def _stored_up_to(viewer: Viewer, ticket_id: int) -> int | None:

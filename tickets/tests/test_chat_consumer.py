@@ -333,3 +333,27 @@ async def test_a_reply_that_moves_the_ticket_and_a_closed_ticket_take_the_full_s
     assert error["code"] == "ticket_closed"
     assert not await database_sync_to_async(Message.objects.filter(ticket=closed, body="还在吗").exists)()
     await ws.disconnect()
+
+
+async def test_a_message_stored_while_the_socket_opens_is_delivered_at_once(buyer, agent, order, monkeypatch):
+    """A message committed after the scope check and before the socket joins
+    its group is read by the replay after the join (not left to the next sync,
+    20 s later: bench/chat.py's reconnect found that tail)."""
+    import tickets.consumers
+
+    ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
+    seq = await _last_seq(ticket)
+    original = tickets.consumers._open
+
+    def open_then_agent_replies(scope, ticket_id):
+        opened = original(scope, ticket_id)
+        services.post_message(actor=agent, ticket_id=ticket_id, body="刚刚回复")  # published before the join
+        return opened
+
+    monkeypatch.setattr(tickets.consumers, "_open", open_then_agent_replies)
+    buyer_ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=seq)
+    assert (await buyer_ws.connect())[0]
+    frame = await _next_of(buyer_ws, "message")
+    assert (frame["seq"], frame["body"]) == (seq + 1, "刚刚回复")
+    assert [f for f in await _drain(buyer_ws) if f["type"] == "message"] == []  # once
+    await buyer_ws.disconnect()
