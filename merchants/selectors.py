@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Count, Min, QuerySet
 
 from accounts.roles import is_agent, is_buyer, is_merchant_staff
@@ -165,3 +167,45 @@ def active_hold_for_ticket(*, merchant: Merchant, ticket_id: int) -> FundHold | 
 def order_changes_for(*, order: Order) -> list[OrderChange]:
     """The order's change history, newest first."""
     return list(order.changes.select_related("actor").order_by("-created_at", "-id")[:20])
+
+
+# --- what is left once an order shipped, and the credit score's components -------------
+
+
+@dataclass(frozen=True)
+class RemainingOptions:
+    options: list[str]
+    applies: str
+
+
+def options_after_shipment(order: Order) -> RemainingOptions:
+    """What is left once an order shipped: intercept and resend while the
+    parcel travels, return/exchange on receipt once delivered."""
+    try:
+        delivered = order.shipment.status == "delivered"
+    except ObjectDoesNotExist:
+        delivered = False
+    options = ["intercept_and_resend", "return_or_exchange_on_receipt"]
+    return RemainingOptions(options, options[1] if delivered or order.status != Order.Status.SHIPPED else options[0])
+
+
+CREDIT_WINDOW = timedelta(days=90)
+DEFAULT_SHIP_WITHIN = timedelta(hours=48)
+
+
+def credit_components(*, merchant_id: int, now: datetime) -> tuple[float, float, float]:
+    """(dispute rate, on-time shipping, resend compliance) over the last 90 days."""
+    since = now - CREDIT_WINDOW
+    orders = Order.objects.filter(merchant_id=merchant_id, placed_at__gte=since)
+    order_count = orders.count()
+    disputes = FundHold.objects.filter(merchant_id=merchant_id, placed_at__gte=since).count()
+    dispute_rate = disputes / order_count if order_count else 0.0
+    shipped = list(orders.filter(shipment__shipped_at__isnull=False).values_list(
+        "placed_at", "ship_by", "shipment__shipped_at"))
+    on_time = sum(1 for placed, ship_by, shipped_at in shipped if shipped_at <= (ship_by or placed + DEFAULT_SHIP_WITHIN))
+    on_time_rate = on_time / len(shipped) if shipped else 1.0
+    tasks = ResendTask.objects.filter(merchant_id=merchant_id, created_at__gte=since).exclude(status=ResendTask.Status.OPEN)
+    done = tasks.filter(status=ResendTask.Status.FULFILLED).count()
+    decided = tasks.count()
+    compliance = done / decided if decided else 1.0
+    return dispute_rate, on_time_rate, compliance

@@ -539,7 +539,7 @@ def _order_panel(ticket: Ticket) -> dict | None:
         # before shipment the agent may change it; after, the options that remain
         "changeable": merchant_rules.order_changeable(status=order.status),
         "remaining": (None if merchant_rules.order_changeable(status=order.status)
-                      else merchant_services.options_after_shipment(order)),
+                      else merchant_selectors.options_after_shipment(order)),
         "changes": merchant_selectors.order_changes_for(order=order),
     }
 

@@ -1,3 +1,40 @@
-"""Every write of ``merchants`` (a package from here on; split along its seams next)."""
+"""Every write of ``merchants``, one module per seam:
 
-from merchants.services.money import *  # noqa: F403
+- ``money``: escrow (paid, released), the deposit, dispute holds, refunds;
+- ``payouts``: request one, settle it with the bank's answer;
+- ``orders``: change before shipment, ship, cancel and undo the cancellation;
+- ``resends``: compelled resends and their missed deadlines;
+- ``credit``: the merchant's credit score.
+
+Each public function owns its transaction, except the ones other apps call
+inside their own (dispute holds, refunds, resend tasks: they assert it).
+The arithmetic of held funds is ``merchants/escrow.py``; reads, including the
+credit score's components and what is left once an order shipped, are
+``merchants/selectors.py``.
+"""
+
+from merchants.services.credit import compute_credit, credit_score_from, recompute_credit_scores
+from merchants.services.money import (
+    MAX_FEN,
+    DisputeHold,
+    auto_confirm_orders,
+    confirm_receipt,
+    convert_hold_to_refund,
+    deduct_deposit,
+    place_dispute_hold,
+    record_order_paid,
+    refund_order,
+    settle_dispute,
+    top_up_deposit,
+)
+from merchants.services.orders import cancel_order, change_order, merchant_group, restore_order, ship_order
+from merchants.services.payouts import request_payout, settle_payout
+from merchants.services.resends import RESEND_DEADLINE, create_resend_task, fulfil_resend_task, mark_missed_resends
+
+__all__ = [
+    "MAX_FEN", "RESEND_DEADLINE", "DisputeHold", "auto_confirm_orders", "cancel_order", "change_order",
+    "compute_credit", "confirm_receipt", "convert_hold_to_refund", "create_resend_task", "credit_score_from",
+    "deduct_deposit", "fulfil_resend_task", "mark_missed_resends", "merchant_group", "place_dispute_hold",
+    "recompute_credit_scores", "record_order_paid", "refund_order", "request_payout", "restore_order",
+    "settle_dispute", "settle_payout", "ship_order", "top_up_deposit",
+]

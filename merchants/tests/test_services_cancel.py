@@ -50,7 +50,7 @@ def test_cancel_returns_the_escrow_and_lowers_pending(merchant, supervisor, djan
     assert assert_books_balance(merchant).pending_fen == 24_900
     now = timezone.now()
 
-    with mock.patch("merchants.services.money.publish_on_commit") as publish:
+    with mock.patch("merchants.services.orders.publish_on_commit") as publish:
         cancellation = services.cancel_order(actor=supervisor, order_id=order.pk, reason="盗号下单", now=now)
 
     order.refresh_from_db()

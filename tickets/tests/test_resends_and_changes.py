@@ -7,6 +7,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
+from merchants import selectors as merchant_selectors
 from merchants import services as escrow
 from merchants.errors import AlreadyShipped, NotFound, TaskNotOpen
 from merchants.models import CreditScore, Merchant, Order, OrderChange, ResendTask
@@ -86,7 +87,7 @@ def test_credit_components(merchant):
     ShipmentFactory(order=on_time, shipped_at=on_time.placed_at + timedelta(hours=10))
     late = OrderFactory(merchant=merchant, placed_at=now - timedelta(days=5))
     ShipmentFactory(order=late, shipped_at=late.placed_at + timedelta(hours=72))
-    rate, shipping, compliance = escrow.credit_components(merchant_id=merchant.pk, now=now)
+    rate, shipping, compliance = merchant_selectors.credit_components(merchant_id=merchant.pk, now=now)
     assert (rate, shipping, compliance) == (0.0, 0.5, 1.0)
     assert escrow.credit_score_from(rate, shipping, compliance) == 85
     assert escrow.credit_score_from(0.2, 0.0, 0.0) == 0
