@@ -40,3 +40,15 @@ def post_fork(server, worker):
 
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
+
+
+def when_ready(server):
+    """In the master, after the app is imported and before the first fork:
+    load what the workers' first requests would (``cs_portal.warmup``)."""
+    import time
+
+    from cs_portal.warmup import warm_up
+
+    started = time.perf_counter()
+    templates = warm_up()
+    server.log.info("warmed up in %.2f s (%d templates)", time.perf_counter() - started, templates)
