@@ -53,7 +53,7 @@ from django.utils import timezone
 from accounts import roles
 from accounts.services import create_user, issue_api_token
 from compensation import services as comp
-from merchants import services as escrow
+from merchants import services as merchant_services
 from merchants.models import Merchant, Order, Shipment
 from tickets import services as tickets
 agents_n, per_agent = int(sys.argv[1]), int(sys.argv[2])
@@ -73,7 +73,7 @@ for a in range(agents_n):
         order = Order.objects.create(order_no=f"BR{n:08d}", buyer=buyer, merchant=merchant, amount_fen=9_900,
                                      status="shipped", placed_at=timezone.now(), items=[{"sku": "S", "name": "x", "qty": 1, "price_fen": 9900}])
         Shipment.objects.create(order=order, carrier="顺丰速运", tracking_no=f"SFB{n:09d}", status="in_transit", shipped_at=timezone.now())
-        escrow.record_order_paid(order=order)
+        merchant_services.record_order_paid(order=order)
         ticket = tickets.open_ticket(actor=buyer, category="logistics_delay", subject="延误", body="快递延误", order_id=order.pk)
         tickets.transition_ticket(actor=agent, ticket_id=ticket.pk, name="assign")
         ids.append(ticket.pk)

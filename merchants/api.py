@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from core.api import IntegerField, filter_choice
 from core.money import format_fen
 from core.parsing import parse_optional_id
-from merchants import services as merchant_services
+from merchants import services
 from merchants.models import CreditScore, FundHold, Order, OrderChange, Payout, ResendTask, Shipment, ShipmentEvent
 from merchants.selectors import (
     balance_explanation,
@@ -272,7 +272,7 @@ class MerchantPayoutsApi(GenericAPIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         key = request.headers.get("Idempotency-Key")
-        payout, created = merchant_services.request_payout(
+        payout, created = services.request_payout(
             actor=request.user, merchant_id=merchant_id, amount_fen=data.validated_data["amount_fen"],
             idempotency_key=key,
         )
@@ -284,7 +284,7 @@ class OrderConfirmApi(GenericAPIView):
 
     @extend_schema(operation_id="orders_confirm", request=None, responses=OrderOutput)
     def post(self, request, order_id: int):
-        order = merchant_services.confirm_receipt(actor=request.user, order_id=order_id)
+        order = services.confirm_receipt(actor=request.user, order_id=order_id)
         return Response(OrderOutput(order).data)
 
 
@@ -336,7 +336,7 @@ class ResendFulfilApi(GenericAPIView):
         get_merchant_for(user=request.user, merchant_id=merchant_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        task = merchant_services.fulfil_resend_task(actor=request.user, task_id=task_id, **data.validated_data)
+        task = services.fulfil_resend_task(actor=request.user, task_id=task_id, **data.validated_data)
         return Response(ResendTaskOutput(task).data)
 
 
@@ -372,7 +372,7 @@ class OrderChangeApi(GenericAPIView):
             variants = {order.items[0]["sku"]: variants}
         elif variants is not None and not (isinstance(variants, dict) and all(isinstance(k, str) for k in variants)):
             raise serializers.ValidationError({"variant": "Expected {sku: variant}."})
-        change = merchant_services.change_order(
+        change = services.change_order(
             actor=request.user, order_id=order.pk, address=data.validated_data.get("address"), variants=variants,
             ticket_id=data.validated_data.get("ticket_id"),
         )

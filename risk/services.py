@@ -29,7 +29,7 @@ from compensation.models import BlacklistEntry
 from core.errors import DomainError
 from core.realtime import publish_on_commit
 from core.locks import lock
-from merchants import services as orders
+from merchants import services as merchant_services
 from merchants.models import Order, OrderCancellation
 from risk import rules
 from risk.errors import (
@@ -410,7 +410,7 @@ def cancel_pending_orders(*, actor, user_id: int, reason: str, order_ids: list[i
             result.skipped.append((order_id, "not_found"))
             continue
         try:
-            cancellation = orders.cancel_order(actor=actor, order_id=order_id, reason=reason, now=now)
+            cancellation = merchant_services.cancel_order(actor=actor, order_id=order_id, reason=reason, now=now)
         except DomainError as refused:
             result.skipped.append((order_id, refused.code))
             continue
@@ -434,7 +434,7 @@ def restore_cancelled_orders(*, actor, user_id: int, order_ids: list[int],
             result.skipped.append((order_id, "not_found"))
             continue
         try:
-            result.done.append(orders.restore_order(actor=actor, order_id=order_id, now=now))
+            result.done.append(merchant_services.restore_order(actor=actor, order_id=order_id, now=now))
         except DomainError as refused:
             result.skipped.append((order_id, refused.code))
     _record_bulk(account=account, kind=AccountAction.Kind.RESTORE_ORDERS, actor=actor, reason="undo", now=now,

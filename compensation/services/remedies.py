@@ -52,7 +52,7 @@ from core.idempotency import request_hash, require_idempotency_key
 from core.money import format_fen
 from core.realtime import publish_on_commit
 from core.locks import lock
-from merchants import services as escrow
+from merchants import services as merchant_services
 from tickets.events import CONSOLE
 from tickets.models import Ticket, TicketEvent
 from tickets.selectors import get_ticket_for, tickets_visible_to
@@ -246,15 +246,15 @@ def _carry_out(*, remedy: Remedy, ticket: Ticket, actor, caps: Caps, now: dateti
     told = []
     coupon_codes = []
     if remedy.kind == Remedy.Kind.REFUND:
-        order, source = escrow.refund_order(order_id=remedy.order_id, ticket_id=ticket.pk, amount_fen=remedy.amount_fen,
-                                            now=now)
+        order, source = merchant_services.refund_order(order_id=remedy.order_id, ticket_id=ticket.pk, amount_fen=remedy.amount_fen,
+                                                       now=now)
         source_account = {"escrow": f"escrow:order:{order.pk}", "hold": f"merchant:{order.merchant_id}",
                           "balance": f"merchant:{order.merchant_id}"}[source]
         lines += [(source_account, -remedy.amount_fen, f"refund ({source})"),
                   (f"buyer:{remedy.buyer_id}", remedy.amount_fen, "refund")]
         told.append(f"退款 {format_fen(remedy.amount_fen)} 已原路退回")
     elif remedy.kind == Remedy.Kind.RESEND:
-        task = escrow.create_resend_task(order=remedy.order, ticket_id=ticket.pk, reason=remedy.reason, now=now)
+        task = merchant_services.create_resend_task(order=remedy.order, ticket_id=ticket.pk, reason=remedy.reason, now=now)
         told.append(f"已要求商家在 {timezone.localtime(task.deadline_at):%m月%d日 %H:%M} 前为您补发")
     coupon_value = remedy.amount_fen if remedy.kind == Remedy.Kind.COUPON else remedy.coupon_fen
     if coupon_value:

@@ -18,7 +18,7 @@ from django.utils import timezone
 from accounts import roles
 from accounts.tests.factories import PASSWORD, UserFactory
 from core.money import format_fen
-from merchants import services as escrow
+from merchants import services as merchant_services
 from merchants.models import ResendTask
 from merchants.selectors import balance_explanation
 from merchants.tests.factories import MerchantFactory, fund, make_merchant_staff, paid_order
@@ -59,9 +59,9 @@ def portal_data(transactional_db):
         order = paid_order(merchant=merchant, buyer=buyer, amount_fen=19_900)
         ticket = open_ticket(buyer=buyer, order=order, category="not_received", subject="包裹丢了")
         with transaction.atomic():
-            tasks.append(escrow.create_resend_task(
+            tasks.append(merchant_services.create_resend_task(
                 order=order, ticket_id=ticket.pk, reason="承运商确认丢件，商家补发",
-                now=now - escrow.RESEND_DEADLINE + timedelta(hours=hours_left),
+                now=now - merchant_services.RESEND_DEADLINE + timedelta(hours=hours_left),
             ))
     explained = balance_explanation(merchant=merchant)  # what the page must show, read before the browser starts
     lines = [

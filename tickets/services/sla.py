@@ -14,7 +14,7 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from merchants import services as escrow
+from merchants import services as merchant_services
 from tickets import events, sla
 from tickets.locks import lock_ticket
 from tickets.models import SlaBreach, Ticket, TicketEvent
@@ -79,7 +79,7 @@ def sweep_missed_resends(*, now: datetime | None = None) -> list[int]:
     credit is recomputed) and escalate each one's ticket one tier."""
     now = now or timezone.now()
     escalated = []
-    for task in escrow.mark_missed_resends(now=now):
+    for task in merchant_services.mark_missed_resends(now=now):
         with transaction.atomic(durable=True):
             ticket = lock_ticket(task.ticket_id)
             if ticket is None:

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts import roles
-from merchants import services as escrow
+from merchants import services as merchant_services
 from merchants.models import Order
 from merchants.selectors import merchant_id_for, orders_visible_to
 from tickets import sla
@@ -228,7 +228,7 @@ def _open_dispute(*, ticket: Ticket, actor, now) -> None:
         # the merchant's money is at stake: the merchant sees the ticket and can answer it
         ticket.party = Party.BOTH
         ticket.save(update_fields=["party", "updated_at"])
-    placed = escrow.place_dispute_hold(
+    placed = merchant_services.place_dispute_hold(
         order=ticket.order, ticket_id=ticket.pk, reason=Category(ticket.category).label, now=now
     )
     data = {"order_id": ticket.order_id}
@@ -249,7 +249,7 @@ def _settle_dispute(*, ticket: Ticket, actor, now) -> None:
     others = (Ticket.objects.filter(order_id=ticket.order_id, category__in=DISPUTE_CATEGORIES, status__in=Ticket.ACTIVE)
               .exclude(party=Party.MERCHANT).exclude(pk=ticket.pk).order_by("created_at", "pk"))
     next_ticket_id = others.values_list("pk", flat=True).first()
-    hold = escrow.settle_dispute(order_id=ticket.order_id, ticket_id=ticket.pk, now=now, next_ticket_id=next_ticket_id)
+    hold = merchant_services.settle_dispute(order_id=ticket.order_id, ticket_id=ticket.pk, now=now, next_ticket_id=next_ticket_id)
     data = {"order_id": ticket.order_id}
     if hold is not None:
         data.update(hold_id=hold.pk, amount_fen=hold.amount_fen, released=True)

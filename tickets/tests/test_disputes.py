@@ -5,7 +5,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from merchants import services as escrow
+from merchants import services as merchant_services
 from merchants.errors import AmountInvalid, HoldNotActive
 from merchants.models import FundHold, MerchantAccount, Movement, Order
 from merchants.tests.factories import fund, paid_order
@@ -45,7 +45,7 @@ def test_dispute_on_order_in_escrow_keeps_it_there(buyer, merchant, agent):
     order.refresh_from_db()
     assert order.open_disputes == 1
     assert TicketEvent.objects.get(ticket=ticket, kind="dispute_opened").data["escrow"] == "kept_in_escrow"
-    assert escrow.auto_confirm_orders(days=-1) == []  # not released while disputed
+    assert merchant_services.auto_confirm_orders(days=-1) == []  # not released while disputed
     services.transition_ticket(actor=agent, ticket_id=ticket.pk, name="assign")
     services.transition_ticket(actor=agent, ticket_id=ticket.pk, name="resolve")
     order.refresh_from_db()
@@ -82,9 +82,9 @@ def test_convert_hold_to_refund_takes_available_then_deposit(buyer, released_ord
     MerchantAccount.objects.filter(pk=account.pk).update(available_fen=5_000)  # most of it paid out already
     with transaction.atomic():
         with pytest.raises(AmountInvalid):
-            escrow.convert_hold_to_refund(order_id=ticket.order_id, amount_fen=30_001, now=timezone.now())
+            merchant_services.convert_hold_to_refund(order_id=ticket.order_id, amount_fen=30_001, now=timezone.now())
     with transaction.atomic():
-        escrow.convert_hold_to_refund(order_id=ticket.order_id, amount_fen=20_000, now=timezone.now())
+        merchant_services.convert_hold_to_refund(order_id=ticket.order_id, amount_fen=20_000, now=timezone.now())
     account.refresh_from_db()
     assert (account.available_fen, account.deposit_fen, account.held_fen) == (0, 35_000, 0)
     hold = FundHold.objects.get()
@@ -92,7 +92,7 @@ def test_convert_hold_to_refund_takes_available_then_deposit(buyer, released_ord
     assert sorted(hold.movements.values_list("bucket", "amount_fen")) == [("available", -5_000), ("deposit", -15_000)]
     with transaction.atomic():
         with pytest.raises(HoldNotActive):
-            escrow.convert_hold_to_refund(order_id=ticket.order_id, amount_fen=1, now=timezone.now())
+            merchant_services.convert_hold_to_refund(order_id=ticket.order_id, amount_fen=1, now=timezone.now())
 
 
 @pytest.mark.django_db
@@ -193,7 +193,6 @@ def test_merchant_sees_and_answers_a_dispute_that_holds_its_money(buyer, release
 @pytest.mark.django_db
 def test_payout_without_a_usable_key_is_a_400_on_the_key(merchant, merchant_user):
     from core.errors import IdempotencyKeyRequired, InvalidInput as KeyInvalid
-    from merchants import services as merchant_services
     from merchants.models import Payout
 
     fund(merchant, available_fen=1_000)
@@ -247,8 +246,8 @@ def test_a_refund_on_a_linked_dispute_converts_the_order_s_one_hold(buyer, relea
     second = open_ticket(buyer=buyer, order=released_order, category="wrong_item")
     fund(merchant, available_fen=50_000)
     with transaction.atomic():
-        order, source = escrow.refund_order(order_id=released_order.pk, ticket_id=second.pk, amount_fen=30_000,
-                                            now=timezone.now())
+        order, source = merchant_services.refund_order(order_id=released_order.pk, ticket_id=second.pk, amount_fen=30_000,
+                                                       now=timezone.now())
     assert source == "hold"
     assert FundHold.objects.get().status == "converted"
     assert MerchantAccount.objects.get(merchant=merchant).held_fen == 0

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from merchants import selectors as merchant_selectors
-from merchants import services as escrow
+from merchants import services as merchant_services
 from merchants.errors import AlreadyShipped, NotFound, TaskNotOpen
 from merchants.models import CreditScore, Merchant, Order, OrderChange, ResendTask
 from merchants.tests.factories import OrderFactory, ShipmentFactory
@@ -20,8 +20,8 @@ from tickets.tests.factories import ticket_in_state
 
 def _task(order, ticket, *, hours=48):
     with transaction.atomic():
-        return escrow.create_resend_task(order=order, ticket_id=ticket.pk, reason="丢件补发", now=timezone.now(),
-                                         deadline=timedelta(hours=hours))
+        return merchant_services.create_resend_task(order=order, ticket_id=ticket.pk, reason="丢件补发", now=timezone.now(),
+                                                    deadline=timedelta(hours=hours))
 
 
 @pytest.mark.django_db
@@ -64,7 +64,7 @@ def test_missed_task_cannot_be_fulfilled(buyer, order, agent, merchant_user):
     task = _task(order, ticket, hours=-1)
     services.sweep_missed_resends()
     with pytest.raises(TaskNotOpen):
-        escrow.fulfil_resend_task(actor=merchant_user, task_id=task.pk, carrier="顺丰速运", tracking_no="SF1")
+        merchant_services.fulfil_resend_task(actor=merchant_user, task_id=task.pk, carrier="顺丰速运", tracking_no="SF1")
 
 
 @pytest.mark.django_db
@@ -72,11 +72,11 @@ def test_fulfil_refusals(buyer, order, agent, merchant_user):
     ticket = ticket_in_state("assigned", buyer=buyer, agent=agent, order=order)
     task = _task(order, ticket)
     with pytest.raises(NotFound):
-        escrow.fulfil_resend_task(actor=agent, task_id=task.pk, carrier="顺丰", tracking_no="SF1")
+        merchant_services.fulfil_resend_task(actor=agent, task_id=task.pk, carrier="顺丰", tracking_no="SF1")
     with pytest.raises(InvalidInput):
-        escrow.fulfil_resend_task(actor=merchant_user, task_id=task.pk, carrier="", tracking_no="SF1")
+        merchant_services.fulfil_resend_task(actor=merchant_user, task_id=task.pk, carrier="", tracking_no="SF1")
     with pytest.raises(NotFound):
-        escrow.fulfil_resend_task(actor=merchant_user, task_id=987654, carrier="顺丰", tracking_no="SF1")
+        merchant_services.fulfil_resend_task(actor=merchant_user, task_id=987654, carrier="顺丰", tracking_no="SF1")
     assert ResendTask.objects.get().status == "open"
 
 
@@ -89,9 +89,9 @@ def test_credit_components(merchant):
     ShipmentFactory(order=late, shipped_at=late.placed_at + timedelta(hours=72))
     rate, shipping, compliance = merchant_selectors.credit_components(merchant_id=merchant.pk, now=now)
     assert (rate, shipping, compliance) == (0.0, 0.5, 1.0)
-    assert escrow.credit_score_from(rate, shipping, compliance) == 85
-    assert escrow.credit_score_from(0.2, 0.0, 0.0) == 0
-    assert escrow.recompute_credit_scores(now=now) == Merchant.objects.count()
+    assert merchant_services.credit_score_from(rate, shipping, compliance) == 85
+    assert merchant_services.credit_score_from(0.2, 0.0, 0.0) == 0
+    assert merchant_services.recompute_credit_scores(now=now) == Merchant.objects.count()
 
 
 @pytest.mark.django_db
@@ -131,11 +131,11 @@ def test_change_after_shipment_is_409_with_the_option_that_applies(api, agent, m
 def test_ship_then_change_is_refused_never_half_applied(agent, merchant, merchant_user, other_merchant_user):
     order = OrderFactory(merchant=merchant, status=Order.Status.PAID)
     with pytest.raises(NotFound):
-        escrow.ship_order(actor=other_merchant_user, order_id=order.pk, carrier="顺丰", tracking_no="SF9")
-    escrow.ship_order(actor=merchant_user, order_id=order.pk, carrier="顺丰速运", tracking_no="SF9")
+        merchant_services.ship_order(actor=other_merchant_user, order_id=order.pk, carrier="顺丰", tracking_no="SF9")
+    merchant_services.ship_order(actor=merchant_user, order_id=order.pk, carrier="顺丰速运", tracking_no="SF9")
     with pytest.raises(AlreadyShipped):
-        escrow.change_order(actor=agent, order_id=order.pk, address="北京市朝阳区建国路 88 号")
+        merchant_services.change_order(actor=agent, order_id=order.pk, address="北京市朝阳区建国路 88 号")
     order.refresh_from_db()
     assert order.shipping_address != "北京市朝阳区建国路 88 号"
     with pytest.raises(PermissionDenied):
-        escrow.change_order(actor=merchant_user, order_id=order.pk, address="北京市朝阳区建国路 88 号")
+        merchant_services.change_order(actor=merchant_user, order_id=order.pk, address="北京市朝阳区建国路 88 号")

@@ -27,7 +27,7 @@ from accounts.roles import AGENT, BUYER, MERCHANT_STAFF, SUPERVISOR, ensure_role
 from accounts.services import create_user
 from compensation import services as compensation
 from core.errors import DomainError
-from merchants import services as escrow
+from merchants import services as merchant_services
 from merchants.models import Merchant, MerchantStaff, Order, Shipment, ShipmentEvent
 from tickets import services as ticket_services
 from tickets import sla
@@ -264,9 +264,9 @@ class Command(BaseCommand):
                 if status != "paid":
                     self._shipment(rng, order, placed, status, region)
                 # the money goes through escrow like real money
-                escrow.record_order_paid(order=order, now=placed)
+                merchant_services.record_order_paid(order=order, now=placed)
                 if status == "completed":
-                    escrow.confirm_receipt(actor=buyer, order_id=order.pk, now=placed + timedelta(days=4))
+                    merchant_services.confirm_receipt(actor=buyer, order_id=order.pk, now=placed + timedelta(days=4))
                     order.refresh_from_db()
                 orders.append(order)
         return orders
@@ -348,15 +348,15 @@ class Command(BaseCommand):
         now = timezone.now()
         m1, m2, m3 = merchants
         for merchant, deposit in ((m1, 100_000), (m2, 500_000), (m3, 200_000)):
-            escrow.top_up_deposit(actor=lead, merchant_id=merchant.pk, amount_fen=deposit)
+            merchant_services.top_up_deposit(actor=lead, merchant_id=merchant.pk, amount_fen=deposit)
         # settled sales history, so merchant1 has a real available balance
         for merchant, count in ((m1, 12), (m2, 6), (m3, 3)):
             for i in range(count):
                 name, variant, price = rng.choice(GOODS[merchant.code])
                 order = self._demo_order(rng, merchant, rng.choice(buyers), name, variant, price * rng.randint(2, 6),
                                          placed=now - timedelta(days=20 + i), status="delivered")
-                escrow.record_order_paid(order=order, now=order.placed_at)
-                escrow.confirm_receipt(actor=order.buyer, order_id=order.pk, now=order.placed_at + timedelta(days=5))
+                merchant_services.record_order_paid(order=order, now=order.placed_at)
+                merchant_services.confirm_receipt(actor=order.buyer, order_id=order.pk, now=order.placed_at + timedelta(days=5))
         # merchant1: three disputes on settled orders, ¥1,295 held against a ¥1,000 deposit
         disputes = [("机械键盘", "青轴", 59_800, Category.NOT_RECEIVED, "显示已签收但没收到键盘"),
                     ("无线蓝牙耳机", "白色", 39_800, Category.PARCEL_DAMAGED, "耳机盒子压坏了，右耳没声音"),
@@ -364,8 +364,8 @@ class Command(BaseCommand):
         for (name, variant, amount, category, body), buyer in zip(disputes, buyers[:3], strict=True):
             order = self._demo_order(rng, m1, buyer, name, variant, amount, placed=now - timedelta(days=15),
                                      status="delivered")
-            escrow.record_order_paid(order=order, now=order.placed_at)
-            escrow.confirm_receipt(actor=buyer, order_id=order.pk, now=order.placed_at + timedelta(days=4))
+            merchant_services.record_order_paid(order=order, now=order.placed_at)
+            merchant_services.confirm_receipt(actor=buyer, order_id=order.pk, now=order.placed_at + timedelta(days=4))
             ticket = ticket_services.open_ticket(actor=buyer, category=category, subject=body[:20], body=body,
                                                  order_id=order.pk)
             ticket_services.transition_ticket(actor=agents[0], ticket_id=ticket.pk, name="assign")
@@ -373,7 +373,7 @@ class Command(BaseCommand):
         # a dispute on an order still in escrow: it simply stays there
         order = self._demo_order(rng, m1, buyers[3], "快充数据线 1m", "黑色", 5_980, placed=now - timedelta(days=2),
                                  status="shipped")
-        escrow.record_order_paid(order=order, now=order.placed_at)
+        merchant_services.record_order_paid(order=order, now=order.placed_at)
         ticket_services.open_ticket(actor=buyers[3], category=Category.REFUND_REQUEST, subject="数据线不能快充",
                                     body="买的快充线只能慢充，申请退款", order_id=order.pk)
         # compelled resends: two open for merchant1 (one close to its deadline), one missed for merchant3
@@ -381,24 +381,24 @@ class Command(BaseCommand):
             name, variant, price = GOODS[merchant.code][0]
             order = self._demo_order(rng, merchant, buyer, name, variant, price, placed=now - timedelta(days=6),
                                      status="delivered")
-            escrow.record_order_paid(order=order, now=order.placed_at)
+            merchant_services.record_order_paid(order=order, now=order.placed_at)
             ticket = ticket_services.open_ticket(actor=buyer, category=Category.NOT_RECEIVED, subject="包裹丢了",
                                                  body="快递显示丢件，请安排补发", order_id=order.pk)
             ticket_services.transition_ticket(actor=agents[1], ticket_id=ticket.pk, name="assign")
             with transaction.atomic():
-                escrow.create_resend_task(order=order, ticket_id=ticket.pk, reason="承运商确认丢件，商家补发",
-                                          now=now - timedelta(hours=48 - hours))
+                merchant_services.create_resend_task(order=order, ticket_id=ticket.pk, reason="承运商确认丢件，商家补发",
+                                                     now=now - timedelta(hours=48 - hours))
         ticket_services.sweep_missed_resends()
         # payout history
         for merchant, amounts in ((m1, [(80_000, True), (20_000, False)]), (m2, [(150_000, True)])):
             staff = merchant.staff.first().user
             for i, (amount, paid) in enumerate(amounts):
-                payout, _ = escrow.request_payout(actor=staff, merchant_id=merchant.pk, amount_fen=amount,
-                                                  idempotency_key=f"seed-{merchant.code}-{i}",
-                                                  now=now - timedelta(days=7 - i))
-                escrow.settle_payout(payout_id=payout.pk, paid=paid, reason="" if paid else "收款账户名不符",
-                                     now=now - timedelta(days=6 - i))
-        escrow.recompute_credit_scores(now=now)
+                payout, _ = merchant_services.request_payout(actor=staff, merchant_id=merchant.pk, amount_fen=amount,
+                                                             idempotency_key=f"seed-{merchant.code}-{i}",
+                                                             now=now - timedelta(days=7 - i))
+                merchant_services.settle_payout(payout_id=payout.pk, paid=paid, reason="" if paid else "收款账户名不符",
+                                                now=now - timedelta(days=6 - i))
+        merchant_services.recompute_credit_scores(now=now)
 
     def _remedies(self, agents: list[User]) -> None:
         """A few remedies: self-service coupons and resends, and refunds over
@@ -514,7 +514,7 @@ def seed_risk(stdout) -> None:
                 shipping_address="广东省深圳市宝安区某仓库 代收点", region="广东", placed_at=placed,
                 ship_by=placed + timedelta(hours=48),
             )
-            escrow.record_order_paid(order=order, now=placed)
+            merchant_services.record_order_paid(order=order, now=placed)
         detect_stolen_accounts(now=now)
     shown = (f"Authorization: Token {issued.key}" if issued
              else "token issued on the first run (manage.py issue_api_token order-system for another)")
@@ -548,7 +548,7 @@ def seed_incident(stdout) -> None:
             shipping_address="浙江省杭州市西湖区文三路 100 号", region="浙江", placed_at=placed,
             ship_by=placed + timedelta(hours=48), status=Order.Status.SHIPPED,
         )
-        escrow.record_order_paid(order=order, now=placed)
+        merchant_services.record_order_paid(order=order, now=placed)
         shipment = Shipment.objects.create(order=order, carrier="中通快递", tracking_no=f"ZT{placed:%m%d}{n:06d}",
                                            status=Shipment.Status.IN_TRANSIT, shipped_at=placed + timedelta(hours=20))
         ingest_logistics_event(actor=system, payload={
