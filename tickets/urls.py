@@ -12,6 +12,7 @@ urlpatterns = [
     path("chats/tabs/", views.chat_tabs, name="chat-tabs"),
     path("tickets/<id:ticket_id>/", views.ticket, name="ticket"),
     path("tickets/<id:ticket_id>/state/", views.ticket_state, name="ticket-state"),
+    path("tickets/<id:ticket_id>/read/", views.mark_read, name="read"),
     path("tickets/<id:ticket_id>/messages/", views.new_messages, name="messages"),
     path("tickets/<id:ticket_id>/reply/", views.reply, name="reply"),
     path("tickets/<id:ticket_id>/order-change/", views.change_order, name="order-change"),

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
@@ -26,7 +26,7 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts import roles
 from core.errors import DomainError, InvalidInput
 from core.money import format_fen
-from core.parsing import parse_optional_id, parse_optional_int
+from core.parsing import parse_int, parse_optional_id, parse_optional_int
 from merchants import rules as merchant_rules
 from merchants import selectors as merchant_selectors
 from merchants import services as merchant_services
@@ -310,8 +310,8 @@ def ticket(request, ticket_id: int):
     ticket = _ticket_or_404(request, ticket_id)
     messages = list(selectors.messages_visible_to(user=request.user, ticket=ticket))
     last_seq = messages[-1].seq if messages else 0
-    # opening the ticket reads it: its chat tab's unread count drops to zero
-    services.mark_read(actor=request.user, ticket_id=ticket.pk, seq=last_seq)
+    # a GET writes nothing: the page, once open and visible, marks what it shows
+    # read (a "read" frame on its chat socket, else a POST to ``read``)
     context = {
         **_agent_bar(request),
         **_state_context(request, ticket),
@@ -324,6 +324,23 @@ def ticket(request, ticket_id: int):
         "can_write": rules.may_write(status=ticket.status),
     }
     return render(request, "tickets/ticket.html", context)
+
+
+@require_POST
+@staff_required
+def mark_read(request, ticket_id: int):
+    """The open ticket page has shown the conversation up to ``seq``: its chat
+    tab's unread count drops to zero. The page posts this when it opens and
+    when new messages show while its chat socket is away (connected, it sends
+    a "read" frame instead). Answers the read mark now stored."""
+    try:
+        seq = parse_int(request.POST.get("seq"), field="seq", minimum=0)
+        stored = services.mark_read(actor=request.user, ticket_id=ticket_id, seq=seq)
+    except TicketNotFound:
+        raise Http404 from None
+    except DomainError as error:
+        return JsonResponse({"code": error.code, "detail": str(error.detail)}, status=error.status)
+    return JsonResponse({"seq": stored})
 
 
 @require_GET

@@ -693,11 +693,33 @@
     }
   }
 
+  function csrfToken() {
+    try { return JSON.parse(body.getAttribute("hx-headers") || "{}")["X-CSRFToken"] || ""; } catch (e) { return ""; }
+  }
+
+  // what the page shows is read once it is visible: a "read" frame while the chat
+  // socket is open, else a POST (opening the page, a socket that is away); the
+  // GET of the page writes nothing
   function markRead() {
+    const page = ticketPage();
     const seq = lastSeq();
-    if (document.hidden || seq <= chatLive.sentRead || !chatLive.open()) return;
+    if (!page || document.hidden || seq <= chatLive.sentRead) return;
     chatLive.sentRead = seq;
-    chatLive.send({ type: "read", seq });
+    if (chatLive.open()) {
+      chatLive.send({ type: "read", seq });
+      return;
+    }
+    if (!page.dataset.readUrl) return;
+    const retry = () => { if (chatLive.sentRead === seq) chatLive.sentRead = 0; };
+    fetch(page.dataset.readUrl, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "X-CSRFToken": csrfToken() },
+      body: new URLSearchParams({ seq: String(seq) }),
+    }).then((response) => {
+      if (!response.ok) { retry(); return; }
+      if (inChatTabs(page.dataset.ticketId)) refreshChats(); // its unread count is now zero
+    }).catch(retry);
   }
 
   function showTyping(author) {
@@ -820,6 +842,7 @@
     syncNoteMode();
     applyReceipts();
     connectChat();
+    markRead(); // the socket is still connecting: this one goes as a POST
   }
   if (body.hasAttribute("data-console")) {
     connect();

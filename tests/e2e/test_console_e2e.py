@@ -117,8 +117,13 @@ def test_agent_works_a_ticket_from_queue_to_resolved(live_server, demo_data, bro
     row.wait_for()
 
     # --- open it ----------------------------------------------------------------------
-    row.locator("a.row-link").click()
+    # the page, not its GET, marks the conversation read: a POST while its chat socket is away
+    with page.expect_response(lambda r: r.url.endswith(f"/console/tickets/{ticket.pk}/read/")
+                              and r.request.method == "POST") as read:
+        row.locator("a.row-link").click()
     page.wait_for_url(re.compile(rf"/console/tickets/{ticket.pk}/$"))
+    assert read.value.ok
+    assert read.value.json() == {"seq": orm(lambda: Ticket.objects.get(pk=ticket.pk).last_seq)}
     assert page.locator("#ticket-title").inner_text() == ticket.subject
     assert page.locator("[data-ticket-status]").get_attribute("data-ticket-status") == "open"
     assert shipment.tracking_no in page.locator(".order-panel").inner_text()

@@ -54,13 +54,59 @@ def test_chat_tabs_show_my_chats_with_unread_counts(console, agent, other_agent,
     services.post_message(actor=buyer, ticket_id=mine.pk, body="快递到哪了")
     services.post_message(actor=agent, ticket_id=mine.pk, body="内部", internal=True)  # staff's own do not count
     assert _tabs(console) == {mine.pk: 3}
-    # opening the ticket reads it
+    # the page reads it once open: a GET alone changes nothing, the page's POST does
     assert console.get(f"/console/tickets/{mine.pk}/").status_code == 200
+    assert _tabs(console) == {mine.pk: 3}
+    last_seq = Ticket.objects.get(pk=mine.pk).last_seq
+    assert console.post(f"/console/tickets/{mine.pk}/read/", {"seq": last_seq}).json() == {"seq": last_seq}
     assert _tabs(console) == {mine.pk: 0}
     assert ReadMark.objects.get(ticket=mine, user=agent).seq == Ticket.objects.get(pk=mine.pk).last_seq
     services.post_message(actor=buyer, ticket_id=mine.pk, body="还有一个问题")
     assert _tabs(console) == {mine.pk: 1}
     assert theirs.pk not in _tabs(console) and web.pk not in _tabs(console) and resolved.pk not in _tabs(console)
+
+
+@pytest.mark.django_db
+def test_opening_a_ticket_page_writes_nothing_and_its_read_post_does(console, agent, buyer, merchant,
+                                                                      django_capture_on_commit_callbacks):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    ticket = _chat(buyer, agent, merchant)
+    services.post_message(actor=buyer, ticket_id=ticket.pk, body="在吗")
+    with CaptureQueriesContext(connection) as queries:
+        html = console.get(f"/console/tickets/{ticket.pk}/").content.decode()
+    assert _writes(queries) == []
+    assert f'data-read-url="/console/tickets/{ticket.pk}/read/"' in html
+    assert not ReadMark.objects.filter(ticket=ticket, user=agent).exists()
+    # the page's POST: the mark moves forward only, never past the last message, and tells the others
+    last_seq = Ticket.objects.get(pk=ticket.pk).last_seq
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert console.post(f"/console/tickets/{ticket.pk}/read/", {"seq": 99}).json() == {"seq": last_seq}
+    assert callbacks  # the read receipt goes out after commit
+    assert console.post(f"/console/tickets/{ticket.pk}/read/", {"seq": 1}).json() == {"seq": last_seq}
+    assert ReadMark.objects.get(ticket=ticket, user=agent).seq == last_seq
+
+
+@pytest.mark.django_db
+def test_the_read_post_refuses_what_it_should(client, console, agent, buyer, merchant):
+    ticket = _chat(buyer, agent, merchant)
+    url = f"/console/tickets/{ticket.pk}/read/"
+    for bad in ("", "x", "-1", "²"):
+        refused = console.post(url, {"seq": bad})
+        assert refused.status_code == 400 and refused.json()["code"] == "invalid"
+    assert console.get(url).status_code == 405
+    assert console.post("/console/tickets/987654/read/", {"seq": 1}).status_code == 404
+    client.logout()
+    assert client.post(url, {"seq": 1}).status_code == 302
+    client.force_login(buyer)
+    assert client.post(url, {"seq": 1}).status_code == 403
+    assert not ReadMark.objects.filter(ticket=ticket).exclude(user=buyer).exists()
+
+
+def _writes(queries) -> list[str]:
+    return [q["sql"] for q in queries.captured_queries
+            if q["sql"].lstrip().split(" ", 1)[0].upper() in ("INSERT", "UPDATE", "DELETE")]
 
 
 @pytest.mark.django_db
