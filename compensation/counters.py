@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.db.models import Exists, F, Subquery
 
@@ -31,32 +32,31 @@ def _q(name: str) -> str:
     return connection.ops.quote_name(name)
 
 
+POLICY_CAPS = ("value_cap_fen", "coupon_fen", "coupon_max_fen", "coupon_days", "agent_monthly_quota", "buyer_daily_cap",
+               "daily_budget_fen")
+
+
 def caps_snapshot(*, agent_id: int, buyer_id: int | None, buyer_username: str, day: date, period: str,
                   now: datetime) -> Caps:
-    """The policy in force and what is used of it, in one query."""
-    from compensation.services.policy import get_policy
-
+    """The policy in force and what is used of it, in one query (two before
+    anyone changed the policy: reading the caps never writes its row)."""
     budget = BudgetDay.objects.filter(date=day)
-    row = (
-        Policy.objects.filter(pk=1)
-        .annotate(
-            quota_used=Subquery(AgentQuota.objects.filter(agent_id=agent_id, period=period).values("used")[:1]),
-            buyer_count=Subquery(BuyerCounter.objects.filter(buyer_id=buyer_id, date=day).values("count")[:1]),
-            day_spent=Subquery(budget.values("spent_fen")[:1]),
-            day_budget=Subquery(budget.values("budget_fen")[:1]),
-            day_breaker=Subquery(budget.values("breaker_open")[:1]),
-            blacklisted=Exists(BlacklistEntry.objects.filter(
-                kind=BlacklistEntry.Kind.ACCOUNT, value=buyer_username, expires_at__gt=now)),
-        )
-        .values("value_cap_fen", "coupon_fen", "coupon_max_fen", "coupon_days", "agent_monthly_quota",
-                "buyer_daily_cap", "daily_budget_fen", "quota_used", "buyer_count", "day_spent", "day_budget",
-                "day_breaker", "blacklisted")
-        .first()
-    )
+    used = {
+        "quota_used": Subquery(AgentQuota.objects.filter(agent_id=agent_id, period=period).values("used")[:1]),
+        "buyer_count": Subquery(BuyerCounter.objects.filter(buyer_id=buyer_id, date=day).values("count")[:1]),
+        "day_spent": Subquery(budget.values("spent_fen")[:1]),
+        "day_budget": Subquery(budget.values("budget_fen")[:1]),
+        "day_breaker": Subquery(budget.values("breaker_open")[:1]),
+        "blacklisted": Exists(BlacklistEntry.objects.filter(
+            kind=BlacklistEntry.Kind.ACCOUNT, value=buyer_username, expires_at__gt=now)),
+    }
+    row = Policy.objects.filter(pk=1).annotate(**used).values(*POLICY_CAPS, *used).first()
     if row is None:
-        get_policy()  # the first remedy ever: the policy row is made with its defaults
-        return caps_snapshot(agent_id=agent_id, buyer_id=buyer_id, buyer_username=buyer_username, day=day,
-                             period=period, now=now)
+        # nobody changed the policy yet: its defaults, and the same counts read
+        # beside the agent's own row (which exists: the agent is asking)
+        defaults = Policy()
+        row = {name: getattr(defaults, name) for name in POLICY_CAPS}
+        row.update(get_user_model().objects.filter(pk=agent_id).annotate(**used).values(*used).get())
     return Caps(
         value_cap_fen=row["value_cap_fen"], coupon_fen=row["coupon_fen"], coupon_max_fen=row["coupon_max_fen"],
         coupon_days=row["coupon_days"], agent_monthly_quota=row["agent_monthly_quota"],

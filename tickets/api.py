@@ -386,12 +386,13 @@ class AgentMeOutput(serializers.Serializer):
 
 
 def agent_me_payload(user) -> dict:
-    profile, _ = AgentProfile.objects.get_or_create(user=user)
+    # a read writes nothing: before the first shift the profile is its defaults, unsaved
+    profile = selectors.agent_profile_of(agent=user) or AgentProfile(user=user)
     shift = services.shift_status(agent=user)
     return {
         "id": user.pk, "username": user.username, "name": user.name, "role": roles.role_of(user),
         "presence": profile.presence, "capacity": profile.capacity,
-        "skills": sorted(profile.skills.values_list("category", flat=True)),
+        "skills": sorted(profile.skills.values_list("category", flat=True)) if profile.pk else [],
         "worked_s": shift.worked_s, "shift_limit_s": shift.limit_s, "shift_reached": shift.reached,
     }
 

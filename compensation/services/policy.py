@@ -20,8 +20,10 @@ POLICY_FIELDS = ("value_cap_fen", "coupon_fen", "coupon_max_fen", "agent_monthly
 
 
 def get_policy() -> Policy:
-    policy, _ = Policy.objects.get_or_create(pk=1)
-    return policy
+    """The policy in force: its row or, before anyone changed it, the defaults,
+    unsaved (stamped now: they are in force as of now). A read: pages and GETs
+    call it and it writes nothing; ``update_policy`` makes the row."""
+    return Policy.objects.filter(pk=1).first() or Policy(pk=1, updated_at=timezone.now())
 
 
 def period_of(now: datetime) -> str:
@@ -70,7 +72,7 @@ def update_policy(*, actor, changes: dict, reason: str = "") -> Policy:
             raise InvalidInput(f"{name} is a non-negative integer.", field=name)
     if changes.get("coupon_fen") == 0:
         raise InvalidInput("coupon_fen is at least 1.", field="coupon_fen")
-    get_policy()
+    Policy.objects.get_or_create(pk=1)  # the first change makes the row, with its defaults, to lock it
     policy = lock(Policy.objects, "policy").get(pk=1)
     diff = {name: [getattr(policy, name), value] for name, value in changes.items() if getattr(policy, name) != value}
     if not diff:

@@ -101,8 +101,7 @@ def test_refund_on_disputed_order_converts_the_hold(buyer, agent, merchant):
 
 @pytest.mark.django_db
 def test_caps_route_to_approval_with_reasons(buyer, agent, merchant):
-    policy = services.get_policy()
-    Policy.objects.filter(pk=policy.pk).update(value_cap_fen=1_000, buyer_daily_cap=0)
+    Policy.objects.update_or_create(pk=1, defaults={"value_cap_fen": 1_000, "buyer_daily_cap": 0})
     ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant, amount_fen=2_000)
     result = _apply(agent, ticket)
     assert result.status_code == 202
