@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from accounts.models import User
 from core.api import IntegerField, filter_choice
 from core.parsing import parse_optional_id
-from risk import selectors, services
+from risk import rules, selectors, services
 from risk.models import RiskHit
 
 
@@ -191,7 +191,7 @@ class RiskCancelOrdersApi(GenericAPIView):
 
         reason = serializers.CharField(max_length=255)
         order_ids = serializers.ListField(child=IntegerField(min_value=1), required=False,
-                                          min_length=1, max_length=services.MAX_BULK_ORDERS)
+                                          min_length=1, max_length=rules.MAX_BULK_ORDERS)
 
     @extend_schema(operation_id="risk_accounts_cancel_orders", request=InputSerializer, responses=BulkOrdersOutput)
     def post(self, request, account_id: int):
@@ -211,7 +211,7 @@ class RiskRestoreOrdersApi(GenericAPIView):
             ref_name = "RiskRestoreOrdersInput"
 
         order_ids = serializers.ListField(child=IntegerField(min_value=1), min_length=1,
-                                          max_length=services.MAX_BULK_ORDERS)
+                                          max_length=rules.MAX_BULK_ORDERS)
 
     @extend_schema(operation_id="risk_accounts_restore_orders", request=InputSerializer, responses=BulkOrdersOutput)
     def post(self, request, account_id: int):

@@ -101,7 +101,7 @@ class OwnerVerification(models.Model):
     checks them in the real-name system and ticks that they matched. It passes
     when the phone matches and so does the e-mail or the ID's last four. A
     passed check unfreezes the account once (``used_at``), within
-    ``VERIFICATION_VALID_FOR`` of ``risk.services``.
+    ``VERIFICATION_VALID_FOR`` of ``risk.services.accounts``.
     """
 
     class Outcome(models.TextChoices):

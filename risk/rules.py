@@ -6,6 +6,7 @@ from __future__ import annotations
 from merchants.rules import undo_open  # noqa: F401  (the cancel's own rule, asked by the risk page)
 
 ACTIVE, FLAGGED, FROZEN = "active", "flagged", "frozen"
+MAX_BULK_ORDERS = 500  # orders one bulk cancel (or its undo) takes at most
 
 
 def may_flag(*, status: str) -> bool:

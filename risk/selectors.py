@@ -8,6 +8,7 @@ from accounts import roles
 from accounts.models import User
 from core.errors import PermissionDenied
 from merchants.models import Order
+from risk import rules
 from risk.errors import AccountNotFound
 from risk.models import AccountAction, OwnerVerification, RiskHit
 
@@ -66,3 +67,9 @@ def recent_actions(*, account: User, limit: int = 10) -> list[AccountAction]:
 def recent_verifications(*, account: User, limit: int = 5) -> list[OwnerVerification]:
     return list(OwnerVerification.objects.filter(user=account).select_related("checked_by")
                 .order_by("-created_at", "-id")[:limit])
+
+
+def pending_orders_of(*, user_id: int) -> list[Order]:
+    """The account's paid, unshipped orders: what a bulk cancel would cancel."""
+    return list(Order.objects.filter(buyer_id=user_id, status=Order.Status.PAID).select_related("merchant")
+                .order_by("placed_at", "pk")[:rules.MAX_BULK_ORDERS])

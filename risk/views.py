@@ -187,7 +187,7 @@ def cancel(request, account_id: int):
     POST: cancel exactly those (each one that shipped meanwhile is skipped)."""
     account = _account(request, account_id)
     if request.method == "GET":
-        orders = services.pending_orders_of(user_id=account.pk)
+        orders = selectors.pending_orders_of(user_id=account.pk)
         return _render_account(request, account, confirm_cancel=True,
                                orders=[{"order": o, "amount": format_fen(o.amount_fen)} for o in orders],
                                total=format_fen(sum(o.amount_fen for o in orders)))
@@ -196,7 +196,7 @@ def cancel(request, account_id: int):
         result = services.cancel_pending_orders(actor=request.user, user_id=account.pk,
                                                 reason=request.POST.get("reason", ""), order_ids=ids)
     except DomainError as exc:
-        orders = services.pending_orders_of(user_id=account.pk)
+        orders = selectors.pending_orders_of(user_id=account.pk)
         return _render_account(request, account, status=exc.status, error=_error_text(exc), confirm_cancel=True,
                                orders=[{"order": o, "amount": format_fen(o.amount_fen)} for o in orders],
                                total=format_fen(sum(o.amount_fen for o in orders)))
