@@ -18,7 +18,7 @@ from typing import Any
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Count
 from django.utils import timezone
 
 from compensation import services as compensation
@@ -105,7 +105,6 @@ def run_job(*, job_id: int, progress_every: int | None = None, progress_interval
         job.heartbeat_at = timezone.now()
         job.save(update_fields=["status", "started_at", "heartbeat_at"])
     actor = job.created_by
-    tally = {"done": 0, "skipped": 0, "failed": 0}
     last_report, since_report, handled = time.monotonic(), 0, 0
     while True:
         batch = list(job.items.filter(status=BulkJobItem.Status.PENDING).order_by("id")[:200])
@@ -113,20 +112,18 @@ def run_job(*, job_id: int, progress_every: int | None = None, progress_interval
             break
         for item in batch:
             status, result = _run_item(job, item, actor)
-            marked = BulkJobItem.objects.filter(pk=item.pk, status=BulkJobItem.Status.PENDING).update(
+            # a second worker on the same job (a redelivery) marks nothing twice
+            BulkJobItem.objects.filter(pk=item.pk, status=BulkJobItem.Status.PENDING).update(
                 status=status, result=result, processed_at=timezone.now())
-            if marked:  # a second worker on the same job (a redelivery) counts nothing twice
-                tally[status] += 1
             since_report += 1
             handled += 1
             if since_report >= every or time.monotonic() - last_report >= interval:
-                _report(job, tally)
-                tally = {"done": 0, "skipped": 0, "failed": 0}
+                _report(job)
                 last_report, since_report = time.monotonic(), 0
             if stop_after is not None and handled >= stop_after:
-                _report(job, tally)
+                _report(job)
                 return BulkJob.objects.get(pk=job.pk)
-    _report(job, tally)
+    _report(job)
     now = timezone.now()
     undo = now + timedelta(seconds=settings.CANCEL_UNDO_WINDOW_S) if job.kind == BulkJob.Kind.CANCEL else None
     finished = BulkJob.objects.filter(pk=job.pk, status=BulkJob.Status.RUNNING).update(
@@ -140,10 +137,18 @@ def run_job(*, job_id: int, progress_every: int | None = None, progress_interval
     return job
 
 
-def _report(job: BulkJob, tally: dict[str, int]) -> None:
-    BulkJob.objects.filter(pk=job.pk).update(done_count=F("done_count") + tally["done"],
-                                             skipped_count=F("skipped_count") + tally["skipped"],
-                                             failed_count=F("failed_count") + tally["failed"],
+def _report(job: BulkJob) -> None:
+    """Write the job's counters and heartbeat, and publish its progress. The
+    counters are counted from the items, not added up in the worker: a worker
+    killed between marking items and reporting them (the rehearsal's Celery
+    fault) would otherwise take its tally with it, and the job would finish
+    with fewer done than its items say. One aggregate on ``bulk_item_pending``."""
+    Status = BulkJobItem.Status
+    counts = dict(job.items.exclude(status=Status.PENDING).order_by().values_list("status")
+                  .annotate(n=Count("id")).values_list("status", "n"))
+    BulkJob.objects.filter(pk=job.pk).update(done_count=counts.get(Status.DONE, 0) + counts.get(Status.UNDONE, 0),
+                                             skipped_count=counts.get(Status.SKIPPED, 0),
+                                             failed_count=counts.get(Status.FAILED, 0),
                                              heartbeat_at=timezone.now())
     job.refresh_from_db(fields=["done_count", "skipped_count", "failed_count", "status", "total"])
     send_now(CONSOLE, progress_payload(job))

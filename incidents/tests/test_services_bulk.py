@@ -83,6 +83,39 @@ def test_a_job_stopped_half_way_resumes_without_doing_anything_twice(supervisor,
 
 
 @pytest.mark.django_db
+def test_a_worker_killed_between_marking_items_and_reporting_them_loses_no_count(supervisor, buyer, order,
+                                                                                 incident, monkeypatch):
+    """The rehearsal's Celery fault: items marked done, the worker killed before
+    its next progress report. The resumed job counts them all the same."""
+    from incidents.services import runner
+
+    tickets = [open_ticket(buyer=buyer, order=order) for _ in range(5)]
+    _with_tickets(incident, supervisor, tickets)
+    job = services.create_bulk_job(actor=supervisor, kind="macro_reply", incident_id=incident.pk,
+                                   params={"body": "统一回复"})
+    BulkJob.objects.filter(pk=job.pk).update(status="queued")
+    real, calls = runner._run_item, []
+
+    class Killed(BaseException):
+        pass
+
+    def dies_on_the_fourth(*args):
+        calls.append(1)
+        if len(calls) == 4:
+            raise Killed
+        return real(*args)
+
+    monkeypatch.setattr(runner, "_run_item", dies_on_the_fourth)
+    with pytest.raises(Killed):
+        services.run_job(job_id=job.pk, progress_every=1000, progress_interval_s=3600)
+    assert BulkJobItem.objects.filter(job=job, status="done").count() == 3
+    monkeypatch.setattr(runner, "_run_item", real)
+    done = services.run_job(job_id=job.pk)
+    assert (done.status, done.done_count, done.skipped_count, done.failed_count) == ("done", 5, 0, 0)
+    assert Message.objects.filter(body="统一回复").count() == 5
+
+
+@pytest.mark.django_db
 def test_bulk_remedy_goes_through_apply_remedy_and_its_caps(supervisor, buyer, merchant, incident, start):
     from compensation.models import Remedy
 
