@@ -747,6 +747,8 @@ class Sock:
         self.dups = 0
         self.out_of_order = 0
         self.outbox: dict[str, str] = {}
+        self.retry_handle: asyncio.TimerHandle | None = None
+        self.retries = 0
         self.waiters: dict[str, asyncio.Future] = {}
         self.ws = None
         self.connected = asyncio.Event()
@@ -844,6 +846,7 @@ class Sock:
                 self.rh.delivered(match.group(1), self, now)
         elif kind == "ack":
             cid = frame.get("client_msg_id")
+            self.retries = 0
             self.outbox.pop(cid, None)
             waiter = self.waiters.pop(cid, None)
             if waiter is not None and not waiter.done():
@@ -853,7 +856,10 @@ class Sock:
             self.errors[code] += 1
             self.rh.rec.ws.append(WsEvent(now, self.kind, "error", code, self.id))
             # 'unavailable' (the database away): the page keeps the message in its outbox and sends
-            # it again on its next flush (a reconnect or the next message typed). Any other code
+            # it again 1-2 s later (chat.js retrySoon; also on a reconnect or the next message typed)
+            if code == "unavailable":
+                self.retry_soon()
+            # Any other code
             # refuses the oldest message waiting (the consumer answers its posts in order)
             if code not in ("unavailable", "unsupported", "malformed_json", "frame_refused") and self.waiters:
                 cid = next(iter(self.waiters))
@@ -879,6 +885,19 @@ class Sock:
                 pass
 
         asyncio.ensure_future(send())
+
+    def retry_soon(self) -> None:
+        """The page's ``retrySoon``: one flush of the outbox 1-2 s from now (then less often)."""
+        if self.retry_handle is not None:
+            return
+        delay = min(10.0, 2 ** self.retries) * (1 + random.random())
+        self.retries = min(self.retries + 1, 4)
+
+        def fire() -> None:
+            self.retry_handle = None
+            self.flush()
+
+        self.retry_handle = asyncio.get_running_loop().call_later(delay, fire)
 
     def flush(self) -> None:
         """The page's ``flushOutbox``: every message not yet acknowledged, in order."""

@@ -10,8 +10,12 @@ thread of its own, then publishes the batch's frames in one round trip
 (after the commit, outside the database call) and answers each socket.
 Batches grow with the load: under a trickle each message goes alone.
 
-A batch that fails (the database restarting) fails every message in it with
-``unavailable``; the pages keep unacknowledged messages and send them again.
+A batch whose kept connection was dropped (a terminated backend, a database
+restart) is tried once more on a fresh one; a batch that fails again (the
+database still away) fails every message in it with ``unavailable``, and the
+pages keep unacknowledged messages and send them again a moment later. A
+retried batch stores nothing twice (repeated client ids are answered with the
+stored seq).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from django.db import close_old_connections, connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
 from core.errors import DomainError, ServiceUnavailable
 from core.realtime import send_events
@@ -73,13 +77,8 @@ class ChatWriter:
             self._wake.clear()
             while self._waiting:
                 batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
-                try:
-                    outcome = await loop.run_in_executor(self._executor, _store, batch)
-                except Exception as error:  # the database is away: every message in it is refused for now
-                    logger.warning("chat batch of %d failed: %s: %s", len(batch), type(error).__name__, error)
-                    for waiting in batch:
-                        if waiting.future is not None and not waiting.future.done():
-                            waiting.future.set_exception(Unavailable())
+                outcome = await self._store(loop, batch)
+                if outcome is None:
                     continue
                 await send_events(outcome.events)
                 posts = [w for w in batch if isinstance(w.item, ChatPost)]
@@ -102,6 +101,26 @@ class ChatWriter:
                         waiting.future.set_exception(Unavailable())
                     else:
                         waiting.future.set_result(stored)
+
+    async def _store(self, loop: asyncio.AbstractEventLoop, batch: list[_Waiting]) -> BatchOutcome | None:
+        """Store the batch; on a dropped connection once more on a fresh one. When
+        that fails too (the database away), every message in it is refused for
+        now with ``unavailable`` and None is returned."""
+        for attempt in (1, 2):
+            try:
+                return await loop.run_in_executor(self._executor, _store, batch)
+            except (OperationalError, InterfaceError) as error:
+                failure = error
+                if attempt == 1:
+                    continue
+            except Exception as error:  # noqa: BLE001 - the writer must outlive any batch
+                failure = error
+            break
+        logger.warning("chat batch of %d failed: %s: %s", len(batch), type(failure).__name__, failure)
+        for waiting in batch:
+            if waiting.future is not None and not waiting.future.done():
+                waiting.future.set_exception(Unavailable())
+        return None
 
 
 def _store(batch: list[_Waiting]) -> BatchOutcome:

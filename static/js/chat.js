@@ -71,6 +71,18 @@
     for (const item of outbox()) socket.send(JSON.stringify({ type: "message", body: item.body, client_msg_id: item.id }));
   }
 
+  // 'unavailable' (the database away for a moment, the socket still open): what
+  // the outbox holds goes again in 1-2 s, then less often; an ack resets it.
+  // Without this, the last thing a buyer typed during an outage waited for
+  // their next message or a reconnect.
+  let retryTimer = null, retries = 0;
+  function retrySoon() {
+    if (retryTimer) return;
+    const delay = Math.min(10000, 1000 * 2 ** retries) * (1 + Math.random());
+    retries = Math.min(retries + 1, 4);
+    retryTimer = setTimeout(() => { retryTimer = null; flushOutbox(); }, delay);
+  }
+
   // 1012 (a server restarting) and 1013 (its channel layer away for a moment):
   // come back at once, spread over a second so a whole server's clients do not
   // arrive together, and keep trying every second for half a minute (a restart
@@ -91,7 +103,8 @@
     socket.addEventListener("message", (event) => {
       let frame; try { frame = JSON.parse(event.data); } catch (e) { return; }
       if (frame.type === "message") { show(frame); typing.hidden = true; }
-      else if (frame.type === "ack") saveOutbox(outbox().filter((item) => item.id !== frame.client_msg_id));
+      else if (frame.type === "ack") { retries = 0; saveOutbox(outbox().filter((item) => item.id !== frame.client_msg_id)); }
+      else if (frame.type === "error" && frame.code === "unavailable") retrySoon();
       else if (frame.type === "read" && frame.author && frame.author.role !== "buyer") showRead(frame.seq);
       else if (frame.type === "typing") { typing.hidden = false; clearTimeout(typingTimer); typingTimer = setTimeout(() => { typing.hidden = true; }, 4000); }
       else if (frame.type === "joined" && frame.author && frame.author.role === "merchant_staff") {

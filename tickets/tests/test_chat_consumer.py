@@ -2,6 +2,8 @@
 after ``after_seq`` then stream without duplicates, internal notes for staff
 only, idempotent send, typing relayed, bad frames and floods refused."""
 
+import asyncio
+
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
@@ -312,6 +314,42 @@ async def test_a_database_outage_asks_the_page_to_reconnect_at_once(buyer, agent
     monkeypatch.setattr(tickets.consumers, "_stored_up_to", down)
     await ws.send_json_to({"type": "sync"})
     assert (await ws.receive_output(timeout=5)) == {"type": "websocket.close", "code": 1013}
+
+
+@pytest.mark.postgres
+async def test_a_message_sent_after_the_database_dropped_the_writer_s_connection_is_stored(buyer, agent, order):
+    """The rehearsal's PostgreSQL fault: every backend terminated. The writer's
+    kept connection is dead; the next message is stored on a fresh one and
+    acknowledged, with no ``unavailable`` for the page to retry."""
+    from django.db import connection
+
+    from tickets.chat_writer import writer
+
+    ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
+    seq = await _last_seq(ticket)
+    ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=seq)
+    assert (await ws.connect())[0]
+    await ws.send_json_to({"type": "message", "body": "第一条", "client_msg_id": "before"})
+    assert (await _next_of(ws, "ack", past=("joined", "here", "left", "message")))["seq"] == seq + 1
+
+    the_writer = writer()
+    pid = await asyncio.get_running_loop().run_in_executor(
+        the_writer._executor, lambda: connection.connection.info.backend_pid)  # the connection it keeps
+
+    def terminate(pid: int) -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+            return cursor.fetchone()[0]
+
+    assert await database_sync_to_async(terminate)(pid)
+    await ws.send_json_to({"type": "message", "body": "第二条", "client_msg_id": "after"})
+    frames = await _drain(ws)
+    assert [f["code"] for f in frames if f["type"] == "error"] == []
+    assert [(f["client_msg_id"], f["seq"]) for f in frames if f["type"] == "ack"] == [("after", seq + 2)]
+    bodies = await database_sync_to_async(lambda: list(
+        Message.objects.filter(ticket=ticket, seq__gt=seq).order_by("seq").values_list("body", flat=True)))()
+    assert bodies == ["第一条", "第二条"]
+    await ws.disconnect()
 
 
 async def test_a_reply_that_moves_the_ticket_and_a_closed_ticket_take_the_full_service(buyer, agent, order):
