@@ -97,6 +97,13 @@ if env.str("DATABASE_URL", default=""):
                 "max_size": env.int("DB_POOL_MAX", default=20),
                 "timeout": 10,
             }
+    if env.str("DATABASE_REPLICA_URL", default=""):
+        # a streaming replica for the reads that may lag (core/db_router.py:
+        # the dashboard, the reports); in tests it is the primary itself
+        DATABASES["replica"] = {**env.db("DATABASE_REPLICA_URL"),
+                                "CONN_MAX_AGE": DATABASES["default"]["CONN_MAX_AGE"],
+                                "OPTIONS": dict(DATABASES["default"]["OPTIONS"]),
+                                "TEST": {"MIRROR": "default"}}
 else:
     DATABASES = {
         "default": {
@@ -105,6 +112,7 @@ else:
             "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
         }
     }
+DATABASE_ROUTERS = ["core.db_router.ReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: channel layer, cache, Celery ----------------------------------
@@ -117,12 +125,16 @@ if REDIS_URL:
     # Pub/sub channels are global to a Redis server, whatever its db number: the
     # prefix keeps two deployments (or a benchmark and a test run) on one Redis
     # apart; by default it names the db of the URL
-    _channel_url = env.str("CHANNEL_REDIS_URL", default=REDIS_URL)
+    # Past one Redis (docs/SCALING.md): CHANNEL_REDIS_URLS lists several, and
+    # each group lives on one of them by a consistent hash of its name (every
+    # process must list the same servers in the same order).
+    _channel_urls = env.list("CHANNEL_REDIS_URLS", default=[]) or [env.str("CHANNEL_REDIS_URL", default=REDIS_URL)]
+    _channel_url = _channel_urls[0]
     _channel_db = (_channel_url.rsplit("/", 1)[-1].split("?")[0] or "0") if _channel_url.count("/") >= 3 else "0"
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "core.channel_layer.RedisPubSubLayer",
-            "CONFIG": {"hosts": [{"address": _channel_url}],
+            "CONFIG": {"hosts": [{"address": url} for url in _channel_urls],
                        "prefix": env.str("CHANNEL_LAYER_PREFIX", default=f"cs{_channel_db}.")},
         }
     }

@@ -13,6 +13,7 @@ from django.utils.translation import gettext
 from accounts import roles
 from compensation import services as compensation
 from compensation.models import BudgetDay, Remedy
+from core.db_router import replica_reads
 from core.money import format_fen
 from incidents.errors import JobNotFound, PermissionDenied
 from incidents.models import BulkJob, Incident
@@ -50,8 +51,14 @@ class Dashboard:
 
 
 def dashboard(*, now: datetime | None = None, minutes: int = 60) -> Dashboard:
-    """Every figure from the database as it is now; a fixed number of queries."""
-    now = now or timezone.now()
+    """Every figure from the database as it is now; a fixed number of queries,
+    read from the replica when there is one (``core/db_router.py``: a board
+    refreshed every few seconds may lag by the replica's delay)."""
+    with replica_reads():
+        return _dashboard(now=now or timezone.now(), minutes=minutes)
+
+
+def _dashboard(*, now: datetime, minutes: int) -> Dashboard:
     start = (now - timedelta(minutes=minutes - 1)).replace(second=0, microsecond=0)
     per_minute = dict(
         Ticket.objects.filter(created_at__gte=start).annotate(minute=TruncMinute("created_at"))
