@@ -92,6 +92,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.joined: list[str] = []
+        self.accepted = False  # the handshake answered (an outage after it closes without a second accept)
 
     # --- the ASGI entry: the socket's own channel, with retries ---------------
 
@@ -139,8 +140,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
                 raise
             # the database restarting: the page comes back at once and re-reads what it missed
             logger.warning("database unavailable in a socket (%s); asked to reconnect", type(error).__name__)
-            if message.get("type") == "websocket.connect":
-                await self.accept()
+            if message.get("type") == "websocket.connect" and not self.accepted:
+                await self.accept()  # so that the close code reaches the page
             await self.close(code=RECONNECT_NOW)
 
     async def websocket_connect(self, message) -> None:
@@ -165,6 +166,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         # which process serves this socket (operations, and the scale-out tests)
         served_by = f"{socket.gethostname()}:{os.getpid()}".encode()
         await super().accept(subprotocol=subprotocol, headers=[*(headers or []), (b"x-served-by", served_by)])
+        self.accepted = True
 
     # --- groups -----------------------------------------------------------------
 

@@ -314,6 +314,13 @@ async def test_a_database_outage_asks_the_page_to_reconnect_at_once(buyer, agent
     monkeypatch.setattr(tickets.consumers, "_stored_up_to", down)
     await ws.send_json_to({"type": "sync"})
     assert (await ws.receive_output(timeout=5)) == {"type": "websocket.close", "code": 1013}
+    monkeypatch.undo()
+    # accepted, then the database fails on the replay: closed, not accepted twice
+    # (uvicorn raises on a second accept, and the page never heard the 1013)
+    monkeypatch.setattr(tickets.consumers, "_stored_after", down)
+    ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=seq)
+    assert (await ws.connect())[0]
+    assert (await ws.receive_output(timeout=5)) == {"type": "websocket.close", "code": 1013}
 
 
 @pytest.mark.postgres
