@@ -958,11 +958,14 @@ class Window:
         self.machine_cores = (busy1 - busy0) / max(1, total1 - total0) * (os.cpu_count() or 1)
         # everything else on the machine (other people's work competing with the run; this script's parent)
         self.other = max(0.0, self.machine_cores * self.wall - self.server - self.client - self.postgres - self.redis)
+        # the app server's memory with every socket open (the relay has no such figure)
+        self.server_mb = self.server_obj.pss_mb() if hasattr(self.server_obj, "pss_mb") else 0.0
         return self
 
     def as_dict(self) -> dict:
         return {"wall_s": self.wall, "server": self.server, "client": self.client, "postgres": self.postgres,
-                "redis": self.redis, "other": self.other, "machine_busy_cores": self.machine_cores}
+                "redis": self.redis, "other": self.other, "machine_busy_cores": self.machine_cores,
+                "server_mb": self.server_mb}
 
 
 # --- one row --------------------------------------------------------------------
@@ -1156,7 +1159,8 @@ def run_load_row(cfg: ChatConfig, scenario: str, kind: str, n: int, pairs: list[
         f"{row.load.get('lost', 0)}, gaps {row.gaps}, ack timeouts {row.load.get('ack_timeouts', 0)}, closes "
         f"{row.load.get('closes', 0)}; CPU s server {w['server']:.1f}, clients {w['client']:.1f}, postgres "
         f"{w['postgres']:.1f}, redis {w['redis']:.1f}, other {w['other']:.1f}; machine {w['machine_busy_cores']:.2f} "
-        "cores busy" + (f"; server log: {row.server_errors}" if row.server_errors else ""))
+        "cores busy" + (f"; server memory {w['server_mb']:.0f} MB (PSS) with {n} sockets" if w.get("server_mb") else "")
+        + (f"; server log: {row.server_errors}" if row.server_errors else ""))
     return row
 
 

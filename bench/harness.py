@@ -137,6 +137,23 @@ def tree_cpu_s(pid: int) -> float:
     return total
 
 
+def tree_pss_mb(pid: int) -> float:
+    """Memory of ``pid`` and its descendants in MB, counted as PSS (pages shared
+    between the preloaded master and its forked workers are split between them,
+    not counted once per process as RSS would)."""
+    total_kb = 0
+    for member in process_tree(pid):
+        try:
+            with open(f"/proc/{member}/smaps_rollup") as rollup:
+                for line in rollup:
+                    if line.startswith("Pss:"):
+                        total_kb += int(line.split()[1])
+                        break
+        except OSError:
+            continue
+    return total_kb / 1024
+
+
 def cpu_by_command(names: tuple[str, ...]) -> float:
     """user+system CPU seconds of every process whose command is in ``names``
     (PostgreSQL, redis-server), with that of their exited children (the
@@ -513,6 +530,12 @@ class Server:
                     pass
         if getattr(self, "_log", None):
             self._log.close()
+
+    def pss_mb(self) -> float:
+        """Memory of the server's processes now (PSS, MB); 0 when it is not running."""
+        if self.proc is None or self.proc.returncode is not None:
+            return 0.0
+        return tree_pss_mb(self.proc.pid)
 
     def cpu_s(self) -> float:
         """CPU seconds of every process this server has run so far."""
