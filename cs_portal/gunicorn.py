@@ -4,7 +4,10 @@
 Every value comes from the environment, so one machine's shape is set where
 it is started: ``WEB_WORKERS``, ``BIND``, ``FORWARDED_ALLOW_IPS`` (the
 balancers whose ``X-Forwarded-*`` headers are believed), ``ACCESS_LOG`` (off
-by default: one line per request costs CPU at peak; the balancer logs).
+by default: one line per request costs CPU at peak; the balancer logs),
+``WEB_WARMUP`` (1: the master loads what workers would, ``cs_portal.warmup``),
+``WEB_GC_THRESHOLD`` (the workers' ``gc.set_threshold``) and ``WEB_SLOW_GC_MS``
+(a collection longer than this is logged: it stalls every socket of its worker).
 """
 
 import multiprocessing
@@ -39,7 +42,32 @@ def post_fork(server, worker):
     import gc
 
     gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
+    gc.set_threshold(*GC_THRESHOLD)
+    _log_slow_collections(server.log)
+
+
+GC_THRESHOLD = tuple(int(x) for x in os.environ.get("WEB_GC_THRESHOLD", "50000,50,100").split(","))
+SLOW_GC_S = float(os.environ.get("WEB_SLOW_GC_MS", "50")) / 1000
+
+
+def _log_slow_collections(log) -> None:
+    """A collection that stalls the worker's event loop (every socket on it)
+    longer than WEB_SLOW_GC_MS is logged with its generation and what it found."""
+    import gc
+    import time
+
+    started = [0.0]
+
+    def watch(phase, info):
+        if phase == "start":
+            started[0] = time.perf_counter()
+            return
+        took = time.perf_counter() - started[0]
+        if took >= SLOW_GC_S:
+            log.warning("slow garbage collection: generation %s took %.0f ms (%s collected, %s uncollectable)",
+                        info.get("generation"), took * 1000, info.get("collected"), info.get("uncollectable"))
+
+    gc.callbacks.append(watch)
 
 
 def when_ready(server):
@@ -47,6 +75,8 @@ def when_ready(server):
     load what the workers' first requests would (``cs_portal.warmup``)."""
     import time
 
+    if os.environ.get("WEB_WARMUP", "1") != "1":
+        return
     from cs_portal.warmup import warm_up
 
     started = time.perf_counter()

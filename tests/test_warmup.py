@@ -49,3 +49,27 @@ def test_a_template_that_does_not_compile_stops_the_warm_up(tmp_path, settings):
     finally:
         engines._engines = {}
         engines.__dict__.pop("templates", None)
+
+
+def test_a_worker_logs_a_garbage_collection_that_stalls_its_sockets(monkeypatch):
+    """post_fork's watch: a collection longer than WEB_SLOW_GC_MS is logged with
+    its generation (the chat's latency tail was found this way)."""
+    import gc
+
+    from cs_portal import gunicorn as config
+
+    class Log:
+        lines: list[str] = []
+
+        def warning(self, text, *args):
+            self.lines.append(text % args)
+
+    monkeypatch.setattr(config, "SLOW_GC_S", 0.0)
+    before = list(gc.callbacks)
+    try:
+        config._log_slow_collections(Log())
+        gc.collect(0)
+    finally:
+        gc.callbacks[:] = before
+    assert any(line.startswith("slow garbage collection: generation 0 took") for line in Log.lines)
+    assert config.GC_THRESHOLD == (50_000, 50, 100)  # the default, unless WEB_GC_THRESHOLD says otherwise
