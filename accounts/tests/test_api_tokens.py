@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from accounts import roles
-from accounts.models import ApiToken
+from accounts.models import ApiToken, User
 from accounts.services import create_user, issue_api_token
 from accounts.tests.factories import PASSWORD, UserFactory
 
@@ -158,3 +158,20 @@ def test_issue_api_token_management_command(db, capsys):
     out = capsys.readouterr().out
     assert "Authorization: Token " in out and "never" in out
     assert ApiToken.objects.filter(user__username="order-system").count() == 1
+
+
+def test_issue_api_token_creates_the_machine_account_on_a_new_installation(db, capsys):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="--create"):
+        call_command("issue_api_token", "order-system")
+    call_command("issue_api_token", "order-system", "--create", "订单系统")
+    out = capsys.readouterr().out
+    system = User.objects.get(username="order-system")
+    assert "created the machine account" in out and "Authorization: Token " in out
+    assert roles.is_integration(system) and not roles.is_agent(system) and not system.has_usable_password()
+    assert system.display_name == "订单系统"
+    call_command("issue_api_token", "order-system", "--create")  # exists: only a new token
+    assert User.objects.filter(username="order-system").count() == 1
+    assert ApiToken.objects.filter(user=system).count() == 2
+
