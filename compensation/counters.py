@@ -17,7 +17,7 @@ from datetime import date, datetime
 
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import Exists, F, Subquery
+from django.db.models import Exists, F, Q, Subquery
 
 from compensation.models import AgentQuota, BlacklistEntry, BudgetDay, BuyerCounter, Policy
 from compensation.rules import Caps
@@ -37,9 +37,16 @@ POLICY_CAPS = ("value_cap_fen", "coupon_fen", "coupon_max_fen", "coupon_days", "
 
 
 def caps_snapshot(*, agent_id: int, buyer_id: int | None, buyer_username: str, day: date, period: str,
-                  now: datetime) -> Caps:
+                  now: datetime, buyer_ip: str | None = None, buyer_device: str = "") -> Caps:
     """The policy in force and what is used of it, in one query (two before
-    anyone changed the policy: reading the caps never writes its row)."""
+    anyone changed the policy: reading the caps never writes its row). The
+    buyer is blacklisted by account, or by the address or device the buyer
+    was last seen on (``buyer_ip``, ``buyer_device``) where known."""
+    listed = Q(kind=BlacklistEntry.Kind.ACCOUNT, value=buyer_username)
+    if buyer_ip:
+        listed |= Q(kind=BlacklistEntry.Kind.IP, value=buyer_ip)
+    if buyer_device:
+        listed |= Q(kind=BlacklistEntry.Kind.DEVICE, value=buyer_device)
     budget = BudgetDay.objects.filter(date=day)
     used = {
         "quota_used": Subquery(AgentQuota.objects.filter(agent_id=agent_id, period=period).values("used")[:1]),
@@ -47,8 +54,7 @@ def caps_snapshot(*, agent_id: int, buyer_id: int | None, buyer_username: str, d
         "day_spent": Subquery(budget.values("spent_fen")[:1]),
         "day_budget": Subquery(budget.values("budget_fen")[:1]),
         "day_breaker": Subquery(budget.values("breaker_open")[:1]),
-        "blacklisted": Exists(BlacklistEntry.objects.filter(
-            kind=BlacklistEntry.Kind.ACCOUNT, value=buyer_username, expires_at__gt=now)),
+        "blacklisted": Exists(BlacklistEntry.objects.filter(listed, expires_at__gt=now)),
     }
     row = Policy.objects.filter(pk=1).annotate(**used).values(*POLICY_CAPS, *used).first()
     if row is None:

@@ -226,16 +226,16 @@ def test_policy_changes_are_recorded(supervisor, agent):
 
 
 @pytest.mark.django_db
-def test_blacklist_from_daily_counts(buyer, other_buyer, agent, merchant):
+def test_blacklist_from_recent_counts(buyer, other_buyer, agent, merchant):
     from compensation.models import BuyerCounter
 
     BuyerCounter.objects.create(buyer=buyer, date=timezone.localdate(), count=4)
     BuyerCounter.objects.create(buyer=other_buyer, date=timezone.localdate(), count=3)
-    added = services.blacklist_from_daily_counts(max_remedies=3, max_tickets=5)
+    added = services.blacklist_from_recent_counts()
     assert [e.value for e in added] == [buyer.username]
-    assert services.blacklist_from_daily_counts(max_remedies=3, max_tickets=5) == []
+    assert services.blacklist_from_recent_counts() == []
     entry = BlacklistEntry.objects.get()
-    assert entry.source == "daily_counts" and entry.window_days == 3
+    assert entry.source == "rolling_counts" and entry.window_days == 7
 
 
 @pytest.mark.django_db
