@@ -251,7 +251,6 @@ class PayoutOutput(serializers.ModelSerializer):
         model = Payout
         fields = ["id", "merchant_id", "amount_fen", "status", "created_at", "settled_at", "failure_reason",
                   "review_reason", "reviewed_by_id", "reviewed_at", "review_note"]
-        extra_kwargs = {"review_reason": {"help_text": "why it waits for a supervisor: {credit_score, threshold}"}}
 
     reviewed_by_id = IntegerField(read_only=True, allow_null=True)
 

@@ -264,10 +264,10 @@ class Payout(models.Model):
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
     settled_at = models.DateTimeField(_("settled at"), null=True, blank=True)
     failure_reason = models.CharField(_("failure reason"), max_length=255, blank=True)
-    # why it waits for review: {"credit_score", "threshold"} when it was asked for
-    review_reason = models.JSONField(_("why reviewed"), default=dict, blank=True)
+    review_reason = models.JSONField(_("why reviewed"), default=dict, blank=True,
+                                     help_text="why it waits for a supervisor: {credit_score, threshold}")
     reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
-                                    related_name="+")
+                                    related_name="+", verbose_name=_("reviewed by"))
     reviewed_at = models.DateTimeField(_("reviewed at"), null=True, blank=True)
     review_note = models.CharField(_("review note"), max_length=255, blank=True)
 

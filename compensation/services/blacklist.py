@@ -27,21 +27,33 @@ def active_blacklist(*, kind: str, value: str, now: datetime) -> BlacklistEntry 
     return BlacklistEntry.objects.filter(kind=kind, value=value, expires_at__gt=now).order_by("-expires_at").first()
 
 
+def _wanted(account: str = "", ip: str | None = None, device: str = "") -> list[tuple[str, str]]:
+    return [(kind, value) for kind, value in ((Kind.ACCOUNT, account), (Kind.IP, ip), (Kind.DEVICE, device)) if value]
+
+
+def _listed_pairs(pairs, *, now: datetime | None) -> dict[tuple[str, str], datetime]:
+    """The active entries among ``(kind, value)`` pairs, each with its latest
+    expiry. One query, however many pairs."""
+    pairs = set(pairs)
+    if not pairs:
+        return {}
+    wanted = Q()
+    for kind, value in sorted(pairs):
+        wanted |= Q(kind=kind, value=value)
+    found: dict[tuple[str, str], datetime] = {}
+    rows = (BlacklistEntry.objects.filter(wanted, expires_at__gt=now or timezone.now())
+            .values_list("kind", "value", "expires_at"))
+    for kind, value, expires_at in rows:
+        found[(kind, value)] = max(expires_at, found.get((kind, value), expires_at))
+    return found
+
+
 def listed(*, account: str = "", ip: str | None = None, device: str = "", now: datetime | None = None
            ) -> dict[str, datetime]:
     """Which of the account, the IP and the device an active entry lists,
     each with the latest expiry: ``{"account": expires_at, …}``. One query."""
-    wanted = Q()
-    for kind, value in ((Kind.ACCOUNT, account), (Kind.IP, ip), (Kind.DEVICE, device)):
-        if value:
-            wanted |= Q(kind=kind, value=value)
-    if not wanted:
-        return {}
-    found: dict[str, datetime] = {}
-    rows = BlacklistEntry.objects.filter(wanted, expires_at__gt=now or timezone.now()).values_list("kind", "expires_at")
-    for kind, expires_at in rows:
-        found[kind] = max(expires_at, found.get(kind, expires_at))
-    return found
+    return {kind: expires_at for (kind, _), expires_at in
+            _listed_pairs(_wanted(account, ip, device), now=now).items()}
 
 
 def system_busy() -> str:
@@ -50,25 +62,48 @@ def system_busy() -> str:
     return gettext("System busy, please try later")
 
 
-def blacklist_guard(*, door: str, user=None, actor=None, username: str = "", ip: str | None = None,
-                    device: str = "", now: datetime | None = None) -> None:
-    """``core.doors``' guard: refuse (403 ``blacklisted``) when the account,
-    the request's IP or its device is on the blacklist. A buyer, or someone
-    not yet known (a login), reads only "system busy"; staff (an agent acting
-    for a buyer, a merchant's staff) are told what is listed and until when."""
-    found = listed(account=username, ip=ip, device=device, now=now)
-    if not found:
-        return
-    told = actor if actor is not None else user
+def _refusal(found: dict[str, datetime], *, told) -> Blacklisted:
+    """The refusal for what is listed, worded for who is told: a buyer, or
+    someone not yet known (a login), reads only "system busy"; staff (an
+    agent acting for a buyer, a merchant's staff) read what is listed and
+    until when."""
     if told is None or roles.role_of(told) in (None, roles.BUYER):
-        raise Blacklisted(system_busy())
+        return Blacklisted(system_busy())
     until = max(found.values())
-    kinds = ", ".join(str(Kind(kind).label) for kind in ("account", "ip", "device") if kind in found)
-    raise Blacklisted(
+    kinds = ", ".join(str(Kind(kind).label) for kind in (Kind.ACCOUNT, Kind.IP, Kind.DEVICE) if kind in found)
+    return Blacklisted(
         gettext("Refused: on the blacklist (%(kinds)s) until %(until)s.")
         % {"kinds": kinds, "until": timezone.localtime(until).strftime("%Y-%m-%d %H:%M")},
         listed=sorted(found),
     )
+
+
+def blacklist_guard(*, door: str, user=None, actor=None, username: str = "", ip: str | None = None,
+                    device: str = "", now: datetime | None = None) -> None:
+    """``core.doors``' guard: refuse (403 ``blacklisted``) when the account,
+    the request's IP or its device is on the blacklist."""
+    found = listed(account=username, ip=ip, device=device, now=now)
+    if found:
+        raise _refusal(found, told=actor if actor is not None else user)
+
+
+def _blacklist_guard_many(*, door: str, people: dict, now: datetime | None = None) -> dict:
+    """The guard for several people at once (the chat writer's batch): one query."""
+    wanted = {key: _wanted(p.get("username", ""), p.get("ip"), p.get("device", "")) for key, p in people.items()}
+    active = _listed_pairs((pair for pairs in wanted.values() for pair in pairs), now=now)
+    refused = {}
+    for key, pairs in wanted.items():
+        found: dict[str, datetime] = {}
+        for kind, value in pairs:
+            if (kind, value) in active:
+                found[kind] = active[(kind, value)]
+        if found:
+            person = people[key]
+            refused[key] = _refusal(found, told=person.get("actor") or person.get("user"))
+    return refused
+
+
+blacklist_guard.many = _blacklist_guard_many
 
 
 @transaction.atomic(durable=True)

@@ -34,7 +34,6 @@ from django.db.models import Exists
 from django.utils import timezone
 
 from accounts import roles
-from accounts.models import LoginEvent
 from compensation import counters, ledger, rules
 from compensation.errors import (
     AmountInvalid,
@@ -120,12 +119,10 @@ def _lock_ticket(*, actor, ticket_id: int, scope: str | None = None, key: str | 
 
 
 def _caps(*, actor, ticket: Ticket, now: datetime) -> Caps:
-    # where the buyer was last seen (their latest login): a listed address or device refuses too
-    seen = (LoginEvent.objects.filter(user_id=ticket.buyer_id).order_by("-at", "-id").values_list("ip", "device")
-            .first() if ticket.buyer_id else None) or (None, "")
+    # the buyer's account, or the address or device of their latest login, on the blacklist refuses
     return counters.caps_snapshot(
         agent_id=actor.pk, buyer_id=ticket.buyer_id, buyer_username=ticket.buyer.username if ticket.buyer_id else "",
-        day=timezone.localdate(now), period=period_of(now), now=now, buyer_ip=seen[0], buyer_device=seen[1],
+        day=timezone.localdate(now), period=period_of(now), now=now,
     )
 
 

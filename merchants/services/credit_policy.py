@@ -4,13 +4,14 @@ every change audited (``CreditPolicyChange``), in force from the next request.""
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models import Subquery
 from django.utils import timezone
 
 from accounts import roles
 from core.errors import InvalidInput, PermissionDenied
 from core.locks import lock
 from core.realtime import publish_on_commit
-from merchants.models import CreditPolicy, CreditPolicyChange
+from merchants.models import CreditPolicy, CreditPolicyChange, Merchant
 
 CREDIT_POLICY_FIELDS = ("dispute_hold_below", "payout_review_below", "short_resend_below", "resend_hours",
                         "short_resend_hours")
@@ -21,6 +22,22 @@ def get_credit_policy() -> CreditPolicy:
     """The policy in force: its row or, before anyone changed it, the
     defaults, unsaved (a read: it writes nothing)."""
     return CreditPolicy.objects.filter(pk=1).first() or CreditPolicy(pk=1, updated_at=timezone.now())
+
+
+def score_and_policy(*, merchant_id: int) -> tuple[int | None, CreditPolicy]:
+    """The merchant's credit score and the policy in force, in one query
+    (the services that act on the score: a dispute's hold, a resend's
+    deadline). The score is None for an unknown merchant."""
+    in_force = CreditPolicy.objects.filter(pk=1)
+    columns = {f"policy_{name}": Subquery(in_force.values(name)[:1]) for name in CREDIT_POLICY_FIELDS}
+    row = Merchant.objects.filter(pk=merchant_id).annotate(**columns).values("credit_score", *columns).first()
+    policy = CreditPolicy(pk=1)  # the defaults, unless the row says otherwise
+    if row is None:
+        return None, get_credit_policy()
+    for name in CREDIT_POLICY_FIELDS:
+        if row[f"policy_{name}"] is not None:
+            setattr(policy, name, row[f"policy_{name}"])
+    return row["credit_score"], policy
 
 
 @transaction.atomic(durable=True)
@@ -50,4 +67,4 @@ def update_credit_policy(*, actor, changes: dict, reason: str = "") -> CreditPol
     return policy
 
 
-__all__ = ["CREDIT_POLICY_FIELDS", "get_credit_policy", "update_credit_policy"]
+__all__ = ["CREDIT_POLICY_FIELDS", "get_credit_policy", "score_and_policy", "update_credit_policy"]
