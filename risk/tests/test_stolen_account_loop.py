@@ -10,7 +10,6 @@ from django.utils import timezone
 
 from accounts.models import User
 from compensation import services as compensation
-from compensation.models import Policy
 from merchants import services as merchant_services
 from merchants.errors import AccountRestricted
 from merchants.models import Order
