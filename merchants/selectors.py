@@ -220,6 +220,11 @@ class CreditStanding:
     consequences: list[dict]  # {"rule", "threshold", "active"} (merchants.rules.credit_consequences)
     resend_hours: int
 
+    @property
+    def low(self) -> bool:
+        """Some rule of the credit policy acts on this score now."""
+        return any(c["active"] for c in self.consequences)
+
 
 def credit_standing_for(*, merchant: Merchant) -> CreditStanding:
     """The score (``Merchant.credit_score``, the latest computed) and each
