@@ -21,6 +21,9 @@ POLICY_FIELDS = ("value_cap_fen", "coupon_fen", "coupon_max_fen", "agent_monthly
 BOOL_FIELDS = ("freeze_on_failed_verification",)
 # the counting window and an entry's life: the control plan speaks of 3 or 7 days
 DAY_FIELDS = ("blacklist_window_days", "blacklist_entry_days")
+# counts, in integer columns: the same bound as the API's (a larger number is a typo, and the column's overflow a 500)
+COUNT_FIELDS = ("agent_monthly_quota", "buyer_daily_cap", "blacklist_max_remedies", "blacklist_max_tickets",
+                "blacklist_max_accounts")
 
 
 def get_policy() -> Policy:
@@ -79,6 +82,8 @@ def update_policy(*, actor, changes: dict, reason: str = "") -> Policy:
             raise InvalidInput(f"{name} is a non-negative integer.", field=name)
         elif name in DAY_FIELDS and not 1 <= value <= 365:
             raise InvalidInput(f"{name} is 1–365 days.", field=name)
+        elif name in COUNT_FIELDS and value > 10**6:
+            raise InvalidInput(f"{name} is at most 1000000.", field=name)
     if changes.get("coupon_fen") == 0:
         raise InvalidInput("coupon_fen is at least 1.", field="coupon_fen")
     Policy.objects.get_or_create(pk=1)  # the first change makes the row, with its defaults, to lock it

@@ -267,6 +267,8 @@ def test_policy_refuses_bad_blacklist_settings(supervisor):
         services.update_policy(actor=supervisor, changes={"blacklist_window_days": 0})
     with pytest.raises(InvalidInput):
         services.update_policy(actor=supervisor, changes={"freeze_on_failed_verification": 1})
+    with pytest.raises(InvalidInput):  # beyond an integer column: refused, not a 500
+        services.update_policy(actor=supervisor, changes={"blacklist_max_tickets": 10**11})
     policy = services.update_policy(actor=supervisor, changes={"freeze_on_failed_verification": False})
     assert policy.freeze_on_failed_verification is False
 
