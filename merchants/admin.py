@@ -2,6 +2,8 @@ from django.contrib import admin
 
 from core.admin import ReadOnlyAdmin
 from merchants.models import (
+    CreditPolicy,
+    CreditPolicyChange,
     CreditScore,
     FundHold,
     Merchant,
@@ -95,9 +97,9 @@ class FundHoldAdmin(ReadOnlyAdmin):
 
 @admin.register(Payout)
 class PayoutAdmin(ReadOnlyAdmin):
-    list_display = ("merchant", "amount_fen", "status", "requested_by", "created_at", "settled_at")
+    list_display = ("merchant", "amount_fen", "status", "requested_by", "created_at", "reviewed_by", "settled_at")
     list_filter = ("status",)
-    list_select_related = ("merchant", "requested_by")
+    list_select_related = ("merchant", "requested_by", "reviewed_by")
 
 
 @admin.register(ResendTask)
@@ -123,3 +125,17 @@ class CreditScoreAdmin(ReadOnlyAdmin):
 class OrderCancellationAdmin(ReadOnlyAdmin):
     list_display = ("order", "cancelled_by", "returned_fen", "cancelled_at", "undo_until", "restored_by", "restored_at")
     list_select_related = ("order", "cancelled_by", "restored_by")
+
+
+@admin.register(CreditPolicy)
+class CreditPolicyAdmin(ReadOnlyAdmin):
+    """Changed through ``update_credit_policy`` (the API), which keeps the audit."""
+
+    list_display = ("dispute_hold_below", "payout_review_below", "short_resend_below", "resend_hours",
+                    "short_resend_hours", "updated_at")
+
+
+@admin.register(CreditPolicyChange)
+class CreditPolicyChangeAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "changed_by", "changes", "reason")
+    list_select_related = ("changed_by",)

@@ -243,10 +243,17 @@ class FundHold(models.Model):
 
 
 class Payout(models.Model):
+    """A withdrawal: the amount leaves available at once. A merchant whose
+    credit is below the policy's threshold waits for a supervisor
+    (``awaiting_review``): approved it goes to the bank (``requested``),
+    rejected the amount returns to available."""
+
     class Status(models.TextChoices):
+        AWAITING_REVIEW = "awaiting_review", _("Awaiting a supervisor's review")
         REQUESTED = "requested", _("Requested")
         PAID = "paid", _("Paid")
         FAILED = "failed", _("Failed")
+        REJECTED = "rejected", _("Rejected on review")
 
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="payouts")
     amount_fen = models.BigIntegerField(_("amount (fen)"))
@@ -257,6 +264,12 @@ class Payout(models.Model):
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
     settled_at = models.DateTimeField(_("settled at"), null=True, blank=True)
     failure_reason = models.CharField(_("failure reason"), max_length=255, blank=True)
+    review_reason = models.JSONField(_("why reviewed"), default=dict, blank=True,
+                                     help_text="why it waits for a supervisor: {credit_score, threshold}")
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                    related_name="+", verbose_name=_("reviewed by"))
+    reviewed_at = models.DateTimeField(_("reviewed at"), null=True, blank=True)
+    review_note = models.CharField(_("review note"), max_length=255, blank=True)
 
     class Meta:
         verbose_name = _("payout")
@@ -339,6 +352,51 @@ class CreditScore(models.Model):
 
     def __str__(self) -> str:
         return f"{self.merchant}: {self.score}"
+
+
+class CreditPolicy(models.Model):
+    """What a low credit score does, one row (pk=1), changed by supervisors,
+    every change kept in ``CreditPolicyChange`` (the pattern of the
+    compensation policy, which ``merchants`` cannot import). Below each
+    threshold (score < threshold; 0 turns the rule off): a new dispute holds
+    the full order amount at once even while the money is in escrow; a payout
+    waits for a supervisor's review; a compelled resend is due sooner."""
+
+    dispute_hold_below = models.PositiveSmallIntegerField(_("disputes hold at once below score"), default=60)
+    payout_review_below = models.PositiveSmallIntegerField(_("payouts reviewed below score"), default=60)
+    short_resend_below = models.PositiveSmallIntegerField(_("shorter resend deadline below score"), default=60)
+    resend_hours = models.PositiveSmallIntegerField(_("resend deadline (hours)"), default=48)
+    short_resend_hours = models.PositiveSmallIntegerField(_("shorter resend deadline (hours)"), default=24)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("credit policy")
+        verbose_name_plural = _("credit policy")
+        constraints = [
+            models.CheckConstraint(condition=models.Q(dispute_hold_below__lte=101, payout_review_below__lte=101,
+                                                      short_resend_below__lte=101),
+                                   name="creditpolicy_thresholds_in_range"),
+            models.CheckConstraint(condition=models.Q(short_resend_hours__gte=1, resend_hours__gte=1),
+                                   name="creditpolicy_hours_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return "credit policy"
+
+
+class CreditPolicyChange(models.Model):
+    changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    changes = models.JSONField(_("changes"), help_text="{field: [before, after]}")
+    reason = models.CharField(_("reason"), max_length=255, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("credit policy change")
+        verbose_name_plural = _("credit policy changes")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"credit policy change by {self.changed_by} at {self.created_at:%Y-%m-%d %H:%M}"
 
 
 class OrderCancellation(models.Model):

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Count, Min, QuerySet
 
-from accounts.roles import is_agent, is_buyer, is_merchant_staff
-from core.errors import NotFound
+from accounts.roles import is_agent, is_buyer, is_merchant_staff, is_supervisor
+from core.errors import NotFound, PermissionDenied
 from merchants.escrow import Figures
 from merchants.models import (
     CreditScore,
@@ -209,3 +209,48 @@ def credit_components(*, merchant_id: int, now: datetime) -> tuple[float, float,
     decided = tasks.count()
     compliance = done / decided if decided else 1.0
     return dispute_rate, on_time_rate, compliance
+
+
+@dataclass(frozen=True)
+class CreditStanding:
+    """A merchant's score and what it does now under the credit policy."""
+
+    merchant: Merchant
+    score: int
+    consequences: list[dict]  # {"rule", "threshold", "active"} (merchants.rules.credit_consequences)
+    resend_hours: int
+
+    @property
+    def low(self) -> bool:
+        """Some rule of the credit policy acts on this score now."""
+        return any(c["active"] for c in self.consequences)
+
+
+def credit_standing_for(*, merchant: Merchant) -> CreditStanding:
+    """The score (``Merchant.credit_score``, the latest computed) and each
+    rule of the credit policy with its threshold: the portal explains it to
+    the merchant, the console's order panel shows it to agents."""
+    from merchants import rules
+    from merchants.services.credit_policy import get_credit_policy
+
+    policy = get_credit_policy()
+    score = merchant.credit_score
+    return CreditStanding(merchant=merchant, score=score,
+                          consequences=rules.credit_consequences(score=score, policy=policy),
+                          resend_hours=rules.resend_deadline_hours(score=score, policy=policy))
+
+
+def payouts_awaiting_review(*, user):
+    """Supervisors: the payouts waiting for their review, oldest first."""
+    from merchants.models import Payout
+
+    if not is_supervisor(user):
+        raise PermissionDenied("Only supervisors review payouts.")
+    return (Payout.objects.filter(status=Payout.Status.AWAITING_REVIEW).select_related("merchant", "requested_by")
+            .order_by("created_at", "id"))
+
+
+def credit_policy_history(*, limit: int = 50) -> list:
+    from merchants.models import CreditPolicyChange
+
+    return list(CreditPolicyChange.objects.select_related("changed_by").order_by("-created_at", "-id")[:limit])

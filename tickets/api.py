@@ -11,6 +11,7 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
 from accounts import roles
+from accounts.logins import ip_and_device
 from core.api import IntegerField, JSONParser, filter_choice
 from core.errors import InvalidInput, PermissionDenied
 from core.parsing import int_or_none, parse_id, parse_int, parse_optional_id
@@ -177,7 +178,8 @@ class TicketListApi(GenericAPIView):
         data.is_valid(raise_exception=True)
         # the service returns the saved instance; no refresh_from_db here: django-fsm-2's
         # FSMModelMixin toggles ``protected`` on the shared field, which races across threads
-        ticket = services.open_ticket(actor=request.user, **data.validated_data)
+        ip, device = ip_and_device(request)
+        ticket = services.open_ticket(actor=request.user, ip=ip, device=device, **data.validated_data)
         return Response(ticket_body(ticket, user=request.user, detail=True), status=status.HTTP_201_CREATED)
 
 
@@ -273,7 +275,9 @@ class TicketMessagesApi(GenericAPIView):
     def post(self, request, ticket_id: int):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        message = services.post_message(actor=request.user, ticket_id=ticket_id, **data.validated_data)
+        ip, device = ip_and_device(request)
+        message = services.post_message(actor=request.user, ticket_id=ticket_id, ip=ip, device=device,
+                                        **data.validated_data)
         return Response(MessageOutput(message).data, status=status.HTTP_201_CREATED)
 
 

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 from accounts import roles
+from accounts.logins import ip_and_device_of_scope
 from core.consumers import BAD_REQUEST, FORBIDDEN, NOT_AUTHENTICATED, LiveConsumer, in_pool
 from core.errors import DomainError, InvalidInput
 from core.ws_auth import resolve_user
@@ -76,6 +77,7 @@ class ChatConsumer(LiveConsumer):
             await self.close(code=FORBIDDEN)
             return
         self.viewer = opened
+        self.client_ip, self.client_device = ip_and_device_of_scope(self.scope)
         self.scope_checked_at = time.monotonic()
         self.last_seq = after_seq
         self.sent_times: list[float] = []
@@ -190,7 +192,8 @@ class ChatConsumer(LiveConsumer):
             body, client_id = self.posts.get_nowait()
             try:
                 stored = await chat_writer.writer().post(viewer=self.viewer, ticket_id=self.ticket_id, body=body,
-                                                        client_msg_id=client_id)
+                                                        client_msg_id=client_id, ip=self.client_ip,
+                                                        device=self.client_device)
             except TicketNotFound:
                 await self.close(code=FORBIDDEN)
                 return

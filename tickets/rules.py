@@ -28,6 +28,7 @@ class Viewer:
     role: str | None
     name: str = ""
     merchant_id: int | None = None
+    username: str = ""
 
     @property
     def is_staff(self) -> bool:
@@ -49,7 +50,8 @@ def viewer_of(user) -> Viewer:
 
     role = roles.role_of(user)
     merchant_id = merchant_id_for(user=user) if role == roles.MERCHANT_STAFF else None
-    return Viewer(user_id=user.pk, role=role, name=getattr(user, "name", "") or "", merchant_id=merchant_id)
+    return Viewer(user_id=user.pk, role=role, name=getattr(user, "name", "") or "", merchant_id=merchant_id,
+                  username=user.username)
 
 
 def can_view(viewer: Viewer, *, buyer_id: int | None, merchant_id: int | None, party: str) -> bool:

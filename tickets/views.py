@@ -558,6 +558,8 @@ def _order_panel(ticket: Ticket) -> dict | None:
         "remaining": (None if merchant_rules.order_changeable(status=order.status)
                       else merchant_selectors.options_after_shipment(order)),
         "changes": merchant_selectors.order_changes_for(order=order),
+        # the merchant's credit and what it does now (disputes held at once, payouts reviewed, resends sooner)
+        "credit": merchant_selectors.credit_standing_for(merchant=order.merchant),
     }
 
 

@@ -28,10 +28,12 @@ from merchants.services.money import (
     top_up_deposit,
 )
 from merchants.services.orders import cancel_order, change_order, merchant_group, restore_order, ship_order
-from merchants.services.payouts import request_payout, settle_payout
+from merchants.services.credit_policy import CREDIT_POLICY_FIELDS, get_credit_policy, update_credit_policy
+from merchants.services.payouts import request_payout, review_payout, settle_payout
 from merchants.services.resends import RESEND_DEADLINE, create_resend_task, fulfil_resend_task, mark_missed_resends
 
 __all__ = [
+    "CREDIT_POLICY_FIELDS", "get_credit_policy", "review_payout", "update_credit_policy",
     "MAX_FEN", "RESEND_DEADLINE", "DisputeHold", "auto_confirm_orders", "cancel_order", "change_order",
     "compute_credit", "confirm_receipt", "convert_hold_to_refund", "create_resend_task", "credit_score_from",
     "deduct_deposit", "fulfil_resend_task", "mark_missed_resends", "merchant_group", "place_dispute_hold",

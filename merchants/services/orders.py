@@ -15,11 +15,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts import roles
+from accounts.models import User
 from core.errors import InvalidInput
 from core.locks import lock
 from core.realtime import publish_on_commit
 from merchants import rules
 from merchants.errors import (
+    AccountRestricted,
     AlreadyCancelled,
     AlreadyShipped,
     ChangedSinceCancel,
@@ -160,11 +162,19 @@ def restore_order(*, actor, order_id: int, now: datetime | None = None) -> Order
     Locks the order, then the merchant account, like ``cancel_order``, so a
     cancel and its undo never interleave. 409 ``not_cancelled`` when there is
     nothing to undo (also when a parallel undo won), ``undo_expired`` after
-    the window, ``changed_since_cancel`` when money moved on the order since.
+    the window, ``changed_since_cancel`` when money moved on the order since,
+    ``account_restricted`` while the buyer's account is frozen or flagged (a
+    stolen account's cancelled bookings stay cancelled; the buyer's row is
+    locked first, so a freeze in between cannot let one back).
     """
     if not roles.is_agent(actor):
         raise PermissionDenied("Only staff restore orders.")
     now = now or timezone.now()
+    buyer_id = Order.objects.filter(pk=order_id).values_list("buyer_id", flat=True).first()
+    if buyer_id is not None:
+        status = lock(User.objects, "account").filter(pk=buyer_id).values_list("account_status", flat=True).first()
+        if not rules.may_restore_for_account(account_status=status):
+            raise AccountRestricted()
     order = lock(Order.objects, "order").filter(pk=order_id).first()
     if order is None:
         raise NotFound("Order not found.")

@@ -12,19 +12,26 @@ from core.errors import InvalidInput
 from core.locks import lock
 from core.realtime import publish_on_commit
 from merchants.errors import NotFound, TaskNotOpen
+from merchants import rules
 from merchants.models import Order, ResendTask
 from merchants.selectors import merchant_id_for
 from merchants.services.credit import compute_credit
+from merchants.services.credit_policy import score_and_policy
 from merchants.services.orders import merchant_group
 
 RESEND_DEADLINE = timedelta(hours=48)
 
 
 def create_resend_task(*, order: Order, ticket_id: int, reason: str, now: datetime,
-                       deadline: timedelta = RESEND_DEADLINE) -> ResendTask:
+                       deadline: timedelta | None = None) -> ResendTask:
     """Compel the merchant to ship again (the remedies issue calls this inside
-    its own transaction)."""
+    its own transaction). The deadline is the credit policy's
+    (``resend_hours``), shorter below its ``short_resend_below`` score."""
     assert transaction.get_connection().in_atomic_block, "runs inside the caller's transaction"
+    if deadline is None:
+        score, policy = score_and_policy(merchant_id=order.merchant_id)
+        hours = rules.resend_deadline_hours(score=100 if score is None else score, policy=policy)
+        deadline = timedelta(hours=hours)
     task = ResendTask.objects.create(
         merchant_id=order.merchant_id, order=order, ticket_id=ticket_id, reason=reason[:255],
         deadline_at=now + deadline, created_at=now,

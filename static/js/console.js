@@ -336,6 +336,9 @@
     }
     const item = target.closest("#qr-list .qr-item");
     if (item) { qr.insert(item); return; }
+    // the risk banner's prepared reply (a stolen account's complaint) goes in like a quick reply
+    const prepared = target.closest("[data-insert-reply]");
+    if (prepared) { qr.insert(prepared); return; }
     if (qr.isOpen() && !target.closest("#qr-picker")) qr.close(false);
     if (target.closest("[data-shortcuts-open]")) openHelp();
   });

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts import roles
+from core import doors
 from merchants import services as merchant_services
 from merchants.models import Order
 from merchants.selectors import merchant_id_for, orders_visible_to
@@ -56,12 +57,16 @@ def open_ticket(
     buyer_id: int | None = None,
     grade: str | None = None,
     language: str | None = None,
+    ip: str | None = None,
+    device: str = "",
 ) -> Ticket:
     """Open a ticket, route it to a queue and, for a chat, offer it to an agent.
 
     A buyer opens their own; an agent opens one on a buyer's behalf
     (``buyer_id``, or the order's buyer); merchant staff open one for their
-    merchant. Only staff set the grade.
+    merchant. Only staff set the grade. The door's guards (``core.doors``:
+    the blacklist) see the buyer and, when the buyer asks, the request's
+    ``ip`` and ``device``: a listed one is refused (403 ``blacklisted``).
     """
     now = timezone.now()
     if category not in Category.values:
@@ -113,6 +118,11 @@ def open_ticket(
         buyer = order.buyer if order else None
     else:
         raise PermissionDenied("You may not open tickets.")
+    if is_staff and buyer is not None:
+        # an agent taking a blacklisted buyer's complaint by phone is refused too, told why
+        doors.check(door=doors.TICKET, user=buyer, actor=actor, now=now)
+    elif not is_staff:
+        doors.check(door=doors.TICKET, user=actor, ip=ip, device=device, now=now)
 
     return _create_ticket(
         actor=actor, category=category, subject=subject, body=body, party=party, channel=channel,
