@@ -80,3 +80,20 @@ class UndoExpired(Conflict):
 class ChangedSinceCancel(Conflict):
     code = "changed_since_cancel"
     default_detail = "The order changed after it was cancelled; the cancellation can no longer be undone."
+
+
+class OutOfStock(Conflict):
+    """A colour or size change needs the new variant in stock."""
+
+    code = "out_of_stock"
+    default_detail = "The new variant is out of stock; the order was not changed."
+
+
+class InterceptUnavailable(Conflict):
+    code = "intercept_unavailable"
+    default_detail = "Intercept-and-resend applies only to a shipped order whose parcel is still on its way."
+
+
+class AlreadyIntercepted(Conflict):
+    code = "already_intercepted"
+    default_detail = "This parcel already has an intercept request."

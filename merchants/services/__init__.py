@@ -29,12 +29,19 @@ from merchants.services.money import (
 )
 from merchants.services.orders import cancel_order, change_order, merchant_group, restore_order, ship_order
 from merchants.services.payouts import request_payout, settle_payout
-from merchants.services.resends import RESEND_DEADLINE, create_resend_task, fulfil_resend_task, mark_missed_resends
+from merchants.services.resends import (
+    RESEND_DEADLINE,
+    create_resend_task,
+    fulfil_resend_task,
+    intercept_and_resend,
+    lock_shipment_of,
+    mark_missed_resends,
+)
 
 __all__ = [
     "MAX_FEN", "RESEND_DEADLINE", "DisputeHold", "auto_confirm_orders", "cancel_order", "change_order",
     "compute_credit", "confirm_receipt", "convert_hold_to_refund", "create_resend_task", "credit_score_from",
-    "deduct_deposit", "fulfil_resend_task", "mark_missed_resends", "merchant_group", "place_dispute_hold",
+    "deduct_deposit", "fulfil_resend_task", "intercept_and_resend", "lock_shipment_of", "mark_missed_resends", "merchant_group", "place_dispute_hold",
     "recompute_credit_scores", "record_order_paid", "refund_order", "request_payout", "restore_order",
     "settle_dispute", "settle_payout", "ship_order", "top_up_deposit",
 ]

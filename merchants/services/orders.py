@@ -8,10 +8,12 @@ and its undo never interleave.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts import roles
@@ -26,12 +28,13 @@ from merchants.errors import (
     NotCancelled,
     NotFound,
     OrderNotCancellable,
+    OutOfStock,
     PermissionDenied,
     UndoExpired,
     UndoUnavailable,
 )
 from merchants.locks import lock_account
-from merchants.models import Movement, Order, OrderCancellation, OrderChange, Shipment
+from merchants.models import Movement, Order, OrderCancellation, OrderChange, Shipment, VariantStock
 from merchants.selectors import merchant_id_for, options_after_shipment
 from merchants.services.money import move
 
@@ -66,11 +69,17 @@ def change_order(*, actor, order_id: int, address: str | None = None, variants: 
     if new_variants:
         items = [dict(item) for item in order.items]
         by_sku = {item["sku"]: item for item in items}
+        moves = []
         for sku, variant in new_variants.items():
             if sku not in by_sku:
                 raise InvalidInput(f"The order has no item {sku!r}.", field="variant")
-            changes[f"variant:{sku}"] = [by_sku[sku].get("variant", ""), variant]
+            before = by_sku[sku].get("variant", "")
+            changes[f"variant:{sku}"] = [before, variant]
+            moves.append(StockMove(sku=sku, old=before, new=variant, qty=_qty(by_sku[sku])))
             by_sku[sku]["variant"] = variant
+        # "if stock allows": the new variants leave stock, the old ones come back
+        # (an out-of-stock variant refuses the whole change, the address too)
+        _move_stock(merchant_id=order.merchant_id, moves=moves)
         order.items = items
     if not changes:
         raise InvalidInput("Nothing would change.")
@@ -80,6 +89,48 @@ def change_order(*, actor, order_id: int, address: str | None = None, variants: 
     publish_on_commit([merchant_group(order.merchant_id)],
                       {"type": "order.changed", "order_id": order.pk, "order_no": order.order_no, "changes": changes})
     return change
+
+
+@dataclass(frozen=True)
+class StockMove:
+    sku: str
+    old: str
+    new: str
+    qty: int
+
+
+def _qty(item: dict) -> int:
+    qty = item.get("qty", 1)
+    return qty if isinstance(qty, int) and not isinstance(qty, bool) and qty >= 1 else 1
+
+
+def _move_stock(*, merchant_id: int, moves: list[StockMove]) -> None:
+    """Take each move's quantity from its new variant and give it back to the
+    old one, on the stock rows locked in primary-key order (after the order
+    row: the global lock order), so parallel changes never oversell. A
+    variant without a row has none in stock; an old variant the merchant
+    does not keep takes nothing back."""
+    assert transaction.get_connection().in_atomic_block, "runs inside change_order's transaction"
+    wanted = Q(pk__in=[])
+    for move in moves:
+        wanted |= Q(sku=move.sku, variant__in=[v for v in (move.old, move.new) if v])
+    rows = {(row.sku, row.variant): row for row in
+            lock(VariantStock.objects, "variant_stock").filter(wanted, merchant_id=merchant_id).order_by("pk")}
+    for move in moves:
+        row = rows.get((move.sku, move.new))
+        on_hand = row.on_hand if row is not None else 0
+        if not rules.stock_allows(on_hand=on_hand, qty=move.qty):
+            raise OutOfStock(
+                f"{move.sku} in {move.new!r} is out of stock ({on_hand} on hand, {move.qty} needed).",
+                sku=move.sku, variant=move.new, on_hand=on_hand, needed=move.qty, field="variant",
+            )
+        row.on_hand -= move.qty
+    for move in moves:
+        row = rows.get((move.sku, move.old))
+        if row is not None:
+            row.on_hand += move.qty
+    for row in rows.values():
+        row.save(update_fields=["on_hand", "updated_at"])
 
 
 @transaction.atomic(durable=True)
