@@ -112,23 +112,23 @@ def _move_stock(*, merchant_id: int, moves: list[StockMove]) -> None:
     does not keep takes nothing back."""
     assert transaction.get_connection().in_atomic_block, "runs inside change_order's transaction"
     wanted = Q(pk__in=[])
-    for move in moves:
-        wanted |= Q(sku=move.sku, variant__in=[v for v in (move.old, move.new) if v])
+    for step in moves:
+        wanted |= Q(sku=step.sku, variant__in=[v for v in (step.old, step.new) if v])
     rows = {(row.sku, row.variant): row for row in
             lock(VariantStock.objects, "variant_stock").filter(wanted, merchant_id=merchant_id).order_by("pk")}
-    for move in moves:
-        row = rows.get((move.sku, move.new))
+    for step in moves:
+        row = rows.get((step.sku, step.new))
         on_hand = row.on_hand if row is not None else 0
-        if not rules.stock_allows(on_hand=on_hand, qty=move.qty):
+        if not rules.stock_allows(on_hand=on_hand, qty=step.qty):
             raise OutOfStock(
-                f"{move.sku} in {move.new!r} is out of stock ({on_hand} on hand, {move.qty} needed).",
-                sku=move.sku, variant=move.new, on_hand=on_hand, needed=move.qty, field="variant",
+                f"{step.sku} in {step.new!r} is out of stock ({on_hand} on hand, {step.qty} needed).",
+                sku=step.sku, variant=step.new, on_hand=on_hand, needed=step.qty, field="variant",
             )
-        row.on_hand -= move.qty
-    for move in moves:
-        row = rows.get((move.sku, move.old))
+        row.on_hand -= step.qty
+    for step in moves:
+        row = rows.get((step.sku, step.old))
         if row is not None:
-            row.on_hand += move.qty
+            row.on_hand += step.qty
     for row in rows.values():
         row.save(update_fields=["on_hand", "updated_at"])
 
