@@ -109,3 +109,15 @@ def test_grade_one_kinds_through_the_carrier_events_api(api, feed):
     incident = Incident.objects.get()
     assert incident.grade == sla.GRADE_SEVERE and incident.rule == "robbery"
     assert incident.owner_tier == sla.TIER_HEAD
+
+
+def test_the_incident_page_shows_the_owner_and_the_passed_deadlines(client, supervisor):
+    incident = services.open_incident(actor=supervisor, title="华南丢件潮", grade=sla.GRADE_SERIOUS, region="广东")
+    services.sweep_incident_deadlines(now=incident.due_at + timedelta(minutes=1))
+    client.force_login(supervisor)
+
+    html = client.get(f"/console/incidents/{incident.pk}/").content.decode()
+
+    assert 'data-owner-tier="3"' in html and 'data-breaches="1"' in html and "deadline_passed" in html
+    api_body = client.get(f"/api/v1/incidents/{incident.pk}/").json()
+    assert api_body["breaches"] == 1 and api_body["owner_tier"] == 3
