@@ -66,6 +66,7 @@ api_v1 = [
         merchants_api.ResendFulfilApi.as_view(),
         name="merchant-task-fulfil",
     ),
+    path("merchants/<id:merchant_id>/stock/", merchants_api.MerchantStockApi.as_view(), name="merchant-stock"),
     path("merchants/<id:merchant_id>/credit/", merchants_api.MerchantCreditApi.as_view(), name="merchant-credit"),
     path("orders/<id:order_id>/changes/", merchants_api.OrderChangeApi.as_view(), name="order-changes"),
 ]

@@ -13,7 +13,17 @@ from core.api import IntegerField, filter_choice
 from core.money import format_fen
 from core.parsing import parse_optional_id
 from merchants import services
-from merchants.models import CreditScore, FundHold, Order, OrderChange, Payout, ResendTask, Shipment, ShipmentEvent
+from merchants.models import (
+    CreditScore,
+    FundHold,
+    Order,
+    OrderChange,
+    Payout,
+    ResendTask,
+    Shipment,
+    ShipmentEvent,
+    VariantStock,
+)
 from accounts.roles import is_agent
 from merchants.selectors import (
     intercept_of,
@@ -414,6 +424,45 @@ class OrderChangeApi(GenericAPIView):
             ticket_id=data.validated_data.get("ticket_id"),
         )
         return Response(OrderChangeOutput(change).data, status=201)
+
+
+class StockRowOutput(serializers.ModelSerializer):
+    class Meta:
+        model = VariantStock
+        fields = ["id", "sku", "variant", "on_hand", "updated_at"]
+
+
+class MerchantStockApi(GenericAPIView):
+    """What the merchant has on hand of each variant: a colour or size change
+    before shipment needs the new variant in stock."""
+
+    serializer_class = StockRowOutput
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "StockInput"
+
+        sku = serializers.CharField(max_length=64)
+        variant = serializers.CharField(max_length=64)
+        on_hand = IntegerField(min_value=0, max_value=services.MAX_ON_HAND)
+
+    @extend_schema(operation_id="merchants_stock_list", parameters=[OpenApiParameter("sku", str)],
+                   responses=StockRowOutput(many=True))
+    def get(self, request, merchant_id: int):
+        merchant = get_merchant_for(user=request.user, merchant_id=merchant_id)
+        rows = VariantStock.objects.filter(merchant=merchant).order_by("sku", "variant", "pk")
+        sku = request.query_params.get("sku")
+        if sku:
+            rows = rows.filter(sku=sku[:64])
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response(StockRowOutput(page, many=True).data)
+
+    @extend_schema(operation_id="merchants_stock_set", request=InputSerializer, responses=StockRowOutput)
+    def post(self, request, merchant_id: int):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        row = services.set_stock(actor=request.user, merchant_id=merchant_id, **data.validated_data)
+        return Response(StockRowOutput(row).data)
 
 
 class CreditOutput(serializers.ModelSerializer):

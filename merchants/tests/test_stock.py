@@ -132,3 +132,31 @@ def test_crossing_changes_keep_the_total_and_never_deadlock(agent, merchant):
 
     assert errors == [] and len(results) == 8
     assert (_stock(merchant, "白色"), _stock(merchant, "黑色")) == (4, 4)
+
+
+@pytest.mark.django_db
+def test_the_merchant_keeps_its_stock_through_the_api(api, merchant, merchant_user, other_merchant_user, agent,
+                                                      django_assert_max_num_queries):
+    url = f"/api/v1/merchants/{merchant.pk}/stock/"
+    client = api(merchant_user)
+
+    made = client.post(url, {"sku": "S1", "variant": "黑色", "on_hand": 7}, format="json")
+    assert made.status_code == 200 and made.json()["on_hand"] == 7
+    again = client.post(url, {"sku": "S1", "variant": "黑色", "on_hand": 2}, format="json")
+    assert again.json()["id"] == made.json()["id"] and _stock(merchant, "黑色") == 2
+
+    assert client.post(url, {"sku": "S1", "variant": "黑色", "on_hand": -1}, format="json").status_code == 400
+    assert client.post(url, {"sku": "", "variant": "黑色", "on_hand": 1}, format="json").status_code == 400
+    assert api(other_merchant_user).post(url, {"sku": "S1", "variant": "黑色", "on_hand": 99},
+                                         format="json").status_code == 404
+    assert api(agent).post(url, {"sku": "S1", "variant": "黑色", "on_hand": 99}, format="json").status_code == 404
+    assert _stock(merchant, "黑色") == 2
+
+    for i in range(5):
+        VariantStock.objects.create(merchant=merchant, sku=f"S{i + 2}", variant="白色", on_hand=i)
+    staff = api(agent)
+    with django_assert_max_num_queries(6):
+        listed = staff.get(url).json()
+    assert listed["count"] == 6 and listed["results"][0]["sku"] == "S1"
+    assert staff.get(url, {"sku": "S3"}).json()["count"] == 1
+    assert api(other_merchant_user).get(url).status_code == 404
