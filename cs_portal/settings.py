@@ -162,6 +162,7 @@ CELERY_BEAT_SCHEDULE = {
     "blacklist-recent-counts": {"task": "compensation.tasks.blacklist_recent_counts", "schedule": timedelta(minutes=15)},
     "stolen-account-detector": {"task": "risk.tasks.detect_stolen_accounts", "schedule": timedelta(minutes=15)},
     "incident-rules": {"task": "incidents.tasks.sweep_incident_rules", "schedule": timedelta(minutes=5)},
+    "incident-deadlines": {"task": "incidents.tasks.sweep_incident_deadlines", "schedule": timedelta(minutes=1)},
     "resume-bulk-jobs": {"task": "incidents.tasks.resume_stalled_jobs", "schedule": timedelta(seconds=15)},
 }
 

@@ -17,6 +17,8 @@ from merchants.models import (
     ResendTask,
     Shipment,
     ShipmentEvent,
+    ShipmentIntercept,
+    VariantStock,
 )
 
 
@@ -139,3 +141,19 @@ class CreditPolicyAdmin(ReadOnlyAdmin):
 class CreditPolicyChangeAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "changed_by", "changes", "reason")
     list_select_related = ("changed_by",)
+
+
+@admin.register(VariantStock)
+class VariantStockAdmin(admin.ModelAdmin):
+    """What each variant has on hand (a colour or size change before shipment needs it)."""
+
+    list_display = ("merchant", "sku", "variant", "on_hand", "updated_at")
+    list_filter = ("merchant",)
+    search_fields = ("sku", "variant")
+    list_select_related = ("merchant",)
+
+
+@admin.register(ShipmentIntercept)
+class ShipmentInterceptAdmin(ReadOnlyAdmin):
+    list_display = ("order", "shipment", "requested_by", "ticket_id", "resend_task", "requested_at")
+    list_select_related = ("order", "shipment", "requested_by", "resend_task")

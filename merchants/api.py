@@ -16,8 +16,22 @@ from core.errors import PermissionDenied
 from core.money import format_fen
 from core.parsing import parse_optional_id
 from merchants import services
-from merchants.models import CreditPolicy, CreditScore, FundHold, Order, OrderChange, Payout, ResendTask, Shipment, ShipmentEvent
+from merchants.models import (
+    CreditPolicy,
+    CreditScore,
+    FundHold,
+    Order,
+    OrderChange,
+    Payout,
+    ResendTask,
+    Shipment,
+    ShipmentEvent,
+    VariantStock,
+)
+from accounts.roles import is_agent
 from merchants.selectors import (
+    intercept_of,
+    variant_stock_for,
     balance_explanation,
     credit_standing_for,
     payouts_awaiting_review,
@@ -89,13 +103,44 @@ class OrderTicketOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+class VariantStockOutput(serializers.Serializer):
+    sku = serializers.CharField()
+    variant = serializers.CharField()
+    on_hand = IntegerField()
+
+
+class InterceptSummaryOutput(serializers.Serializer):
+    id = IntegerField()
+    resend_task_id = IntegerField()
+    deadline_at = serializers.DateTimeField(source="resend_task.deadline_at")
+    resend_status = serializers.CharField(source="resend_task.status")
+    reason = serializers.CharField()
+    requested_at = serializers.DateTimeField()
+
+
 class OrderDetailOutput(OrderOutput):
     items = OrderItemOutput(many=True, read_only=True)
     shipping_address = serializers.CharField(read_only=True)
     tickets = serializers.SerializerMethodField()
+    variant_stock = serializers.SerializerMethodField(
+        help_text="Staff only: the variants of the order's items the merchant keeps and what is on hand "
+                  "(a colour or size change before shipment needs the new variant in stock).")
+    intercept = serializers.SerializerMethodField(
+        help_text="The carrier intercept request on the parcel, with its compelled resend, if any.")
 
     class Meta(OrderOutput.Meta):
-        fields = OrderOutput.Meta.fields + ["items", "shipping_address", "tickets"]
+        fields = OrderOutput.Meta.fields + ["items", "shipping_address", "tickets", "variant_stock", "intercept"]
+
+    @extend_schema_field(VariantStockOutput(many=True))
+    def get_variant_stock(self, order: Order):
+        stock = self.context.get("variant_stock") or {}
+        return [{"sku": sku, "variant": variant, "on_hand": on_hand}
+                for sku, rows in stock.items() for variant, on_hand in rows]
+
+    @extend_schema_field(InterceptSummaryOutput(allow_null=True))
+    def get_intercept(self, order: Order):
+        intercept = self.context.get("intercept")
+        return InterceptSummaryOutput(intercept).data if intercept else None
 
     @extend_schema_field(ShipmentDetailOutput(allow_null=True))
     def get_shipment(self, order: Order):
@@ -147,7 +192,10 @@ class OrderDetailApi(GenericAPIView):
             # one query for the tracking history
             shipment._prefetched_objects_cache = {"events": shipment.events.order_by("-occurred_at", "-pk")}
         tickets = order_tickets_for(user=request.user, order=order)
-        return Response(OrderDetailOutput(order, context={"tickets": tickets}).data)
+        context = {"tickets": tickets, "intercept": intercept_of(order=order)}
+        if is_agent(request.user):
+            context["variant_stock"] = variant_stock_for(order=order)
+        return Response(OrderDetailOutput(order, context=context).data)
 
 
 
@@ -392,6 +440,45 @@ class OrderChangeApi(GenericAPIView):
             ticket_id=data.validated_data.get("ticket_id"),
         )
         return Response(OrderChangeOutput(change).data, status=201)
+
+
+class StockRowOutput(serializers.ModelSerializer):
+    class Meta:
+        model = VariantStock
+        fields = ["id", "sku", "variant", "on_hand", "updated_at"]
+
+
+class MerchantStockApi(GenericAPIView):
+    """What the merchant has on hand of each variant: a colour or size change
+    before shipment needs the new variant in stock."""
+
+    serializer_class = StockRowOutput
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "StockInput"
+
+        sku = serializers.CharField(max_length=64)
+        variant = serializers.CharField(max_length=64)
+        on_hand = IntegerField(min_value=0, max_value=services.MAX_ON_HAND)
+
+    @extend_schema(operation_id="merchants_stock_list", parameters=[OpenApiParameter("sku", str)],
+                   responses=StockRowOutput(many=True))
+    def get(self, request, merchant_id: int):
+        merchant = get_merchant_for(user=request.user, merchant_id=merchant_id)
+        rows = VariantStock.objects.filter(merchant=merchant).order_by("sku", "variant", "pk")
+        sku = request.query_params.get("sku")
+        if sku:
+            rows = rows.filter(sku=sku[:64])
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response(StockRowOutput(page, many=True).data)
+
+    @extend_schema(operation_id="merchants_stock_set", request=InputSerializer, responses=StockRowOutput)
+    def post(self, request, merchant_id: int):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        row = services.set_stock(actor=request.user, merchant_id=merchant_id, **data.validated_data)
+        return Response(StockRowOutput(row).data)
 
 
 class CreditOutput(serializers.ModelSerializer):

@@ -91,3 +91,20 @@ class AccountRestricted(Conflict):
     code = "account_restricted"
     default_detail = ("The buyer's account is frozen or flagged as stolen: its cancelled orders stay cancelled "
                       "until the owner is verified and the account is active again.")
+
+
+class OutOfStock(Conflict):
+    """A colour or size change needs the new variant in stock."""
+
+    code = "out_of_stock"
+    default_detail = "The new variant is out of stock; the order was not changed."
+
+
+class InterceptUnavailable(Conflict):
+    code = "intercept_unavailable"
+    default_detail = "Intercept-and-resend applies only to a shipped order whose parcel is still on its way."
+
+
+class AlreadyIntercepted(Conflict):
+    code = "already_intercepted"
+    default_detail = "This parcel already has an intercept request."

@@ -432,3 +432,51 @@ class OrderCancellation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.order} cancelled at {self.cancelled_at:%Y-%m-%d %H:%M}"
+
+
+class VariantStock(models.Model):
+    """How many of one variant (colour, size) of a merchant's item are on hand:
+    a colour or size change before shipment takes one from the new variant and
+    gives one back to the old ("if stock allows", the order-platform measures).
+    A variant without a row has none in stock."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="stock")
+    sku = models.CharField(_("SKU"), max_length=64)
+    variant = models.CharField(_("variant"), max_length=64)
+    on_hand = models.PositiveIntegerField(_("on hand"), default=0)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("variant stock")
+        verbose_name_plural = _("variant stock")
+        ordering = ["merchant", "sku", "variant"]
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "sku", "variant"], name="stock_one_row_per_variant"),
+            models.CheckConstraint(condition=models.Q(on_hand__gte=0), name="stock_on_hand_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sku} {self.variant}: {self.on_hand}"
+
+
+class ShipmentIntercept(models.Model):
+    """A carrier intercept request on a shipment that is on its way (the parcel
+    goes back to the merchant), made together with a compelled resend of the
+    order: the "intercept and resend" that remains once an order shipped."""
+
+    shipment = models.OneToOneField(Shipment, on_delete=models.PROTECT, related_name="intercept")
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="intercepts")
+    resend_task = models.OneToOneField(ResendTask, on_delete=models.PROTECT, related_name="intercept")
+    ticket_id = models.BigIntegerField(_("ticket id"), null=True, blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    reason = models.CharField(_("reason"), max_length=255)
+    shipment_status_before = models.CharField(_("logistics status when requested"), max_length=20)
+    requested_at = models.DateTimeField(_("requested at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("shipment intercept")
+        verbose_name_plural = _("shipment intercepts")
+        ordering = ["-requested_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"intercept {self.shipment} ({self.order})"

@@ -41,6 +41,24 @@ def may_restore_for_account(*, account_status: str | None) -> bool:
     return account_status in (None, "active")
 
 
+def stock_allows(*, on_hand: int, qty: int) -> bool:
+    """A colour or size change before shipment applies "if stock allows": the
+    new variant has at least the item's quantity on hand (an address change
+    needs no stock and always applies)."""
+    return qty >= 1 and on_hand >= qty
+
+
+# Shipment.Status values while the parcel is on its way (a carrier can still stop it)
+INTERCEPTABLE_SHIPMENT_STATUSES = ("awaiting_pickup", "in_transit", "out_for_delivery", "exception")
+
+
+def intercept_allowed(*, order_status: str, shipment_status: str | None) -> bool:
+    """After shipment, while the parcel travels, the agent may ask the carrier
+    to intercept it and compel the merchant to resend; once delivered only a
+    return or exchange on receipt remains."""
+    return order_status == "shipped" and shipment_status in INTERCEPTABLE_SHIPMENT_STATUSES
+
+
 def undo_open(*, undo_until: datetime | None, now: datetime) -> bool:
     """A cancellation (or a cancel job) can be undone, and is offered, only
     inside its window."""

@@ -13,9 +13,9 @@ from core.ws_auth import resolve_user
 from core.parsing import MAX_INT, parse_optional_int
 from tickets import chat_writer
 from tickets.errors import TicketNotFound
-from tickets.events import CONSOLE, agent_group, staff_group, ticket_group
+from tickets.events import CONSOLE, agent_group, staff_group, ticket_group, tier_group
 from tickets.models import Message, Ticket
-from tickets.rules import Viewer, sees_internal_notes, viewer_of, visibility_filter
+from tickets.rules import Viewer, sees_internal_notes, tiers_heard_by, viewer_of, visibility_filter
 from tickets.services.chat import clean_body, clean_client_id
 
 
@@ -24,7 +24,7 @@ class ConsoleConsumer(LiveConsumer):
     alerts and shift reminders, for staff only."""
 
     async def connect(self) -> None:
-        user, is_staff = await in_pool(_console_user)(self.scope)
+        user, is_staff, rank = await in_pool(_console_user)(self.scope)
         if not user.is_authenticated:
             await self.close(code=NOT_AUTHENTICATED)
             return
@@ -33,6 +33,8 @@ class ConsoleConsumer(LiveConsumer):
             return
         await self.join(CONSOLE)
         await self.join(agent_group(user.pk))
+        for tier in tiers_heard_by(rank):  # reports up to the tiers this person owns
+            await self.join(tier_group(tier))
         await self.accept()
 
 
@@ -239,7 +241,8 @@ class ChatConsumer(LiveConsumer):
 
 def _console_user(scope):
     user = resolve_user(scope)
-    return user, roles.is_agent(user)
+    is_staff = roles.is_agent(user)
+    return user, is_staff, roles.staff_rank(user) if is_staff else 0
 
 
 def _open(scope, ticket_id: int):

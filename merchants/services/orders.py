@@ -8,10 +8,12 @@ and its undo never interleave.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts import roles
@@ -28,12 +30,13 @@ from merchants.errors import (
     NotCancelled,
     NotFound,
     OrderNotCancellable,
+    OutOfStock,
     PermissionDenied,
     UndoExpired,
     UndoUnavailable,
 )
 from merchants.locks import lock_account
-from merchants.models import Movement, Order, OrderCancellation, OrderChange, Shipment
+from merchants.models import Movement, Order, OrderCancellation, OrderChange, Shipment, VariantStock
 from merchants.selectors import merchant_id_for, options_after_shipment
 from merchants.services.money import move
 
@@ -68,11 +71,17 @@ def change_order(*, actor, order_id: int, address: str | None = None, variants: 
     if new_variants:
         items = [dict(item) for item in order.items]
         by_sku = {item["sku"]: item for item in items}
+        moves = []
         for sku, variant in new_variants.items():
             if sku not in by_sku:
                 raise InvalidInput(f"The order has no item {sku!r}.", field="variant")
-            changes[f"variant:{sku}"] = [by_sku[sku].get("variant", ""), variant]
+            before = by_sku[sku].get("variant", "")
+            changes[f"variant:{sku}"] = [before, variant]
+            moves.append(StockMove(sku=sku, old=before, new=variant, qty=_qty(by_sku[sku])))
             by_sku[sku]["variant"] = variant
+        # "if stock allows": the new variants leave stock, the old ones come back
+        # (an out-of-stock variant refuses the whole change, the address too)
+        _move_stock(merchant_id=order.merchant_id, moves=moves)
         order.items = items
     if not changes:
         raise InvalidInput("Nothing would change.")
@@ -82,6 +91,48 @@ def change_order(*, actor, order_id: int, address: str | None = None, variants: 
     publish_on_commit([merchant_group(order.merchant_id)],
                       {"type": "order.changed", "order_id": order.pk, "order_no": order.order_no, "changes": changes})
     return change
+
+
+@dataclass(frozen=True)
+class StockMove:
+    sku: str
+    old: str
+    new: str
+    qty: int
+
+
+def _qty(item: dict) -> int:
+    qty = item.get("qty", 1)
+    return qty if isinstance(qty, int) and not isinstance(qty, bool) and qty >= 1 else 1
+
+
+def _move_stock(*, merchant_id: int, moves: list[StockMove]) -> None:
+    """Take each move's quantity from its new variant and give it back to the
+    old one, on the stock rows locked in primary-key order (after the order
+    row: the global lock order), so parallel changes never oversell. A
+    variant without a row has none in stock; an old variant the merchant
+    does not keep takes nothing back."""
+    assert transaction.get_connection().in_atomic_block, "runs inside change_order's transaction"
+    wanted = Q(pk__in=[])
+    for step in moves:
+        wanted |= Q(sku=step.sku, variant__in=[v for v in (step.old, step.new) if v])
+    rows = {(row.sku, row.variant): row for row in
+            lock(VariantStock.objects, "variant_stock").filter(wanted, merchant_id=merchant_id).order_by("pk")}
+    for step in moves:
+        row = rows.get((step.sku, step.new))
+        on_hand = row.on_hand if row is not None else 0
+        if not rules.stock_allows(on_hand=on_hand, qty=step.qty):
+            raise OutOfStock(
+                f"{step.sku} in {step.new!r} is out of stock ({on_hand} on hand, {step.qty} needed).",
+                sku=step.sku, variant=step.new, on_hand=on_hand, needed=step.qty, field="variant",
+            )
+        row.on_hand -= step.qty
+    for step in moves:
+        row = rows.get((step.sku, step.old))
+        if row is not None:
+            row.on_hand += step.qty
+    for row in rows.values():
+        row.save(update_fields=["on_hand", "updated_at"])
 
 
 @transaction.atomic(durable=True)

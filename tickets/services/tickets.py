@@ -18,6 +18,7 @@ from tickets import sla
 from tickets.errors import (
     AssigneeInvalid,
     InvalidInput,
+    NoteRequired,
     OrderNotFound,
     PermissionDenied,
     UnknownCategory,
@@ -221,6 +222,27 @@ def transition_ticket(
         from tickets.tasks import dispatch_chats_later
 
         dispatch_chats_later()
+    return ticket
+
+
+@transaction.atomic(durable=True)
+def report_up(*, actor, ticket_id: int, note: str) -> Ticket:
+    """上报: escalate the ticket one tier with a note, record it on the
+    timeline and tell the next tier's staff on their consoles.
+
+    404 unseen, 409 from a state that cannot escalate, 403 for who may not
+    escalate it, 422 ``transition_refused`` at the top of the ladder, 400
+    ``note_required`` without a note (the next tier needs to know why)."""
+    now = timezone.now()
+    ticket = get_ticket_for(user=actor, ticket_id=ticket_id, lock=True)
+    method = check_source_state(ticket=ticket, name="escalate")
+    check_permission(ticket=ticket, method=method, actor=actor)
+    note = _clean_text(note, field="note", max_chars=1000, required=False)
+    if not note:
+        raise NoteRequired()
+    run_transition(ticket=ticket, name="escalate", actor=actor, now=now, note=note,
+                   event_data={"reason": "reported_up"})
+    events.reported_up(ticket, actor=actor, note=note)
     return ticket
 
 
