@@ -124,3 +124,27 @@ def test_constant_queries_at_two_sizes(api, buyer, other_buyer, agent, merchant,
         large = client.get(path(other_buyer.pk))
     assert small.status_code == large.status_code == 200
     assert len(large.json()["recent_tickets"]) == 10 and large.json()["remedies_this_month"]["count"] == 15
+
+
+@pytest.mark.django_db
+def test_console_panel_shows_the_buyer(client, buyer, other_buyer, agent, supervisor, merchant, merchant_user,
+                                       django_assert_max_num_queries):
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    _executed_remedy(ticket=ticket, agent=agent, amount_fen=500)
+    compensation.add_to_blacklist(actor=supervisor, kind="account", value=buyer.username, reason="薅羊毛", window_days=3)
+    theirs = open_ticket(buyer=other_buyer, subject="别人的工单")
+    client.force_login(agent)
+    page = client.get(f"/console/tickets/{ticket.pk}/").content.decode()
+    assert f"/console/risk/tickets/{ticket.pk}/buyer/" in page
+    client.get(f"/console/risk/tickets/{ticket.pk}/buyer/")  # warm the role cache
+    with django_assert_max_num_queries(16):
+        panel = client.get(f"/console/risk/tickets/{ticket.pk}/buyer/")
+    html = panel.content.decode()
+    assert panel.status_code == 200 and "data-buyer-panel" in html
+    assert f'href="/console/tickets/{ticket.pk}/"' in html and "¥5.00" in html and 'data-flag="blacklisted"' in html
+    assert f"#{theirs.pk} " not in html and "别人的工单" not in html
+    for outsider, status in ((buyer, 403), (merchant_user, 403)):
+        client.force_login(outsider)
+        assert client.get(f"/console/risk/tickets/{ticket.pk}/buyer/").status_code == status
+    client.force_login(agent)
+    assert client.get("/console/risk/tickets/999999/buyer/").status_code == 404
