@@ -127,3 +127,30 @@ def test_merge_in_the_service_refuses_different_buyers(buyer, other_buyer, agent
     with pytest.raises(IllegalTransition):
         done = ticket_in_state("closed", buyer=buyer, agent=agent, order=order)
         services.merge_tickets(actor=agent, ticket_id=done.pk, into_ticket_id=mine.pk)
+
+
+@pytest.mark.django_db
+def test_console_lists_duplicates_and_merges_with_the_button(client, buyer, other_buyer, agent, order, other_order):
+    first = ticket_in_state("assigned", buyer=buyer, agent=agent, order=order, subject="第一单")
+    dup = open_ticket(buyer=buyer, order=order, subject="重复的")
+    elsewhere = open_ticket(buyer=buyer, subject="别的订单")  # no order: never a duplicate
+    theirs = open_ticket(buyer=other_buyer, order=other_order)
+    done = ticket_in_state("closed", buyer=buyer, agent=agent, order=order)
+    client.force_login(agent)
+
+    page = client.get(f"/console/tickets/{dup.pk}/").content.decode()
+    assert "data-duplicates" in page and f'data-merge-into="{first.pk}"' in page
+    for other in (elsewhere, theirs, done):
+        assert f'data-duplicate="{other.pk}"' not in page
+    assert "data-duplicates" not in client.get(f"/console/tickets/{elsewhere.pk}/").content.decode()
+
+    refused = client.post(f"/console/tickets/{dup.pk}/merge/", {"into": done.pk}, HTTP_HX_REQUEST="true")
+    assert refused.status_code == 409 and refused["HX-Retarget"] == "#merge-error"
+    assert client.post(f"/console/tickets/{dup.pk}/merge/", {"into": "x"}).status_code == 400
+    merged = client.post(f"/console/tickets/{dup.pk}/merge/", {"into": first.pk}, HTTP_HX_REQUEST="true")
+    assert merged.status_code == 204 and merged["HX-Redirect"] == f"/console/tickets/{first.pk}/"
+    assert Ticket.objects.get(pk=dup.pk).status == "merged"
+    after = client.get(f"/console/tickets/{dup.pk}/").content.decode()
+    assert "data-merged-banner" in after and f'data-merged-into="{first.pk}"' in after and "data-duplicates" not in after
+    client.force_login(buyer)
+    assert client.post(f"/console/tickets/{first.pk}/merge/", {"into": dup.pk}).status_code == 403
