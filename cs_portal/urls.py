@@ -23,6 +23,7 @@ api_v1 = [
         name="ticket-transition",
     ),
     path("tickets/<id:ticket_id>/report-up/", tickets_api.TicketReportUpApi.as_view(), name="ticket-report-up"),
+    path("tickets/<id:ticket_id>/merge/", tickets_api.TicketMergeApi.as_view(), name="ticket-merge"),
     path("tickets/<id:ticket_id>/intercept-resend/", tickets_api.TicketInterceptResendApi.as_view(),
          name="ticket-intercept-resend"),
     path("tickets/<id:ticket_id>/events/", tickets_api.TicketEventsApi.as_view(), name="ticket-events"),

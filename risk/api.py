@@ -230,3 +230,120 @@ class RiskRestoreOrdersApi(GenericAPIView):
         data.is_valid(raise_exception=True)
         result = services.restore_cancelled_orders(actor=request.user, user_id=account_id, **data.validated_data)
         return Response(BulkOrdersOutput(_bulk_payload(result)).data)
+
+
+# --- the customer at a glance (issue #13 item 1) ---------------------------------
+
+
+class ProfileTicket(serializers.Serializer):
+    id = IntegerField(read_only=True)
+    subject = serializers.CharField(read_only=True)
+    category = serializers.CharField(read_only=True)
+    status = serializers.CharField(read_only=True)
+    order_id = IntegerField(read_only=True, allow_null=True)
+    assignee_id = IntegerField(read_only=True, allow_null=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    url = serializers.SerializerMethodField(help_text="the ticket's console page")
+
+    def get_url(self, ticket) -> str:
+        from django.urls import reverse
+
+        return reverse("console:ticket", args=[ticket.pk])
+
+
+class ProfileOrder(serializers.Serializer):
+    id = IntegerField(read_only=True)
+    order_no = serializers.CharField(read_only=True)
+    merchant_id = IntegerField(read_only=True)
+    merchant_name = serializers.CharField(source="merchant.name", read_only=True)
+    amount_fen = IntegerField(read_only=True)
+    status = serializers.CharField(read_only=True)
+    escrow_status = serializers.CharField(read_only=True)
+    placed_at = serializers.DateTimeField(read_only=True)
+
+
+class ProfileRemedy(serializers.Serializer):
+    id = IntegerField(read_only=True)
+    kind = serializers.CharField(read_only=True, help_text="refund, resend or coupon")
+    amount_fen = IntegerField(read_only=True)
+    with_coupon = serializers.BooleanField(read_only=True)
+    coupon_fen = IntegerField(read_only=True)
+    ticket_id = IntegerField(read_only=True)
+    agent_id = IntegerField(source="requested_by_id", read_only=True)
+    agent_name = serializers.CharField(source="requested_by.name", read_only=True)
+    executed_at = serializers.DateTimeField(read_only=True)
+
+
+class ProfileRating(serializers.Serializer):
+    ticket_id = IntegerField(read_only=True)
+    score = IntegerField(read_only=True)
+    comment = serializers.CharField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+
+
+class ProfileRemedyFigures(serializers.Serializer):
+    count = IntegerField(read_only=True)
+    amount_fen = IntegerField(read_only=True, help_text="what the remedies cost: refunds and coupons, in fen")
+    since = serializers.DateTimeField(read_only=True, help_text="the first of this month, 00:00 local time")
+
+
+class ProfileCsat(serializers.Serializer):
+    count = IntegerField(read_only=True)
+    average = serializers.FloatField(read_only=True, allow_null=True)
+    recent = ProfileRating(many=True, read_only=True)
+
+
+class ProfileAccount(serializers.Serializer):
+    account_status = serializers.CharField(read_only=True, help_text="active, flagged or frozen")
+    flagged = serializers.BooleanField(read_only=True)
+    frozen = serializers.BooleanField(read_only=True)
+    open_risk_hits = IntegerField(read_only=True, help_text="the detector's hits not reviewed yet")
+    blacklisted = serializers.BooleanField(read_only=True)
+    blacklisted_until = serializers.DateTimeField(read_only=True, allow_null=True)
+
+
+class BuyerProfileOutput(serializers.Serializer):
+    buyer_id = IntegerField(read_only=True)
+    username = serializers.CharField(read_only=True)
+    name = serializers.CharField(read_only=True)
+    phone = serializers.CharField(read_only=True)
+    open_tickets = ProfileTicket(many=True, read_only=True)
+    recent_tickets = ProfileTicket(many=True, read_only=True)
+    recent_orders = ProfileOrder(many=True, read_only=True)
+    remedies_this_month = ProfileRemedyFigures(read_only=True)
+    recent_remedies = ProfileRemedy(many=True, read_only=True)
+    csat = ProfileCsat(read_only=True)
+    account = ProfileAccount(read_only=True)
+
+
+def profile_payload(profile) -> dict:
+    buyer = profile.buyer
+    return {
+        "buyer_id": buyer.pk, "username": buyer.username, "name": buyer.name, "phone": buyer.phone,
+        "open_tickets": profile.open_tickets, "recent_tickets": profile.recent_tickets,
+        "recent_orders": profile.recent_orders,
+        "remedies_this_month": {"count": profile.remedies_this_month.count,
+                                "amount_fen": profile.remedies_this_month.amount_fen, "since": profile.month_start},
+        "recent_remedies": profile.recent_remedies,
+        "csat": {"count": profile.csat.count, "average": profile.csat.average, "recent": profile.csat.recent},
+        "account": profile.status,
+    }
+
+
+class BuyerProfileApi(GenericAPIView):
+    """The buyer at a glance (staff only): open and recent tickets, recent
+    orders, remedies received this month and the last few, CSAT given, and
+    the account's status (flag, freeze, the detector's open hits, blacklist)."""
+
+    serializer_class = BuyerProfileOutput
+
+    @extend_schema(
+        operation_id="buyer_profile",
+        responses={200: BuyerProfileOutput, 403: OpenApiResponse(description="not staff"),
+                   404: OpenApiResponse(description="no such buyer")},
+    )
+    def get(self, request, buyer_id: int):
+        from risk.profile import buyer_profile
+
+        profile = buyer_profile(user=request.user, buyer_id=buyer_id)
+        return Response(BuyerProfileOutput(profile_payload(profile)).data)

@@ -16,4 +16,5 @@ urlpatterns = [
     path("accounts/<id:account_id>/unfreeze/", views.unfreeze, name="unfreeze"),
     path("hits/<id:hit_id>/dismiss/", views.dismiss, name="dismiss"),
     path("tickets/<id:ticket_id>/banner/", views.ticket_banner, name="ticket-banner"),
+    path("tickets/<id:ticket_id>/buyer/", views.buyer_panel, name="buyer-panel"),
 ]

@@ -14,4 +14,5 @@ urlpatterns = [
          name="risk-cancel-orders"),
     path("risk/accounts/<id:account_id>/restore-orders/", api.RiskRestoreOrdersApi.as_view(),
          name="risk-restore-orders"),
+    path("buyers/<id:buyer_id>/profile/", api.BuyerProfileApi.as_view(), name="buyer-profile"),
 ]

@@ -271,3 +271,28 @@ def ticket_banner(request, ticket_id: int):
     except DomainNotFound:
         raise Http404 from None
     return render(request, "risk/_ticket_banner.html", {"risk": risk, "shortcut": rules.PREPARED_REPLY_SHORTCUT})
+
+
+@require_GET
+@staff_required
+def buyer_panel(request, ticket_id: int):
+    """The ticket page's "customer at a glance" panel (issue #13 item 1),
+    served here because the profile reads compensation and risk, which
+    ``tickets`` may not import: the buyer's open and recent tickets, recent
+    orders, remedies this month, CSAT given and account status."""
+    from risk.profile import buyer_profile
+    from tickets.selectors import get_ticket_for
+
+    try:
+        ticket = get_ticket_for(user=request.user, ticket_id=ticket_id)
+    except DomainNotFound:
+        raise Http404 from None
+    if not ticket.buyer_id:
+        return render(request, "risk/_buyer_panel.html", {"profile": None, "ticket": ticket})
+    profile = buyer_profile(user=request.user, buyer_id=ticket.buyer_id)
+    remedies = [{"remedy": r, "amount": format_fen(r.cost_fen)} for r in profile.recent_remedies]
+    orders = [{"order": o, "amount": format_fen(o.amount_fen)} for o in profile.recent_orders]
+    return render(request, "risk/_buyer_panel.html", {
+        "profile": profile, "ticket": ticket, "remedies": remedies, "orders": orders,
+        "month_amount": format_fen(profile.remedies_this_month.amount_fen),
+    })

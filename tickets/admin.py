@@ -53,7 +53,7 @@ class TicketAdmin(admin.ModelAdmin):
     list_select_related = ("queue", "assignee")
     readonly_fields = (
         "status", "tier", "due_at", "sla_paused_at", "sla_remaining_s", "breached_at", "first_response_at",
-        "resolved_at", "closed_at", "last_seq", "last_message_at", "created_at", "updated_at",
+        "resolved_at", "closed_at", "last_seq", "last_message_at", "created_at", "updated_at", "merged_into",
     )
     inlines = [MessageInline, TicketEventInline]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.http import FileResponse
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import MultiPartParser
@@ -27,6 +27,8 @@ class TicketOutput(serializers.ModelSerializer):
     merchant_id = IntegerField(read_only=True, allow_null=True)
     order_id = IntegerField(read_only=True, allow_null=True)
     assignee_id = IntegerField(read_only=True, allow_null=True)
+    merged_into_id = IntegerField(read_only=True, allow_null=True,
+                                  help_text="the ticket this one was merged into (status `merged`)")
     overdue = serializers.SerializerMethodField()
     sla_paused = serializers.SerializerMethodField()
 
@@ -36,7 +38,7 @@ class TicketOutput(serializers.ModelSerializer):
             "id", "subject", "category", "party", "channel", "grade", "tier", "language", "status",
             "queue", "queue_id", "buyer_id", "merchant_id", "order_id", "assignee_id",
             "created_at", "updated_at", "due_at", "overdue", "sla_paused", "sla_remaining_s",
-            "breached_at", "first_response_at", "resolved_at", "closed_at", "last_seq",
+            "breached_at", "first_response_at", "resolved_at", "closed_at", "last_seq", "merged_into_id",
         ]
 
     def get_overdue(self, ticket: Ticket) -> bool:
@@ -72,6 +74,7 @@ def ticket_body(ticket: Ticket, *, now=None, user=None, detail: bool = False) ->
         value = getattr(ticket, name)
         body[name] = _DATETIME.to_representation(value) if value is not None else None
     body["last_seq"] = ticket.last_seq
+    body["merged_into_id"] = ticket.merged_into_id
     if detail:
         body["available_transitions"] = selectors.available_transitions(ticket=ticket, user=user)
         body["order_no"] = ticket.order.order_no if ticket.order_id else None
@@ -236,6 +239,37 @@ class TicketReportUpApi(GenericAPIView):
         data = self.InputSerializer(data=request.data or {})
         data.is_valid(raise_exception=True)
         ticket = services.report_up(actor=request.user, ticket_id=ticket_id, note=data.validated_data["note"])
+        return Response(ticket_body(ticket, user=request.user, detail=True))
+
+
+class TicketMergeApi(GenericAPIView):
+    """Staff merge a duplicate into another open ticket of the same buyer: it
+    ends `merged` (pointing at the target through `merged_into_id`), its
+    messages follow in the target's conversation (new seqs, gap-free), both
+    timelines record it, the buyer's chat follows, the order's hold stays one."""
+
+    serializer_class = TicketDetailOutput
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "TicketMergeInput"
+
+        into_ticket_id = IntegerField(min_value=1)
+
+    @extend_schema(
+        operation_id="tickets_merge", request=InputSerializer,
+        responses={200: TicketDetailOutput,
+                   403: OpenApiResponse(description="not staff"),
+                   404: OpenApiResponse(description="either ticket unknown or not visible"),
+                   409: OpenApiResponse(description="merge_into_self, merge_target_closed (resolved, closed or "
+                                                    "merged target), merge_buyer_mismatch, illegal_transition "
+                                                    "(the source is not open)")},
+    )
+    def post(self, request, ticket_id: int):
+        data = self.InputSerializer(data=request.data or {})
+        data.is_valid(raise_exception=True)
+        ticket = services.merge_tickets(actor=request.user, ticket_id=ticket_id,
+                                        into_ticket_id=data.validated_data["into_ticket_id"])
         return Response(ticket_body(ticket, user=request.user, detail=True))
 
 

@@ -82,8 +82,11 @@ def _ticket(request, ticket_id: int) -> Ticket:
 @require_GET
 @buyer_required
 def room(request, ticket_id: int):
-    """One conversation; the page streams over /ws/tickets/<id>/chat/."""
+    """One conversation; the page streams over /ws/tickets/<id>/chat/. A
+    ticket merged into another sends the buyer on to that one."""
     ticket = _ticket(request, ticket_id)
+    if ticket.merged_into_id is not None:
+        return redirect("chat:room", ticket_id=ticket.merged_into_id)
     messages = list(selectors.messages_visible_to(user=request.user, ticket=ticket))
     context = {
         "ticket": ticket,

@@ -78,7 +78,7 @@ class ChatConsumer(LiveConsumer):
         if opened is FORBIDDEN:
             await self.close(code=FORBIDDEN)
             return
-        self.viewer = opened
+        self.viewer, merged_into = opened
         self.client_ip, self.client_device = ip_and_device_of_scope(self.scope)
         self.scope_checked_at = time.monotonic()
         self.last_seq = after_seq
@@ -93,6 +93,9 @@ class ChatConsumer(LiveConsumer):
         # read after joining, never before: a message committed between the scope
         # check and the subscription would otherwise wait for the page's next sync
         await self._replay()
+        if merged_into is not None:
+            # a duplicate merged into another ticket: the client follows to the target
+            await self.send_json({"type": "ticket.merged", "ticket_id": self.ticket_id, "into_ticket_id": merged_into})
         # the others see who joined (the buyer sees the merchant come in, agents
         # see who else has the ticket open); each of them answers "here" to us alone
         self.me = {"id": self.viewer.user_id, "name": self.viewer.name, "role": self.viewer.role,
@@ -252,19 +255,27 @@ def _open(scope, ticket_id: int):
     if not user.is_authenticated:
         return None
     viewer = viewer_of(user)
-    return FORBIDDEN if _stored_up_to(viewer, ticket_id) is None else viewer
+    seen = _seen(viewer, ticket_id)
+    return FORBIDDEN if seen is None else (viewer, seen[1])
 
 
-def _stored_up_to(viewer: Viewer, ticket_id: int) -> int | None:
-    """The last seq the viewer may see on the ticket, or None when they may not see it."""
+def _seen(viewer: Viewer, ticket_id: int) -> tuple[int, int | None] | None:
+    """The last seq the viewer may see on the ticket and the ticket it was
+    merged into (if any), or None when they may not see it. One query."""
     condition = visibility_filter(viewer)
     tickets = Ticket.objects.filter(pk=ticket_id)
     if condition is not None:
         tickets = tickets.filter(condition)
-    seqs = tickets.values_list("last_seq", "last_public_seq").first()
-    if seqs is None:
+    row = tickets.values_list("last_seq", "last_public_seq", "merged_into_id").first()
+    if row is None:
         return None
-    return seqs[0] if sees_internal_notes(viewer) else seqs[1]
+    return (row[0] if sees_internal_notes(viewer) else row[1]), row[2]
+
+
+def _stored_up_to(viewer: Viewer, ticket_id: int) -> int | None:
+    """The last seq the viewer may see on the ticket, or None when they may not see it."""
+    seen = _seen(viewer, ticket_id)
+    return None if seen is None else seen[0]
 
 
 def _stored_after(viewer: Viewer, ticket_id: int, seq: int) -> list[dict]:

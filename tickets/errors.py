@@ -87,3 +87,18 @@ class BelowTicketTier(PermissionDenied):
 class NoteRequired(InvalidInput):
     code = "note_required"
     default_detail = "Reporting up needs a note for the next tier."
+
+
+class MergeIntoSelf(Conflict):
+    code = "merge_into_self"
+    default_detail = "A ticket cannot be merged into itself."
+
+
+class MergeTargetClosed(Conflict):
+    code = "merge_target_closed"
+    default_detail = "The target ticket is no longer open (resolved, closed or merged itself)."
+
+
+class MergeBuyerMismatch(Conflict):
+    code = "merge_buyer_mismatch"
+    default_detail = "Only tickets of the same buyer can be merged."

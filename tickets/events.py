@@ -168,3 +168,10 @@ def reported_up(ticket: Ticket, *, actor, note: str) -> None:
         "note": note,
         "by": {"id": actor.pk, "name": actor.name},
     })
+
+
+def ticket_merged(source: Ticket, target: Ticket) -> None:
+    """The source's sockets (the buyer's chat, the console) move to the target."""
+    publish_on_commit([ticket_group(source.pk)], {
+        "type": "ticket.merged", "ticket_id": source.pk, "into_ticket_id": target.pk,
+    })

@@ -173,6 +173,7 @@ class Ticket(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
         WAITING_BUYER = "waiting_buyer", _("Waiting on buyer")
         RESOLVED = "resolved", _("Resolved")
         CLOSED = "closed", _("Closed")
+        MERGED = "merged", _("Merged into another ticket")
 
     ACTIVE = (Status.OPEN, Status.ASSIGNED, Status.WAITING_MERCHANT, Status.WAITING_BUYER)
     WORKING = (Status.ASSIGNED, Status.WAITING_MERCHANT, Status.WAITING_BUYER)
@@ -215,6 +216,12 @@ class Ticket(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
     # lost message from a note they are not meant to see
     last_public_seq = models.PositiveIntegerField(_("last public message seq"), default=0)
     last_message_at = models.DateTimeField(_("last message at"), null=True, blank=True)
+    # a duplicate merged into another ticket (status ``merged``) names it here;
+    # its conversation was copied there and its buyer's chat follows it
+    merged_into = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="merged_from",
+        verbose_name=_("merged into"),
+    )
 
     class Meta:
         verbose_name = _("ticket")
@@ -307,6 +314,16 @@ class Ticket(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
         self.breached_at = None
         self.due_at = now + sla.deadline_for(self.grade)
         return self.Status.ASSIGNED if self.assignee_id else self.Status.OPEN
+
+    @transition(field=status, source=list(ACTIVE), target=Status.MERGED, permission=_staff)
+    def merge(self, *, into: Ticket, now: datetime) -> None:
+        """A duplicate ends here; ``tickets.services.merge`` runs it (never by
+        name from the transitions endpoint: it needs the target)."""
+        self.merged_into = into
+        self.closed_at = now
+        self.due_at = None
+        self.sla_paused_at = None
+        self.sla_remaining_s = None
 
     # --- SLA clock (plain field arithmetic, used by the transitions above) ---
 

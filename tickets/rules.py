@@ -86,8 +86,30 @@ def sees_internal_notes(viewer: Viewer) -> bool:
 
 def may_write(*, status: str) -> bool:
     """Anyone who may see a ticket may write in its conversation until it is
-    closed (a resolved ticket still takes a "thank you" or a follow-up)."""
-    return status != "closed"
+    closed or merged into another (a resolved ticket still takes a "thank
+    you" or a follow-up; a merged one's conversation continues in its target)."""
+    return status not in ("closed", "merged")
+
+
+# --- duplicates merged (issue #13 item 2) -----------------------------------------
+
+# the states a ticket merges from, and into (``Ticket.ACTIVE``)
+MERGEABLE_STATES = ("open", "assigned", "waiting_merchant", "waiting_buyer")
+
+
+def merge_refusal(*, source_id: int, target_id: int, source_buyer_id: int | None, target_buyer_id: int | None,
+                  target_status: str) -> str | None:
+    """Why ``source`` may not be merged into ``target`` (an error code), or
+    None. The source's own state is the state machine's to judge
+    (``illegal_transition``). Only one buyer's tickets merge: a merge of two
+    buyers' tickets would show each the other's conversation."""
+    if source_id == target_id:
+        return "merge_into_self"
+    if target_status not in MERGEABLE_STATES:
+        return "merge_target_closed"
+    if source_buyer_id is None or source_buyer_id != target_buyer_id:
+        return "merge_buyer_mismatch"
+    return None
 
 
 def may_rate(*, viewer: Viewer, buyer_id: int | None, party: str, status: str, already_rated: bool) -> bool:

@@ -15,7 +15,7 @@ from django_fsm import can_proceed
 from accounts import roles
 from core.locks import lock as lock_rows
 from core.parsing import int_or_none
-from tickets.rules import Viewer, viewer_of, visibility_filter
+from tickets.rules import MERGEABLE_STATES, Viewer, viewer_of, visibility_filter
 from merchants.selectors import merchant_id_for
 from tickets.errors import TicketNotFound
 from tickets.models import (
@@ -258,3 +258,19 @@ def get_evidence_for(*, user, evidence_id: int):
 def evidence_for(*, ticket: Ticket) -> list:
     """The evidence images of a ticket the viewer already may see, oldest first."""
     return list(ticket.evidence.order_by("created_at", "id"))
+
+
+DUPLICATES_SHOWN = 10
+
+
+def likely_duplicates(*, ticket: Ticket) -> list[Ticket]:
+    """Issue #13 item 2: the other tickets of the same buyer about the same
+    order that are still open (what an agent merges this one into), oldest
+    first. Empty, with no query, for a ticket without buyer or order or one
+    that is no longer open itself."""
+    if ticket.buyer_id is None or ticket.order_id is None or ticket.status not in MERGEABLE_STATES:
+        return []
+    return list(
+        Ticket.objects.filter(buyer_id=ticket.buyer_id, order_id=ticket.order_id, status__in=MERGEABLE_STATES)
+        .exclude(pk=ticket.pk).select_related("assignee").order_by("created_at", "pk")[:DUPLICATES_SHOWN]
+    )

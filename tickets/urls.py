@@ -19,4 +19,5 @@ urlpatterns = [
     path("tickets/<id:ticket_id>/intercept-resend/", views.intercept_resend, name="intercept-resend"),
     path("tickets/<id:ticket_id>/transitions/<slug:name>/", views.transition, name="transition"),
     path("tickets/<id:ticket_id>/report-up/", views.report_up, name="report-up"),
+    path("tickets/<id:ticket_id>/merge/", views.merge, name="merge"),
 ]

@@ -16,6 +16,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, JsonResponse
+from django.urls import reverse
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
@@ -168,6 +169,9 @@ ERROR_TEXTS = {
     "out_of_stock": gettext_lazy("That colour or size is out of stock: the variant was not changed."),
     "intercept_unavailable": gettext_lazy("Intercept-and-resend applies only while the parcel is in transit."),
     "already_intercepted": gettext_lazy("This parcel already has an intercept request."),
+    "merge_into_self": gettext_lazy("A ticket cannot be merged into itself."),
+    "merge_target_closed": gettext_lazy("That ticket is no longer open (resolved, closed or merged itself)."),
+    "merge_buyer_mismatch": gettext_lazy("Only tickets of the same buyer can be merged."),
 }
 REFUSAL_TEXTS = {
     "already_top_tier": gettext_lazy("It is already at the top tier."),
@@ -335,6 +339,7 @@ def ticket(request, ticket_id: int):
         "order_panel": _order_panel(ticket),
         "playbooks": selectors.playbooks(category=ticket.category),
         "can_write": rules.may_write(status=ticket.status),
+        "duplicates": selectors.likely_duplicates(ticket=ticket),
     }
     return render(request, "tickets/ticket.html", context)
 
@@ -405,6 +410,23 @@ def report_up(request, ticket_id: int):
         "error": error, "error_text": error_text(error) if error else "",
     }
     return render(request, "tickets/_ticket_state.html", context, status=error.status if error else 200)
+
+
+@require_POST
+@staff_required
+def merge(request, ticket_id: int):
+    """"Merge into #N" from the duplicates list: this ticket ends merged and
+    the page moves to the target; a refusal shows where the list is."""
+    try:
+        into = parse_int(request.POST.get("into", ""), field="into_ticket_id", minimum=1)
+        services.merge_tickets(actor=request.user, ticket_id=ticket_id, into_ticket_id=into)
+    except TicketNotFound:
+        raise Http404 from None
+    except DomainError as error:
+        return _error_fragment(request, error, target="#merge-error")
+    response = HttpResponse(status=204)
+    response["HX-Redirect"] = reverse("console:ticket", args=[into])
+    return response
 
 
 @require_POST

@@ -115,6 +115,10 @@
       }
       else if (frame.type === "resync") socket.send('{"type":"sync"}');
       else if (frame.type === "ticket.changed" && (frame.status === "resolved" || frame.status === "closed")) location.reload();
+      else if (frame.type === "ticket.merged" && frame.into_ticket_id) {
+        // merged into another request: the conversation continues there
+        location.assign(`/chat/${Number(frame.into_ticket_id)}/`);
+      }
     });
     socket.addEventListener("close", (event) => {
       socket = null;

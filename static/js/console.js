@@ -780,6 +780,11 @@
       case "left":
         if (frame.author) { chatLive.viewers.delete(frame.author.key); renderViewers(); }
         break;
+      case "ticket.merged": // the duplicate was merged: its conversation goes on in the target
+        if (String(frame.ticket_id) === page.dataset.ticketId && frame.into_ticket_id && !page.dataset.mergedInto) {
+          location.assign(`/console/tickets/${Number(frame.into_ticket_id)}/`);
+        }
+        break;
       default:
         break;
     }

@@ -63,6 +63,10 @@ NOTICE_TEXTS = {
     "logistics_exception": gettext_noop(
         "The carrier reports a problem with your parcel {tracking_no}: {what}. We are on it and will keep you posted here."
     ),
+    "merged_away": gettext_noop(
+        "This request has been merged into request #{target}; the conversation continues there."
+    ),
+    "merged_in": gettext_noop("The conversation of request #{source} (about the same order) follows, merged into this one."),
     "parcel_intercepted": gettext_noop(
         "We have asked the carrier to stop parcel {tracking_no} and the merchant to send your order again by {deadline}."
     ),
@@ -75,3 +79,34 @@ def append_notice(*, ticket: Ticket, notice: str, now: datetime, **params: str) 
     with translation.override(ticket.language):
         body = gettext(NOTICE_TEXTS[notice]).format(**params)
     return append_message(ticket=ticket, author=None, body=body, internal=False, now=now, notice=notice)
+
+
+def append_copies(*, ticket: Ticket, messages: list[Message], now: datetime) -> list[Message]:
+    """Append copies of ``messages`` (another ticket's, in their order) to
+    ``ticket``'s conversation with its next seqs, in two statements whatever
+    their number (a merge). ``ticket`` is locked in the caller's transaction,
+    so the seqs stay gap-free. A copy keeps its author, role, body, notice,
+    internal flag and when it was said; it has no client id (those are unique
+    per ticket and belong to the original)."""
+    assert transaction.get_connection().in_atomic_block, "append_copies needs the caller's transaction"
+    if not messages:
+        return []
+    copies: list[Message] = []
+    prev_public: list[int] = []
+    seq, public_seq = ticket.last_seq, ticket.last_public_seq
+    for original in messages:
+        seq += 1
+        prev_public.append(public_seq)
+        copies.append(Message(
+            ticket=ticket, seq=seq, author=original.author, author_role=original.author_role, body=original.body,
+            internal=original.internal, notice=original.notice, created_at=original.created_at,
+        ))
+        if not original.internal:
+            public_seq = seq
+    Message.objects.bulk_create(copies)
+    ticket.last_seq, ticket.last_public_seq = seq, public_seq
+    ticket.last_message_at = now
+    ticket.save(update_fields=["last_seq", "last_public_seq", "last_message_at", "updated_at"])
+    for copy, before in zip(copies, prev_public):
+        events.message_posted(copy, prev_public_seq=before)
+    return copies

@@ -273,14 +273,17 @@ def _open_dispute(*, ticket: Ticket, actor, now) -> None:
     TicketEvent.objects.create(ticket=ticket, kind="dispute_opened", actor=actor, data=data, created_at=now)
 
 
-def _settle_dispute(*, ticket: Ticket, actor, now) -> None:
+def _settle_dispute(*, ticket: Ticket, actor, now, prefer_ticket_id: int | None = None) -> None:
     """The dispute ended: the order's hold is released with the last open
-    dispute on the order, and answers to the next one until then."""
+    dispute on the order, and answers to the next one until then (to
+    ``prefer_ticket_id`` when that one is still an open dispute on the order:
+    a merge hands the hold to its target)."""
     if not _is_dispute(ticket):
         return
     others = (Ticket.objects.filter(order_id=ticket.order_id, category__in=DISPUTE_CATEGORIES, status__in=Ticket.ACTIVE)
-              .exclude(party=Party.MERCHANT).exclude(pk=ticket.pk).order_by("created_at", "pk"))
-    next_ticket_id = others.values_list("pk", flat=True).first()
+              .exclude(party=Party.MERCHANT).exclude(pk=ticket.pk))
+    ids = list(others.order_by("created_at", "pk").values_list("pk", flat=True))
+    next_ticket_id = prefer_ticket_id if prefer_ticket_id in ids else (ids[0] if ids else None)
     hold = merchant_services.settle_dispute(order_id=ticket.order_id, ticket_id=ticket.pk, now=now, next_ticket_id=next_ticket_id)
     data = {"order_id": ticket.order_id}
     if hold is not None:

@@ -15,7 +15,8 @@ from tickets.models import Ticket, TicketEvent
 from tickets.selectors import USER_TRANSITIONS
 from tickets.services.conversation import append_notice
 
-SYSTEM_TRANSITIONS = (*USER_TRANSITIONS, "route")
+# run by the platform or by their own service (``merge`` needs its target), never by name from the API
+SYSTEM_TRANSITIONS = (*USER_TRANSITIONS, "route", "merge")
 
 
 def check_source_state(*, ticket: Ticket, name: str, system: bool = False):

@@ -82,3 +82,31 @@ def test_parallel_chat_intake_never_exceeds_capacity():
     loads = [Ticket.objects.filter(assignee=a, status="assigned").count() for a in agents]
     assert loads == [2, 2]
     assert Ticket.objects.filter(status="open", assignee__isnull=True).count() == 4
+
+
+def test_two_merges_in_opposite_directions_one_wins_without_deadlock(buyer, order, agent, other_agent):
+    """Issue #13 item 2: both merges lock the two tickets in id order, so the
+    second waits for the first and then finds one side merged (409)."""
+    requires_postgres()
+    from core.errors import DomainError
+
+    a = open_ticket(buyer=buyer, order=order, body="第一次")
+    b = open_ticket(buyer=buyer, order=order, body="第二次")
+    pairs = [(a.pk, b.pk), (b.pk, a.pk)] * 3
+    agents = [agent, other_agent]
+
+    results, errors = race(
+        lambda i: services.merge_tickets(actor=agents[i % 2], ticket_id=pairs[i][0],
+                                         into_ticket_id=pairs[i][1]).pk, len(pairs)
+    )
+
+    assert len(results) == 1, errors
+    assert len(errors) == len(pairs) - 1
+    assert all(isinstance(e, DomainError) and e.status == 409 for e in errors), errors
+    loser = Ticket.objects.get(pk=results[0])
+    winner = Ticket.objects.get(pk=loser.merged_into_id)
+    assert loser.status == "merged" and winner.status == "open" and winner.merged_into_id is None
+    assert list(Message.objects.filter(ticket=winner).order_by("seq").values_list("seq", flat=True)) == list(
+        range(1, winner.last_seq + 1))
+    assert TicketEvent.objects.filter(kind="merge").count() == 1
+    assert TicketEvent.objects.filter(kind="merged_in").count() == 1
