@@ -77,6 +77,7 @@ urlpatterns = [
     path("api/v1/", include("compensation.urls_api")),
     path("api/v1/", include("risk.urls_api")),
     path("api/v1/", include("incidents.urls_api")),
+    path("api/v1/", include("reports.urls_api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("chat/", include("tickets.chat_urls")),
