@@ -84,6 +84,7 @@ urlpatterns = [
     path("console/lockouts/lift/", accounts_views.lift_lockout, name="lockout-lift"),
     path("console/remedies/", include("compensation.urls")),
     path("console/risk/", include("risk.urls")),
+    path("console/reports/", include("reports.urls")),
     path("console/", include("incidents.urls")),
     path("console/", include("tickets.urls")),
     path("merchant/tickets/", include("tickets.portal_urls")),
