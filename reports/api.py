@@ -171,7 +171,8 @@ def export_response(request, *, kind: str, period) -> StreamingHttpResponse:
                                    filters={"from": period.first.isoformat(), "to": period.last.isoformat()})
     lines = exports.csv_lines(exports.EXPORTS[kind], period,
                               on_done=lambda rows: services.finish_export(record_id=record.pk, row_count=rows))
-    content = exports.as_async(lines) if isinstance(request, ASGIRequest) else lines
+    django_request = getattr(request, "_request", request)  # under DRF's Request
+    content = exports.as_async(lines) if isinstance(django_request, ASGIRequest) else lines
     response = StreamingHttpResponse(content, content_type="text/csv; charset=utf-8")
     name = f"{kind}-{period.first.isoformat()}-{period.last.isoformat()}.csv"
     response["Content-Disposition"] = f'attachment; filename="{name}"'

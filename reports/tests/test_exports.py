@@ -9,7 +9,7 @@ import io
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.db import connection
+from django.db import connection, connections
 from django.http import StreamingHttpResponse
 from django.test.utils import CaptureQueriesContext
 
@@ -118,3 +118,23 @@ def test_asgi_adapter_yields_the_same_chunks_one_at_a_time():
         return [chunk async for chunk in exports.as_async(iter(["a", "b", "c"]))]
 
     assert async_to_sync(collect)() == ["a", "b", "c"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_export_under_asgi_streams_an_async_iterator(supervisor, buyer):
+    """Production serves ASGI: the response iterates asynchronously (one chunk per
+    thread hop), so Django does not read the whole export into memory first."""
+    from asgiref.sync import sync_to_async
+    from django.test import AsyncClient
+
+    from accounts.services import issue_api_token
+
+    await sync_to_async(open_ticket)(buyer=buyer, subject="退货地址在哪里")
+    token = await sync_to_async(issue_api_token)(user=supervisor)
+    response = await AsyncClient().get("/api/v1/exports/tickets.csv", headers={"Authorization": f"Token {token.key}"})
+    assert response.status_code == 200 and response.is_async
+    raw = b"".join([chunk async for chunk in response.streaming_content])
+    assert raw.startswith(b"\xef\xbb\xbf") and "退货地址在哪里" in raw.decode("utf-8-sig")
+    record = await ExportRecord.objects.aget()
+    assert record.row_count == 1
+    await sync_to_async(connections.close_all)()  # the thread-sensitive executor's connection
