@@ -26,7 +26,9 @@ def _seconds(value) -> str:
     if value is None:
         return "–"
     value = int(round(value))
-    return f"{value // 60}:{value % 60:02d}" if value >= 60 else f"{value}s"
+    if value >= 3600:
+        return f"{value // 3600}h{value % 3600 // 60:02d}m"
+    return f"{value // 60}m{value % 60:02d}s" if value >= 60 else f"{value}s"
 
 
 def _pct(value) -> str:

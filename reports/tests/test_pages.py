@@ -43,7 +43,7 @@ def test_page_shows_the_figures(boss, settings, buyer, agent):
     assert '<a href="/console/reports/" class="is-current">报表</a>' in html  # the console nav, current
     assert re.search(r'data-figure="csat-average">6\.50<', html)
     assert re.search(r'data-figure="promoters">50\.0%<', html)
-    assert re.search(r'data-figure="first-p50">45s<', html)  # 12, 45 (the chat), 90 and re.search(r'data-figure="first-p90">1:30<', html)
+    assert re.search(r'data-figure="first-p50">45s<', html)  # 12, 45 (the chat), 90 and re.search(r'data-figure="first-p90">1m30s<', html)
     assert 'id="chat-target-alert"' in html  # 45 s average against a 30 s target
     assert "浙江" in html and "韵达快递" in html and agent.name in html
     assert "/api/v1/exports/tickets.csv?from=" in html
