@@ -11,6 +11,7 @@ from accounts import lockouts, roles
 from accounts.logins import ip_and_device
 from accounts.models import ApiToken
 from accounts.services import lift_lockout, log_in_for_token, revoke_api_token
+from core import doors
 from core.api import error_response
 
 class LoginThrottle(AnonRateThrottle):
@@ -54,6 +55,8 @@ class TokenApi(GenericAPIView):
         operation_id="auth_token", request=InputSerializer,
         responses={200: OutputSerializer,
                    400: OpenApiResponse(description="invalid input or `invalid_credentials`"),
+                   403: OpenApiResponse(description="`blacklisted`: the account, the client's address or its "
+                                                    "device is on the blacklist (a buyer reads \"system busy\")"),
                    429: OpenApiResponse(description="`locked_out` (too many failed logins for the account or "
                                                            "from the address) or `throttled`")},
     )
@@ -71,6 +74,8 @@ class TokenApi(GenericAPIView):
                 code="invalid_credentials", detail="Wrong username or password.", status_code=400
             )
         ip, device = ip_and_device(request)
+        # the doors' guards (the blacklist): 403 blacklisted, a buyer told "system busy"
+        doors.check(door=doors.LOGIN, user=user, ip=ip, device=device)
         issued = log_in_for_token(user=user, ip=ip, device=device)
         return Response(self.OutputSerializer({"token": issued.key, "expires_at": issued.expires_at,
                                                "user_id": user.pk, "role": roles.role_of(user)}).data)

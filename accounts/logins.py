@@ -50,6 +50,19 @@ def ip_and_device(request) -> tuple[str | None, str]:
     return ip, device
 
 
+def ip_and_device_of_scope(scope) -> tuple[str | None, str]:
+    """The same for a websocket: the ASGI server resolved the client's address
+    (uvicorn's trusted proxies); the device from the same header or user agent."""
+    client = scope.get("client") or (None, None)
+    ip = _ip(client[0] or "") if client[0] else None
+    headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope.get("headers", [])}
+    device = (headers.get(DEVICE_HEADER.lower()) or "").strip()[:128]
+    if not device:
+        agent = headers.get("user-agent") or ""
+        device = "ua:" + hashlib.sha256(agent.encode()).hexdigest()[:16] if agent else ""
+    return ip, device
+
+
 def record_session_login(sender, request, user, **kwargs) -> None:
     """``user_logged_in`` receiver: the audit line of a browser login."""
     from accounts.services import record_login

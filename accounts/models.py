@@ -31,6 +31,7 @@ class User(AbstractUser):
             ("act_as_buyer", "Can open tickets and chats as a buyer"),
             ("work_tickets", "Can work tickets as an agent"),
             ("supervise", "Can supervise agents and tickets"),
+            ("head_service", "Can own grade-1 and all-levels tickets and incidents as the head of service"),
             ("act_for_merchant", "Can act for a merchant in the merchant portal"),
             ("integrate", "Can call the platform's integration endpoints (order system, carrier feeds)"),
         ]

@@ -14,6 +14,9 @@ from django.contrib.auth.models import Group, Permission
 BUYER = "buyer"
 AGENT = "agent"
 SUPERVISOR = "supervisor"
+# the head of service (负责人): owns grade-1 tickets and incidents and the
+# "all levels" tier at the top of the ladder; a supervisor with more
+HEAD = "head"
 MERCHANT_STAFF = "merchant_staff"
 # a machine account of the platform (the order system, carrier feeds): it calls
 # the integration endpoints with its own token and nothing else
@@ -22,6 +25,7 @@ INTEGRATION = "integration"
 PERM_BUYER = "accounts.act_as_buyer"
 PERM_AGENT = "accounts.work_tickets"
 PERM_SUPERVISOR = "accounts.supervise"
+PERM_HEAD = "accounts.head_service"
 PERM_MERCHANT = "accounts.act_for_merchant"
 PERM_INTEGRATION = "accounts.integrate"
 
@@ -29,6 +33,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     BUYER: ["act_as_buyer"],
     AGENT: ["work_tickets"],
     SUPERVISOR: ["work_tickets", "supervise"],
+    HEAD: ["work_tickets", "supervise", "head_service"],
     MERCHANT_STAFF: ["act_for_merchant"],
     INTEGRATION: ["integrate"],
 }
@@ -106,7 +111,32 @@ def is_integration(user) -> bool:
     return _holds(user, PERM_INTEGRATION, active=True)
 
 
+def is_head(user) -> bool:
+    return _holds(user, PERM_HEAD, active=True)
+
+
+# The staff ladder: an agent (1), a team lead (the supervisor role, 2), the
+# head (3). ``tickets.rules`` maps a ticket's tier to the rank that owns it.
+RANK_AGENT = 1
+RANK_TEAM_LEAD = 2
+RANK_HEAD = 3
+
+
+def staff_rank(user) -> int:
+    """Where the user stands on the staff ladder; 0 for anyone not staff. An
+    active superuser stands with the head."""
+    if is_head(user):
+        return RANK_HEAD
+    if is_supervisor(user):
+        return RANK_TEAM_LEAD
+    if is_agent(user):
+        return RANK_AGENT
+    return 0
+
+
 def role_of(user) -> str | None:
+    if is_head(user):
+        return HEAD
     if is_supervisor(user):
         return SUPERVISOR
     if is_agent(user):

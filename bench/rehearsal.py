@@ -133,7 +133,8 @@ TAG_RE = re.compile(r"\[(rh[0-9a-f]{12})\]")
 # per action: statuses that are a correct answer besides 2xx (a race lost, a cap, a refusal)
 EXPECTED = {
     "assign": {409},
-    "resolve": {409},
+    # 403 below_ticket_tier: a chat whose deadline passed climbed above the agent's tier (tiers are roles)
+    "resolve": {403, 409},
     "remedy": {422},
     "approve": {409, 422},
     "reject": {409},

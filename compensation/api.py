@@ -154,6 +154,15 @@ class PolicyApi(GenericAPIView):
         agent_monthly_quota = IntegerField(required=False, min_value=0, max_value=10**6)
         buyer_daily_cap = IntegerField(required=False, min_value=0, max_value=10**6)
         daily_budget_fen = IntegerField(required=False, min_value=0, max_value=10**12)
+        blacklist_window_days = IntegerField(required=False, min_value=1, max_value=365,
+                                             help_text="the automatic blacklist counts over the last N days")
+        blacklist_entry_days = IntegerField(required=False, min_value=1, max_value=365,
+                                            help_text="how long an automatic entry lasts")
+        blacklist_max_remedies = IntegerField(required=False, min_value=0, max_value=10**6)
+        blacklist_max_tickets = IntegerField(required=False, min_value=0, max_value=10**6)
+        blacklist_max_accounts = IntegerField(required=False, min_value=0, max_value=10**6,
+                                              help_text="accounts seen on one IP or device in the window")
+        freeze_on_failed_verification = serializers.BooleanField(required=False)
         reason = serializers.CharField(required=False, allow_blank=True, max_length=255)
 
     @extend_schema(operation_id="compensation_policy", responses=PolicyOutput)
@@ -194,7 +203,8 @@ class BlacklistOutput(serializers.ModelSerializer):
 
     class Meta:
         model = BlacklistEntry
-        fields = ["id", "kind", "value", "reason", "window_days", "expires_at", "source", "added_by_id", "created_at"]
+        fields = ["id", "kind", "value", "reason", "window_days", "expires_at", "source", "counts", "added_by_id",
+                  "created_at"]
 
 
 class BlacklistApi(GenericAPIView):

@@ -17,8 +17,9 @@ from datetime import date, datetime
 
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import Exists, F, Subquery
+from django.db.models import CharField, Exists, F, Func, Q, Subquery
 
+from accounts.models import LoginEvent
 from compensation.models import AgentQuota, BlacklistEntry, BudgetDay, BuyerCounter, Policy
 from compensation.rules import Caps
 from core.locks import taking
@@ -36,10 +37,28 @@ POLICY_CAPS = ("value_cap_fen", "coupon_fen", "coupon_max_fen", "coupon_days", "
                "daily_budget_fen")
 
 
+class _Host(Func):
+    """An address as the blacklist writes it: PostgreSQL's ``inet`` column
+    read without its netmask (``HOST``); SQLite stores the text already."""
+
+    template = "%(expressions)s"
+    output_field = CharField()
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        return self.as_sql(compiler, connection, template="HOST(%(expressions)s)", **extra_context)
+
+
 def caps_snapshot(*, agent_id: int, buyer_id: int | None, buyer_username: str, day: date, period: str,
                   now: datetime) -> Caps:
     """The policy in force and what is used of it, in one query (two before
-    anyone changed the policy: reading the caps never writes its row)."""
+    anyone changed the policy: reading the caps never writes its row). The
+    buyer is blacklisted by account, or by the address or device of the
+    buyer's latest login (a subquery of the same statement)."""
+    listed = Q(kind=BlacklistEntry.Kind.ACCOUNT, value=buyer_username)
+    if buyer_id is not None:
+        seen = LoginEvent.objects.filter(user_id=buyer_id).order_by("-at", "-id")
+        listed |= Q(kind=BlacklistEntry.Kind.IP, value=Subquery(seen.annotate(host=_Host("ip")).values("host")[:1]))
+        listed |= Q(kind=BlacklistEntry.Kind.DEVICE, value=Subquery(seen.exclude(device="").values("device")[:1]))
     budget = BudgetDay.objects.filter(date=day)
     used = {
         "quota_used": Subquery(AgentQuota.objects.filter(agent_id=agent_id, period=period).values("used")[:1]),
@@ -47,8 +66,7 @@ def caps_snapshot(*, agent_id: int, buyer_id: int | None, buyer_username: str, d
         "day_spent": Subquery(budget.values("spent_fen")[:1]),
         "day_budget": Subquery(budget.values("budget_fen")[:1]),
         "day_breaker": Subquery(budget.values("breaker_open")[:1]),
-        "blacklisted": Exists(BlacklistEntry.objects.filter(
-            kind=BlacklistEntry.Kind.ACCOUNT, value=buyer_username, expires_at__gt=now)),
+        "blacklisted": Exists(BlacklistEntry.objects.filter(listed, expires_at__gt=now)),
     }
     row = Policy.objects.filter(pk=1).annotate(**used).values(*POLICY_CAPS, *used).first()
     if row is None:

@@ -24,6 +24,16 @@ class Policy(models.Model):
     agent_monthly_quota = models.PositiveIntegerField(_("agent monthly self-service quota"), default=60)
     buyer_daily_cap = models.PositiveIntegerField(_("remedies per buyer per day"), default=2)
     daily_budget_fen = models.BigIntegerField(_("daily compensation budget (fen)"), default=1_000_000)
+    # the automatic blacklist (campaign control plan): counts over the last
+    # ``blacklist_window_days`` days put an account, IP or device on the list
+    # for ``blacklist_entry_days`` days
+    blacklist_window_days = models.PositiveSmallIntegerField(_("blacklist: counting window (days)"), default=3)
+    blacklist_entry_days = models.PositiveSmallIntegerField(_("blacklist: entry lasts (days)"), default=7)
+    blacklist_max_remedies = models.PositiveIntegerField(_("blacklist: most remedies in the window"), default=3)
+    blacklist_max_tickets = models.PositiveIntegerField(_("blacklist: most tickets in the window"), default=5)
+    blacklist_max_accounts = models.PositiveIntegerField(_("blacklist: most accounts per IP or device"), default=5)
+    # the stolen-account loop: a failed owner verification freezes the account at once
+    freeze_on_failed_verification = models.BooleanField(_("freeze on a failed owner verification"), default=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
@@ -35,6 +45,8 @@ class Policy(models.Model):
             models.CheckConstraint(condition=models.Q(coupon_max_fen__gte=models.F("coupon_fen")),
                                    name="policy_coupon_max_covers_coupon"),
             models.CheckConstraint(condition=models.Q(daily_budget_fen__gte=0), name="policy_budget_non_negative"),
+            models.CheckConstraint(condition=models.Q(blacklist_window_days__gte=1, blacklist_entry_days__gte=1),
+                                   name="policy_blacklist_days_positive"),
         ]
 
     def __str__(self) -> str:
@@ -133,6 +145,7 @@ class BlacklistEntry(models.Model):
     class Source(models.TextChoices):
         MANUAL = "manual", _("Added by hand")
         DAILY_COUNTS = "daily_counts", _("From daily counts")
+        ROLLING_COUNTS = "rolling_counts", _("From counts over the window")
 
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
     value = models.CharField(_("value"), max_length=128)
@@ -140,6 +153,8 @@ class BlacklistEntry(models.Model):
     window_days = models.PositiveSmallIntegerField(_("window (days)"), default=7)
     expires_at = models.DateTimeField(_("expires at"))
     source = models.CharField(_("source"), max_length=16, choices=Source.choices, default=Source.MANUAL)
+    # what tripped an automatic entry: {"window_days", "since", "counts": {...}, "limits": {...}, "tripped": [...]}
+    counts = models.JSONField(_("counts that tripped it"), default=dict, blank=True)
     added_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )

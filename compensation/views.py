@@ -18,6 +18,8 @@ from compensation import rules, selectors, services
 from core.errors import DomainError
 from core.money import format_fen
 from core.parsing import parse_int, parse_optional_int
+from merchants import selectors as merchant_selectors
+from merchants import services as merchant_services
 from tickets.errors import TicketNotFound
 from tickets.selectors import get_ticket_for
 from tickets.views import _agent_bar, staff_required
@@ -43,6 +45,12 @@ POLICY_LABELS = {
     "agent_monthly_quota": _("Agent monthly self-service quota"),
     "buyer_daily_cap": _("Remedies per buyer per day"),
     "daily_budget_fen": _("Daily compensation budget (fen)"),
+    "blacklist_window_days": _("Blacklist: count over the last (days)"),
+    "blacklist_entry_days": _("Blacklist: an automatic entry lasts (days)"),
+    "blacklist_max_remedies": _("Blacklist: most remedies per account, IP or device in the window"),
+    "blacklist_max_tickets": _("Blacklist: most tickets per account, IP or device in the window"),
+    "blacklist_max_accounts": _("Blacklist: most accounts on one IP or device in the window"),
+    "freeze_on_failed_verification": _("Freeze the account when the owner's verification fails"),
 }
 _ACTION_LABELS = {
     "refund": _("Refund in full"),
@@ -169,8 +177,24 @@ def _approval_rows(remedies) -> list[dict]:
 @supervisor_required
 def approvals(request):
     """Pending remedies, oldest first, to approve or reject with a reason."""
-    context = {**_agent_bar(request), "nav": "approvals", "rows": _approval_rows(selectors.pending_approvals()[:200])}
+    payouts = merchant_selectors.payouts_awaiting_review(user=request.user)[:200]
+    context = {**_agent_bar(request), "nav": "approvals", "rows": _approval_rows(selectors.pending_approvals()[:200]),
+               "payout_rows": [{"payout": p, "amount": format_fen(p.amount_fen)} for p in payouts]}
     return render(request, "compensation/approvals.html", context)
+
+
+@require_POST
+@supervisor_required
+def review_payout(request, payout_id: int, verdict: str):
+    """A payout of a low-credit merchant: approve (to the bank) or reject
+    (back to available, with a note); the row's last cell comes back."""
+    status, error, payout = 200, None, None
+    try:
+        payout = merchant_services.review_payout(actor=request.user, payout_id=payout_id,
+                                                 approve=verdict == "approve", note=request.POST.get("note", ""))
+    except DomainError as exc:
+        status, error = exc.status, exc.detail
+    return render(request, "compensation/_payout_decision.html", {"payout": payout, "error": error}, status=status)
 
 
 @require_POST
@@ -204,6 +228,9 @@ def policy(request):
             else:
                 changes = {name: parse_int(request.POST[name], field=name, minimum=0) for name in services.POLICY_FIELDS
                            if request.POST.get(name, "").strip()}
+                for name in services.BOOL_FIELDS:
+                    if name in changes:
+                        changes[name] = bool(changes[name])
                 services.update_policy(actor=request.user, changes=changes, reason=request.POST.get("reason", ""))
                 notice = _("Policy saved.")
         except DomainError as exc:
@@ -212,7 +239,8 @@ def policy(request):
     current = services.get_policy()
     context = {
         **_agent_bar(request), "nav": "policy", "history": selectors.policy_history(),
-        "field_rows": [(name, POLICY_LABELS[name], getattr(current, name)) for name in services.POLICY_FIELDS],
+        "field_rows": [(name, POLICY_LABELS[name], getattr(current, name), name in services.BOOL_FIELDS)
+                       for name in services.POLICY_FIELDS],
         "budget": budget, "budget_spent": format_fen(budget.spent_fen), "budget_total": format_fen(budget.budget_fen),
         "can_edit": roles.is_supervisor(request.user), "error": error,
         "notice": notice,

@@ -17,15 +17,18 @@ STATUS_BY_CODE: dict[str, int] = {
     # the generic ones (core)
     "domain_error": 400, "invalid": 400, "not_found": 404, "permission_denied": 403, "conflict": 409,
     "already_decided": 409, "idempotency_conflict": 409, "idempotency_key_required": 400, "unavailable": 503,
+    "blacklisted": 403,
     # tickets
     "illegal_transition": 409, "unknown_transition": 404, "transition_refused": 422, "transition_forbidden": 403,
     "unknown_category": 400, "unknown_order": 400, "already_rated": 409, "not_resolved": 409,
     "ticket_closed": 422, "assignee_invalid": 400, "shift_limit_reached": 409, "held_by_other": 409,
+    "below_ticket_tier": 403, "note_required": 400,
     # merchants
     "exceeds_withdrawable": 422, "amount_invalid": 422, "order_disputed": 409, "order_not_releasable": 409,
-    "payout_settled": 409, "hold_not_active": 409, "already_shipped": 409, "task_not_open": 409,
+    "payout_settled": 409, "payout_not_in_review": 409, "account_restricted": 409, "hold_not_active": 409, "already_shipped": 409, "task_not_open": 409,
     "already_cancelled": 409, "order_not_cancellable": 409, "not_cancelled": 409, "undo_unavailable": 409,
-    "undo_expired": 409, "changed_since_cancel": 409,
+    "undo_expired": 409, "changed_since_cancel": 409, "out_of_stock": 409, "intercept_unavailable": 409,
+    "already_intercepted": 409,
     # compensation
     "buyer_blacklisted": 422, "order_not_eligible": 422, "own_request": 403, "budget_still_exhausted": 409,
     # risk
@@ -90,6 +93,15 @@ class IdempotencyKeyRequired(InvalidInput):
     code = "idempotency_key_required"
     default_detail = "This request moves money: send an Idempotency-Key header (a fresh one per action, the same on retries)."
 
+
+
+class Blacklisted(DomainError):
+    """A door (``core.doors``) refuses an account, address or device on the
+    blacklist. A buyer is told only "system busy", the words the order system
+    shows for a denied booking; staff are told why."""
+
+    code = "blacklisted"
+    default_detail = "System busy, please try later."
 
 
 class ServiceUnavailable(DomainError):

@@ -6,7 +6,7 @@ other in a circle (PostgreSQL would break the circle by killing one of them):
 
     account → owner verification → risk hit → incident → bulk job → shipment
     → ticket → remedy → overtime request → agent profile → agent quota
-    → buyer counter → order → resend task → fund hold → payout
+    → buyer counter → order → variant stock → resend task → fund hold → payout
     → merchant account → ledger chain head → policy → day's budget
 
 The day's budget comes last on purpose: every remedy on the platform spends
@@ -29,7 +29,7 @@ from django.db import transaction
 
 ORDER = (
     "account", "owner_verification", "risk_hit", "incident", "bulk_job", "shipment", "ticket", "remedy",
-    "overtime_request", "agent_profile", "agent_quota", "buyer_counter", "order", "resend_task", "fund_hold",
+    "overtime_request", "agent_profile", "agent_quota", "buyer_counter", "order", "variant_stock", "resend_task", "fund_hold",
     "payout", "merchant_account", "ledger_head", "policy", "budget_day",
 )
 _RANK = {kind: rank for rank, kind in enumerate(ORDER)}

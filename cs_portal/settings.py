@@ -76,6 +76,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
+                "accounts.context_processors.role",
                 "tickets.context_processors.merchant_attention",
             ],
         },
@@ -160,9 +161,10 @@ CELERY_BEAT_SCHEDULE = {
     "auto-confirm": {"task": "merchants.tasks.auto_confirm", "schedule": timedelta(minutes=10)},
     "resend-deadlines": {"task": "tickets.tasks.resend_deadlines", "schedule": timedelta(minutes=1)},
     "credit-scores": {"task": "merchants.tasks.credit_scores", "schedule": timedelta(hours=6)},
-    "blacklist-daily-counts": {"task": "compensation.tasks.blacklist_daily_counts", "schedule": timedelta(minutes=15)},
+    "blacklist-recent-counts": {"task": "compensation.tasks.blacklist_recent_counts", "schedule": timedelta(minutes=15)},
     "stolen-account-detector": {"task": "risk.tasks.detect_stolen_accounts", "schedule": timedelta(minutes=15)},
     "incident-rules": {"task": "incidents.tasks.sweep_incident_rules", "schedule": timedelta(minutes=5)},
+    "incident-deadlines": {"task": "incidents.tasks.sweep_incident_deadlines", "schedule": timedelta(minutes=1)},
     "resume-bulk-jobs": {"task": "incidents.tasks.resume_stalled_jobs", "schedule": timedelta(seconds=15)},
 }
 

@@ -5,6 +5,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts import views as accounts_views
+from accounts.forms import LoginForm
 from accounts.api import LockoutResetApi, LogoutApi, TokenApi
 from cs_portal import views as portal_views
 from merchants import api as merchants_api
@@ -21,6 +22,9 @@ api_v1 = [
         tickets_api.TicketTransitionApi.as_view(),
         name="ticket-transition",
     ),
+    path("tickets/<id:ticket_id>/report-up/", tickets_api.TicketReportUpApi.as_view(), name="ticket-report-up"),
+    path("tickets/<id:ticket_id>/intercept-resend/", tickets_api.TicketInterceptResendApi.as_view(),
+         name="ticket-intercept-resend"),
     path("tickets/<id:ticket_id>/events/", tickets_api.TicketEventsApi.as_view(), name="ticket-events"),
     path("tickets/<id:ticket_id>/messages/", tickets_api.TicketMessagesApi.as_view(), name="ticket-messages"),
     path("tickets/<id:ticket_id>/rating/", tickets_api.TicketRatingApi.as_view(), name="ticket-rating"),
@@ -63,14 +67,21 @@ api_v1 = [
         merchants_api.ResendFulfilApi.as_view(),
         name="merchant-task-fulfil",
     ),
+    path("merchants/<id:merchant_id>/stock/", merchants_api.MerchantStockApi.as_view(), name="merchant-stock"),
     path("merchants/<id:merchant_id>/credit/", merchants_api.MerchantCreditApi.as_view(), name="merchant-credit"),
+    path("merchants/<id:merchant_id>/credit/standing/", merchants_api.MerchantCreditStandingApi.as_view(),
+         name="merchant-credit-standing"),
+    path("merchants/credit-policy/", merchants_api.CreditPolicyApi.as_view(), name="merchant-credit-policy"),
+    path("payouts/awaiting-review/", merchants_api.PayoutReviewListApi.as_view(), name="payouts-awaiting-review"),
+    path("payouts/<id:payout_id>/approve/", merchants_api.PayoutApproveApi.as_view(), name="payout-approve"),
+    path("payouts/<id:payout_id>/reject/", merchants_api.PayoutRejectApi.as_view(), name="payout-reject"),
     path("orders/<id:order_id>/changes/", merchants_api.OrderChangeApi.as_view(), name="order-changes"),
 ]
 
 urlpatterns = [
     path("", portal_views.home, name="home"),
     path("admin/", admin.site.urls),
-    path("accounts/login/", auth_views.LoginView.as_view(template_name="accounts/login.html"), name="login"),
+    path("accounts/login/", auth_views.LoginView.as_view(template_name="accounts/login.html", authentication_form=LoginForm), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/v1/", include(api_v1)),

@@ -63,8 +63,8 @@ class IncidentOutput(serializers.ModelSerializer):
     class Meta:
         model = Incident
         fields = ["id", "title", "grade", "owner_tier", "status", "rule", "region", "carrier", "category",
-                  "description", "opened_by", "opened_at", "due_at", "cause", "actions_taken", "prevention",
-                  "closed_by", "closed_at", "ticket_count"]
+                  "description", "opened_by", "opened_at", "due_at", "breaches", "breached_at", "cause",
+                  "actions_taken", "prevention", "closed_by", "closed_at", "ticket_count"]
 
 
 def _supervisor(request) -> None:

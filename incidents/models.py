@@ -28,6 +28,12 @@ class Incident(models.Model):
         BACKLOG = "backlog", _("Backlog in a region")
         LOST = "lost", _("Lost parcels in a region")
         STUCK = "stuck", _("Parcels stuck in transit")
+        # grade 1 (severe): one carrier event is enough
+        THEFT = "theft", _("Parcels stolen")
+        ROBBERY = "robbery", _("Parcels robbed")
+        SEIZURE = "seizure", _("Parcels seized")
+        TRAFFIC_ACCIDENT = "traffic_accident", _("Traffic accident")
+        PROHIBITED_ITEMS = "prohibited_items", _("Prohibited items found")
 
     title = models.CharField(_("title"), max_length=160)
     grade = models.CharField(_("grade"), max_length=8, choices=sla.GRADE_CHOICES)
@@ -42,6 +48,10 @@ class Incident(models.Model):
                                   related_name="+")
     opened_at = models.DateTimeField(_("opened at"), default=timezone.now)
     due_at = models.DateTimeField(_("due at"))
+    # the deadline sweep: each passed deadline escalates the owning tier once and
+    # starts a fresh period (``due_at`` moves on), so it is counted once per period
+    breaches = models.PositiveSmallIntegerField(_("deadlines passed"), default=0)
+    breached_at = models.DateTimeField(_("last deadline passed at"), null=True, blank=True)
     # the aftermath review, written when it is closed
     cause = models.TextField(_("cause"), blank=True)
     actions_taken = models.TextField(_("what was done"), blank=True)
@@ -60,7 +70,10 @@ class Incident(models.Model):
             models.UniqueConstraint(fields=["region", "rule"], condition=models.Q(status="open") & ~models.Q(rule=""),
                                     name="incident_one_open_per_rule_region"),
         ]
-        indexes = [models.Index(fields=["status", "-opened_at"], name="incident_status_recent")]
+        indexes = [
+            models.Index(fields=["status", "-opened_at"], name="incident_status_recent"),
+            models.Index(fields=["status", "due_at"], name="incident_status_due"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.title}"
@@ -108,8 +121,15 @@ class LogisticsEvent(models.Model):
         DAMAGED = "damaged", _("Damaged")
         STUCK = "stuck", _("No movement for days")
         RETURNED = "returned", _("Returned to sender")
+        # the emergency plan's grade-1 (severe) events: each raises a grade-1 incident owned by the head
+        THEFT = "theft", _("Stolen")
+        ROBBERY = "robbery", _("Robbed")
+        SEIZURE = "seizure", _("Seized")
+        TRAFFIC_ACCIDENT = "traffic_accident", _("Traffic accident")
+        PROHIBITED_ITEMS = "prohibited_items", _("Prohibited items")
 
-    EXCEPTIONS = (Kind.BACKLOG, Kind.LOST, Kind.DAMAGED, Kind.STUCK, Kind.RETURNED)
+    SEVERE = (Kind.THEFT, Kind.ROBBERY, Kind.SEIZURE, Kind.TRAFFIC_ACCIDENT, Kind.PROHIBITED_ITEMS)
+    EXCEPTIONS = (Kind.BACKLOG, Kind.LOST, Kind.DAMAGED, Kind.STUCK, Kind.RETURNED, *SEVERE)
 
     event_id = models.CharField(_("carrier event id"), max_length=64, unique=True)
     shipment = models.ForeignKey(Shipment, on_delete=models.PROTECT, related_name="carrier_events")

@@ -19,6 +19,13 @@ def sweep_incident_rules() -> int:
 
 
 @shared_task
+def sweep_incident_deadlines() -> int:
+    from incidents.services import sweep_incident_deadlines as sweep
+
+    return len(sweep())
+
+
+@shared_task
 def resume_stalled_jobs() -> int:
     from incidents.services import resume_stalled_jobs as resume
 

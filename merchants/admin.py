@@ -2,6 +2,8 @@ from django.contrib import admin
 
 from core.admin import ReadOnlyAdmin
 from merchants.models import (
+    CreditPolicy,
+    CreditPolicyChange,
     CreditScore,
     FundHold,
     Merchant,
@@ -15,6 +17,8 @@ from merchants.models import (
     ResendTask,
     Shipment,
     ShipmentEvent,
+    ShipmentIntercept,
+    VariantStock,
 )
 
 
@@ -95,9 +99,9 @@ class FundHoldAdmin(ReadOnlyAdmin):
 
 @admin.register(Payout)
 class PayoutAdmin(ReadOnlyAdmin):
-    list_display = ("merchant", "amount_fen", "status", "requested_by", "created_at", "settled_at")
+    list_display = ("merchant", "amount_fen", "status", "requested_by", "created_at", "reviewed_by", "settled_at")
     list_filter = ("status",)
-    list_select_related = ("merchant", "requested_by")
+    list_select_related = ("merchant", "requested_by", "reviewed_by")
 
 
 @admin.register(ResendTask)
@@ -123,3 +127,33 @@ class CreditScoreAdmin(ReadOnlyAdmin):
 class OrderCancellationAdmin(ReadOnlyAdmin):
     list_display = ("order", "cancelled_by", "returned_fen", "cancelled_at", "undo_until", "restored_by", "restored_at")
     list_select_related = ("order", "cancelled_by", "restored_by")
+
+
+@admin.register(CreditPolicy)
+class CreditPolicyAdmin(ReadOnlyAdmin):
+    """Changed through ``update_credit_policy`` (the API), which keeps the audit."""
+
+    list_display = ("dispute_hold_below", "payout_review_below", "short_resend_below", "resend_hours",
+                    "short_resend_hours", "updated_at")
+
+
+@admin.register(CreditPolicyChange)
+class CreditPolicyChangeAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "changed_by", "changes", "reason")
+    list_select_related = ("changed_by",)
+
+
+@admin.register(VariantStock)
+class VariantStockAdmin(admin.ModelAdmin):
+    """What each variant has on hand (a colour or size change before shipment needs it)."""
+
+    list_display = ("merchant", "sku", "variant", "on_hand", "updated_at")
+    list_filter = ("merchant",)
+    search_fields = ("sku", "variant")
+    list_select_related = ("merchant",)
+
+
+@admin.register(ShipmentIntercept)
+class ShipmentInterceptAdmin(ReadOnlyAdmin):
+    list_display = ("order", "shipment", "requested_by", "ticket_id", "resend_task", "requested_at")
+    list_select_related = ("order", "shipment", "requested_by", "resend_task")

@@ -4,18 +4,37 @@ from __future__ import annotations
 
 
 from django.core.exceptions import ObjectDoesNotExist
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
+from accounts import roles
+from accounts.logins import ip_and_device
 from core.api import IntegerField, filter_choice
+from core.errors import PermissionDenied
 from core.money import format_fen
 from core.parsing import parse_optional_id
 from merchants import services
-from merchants.models import CreditScore, FundHold, Order, OrderChange, Payout, ResendTask, Shipment, ShipmentEvent
+from merchants.models import (
+    CreditPolicy,
+    CreditScore,
+    FundHold,
+    Order,
+    OrderChange,
+    Payout,
+    ResendTask,
+    Shipment,
+    ShipmentEvent,
+    VariantStock,
+)
+from accounts.roles import is_agent
 from merchants.selectors import (
+    intercept_of,
+    variant_stock_for,
     balance_explanation,
+    credit_standing_for,
+    payouts_awaiting_review,
     get_merchant_for,
     get_order_for,
     order_tickets_for,
@@ -84,13 +103,44 @@ class OrderTicketOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+class VariantStockOutput(serializers.Serializer):
+    sku = serializers.CharField()
+    variant = serializers.CharField()
+    on_hand = IntegerField()
+
+
+class InterceptSummaryOutput(serializers.Serializer):
+    id = IntegerField()
+    resend_task_id = IntegerField()
+    deadline_at = serializers.DateTimeField(source="resend_task.deadline_at")
+    resend_status = serializers.CharField(source="resend_task.status")
+    reason = serializers.CharField()
+    requested_at = serializers.DateTimeField()
+
+
 class OrderDetailOutput(OrderOutput):
     items = OrderItemOutput(many=True, read_only=True)
     shipping_address = serializers.CharField(read_only=True)
     tickets = serializers.SerializerMethodField()
+    variant_stock = serializers.SerializerMethodField(
+        help_text="Staff only: the variants of the order's items the merchant keeps and what is on hand "
+                  "(a colour or size change before shipment needs the new variant in stock).")
+    intercept = serializers.SerializerMethodField(
+        help_text="The carrier intercept request on the parcel, with its compelled resend, if any.")
 
     class Meta(OrderOutput.Meta):
-        fields = OrderOutput.Meta.fields + ["items", "shipping_address", "tickets"]
+        fields = OrderOutput.Meta.fields + ["items", "shipping_address", "tickets", "variant_stock", "intercept"]
+
+    @extend_schema_field(VariantStockOutput(many=True))
+    def get_variant_stock(self, order: Order):
+        stock = self.context.get("variant_stock") or {}
+        return [{"sku": sku, "variant": variant, "on_hand": on_hand}
+                for sku, rows in stock.items() for variant, on_hand in rows]
+
+    @extend_schema_field(InterceptSummaryOutput(allow_null=True))
+    def get_intercept(self, order: Order):
+        intercept = self.context.get("intercept")
+        return InterceptSummaryOutput(intercept).data if intercept else None
 
     @extend_schema_field(ShipmentDetailOutput(allow_null=True))
     def get_shipment(self, order: Order):
@@ -142,7 +192,10 @@ class OrderDetailApi(GenericAPIView):
             # one query for the tracking history
             shipment._prefetched_objects_cache = {"events": shipment.events.order_by("-occurred_at", "-pk")}
         tickets = order_tickets_for(user=request.user, order=order)
-        return Response(OrderDetailOutput(order, context={"tickets": tickets}).data)
+        context = {"tickets": tickets, "intercept": intercept_of(order=order)}
+        if is_agent(request.user):
+            context["variant_stock"] = variant_stock_for(order=order)
+        return Response(OrderDetailOutput(order, context=context).data)
 
 
 
@@ -244,7 +297,10 @@ class PayoutOutput(serializers.ModelSerializer):
 
     class Meta:
         model = Payout
-        fields = ["id", "merchant_id", "amount_fen", "status", "created_at", "settled_at", "failure_reason"]
+        fields = ["id", "merchant_id", "amount_fen", "status", "created_at", "settled_at", "failure_reason",
+                  "review_reason", "reviewed_by_id", "reviewed_at", "review_note"]
+
+    reviewed_by_id = IntegerField(read_only=True, allow_null=True)
 
 
 class MerchantPayoutsApi(GenericAPIView):
@@ -266,15 +322,22 @@ class MerchantPayoutsApi(GenericAPIView):
         operation_id="merchants_payouts_create", request=InputSerializer,
         parameters=[OpenApiParameter("Idempotency-Key", str, location=OpenApiParameter.HEADER, required=True,
                                      description="required: a fresh key per payout, the same on a retry")],
-        responses={201: PayoutOutput, 200: PayoutOutput},
+        responses={201: PayoutOutput, 200: PayoutOutput,
+                   403: OpenApiResponse(description="`blacklisted`: the staff account, the client's address or "
+                                                    "device is on the blacklist"),
+                   422: OpenApiResponse(description="`exceeds_withdrawable`")},
+        description="Below the credit policy's `payout_review_below` score the payout is created with status "
+                    "`awaiting_review` (the amount leaves available at once) until a supervisor approves or "
+                    "rejects it.",
     )
     def post(self, request, merchant_id: int):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         key = request.headers.get("Idempotency-Key")
+        ip, device = ip_and_device(request)
         payout, created = services.request_payout(
             actor=request.user, merchant_id=merchant_id, amount_fen=data.validated_data["amount_fen"],
-            idempotency_key=key,
+            idempotency_key=key, ip=ip, device=device,
         )
         return Response(PayoutOutput(payout).data, status=201 if created else 200)
 
@@ -379,6 +442,45 @@ class OrderChangeApi(GenericAPIView):
         return Response(OrderChangeOutput(change).data, status=201)
 
 
+class StockRowOutput(serializers.ModelSerializer):
+    class Meta:
+        model = VariantStock
+        fields = ["id", "sku", "variant", "on_hand", "updated_at"]
+
+
+class MerchantStockApi(GenericAPIView):
+    """What the merchant has on hand of each variant: a colour or size change
+    before shipment needs the new variant in stock."""
+
+    serializer_class = StockRowOutput
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "StockInput"
+
+        sku = serializers.CharField(max_length=64)
+        variant = serializers.CharField(max_length=64)
+        on_hand = IntegerField(min_value=0, max_value=services.MAX_ON_HAND)
+
+    @extend_schema(operation_id="merchants_stock_list", parameters=[OpenApiParameter("sku", str)],
+                   responses=StockRowOutput(many=True))
+    def get(self, request, merchant_id: int):
+        merchant = get_merchant_for(user=request.user, merchant_id=merchant_id)
+        rows = VariantStock.objects.filter(merchant=merchant).order_by("sku", "variant", "pk")
+        sku = request.query_params.get("sku")
+        if sku:
+            rows = rows.filter(sku=sku[:64])
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response(StockRowOutput(page, many=True).data)
+
+    @extend_schema(operation_id="merchants_stock_set", request=InputSerializer, responses=StockRowOutput)
+    def post(self, request, merchant_id: int):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        row = services.set_stock(actor=request.user, merchant_id=merchant_id, **data.validated_data)
+        return Response(StockRowOutput(row).data)
+
+
 class CreditOutput(serializers.ModelSerializer):
     class Meta:
         model = CreditScore
@@ -393,3 +495,123 @@ class MerchantCreditApi(GenericAPIView):
         merchant = get_merchant_for(user=request.user, merchant_id=merchant_id)
         page = self.paginate_queryset(CreditScore.objects.filter(merchant=merchant).order_by("-computed_at", "-id"))
         return self.get_paginated_response(CreditOutput(page, many=True).data)
+
+
+class CreditStandingOutput(serializers.Serializer):
+    class ConsequenceOutput(serializers.Serializer):
+        class Meta:
+            ref_name = "CreditConsequence"
+
+        rule = serializers.ChoiceField(choices=["dispute_hold", "payout_review", "short_resend"])
+        threshold = serializers.IntegerField(help_text="the rule acts on a score below this (0: off)")
+        active = serializers.BooleanField(help_text="this merchant's score triggers it now")
+
+    merchant_id = serializers.IntegerField(source="merchant.pk")
+    score = serializers.IntegerField()
+    consequences = ConsequenceOutput(many=True)
+    resend_hours = serializers.IntegerField(help_text="the deadline of a new compelled resend")
+
+
+class MerchantCreditStandingApi(GenericAPIView):
+    """The merchant's credit score and what it does now: disputes held at
+    once, payouts reviewed, a shorter resend deadline (merchant staff see
+    their own, staff every merchant)."""
+
+    serializer_class = CreditStandingOutput
+    pagination_class = None
+
+    @extend_schema(operation_id="merchants_credit_standing", responses=CreditStandingOutput)
+    def get(self, request, merchant_id: int):
+        merchant = get_merchant_for(user=request.user, merchant_id=merchant_id)
+        return Response(CreditStandingOutput(credit_standing_for(merchant=merchant)).data)
+
+
+class CreditPolicyOutput(serializers.ModelSerializer):
+    class Meta:
+        model = CreditPolicy
+        fields = list(services.CREDIT_POLICY_FIELDS) + ["updated_at"]
+
+
+class CreditPolicyApi(GenericAPIView):
+    """What a low credit score does. Staff read it; supervisors change it,
+    every change audited; merchant staff read it too (the portal explains it)."""
+
+    serializer_class = CreditPolicyOutput
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "CreditPolicyInput"
+
+        dispute_hold_below = IntegerField(required=False, min_value=0, max_value=101)
+        payout_review_below = IntegerField(required=False, min_value=0, max_value=101)
+        short_resend_below = IntegerField(required=False, min_value=0, max_value=101)
+        resend_hours = IntegerField(required=False, min_value=1, max_value=720)
+        short_resend_hours = IntegerField(required=False, min_value=1, max_value=720)
+        reason = serializers.CharField(required=False, allow_blank=True, max_length=255)
+
+    @extend_schema(operation_id="merchants_credit_policy", responses=CreditPolicyOutput)
+    def get(self, request):
+        if not (roles.is_agent(request.user) or roles.is_merchant_staff(request.user)):
+            raise PermissionDenied("Staff and merchants only.")
+        return Response(CreditPolicyOutput(services.get_credit_policy()).data)
+
+    @extend_schema(operation_id="merchants_credit_policy_update", request=InputSerializer,
+                   responses={200: CreditPolicyOutput, 403: OpenApiResponse(description="not a supervisor")})
+    def patch(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        changes = dict(data.validated_data)
+        reason = changes.pop("reason", "")
+        return Response(CreditPolicyOutput(services.update_credit_policy(actor=request.user, changes=changes,
+                                                                         reason=reason)).data)
+
+
+class PayoutReviewListApi(GenericAPIView):
+    """Supervisors: payouts awaiting review (low-credit merchants), oldest first."""
+
+    serializer_class = PayoutOutput
+
+    @extend_schema(operation_id="payouts_awaiting_review", responses=PayoutOutput(many=True))
+    def get(self, request):
+        page = self.paginate_queryset(payouts_awaiting_review(user=request.user))
+        return self.get_paginated_response(PayoutOutput(page, many=True).data)
+
+
+class PayoutReviewApi(GenericAPIView):
+    """A supervisor approves a payout awaiting review (it goes to the bank)
+    or rejects it with a note (its amount returns to available)."""
+
+    serializer_class = PayoutOutput
+    approve = True
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "PayoutReviewInput"
+
+        note = serializers.CharField(required=False, allow_blank=True, max_length=255, default="")
+
+    @extend_schema(request=InputSerializer,
+                   responses={200: PayoutOutput, 403: OpenApiResponse(description="not a supervisor"),
+                              409: OpenApiResponse(description="`payout_not_in_review`")})
+    def post(self, request, payout_id: int):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        payout = services.review_payout(actor=request.user, payout_id=payout_id, approve=self.approve,
+                                        note=data.validated_data["note"])
+        return Response(PayoutOutput(payout).data)
+
+
+class PayoutApproveApi(PayoutReviewApi):
+    approve = True
+
+    @extend_schema(operation_id="payouts_approve")
+    def post(self, request, payout_id: int):
+        return super().post(request, payout_id)
+
+
+class PayoutRejectApi(PayoutReviewApi):
+    approve = False
+
+    @extend_schema(operation_id="payouts_reject")
+    def post(self, request, payout_id: int):
+        return super().post(request, payout_id)

@@ -31,6 +31,11 @@ class PayoutSettled(Conflict):
     default_detail = "This payout has already been settled."
 
 
+class PayoutNotInReview(Conflict):
+    code = "payout_not_in_review"
+    default_detail = "This payout is not awaiting review (decided already, or never needed one)."
+
+
 class HoldNotActive(Conflict):
     code = "hold_not_active"
     default_detail = "The hold is no longer held."
@@ -80,3 +85,26 @@ class UndoExpired(Conflict):
 class ChangedSinceCancel(Conflict):
     code = "changed_since_cancel"
     default_detail = "The order changed after it was cancelled; the cancellation can no longer be undone."
+
+
+class AccountRestricted(Conflict):
+    code = "account_restricted"
+    default_detail = ("The buyer's account is frozen or flagged as stolen: its cancelled orders stay cancelled "
+                      "until the owner is verified and the account is active again.")
+
+
+class OutOfStock(Conflict):
+    """A colour or size change needs the new variant in stock."""
+
+    code = "out_of_stock"
+    default_detail = "The new variant is out of stock; the order was not changed."
+
+
+class InterceptUnavailable(Conflict):
+    code = "intercept_unavailable"
+    default_detail = "Intercept-and-resend applies only to a shipped order whose parcel is still on its way."
+
+
+class AlreadyIntercepted(Conflict):
+    code = "already_intercepted"
+    default_detail = "This parcel already has an intercept request."

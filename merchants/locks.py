@@ -1,5 +1,5 @@
 """Row locks of ``merchants``, in the one global order of ``core/locks.py``
-(… order → resend task → fund hold → payout → merchant account → …)."""
+(… order → variant stock → resend task → fund hold → payout → merchant account → …)."""
 
 from __future__ import annotations
 

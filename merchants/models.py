@@ -243,10 +243,17 @@ class FundHold(models.Model):
 
 
 class Payout(models.Model):
+    """A withdrawal: the amount leaves available at once. A merchant whose
+    credit is below the policy's threshold waits for a supervisor
+    (``awaiting_review``): approved it goes to the bank (``requested``),
+    rejected the amount returns to available."""
+
     class Status(models.TextChoices):
+        AWAITING_REVIEW = "awaiting_review", _("Awaiting a supervisor's review")
         REQUESTED = "requested", _("Requested")
         PAID = "paid", _("Paid")
         FAILED = "failed", _("Failed")
+        REJECTED = "rejected", _("Rejected on review")
 
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="payouts")
     amount_fen = models.BigIntegerField(_("amount (fen)"))
@@ -257,6 +264,12 @@ class Payout(models.Model):
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
     settled_at = models.DateTimeField(_("settled at"), null=True, blank=True)
     failure_reason = models.CharField(_("failure reason"), max_length=255, blank=True)
+    review_reason = models.JSONField(_("why reviewed"), default=dict, blank=True,
+                                     help_text="why it waits for a supervisor: {credit_score, threshold}")
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                    related_name="+", verbose_name=_("reviewed by"))
+    reviewed_at = models.DateTimeField(_("reviewed at"), null=True, blank=True)
+    review_note = models.CharField(_("review note"), max_length=255, blank=True)
 
     class Meta:
         verbose_name = _("payout")
@@ -341,6 +354,51 @@ class CreditScore(models.Model):
         return f"{self.merchant}: {self.score}"
 
 
+class CreditPolicy(models.Model):
+    """What a low credit score does, one row (pk=1), changed by supervisors,
+    every change kept in ``CreditPolicyChange`` (the pattern of the
+    compensation policy, which ``merchants`` cannot import). Below each
+    threshold (score < threshold; 0 turns the rule off): a new dispute holds
+    the full order amount at once even while the money is in escrow; a payout
+    waits for a supervisor's review; a compelled resend is due sooner."""
+
+    dispute_hold_below = models.PositiveSmallIntegerField(_("disputes hold at once below score"), default=60)
+    payout_review_below = models.PositiveSmallIntegerField(_("payouts reviewed below score"), default=60)
+    short_resend_below = models.PositiveSmallIntegerField(_("shorter resend deadline below score"), default=60)
+    resend_hours = models.PositiveSmallIntegerField(_("resend deadline (hours)"), default=48)
+    short_resend_hours = models.PositiveSmallIntegerField(_("shorter resend deadline (hours)"), default=24)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("credit policy")
+        verbose_name_plural = _("credit policy")
+        constraints = [
+            models.CheckConstraint(condition=models.Q(dispute_hold_below__lte=101, payout_review_below__lte=101,
+                                                      short_resend_below__lte=101),
+                                   name="creditpolicy_thresholds_in_range"),
+            models.CheckConstraint(condition=models.Q(short_resend_hours__gte=1, resend_hours__gte=1),
+                                   name="creditpolicy_hours_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return "credit policy"
+
+
+class CreditPolicyChange(models.Model):
+    changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    changes = models.JSONField(_("changes"), help_text="{field: [before, after]}")
+    reason = models.CharField(_("reason"), max_length=255, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("credit policy change")
+        verbose_name_plural = _("credit policy changes")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"credit policy change by {self.changed_by} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
 class OrderCancellation(models.Model):
     """Staff cancelled a paid order before shipment: who, why, what went from
     escrow back to the buyer, and until when it can be undone (restored) if
@@ -374,3 +432,51 @@ class OrderCancellation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.order} cancelled at {self.cancelled_at:%Y-%m-%d %H:%M}"
+
+
+class VariantStock(models.Model):
+    """How many of one variant (colour, size) of a merchant's item are on hand:
+    a colour or size change before shipment takes one from the new variant and
+    gives one back to the old ("if stock allows", the order-platform measures).
+    A variant without a row has none in stock."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="stock")
+    sku = models.CharField(_("SKU"), max_length=64)
+    variant = models.CharField(_("variant"), max_length=64)
+    on_hand = models.PositiveIntegerField(_("on hand"), default=0)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("variant stock")
+        verbose_name_plural = _("variant stock")
+        ordering = ["merchant", "sku", "variant"]
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "sku", "variant"], name="stock_one_row_per_variant"),
+            models.CheckConstraint(condition=models.Q(on_hand__gte=0), name="stock_on_hand_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sku} {self.variant}: {self.on_hand}"
+
+
+class ShipmentIntercept(models.Model):
+    """A carrier intercept request on a shipment that is on its way (the parcel
+    goes back to the merchant), made together with a compelled resend of the
+    order: the "intercept and resend" that remains once an order shipped."""
+
+    shipment = models.OneToOneField(Shipment, on_delete=models.PROTECT, related_name="intercept")
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="intercepts")
+    resend_task = models.OneToOneField(ResendTask, on_delete=models.PROTECT, related_name="intercept")
+    ticket_id = models.BigIntegerField(_("ticket id"), null=True, blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    reason = models.CharField(_("reason"), max_length=255)
+    shipment_status_before = models.CharField(_("logistics status when requested"), max_length=20)
+    requested_at = models.DateTimeField(_("requested at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("shipment intercept")
+        verbose_name_plural = _("shipment intercepts")
+        ordering = ["-requested_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"intercept {self.shipment} ({self.order})"

@@ -8,8 +8,9 @@ from datetime import datetime, timedelta
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Count, Min, QuerySet
 
-from accounts.roles import is_agent, is_buyer, is_merchant_staff
-from core.errors import NotFound
+from accounts.roles import is_agent, is_buyer, is_merchant_staff, is_supervisor
+from core.errors import NotFound, PermissionDenied
+from merchants import rules
 from merchants.escrow import Figures
 from merchants.models import (
     CreditScore,
@@ -21,6 +22,8 @@ from merchants.models import (
     OrderChange,
     Payout,
     ResendTask,
+    ShipmentIntercept,
+    VariantStock,
 )
 
 
@@ -182,11 +185,30 @@ def options_after_shipment(order: Order) -> RemainingOptions:
     """What is left once an order shipped: intercept and resend while the
     parcel travels, return/exchange on receipt once delivered."""
     try:
-        delivered = order.shipment.status == "delivered"
+        shipment_status = order.shipment.status
     except ObjectDoesNotExist:
-        delivered = False
+        shipment_status = None
     options = ["intercept_and_resend", "return_or_exchange_on_receipt"]
-    return RemainingOptions(options, options[1] if delivered or order.status != Order.Status.SHIPPED else options[0])
+    interceptable = rules.intercept_allowed(order_status=order.status, shipment_status=shipment_status)
+    return RemainingOptions(options, options[0] if interceptable else options[1])
+
+
+def variant_stock_for(*, order: Order) -> dict[str, list[tuple[str, int]]]:
+    """The variants of the order's items the merchant keeps, with what is on
+    hand, by SKU (one query): what a colour or size change may pick."""
+    skus = [item.get("sku") for item in order.items or [] if isinstance(item, dict) and item.get("sku")]
+    stock: dict[str, list[tuple[str, int]]] = {sku: [] for sku in skus}
+    rows = (VariantStock.objects.filter(merchant_id=order.merchant_id, sku__in=skus)
+            .order_by("sku", "variant").values_list("sku", "variant", "on_hand"))
+    for sku, variant, on_hand in rows:
+        stock[sku].append((variant, on_hand))
+    return stock
+
+
+def intercept_of(*, order: Order):
+    """The order's carrier intercept request with its resend task, or None."""
+    return (ShipmentIntercept.objects.select_related("resend_task", "requested_by")
+            .filter(order_id=order.pk).order_by("-requested_at").first())
 
 
 CREDIT_WINDOW = timedelta(days=90)
@@ -209,3 +231,48 @@ def credit_components(*, merchant_id: int, now: datetime) -> tuple[float, float,
     decided = tasks.count()
     compliance = done / decided if decided else 1.0
     return dispute_rate, on_time_rate, compliance
+
+
+@dataclass(frozen=True)
+class CreditStanding:
+    """A merchant's score and what it does now under the credit policy."""
+
+    merchant: Merchant
+    score: int
+    consequences: list[dict]  # {"rule", "threshold", "active"} (merchants.rules.credit_consequences)
+    resend_hours: int
+
+    @property
+    def low(self) -> bool:
+        """Some rule of the credit policy acts on this score now."""
+        return any(c["active"] for c in self.consequences)
+
+
+def credit_standing_for(*, merchant: Merchant) -> CreditStanding:
+    """The score (``Merchant.credit_score``, the latest computed) and each
+    rule of the credit policy with its threshold: the portal explains it to
+    the merchant, the console's order panel shows it to agents."""
+    from merchants import rules
+    from merchants.services.credit_policy import get_credit_policy
+
+    policy = get_credit_policy()
+    score = merchant.credit_score
+    return CreditStanding(merchant=merchant, score=score,
+                          consequences=rules.credit_consequences(score=score, policy=policy),
+                          resend_hours=rules.resend_deadline_hours(score=score, policy=policy))
+
+
+def payouts_awaiting_review(*, user):
+    """Supervisors: the payouts waiting for their review, oldest first."""
+    from merchants.models import Payout
+
+    if not is_supervisor(user):
+        raise PermissionDenied("Only supervisors review payouts.")
+    return (Payout.objects.filter(status=Payout.Status.AWAITING_REVIEW).select_related("merchant", "requested_by")
+            .order_by("created_at", "id"))
+
+
+def credit_policy_history(*, limit: int = 50) -> list:
+    from merchants.models import CreditPolicyChange
+
+    return list(CreditPolicyChange.objects.select_related("changed_by").order_by("-created_at", "-id")[:limit])

@@ -30,6 +30,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import roles
+from accounts.logins import ip_and_device
 from core.errors import DomainError
 from core.money import format_fen
 from merchants import selectors, services
@@ -318,8 +319,10 @@ def payouts(request, merchant):
         key = request.POST.get("idempotency_key", "")
         try:
             amount_fen = parse_yuan(entered)
+            ip, device = ip_and_device(request)
             payout, created = services.request_payout(
-                actor=request.user, merchant_id=merchant.pk, amount_fen=amount_fen, idempotency_key=key
+                actor=request.user, merchant_id=merchant.pk, amount_fen=amount_fen, idempotency_key=key,
+                ip=ip, device=device,
             )
         except DomainError as error:
             status = error.status
@@ -372,8 +375,17 @@ def credit(request, merchant):
         "components": components,
         "history": history,
         "spark": _sparkline([row.score for row in reversed(history)]),
+        "standing": selectors.credit_standing_for(merchant=merchant),
+        "consequence_labels": CONSEQUENCE_LABELS,
     }
     return render(request, "merchants/credit.html", context)
+
+
+CONSEQUENCE_LABELS = {
+    "dispute_hold": _("A new dispute holds the full order amount at once, even while the money is in escrow"),
+    "payout_review": _("Payouts wait for a supervisor's review before they go to your bank"),
+    "short_resend": _("Compelled resends are due sooner"),
+}
 
 
 def _sparkline(scores: list[int], width: int = 320, height: int = 64) -> dict | None:

@@ -3,6 +3,7 @@ Validate → service → serialize."""
 
 from __future__ import annotations
 
+from django.utils import translation
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
@@ -21,6 +22,10 @@ class RiskCheckOutput(serializers.Serializer):
         child=serializers.CharField(),
         help_text="account_frozen, account_flagged, account_blacklisted, ip_blacklisted, device_blacklisted",
     )
+    message = serializers.CharField(
+        help_text="what the user is shown for a denied booking (\"系统繁忙，请稍后再试\" / \"System busy, please "
+                  "try later\"), in the language of `lang` or else Accept-Language; empty when allowed",
+    )
 
 
 class RiskCheckApi(GenericAPIView):
@@ -35,6 +40,7 @@ class RiskCheckApi(GenericAPIView):
         account = serializers.CharField(required=False, allow_blank=True, max_length=150)
         ip = serializers.CharField(required=False, allow_blank=True, max_length=64)
         device = serializers.CharField(required=False, allow_blank=True, max_length=128)
+        lang = serializers.CharField(required=False, allow_blank=True, max_length=16)
 
     @extend_schema(
         operation_id="risk_check",
@@ -42,6 +48,8 @@ class RiskCheckApi(GenericAPIView):
             OpenApiParameter("account", str, description="the account's username"),
             OpenApiParameter("ip", str, description="the client's IPv4 or IPv6 address"),
             OpenApiParameter("device", str, description="the client's device id"),
+            OpenApiParameter("lang", str, description="the language of `message`: `zh` (default) or `en`; "
+                                                      "without it, the request's Accept-Language"),
         ],
         responses={200: RiskCheckOutput, 400: OpenApiResponse(description="no or malformed account, ip, device"),
                    403: OpenApiResponse(description="neither the order system's token nor staff")},
@@ -49,8 +57,11 @@ class RiskCheckApi(GenericAPIView):
     def get(self, request):
         data = self.InputSerializer(data=request.query_params)
         data.is_valid(raise_exception=True)
-        result = services.risk_check(actor=request.user, **data.validated_data)
-        return Response(RiskCheckOutput({"decision": result.decision, "reasons": result.reasons}).data)
+        params = dict(data.validated_data)
+        params["lang"] = params.get("lang") or translation.get_language_from_request(request)
+        result = services.risk_check(actor=request.user, **params)
+        return Response(RiskCheckOutput({"decision": result.decision, "reasons": result.reasons,
+                                         "message": result.message}).data)
 
 
 class RiskHitOutput(serializers.ModelSerializer):

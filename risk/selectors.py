@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.db.models import Count, Q, QuerySet
 
 from accounts import roles
@@ -73,3 +75,34 @@ def pending_orders_of(*, user_id: int) -> list[Order]:
     """The account's paid, unshipped orders: what a bulk cancel would cancel."""
     return list(Order.objects.filter(buyer_id=user_id, status=Order.Status.PAID).select_related("merchant")
                 .order_by("placed_at", "pk")[:rules.MAX_BULK_ORDERS])
+
+
+@dataclass(frozen=True)
+class TicketRisk:
+    """What the ticket's console page shows about its buyer's account."""
+
+    ticket: object
+    account: User | None
+    open_hit: RiskHit | None
+    warn: bool
+    prepared_reply: str
+
+
+def ticket_risk_for(*, user, ticket_id: int) -> TicketRisk:
+    """The risk banner of a ticket (staff; a ticket they may not see is a
+    404): the buyer's account status, the detector's open hit, and the
+    prepared reply in the ticket's language. Two queries after the ticket."""
+    from django.utils import translation
+
+    from tickets.selectors import get_ticket_for
+
+    _staff_only(user)
+    ticket = get_ticket_for(user=user, ticket_id=ticket_id)
+    account = ticket.buyer if ticket.buyer_id else None
+    hit = (RiskHit.objects.filter(user_id=account.pk, status=RiskHit.Status.OPEN).order_by("-detected_at").first()
+           if account is not None else None)
+    warn = account is not None and rules.shows_risk_warning(account_status=account.account_status,
+                                                           open_hit=hit is not None)
+    with translation.override(ticket.language or "zh-hans"):
+        reply = str(rules.PREPARED_REPLY)
+    return TicketRisk(ticket=ticket, account=account, open_hit=hit, warn=warn, prepared_reply=reply)

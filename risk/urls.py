@@ -15,4 +15,5 @@ urlpatterns = [
     path("accounts/<id:account_id>/undo/", views.undo, name="undo"),
     path("accounts/<id:account_id>/unfreeze/", views.unfreeze, name="unfreeze"),
     path("hits/<id:hit_id>/dismiss/", views.dismiss, name="dismiss"),
+    path("tickets/<id:ticket_id>/banner/", views.ticket_banner, name="ticket-banner"),
 ]

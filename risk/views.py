@@ -257,3 +257,17 @@ def dismiss(request, hit_id: int):
         status, error = exc.status, _error_text(exc)
     return render(request, "risk/_hit_status.html", {"hit": hit, "hit_id": hit_id, "error": error,
                                                      "can_act": True}, status=status)
+
+
+@require_GET
+@staff_required
+def ticket_banner(request, ticket_id: int):
+    """The ticket page's risk banner (served here: ``tickets`` never imports
+    ``risk``): the detector's open hit on the buyer, a flag or a freeze, and
+    the prepared reply for complaints from such accounts, offered as a quick
+    reply. Empty when nothing is wrong."""
+    try:
+        risk = selectors.ticket_risk_for(user=request.user, ticket_id=ticket_id)
+    except DomainNotFound:
+        raise Http404 from None
+    return render(request, "risk/_ticket_banner.html", {"risk": risk, "shortcut": rules.PREPARED_REPLY_SHORTCUT})

@@ -69,7 +69,7 @@ def test_demo_data_is_idempotent_and_complete(embedded):
         users = dict(conn.execute("select username, 1 from accounts_user").fetchall())
         holds = conn.execute("select count(*) from merchants_fundhold where status = 'held'").fetchone()[0]
         statuses = {row[0] for row in conn.execute("select distinct status from tickets_ticket")}
-    expected = {f"agent{i}" for i in range(1, 6)} | {"lead1"} | {f"merchant{i}" for i in range(1, 4)} | {
+    expected = {f"agent{i}" for i in range(1, 6)} | {"lead1", "head1"} | {f"merchant{i}" for i in range(1, 4)} | {
         f"buyer{i}" for i in range(1, 21)}
     assert expected <= set(users)
     assert counts[0] >= 40 and counts[0] == counts[1]  # a second seed_demo added nothing

@@ -11,10 +11,11 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
 from accounts import roles
+from accounts.logins import ip_and_device
 from core.api import IntegerField, JSONParser, filter_choice
 from core.errors import InvalidInput, PermissionDenied
 from core.parsing import int_or_none, parse_id, parse_int, parse_optional_id
-from tickets import selectors, services, sla
+from tickets import rules, selectors, services, sla
 from tickets.models import AgentProfile, Message, OvertimeRequest, Playbook, Queue, Rating, Ticket, TicketEvent
 from tickets.selectors import TicketFilters
 
@@ -74,15 +75,22 @@ def ticket_body(ticket: Ticket, *, now=None, user=None, detail: bool = False) ->
     if detail:
         body["available_transitions"] = selectors.available_transitions(ticket=ticket, user=user)
         body["order_no"] = ticket.order.order_no if ticket.order_id else None
+        body["tier_owner_role"] = rules.TIER_OWNER_ROLES[ticket.tier]
     return body
 
 
 class TicketDetailOutput(TicketOutput):
     available_transitions = serializers.SerializerMethodField()
     order_no = serializers.SerializerMethodField()
+    tier_owner_role = serializers.SerializerMethodField(
+        help_text="The role that owns the ticket's tier (agent, supervisor as team lead, head); only that role "
+                  "or above resolves or closes it.")
 
     class Meta(TicketOutput.Meta):
-        fields = TicketOutput.Meta.fields + ["available_transitions", "order_no"]
+        fields = TicketOutput.Meta.fields + ["available_transitions", "order_no", "tier_owner_role"]
+
+    def get_tier_owner_role(self, ticket: Ticket) -> str:
+        return rules.TIER_OWNER_ROLES[ticket.tier]
 
     def get_available_transitions(self, ticket: Ticket) -> list[str]:
         return selectors.available_transitions(ticket=ticket, user=self.context["user"])
@@ -177,7 +185,8 @@ class TicketListApi(GenericAPIView):
         data.is_valid(raise_exception=True)
         # the service returns the saved instance; no refresh_from_db here: django-fsm-2's
         # FSMModelMixin toggles ``protected`` on the shared field, which races across threads
-        ticket = services.open_ticket(actor=request.user, **data.validated_data)
+        ip, device = ip_and_device(request)
+        ticket = services.open_ticket(actor=request.user, ip=ip, device=device, **data.validated_data)
         return Response(ticket_body(ticket, user=request.user, detail=True), status=status.HTTP_201_CREATED)
 
 
@@ -209,6 +218,58 @@ class TicketTransitionApi(GenericAPIView):
             assignee_id=data.validated_data.get("assignee_id"), note=data.validated_data.get("note", ""),
         )
         return Response(ticket_body(ticket, user=request.user, detail=True))
+
+
+class TicketReportUpApi(GenericAPIView):
+    """上报: escalate one tier with a note; the next tier hears of it."""
+
+    serializer_class = TicketDetailOutput
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "TicketReportUpInput"
+
+        note = serializers.CharField(required=False, allow_blank=True, max_length=1000, default="")
+
+    @extend_schema(operation_id="tickets_report_up", request=InputSerializer, responses=TicketDetailOutput)
+    def post(self, request, ticket_id: int):
+        data = self.InputSerializer(data=request.data or {})
+        data.is_valid(raise_exception=True)
+        ticket = services.report_up(actor=request.user, ticket_id=ticket_id, note=data.validated_data["note"])
+        return Response(ticket_body(ticket, user=request.user, detail=True))
+
+
+class InterceptOutput(serializers.Serializer):
+    id = IntegerField()
+    order_id = IntegerField()
+    shipment_id = IntegerField()
+    ticket_id = IntegerField(allow_null=True)
+    resend_task_id = IntegerField()
+    deadline_at = serializers.DateTimeField(source="resend_task.deadline_at")
+    reason = serializers.CharField()
+    shipment_status_before = serializers.CharField()
+    requested_by_id = IntegerField()
+    requested_at = serializers.DateTimeField()
+
+
+class TicketInterceptResendApi(GenericAPIView):
+    """After shipment: a carrier intercept request on the parcel and a compelled resend, together."""
+
+    serializer_class = InterceptOutput
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "TicketInterceptResendInput"
+
+        reason = serializers.CharField(allow_blank=True, max_length=255)
+
+    @extend_schema(operation_id="tickets_intercept_resend", request=InputSerializer, responses={201: InterceptOutput})
+    def post(self, request, ticket_id: int):
+        data = self.InputSerializer(data=request.data or {})
+        data.is_valid(raise_exception=True)
+        intercept = services.intercept_and_resend(actor=request.user, ticket_id=ticket_id,
+                                                  reason=data.validated_data["reason"])
+        return Response(InterceptOutput(intercept).data, status=status.HTTP_201_CREATED)
 
 
 class TicketEventOutput(serializers.ModelSerializer):
@@ -273,7 +334,9 @@ class TicketMessagesApi(GenericAPIView):
     def post(self, request, ticket_id: int):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        message = services.post_message(actor=request.user, ticket_id=ticket_id, **data.validated_data)
+        ip, device = ip_and_device(request)
+        message = services.post_message(actor=request.user, ticket_id=ticket_id, ip=ip, device=device,
+                                        **data.validated_data)
         return Response(MessageOutput(message).data, status=status.HTTP_201_CREATED)
 
 

@@ -13,6 +13,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts import roles
+from accounts.logins import ip_and_device
 from core.errors import DomainError
 from core.parsing import parse_int, parse_optional_id
 from merchants.selectors import orders_visible_to
@@ -54,10 +55,11 @@ def home(request):
 def start(request):
     try:
         order_id = parse_optional_id(request.POST.get("order_id"), field="order_id")
+        ip, device = ip_and_device(request)
         ticket = services.open_ticket(
             actor=request.user, category=request.POST.get("category", Category.OTHER),
             subject=(request.POST.get("body", "").strip()[:40] or "在线咨询"), body=request.POST.get("body", ""),
-            order_id=order_id, channel=Channel.CHAT,
+            order_id=order_id, channel=Channel.CHAT, ip=ip, device=device,
         )
     except (DomainError, ValueError) as error:
         context = {

@@ -6,15 +6,16 @@ import asyncio
 import time
 
 from accounts import roles
+from accounts.logins import ip_and_device_of_scope
 from core.consumers import BAD_REQUEST, FORBIDDEN, NOT_AUTHENTICATED, LiveConsumer, in_pool
 from core.errors import DomainError, InvalidInput
 from core.ws_auth import resolve_user
 from core.parsing import MAX_INT, parse_optional_int
 from tickets import chat_writer
 from tickets.errors import TicketNotFound
-from tickets.events import CONSOLE, agent_group, staff_group, ticket_group
+from tickets.events import CONSOLE, agent_group, staff_group, ticket_group, tier_group
 from tickets.models import Message, Ticket
-from tickets.rules import Viewer, sees_internal_notes, viewer_of, visibility_filter
+from tickets.rules import Viewer, sees_internal_notes, tiers_heard_by, viewer_of, visibility_filter
 from tickets.services.chat import clean_body, clean_client_id
 
 
@@ -23,7 +24,7 @@ class ConsoleConsumer(LiveConsumer):
     alerts and shift reminders, for staff only."""
 
     async def connect(self) -> None:
-        user, is_staff = await in_pool(_console_user)(self.scope)
+        user, is_staff, rank = await in_pool(_console_user)(self.scope)
         if not user.is_authenticated:
             await self.close(code=NOT_AUTHENTICATED)
             return
@@ -32,6 +33,8 @@ class ConsoleConsumer(LiveConsumer):
             return
         await self.join(CONSOLE)
         await self.join(agent_group(user.pk))
+        for tier in tiers_heard_by(rank):  # reports up to the tiers this person owns
+            await self.join(tier_group(tier))
         await self.accept()
 
 
@@ -76,6 +79,7 @@ class ChatConsumer(LiveConsumer):
             await self.close(code=FORBIDDEN)
             return
         self.viewer = opened
+        self.client_ip, self.client_device = ip_and_device_of_scope(self.scope)
         self.scope_checked_at = time.monotonic()
         self.last_seq = after_seq
         self.sent_times: list[float] = []
@@ -190,7 +194,8 @@ class ChatConsumer(LiveConsumer):
             body, client_id = self.posts.get_nowait()
             try:
                 stored = await chat_writer.writer().post(viewer=self.viewer, ticket_id=self.ticket_id, body=body,
-                                                        client_msg_id=client_id)
+                                                        client_msg_id=client_id, ip=self.client_ip,
+                                                        device=self.client_device)
             except TicketNotFound:
                 await self.close(code=FORBIDDEN)
                 return
@@ -236,7 +241,8 @@ class ChatConsumer(LiveConsumer):
 
 def _console_user(scope):
     user = resolve_user(scope)
-    return user, roles.is_agent(user)
+    is_staff = roles.is_agent(user)
+    return user, is_staff, roles.staff_rank(user) if is_staff else 0
 
 
 def _open(scope, ticket_id: int):

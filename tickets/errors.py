@@ -74,3 +74,16 @@ class HeldByOther(Conflict):
 
     code = "held_by_other"
     default_detail = "Another agent holds this ticket; confirm to reply anyway."
+
+
+class BelowTicketTier(PermissionDenied):
+    """Tiers are roles: only someone at or above a ticket's tier resolves or
+    closes it; below it, the way is to report it up."""
+
+    code = "below_ticket_tier"
+    default_detail = "This ticket is above your tier: report it up to its owner instead."
+
+
+class NoteRequired(InvalidInput):
+    code = "note_required"
+    default_detail = "Reporting up needs a note for the next tier."

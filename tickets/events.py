@@ -1,7 +1,8 @@
 """Realtime payloads this app emits, and the groups they go to.
 
 Groups: ``console`` (every staff console), ``ticket.<id>`` (a ticket's
-conversation), ``agent.<id>`` (one agent's console).
+conversation), ``agent.<id>`` (one agent's console), ``tier.<n>`` (the
+consoles of the staff who own tier n).
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ def staff_group(ticket_id: int) -> str:
 
 def agent_group(user_id: int) -> str:
     return f"agent.{user_id}"
+
+
+def tier_group(tier: int) -> str:
+    """The consoles of the staff who own a tier (``tickets.rules.tiers_heard_by``):
+    reports up and incident alerts for that tier go here."""
+    return f"tier.{tier}"
 
 
 def ticket_payload(ticket: Ticket) -> dict[str, Any]:
@@ -149,3 +156,15 @@ def shift_reminder(agent_id: int, worked_s: int, limit_s: int) -> None:
 
 def presence_changed(agent_id: int, presence: str) -> None:
     publish_on_commit([CONSOLE], {"type": "agent.presence", "agent_id": agent_id, "presence": presence})
+
+
+def reported_up(ticket: Ticket, *, actor, note: str) -> None:
+    """上报: the next tier's staff hear of it on their consoles (with the note)."""
+    publish_on_commit([tier_group(ticket.tier)], {
+        "type": "ticket.reported_up",
+        "ticket_id": ticket.pk,
+        "tier": ticket.tier,
+        "subject": ticket.subject,
+        "note": note,
+        "by": {"id": actor.pk, "name": actor.name},
+    })

@@ -12,6 +12,7 @@ from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, FSMMod
 
 from accounts import roles
 from merchants.models import Merchant, Order
+from tickets import rules as tier_rules
 from tickets import sla
 
 
@@ -109,6 +110,20 @@ def _staff(ticket: Ticket, user) -> bool:
 
 def _holder_or_supervisor(ticket: Ticket, user) -> bool:
     return roles.is_supervisor(user) or (roles.is_agent(user) and ticket.assignee_id == user.pk)
+
+
+def _settler(ticket: Ticket, user) -> bool:
+    """The holder or a supervisor, at or above the ticket's tier (resolve)."""
+    return _holder_or_supervisor(ticket, user) and _at_or_above_tier(ticket, user)
+
+
+def _staff_at_or_above_tier(ticket: Ticket, user) -> bool:
+    """Staff at or above the ticket's tier (close)."""
+    return roles.is_agent(user) and _at_or_above_tier(ticket, user)
+
+
+def _at_or_above_tier(ticket: Ticket, user) -> bool:
+    return tier_rules.may_settle(rank=roles.staff_rank(user), tier=ticket.tier)
 
 
 def _supervisor(ticket: Ticket, user) -> bool:
@@ -274,12 +289,12 @@ class Ticket(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
         self.tier += 1
         self.restart_sla(now=now)
 
-    @transition(field=status, source=list(WORKING), target=Status.RESOLVED, permission=_holder_or_supervisor)
+    @transition(field=status, source=list(WORKING), target=Status.RESOLVED, permission=_settler)
     def resolve(self, *, now: datetime) -> None:
         self.resume_sla(now=now)
         self.resolved_at = now
 
-    @transition(field=status, source=Status.RESOLVED, target=Status.CLOSED, permission=_staff)
+    @transition(field=status, source=Status.RESOLVED, target=Status.CLOSED, permission=_staff_at_or_above_tier)
     def close(self, *, now: datetime) -> None:
         self.closed_at = now
 

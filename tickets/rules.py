@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from django.db.models import Q
 
 from accounts import roles
+from tickets import sla
 
-STAFF_ROLES = (roles.AGENT, roles.SUPERVISOR)
+STAFF_ROLES = (roles.AGENT, roles.SUPERVISOR, roles.HEAD)
 # the parties in which a merchant is in the conversation (tickets.models.Party values)
 MERCHANT_PARTIES = ("merchant", "both")
 
@@ -28,6 +29,7 @@ class Viewer:
     role: str | None
     name: str = ""
     merchant_id: int | None = None
+    username: str = ""
 
     @property
     def is_staff(self) -> bool:
@@ -49,7 +51,8 @@ def viewer_of(user) -> Viewer:
 
     role = roles.role_of(user)
     merchant_id = merchant_id_for(user=user) if role == roles.MERCHANT_STAFF else None
-    return Viewer(user_id=user.pk, role=role, name=getattr(user, "name", "") or "", merchant_id=merchant_id)
+    return Viewer(user_id=user.pk, role=role, name=getattr(user, "name", "") or "", merchant_id=merchant_id,
+                  username=user.username)
 
 
 def can_view(viewer: Viewer, *, buyer_id: int | None, merchant_id: int | None, party: str) -> bool:
@@ -92,3 +95,39 @@ def may_rate(*, viewer: Viewer, buyer_id: int | None, party: str, status: str, a
     merchant's ticket has no buyer to rate it)."""
     return (viewer.role == roles.BUYER and buyer_id is not None and buyer_id == viewer.user_id
             and party != "merchant" and status in ("resolved", "closed") and not already_rated)
+
+
+# --- tiers are roles (the emergency plan's ladder) ------------------------------
+
+# who owns each tier: an agent, a team lead (the supervisor role), the head;
+# at "all levels" every level works the ticket and the head owns it
+TIER_OWNER_ROLES: dict[int, str] = {
+    sla.TIER_AGENT: roles.AGENT,
+    sla.TIER_TEAM_LEAD: roles.SUPERVISOR,
+    sla.TIER_HEAD: roles.HEAD,
+    sla.TIER_ALL_LEVELS: roles.HEAD,
+}
+TIER_OWNER_RANKS: dict[int, int] = {
+    sla.TIER_AGENT: roles.RANK_AGENT,
+    sla.TIER_TEAM_LEAD: roles.RANK_TEAM_LEAD,
+    sla.TIER_HEAD: roles.RANK_HEAD,
+    sla.TIER_ALL_LEVELS: roles.RANK_HEAD,
+}
+# the transitions that end a ticket's handling: only its tier's owner or above
+SETTLING_TRANSITIONS = ("resolve", "close")
+
+
+def may_settle(*, rank: int, tier: int) -> bool:
+    """Only someone at or above a ticket's tier resolves or closes it: an agent
+    a tier-1 ticket, a team lead up to tier 2, the head every tier."""
+    return rank >= TIER_OWNER_RANKS.get(tier, roles.RANK_HEAD)
+
+
+def tiers_heard_by(rank: int) -> list[int]:
+    """The tiers whose alerts (reports up, breaches) this rank's console hears."""
+    return [tier for tier, owner in TIER_OWNER_RANKS.items() if owner == rank]
+
+
+def next_tier(tier: int) -> int | None:
+    """The tier a report up goes to; None at the top of the ladder."""
+    return tier + 1 if tier < sla.MAX_TIER else None

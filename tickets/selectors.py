@@ -228,6 +228,20 @@ def agents_for_assignment() -> QuerySet:
     )
 
 
+def tier_owners() -> dict[str, list[str]]:
+    """The named people of the upper tiers, by role: team leads (the
+    supervisor role) and heads, active, in one query (tier 1 is the assignee
+    or any agent, too many to list)."""
+    from django.contrib.auth import get_user_model
+
+    people: dict[str, list[str]] = {roles.SUPERVISOR: [], roles.HEAD: []}
+    rows = (get_user_model().objects.filter(is_active=True, groups__name__in=list(people))
+            .order_by("username").values_list("groups__name", "display_name", "username")[:60])
+    for role, display_name, username in rows:
+        people[role].append(display_name or username)
+    return people
+
+
 def get_evidence_for(*, user, evidence_id: int):
     """An evidence file: staff, or the staff of the ticket's merchant; else 404."""
     from tickets.models import Evidence

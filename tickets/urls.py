@@ -16,5 +16,7 @@ urlpatterns = [
     path("tickets/<id:ticket_id>/messages/", views.new_messages, name="messages"),
     path("tickets/<id:ticket_id>/reply/", views.reply, name="reply"),
     path("tickets/<id:ticket_id>/order-change/", views.change_order, name="order-change"),
+    path("tickets/<id:ticket_id>/intercept-resend/", views.intercept_resend, name="intercept-resend"),
     path("tickets/<id:ticket_id>/transitions/<slug:name>/", views.transition, name="transition"),
+    path("tickets/<id:ticket_id>/report-up/", views.report_up, name="report-up"),
 ]

@@ -67,6 +67,7 @@ EVENT_LABELS = {
     "resolve": gettext_lazy("Resolved"),
     "close": gettext_lazy("Closed"),
     "reopen": gettext_lazy("Reopened"),
+    "intercept_resend": gettext_lazy("Parcel intercepted, resend compelled"),
     "rated": gettext_lazy("Buyer rated the service"),
     "sla_breached": gettext_lazy("SLA breached"),
     "dispute_opened": gettext_lazy("Dispute opened"),
@@ -93,6 +94,7 @@ APPROVAL_REASONS = {
 }
 EVENT_REASONS = {
     "sla_breach": gettext_lazy("SLA deadline passed"),
+    "reported_up": gettext_lazy("reported up"),
     "resend_missed": gettext_lazy("resend deadline missed"),
     "buyer_replied": gettext_lazy("the buyer replied"),
     "merchant_replied": gettext_lazy("the merchant replied"),
@@ -100,6 +102,11 @@ EVENT_REASONS = {
     "merchant_contest": gettext_lazy("the merchant contested"),
 }
 STATUS_LABELS = dict(Ticket.Status.choices)
+ROLE_LABELS = {
+    roles.AGENT: pgettext_lazy("role", "Agent"),
+    roles.SUPERVISOR: pgettext_lazy("role", "Team lead"),
+    roles.HEAD: pgettext_lazy("role", "Head of service"),
+}
 # the tiers by their own names ("Agent" alone is also a role and a message author)
 TIER_LABELS = {
     sla.TIER_AGENT: pgettext_lazy("tier", "Agent"),
@@ -155,6 +162,12 @@ ERROR_TEXTS = {
     "assignee_invalid": gettext_lazy("The assignee must be an active agent."),
     "permission_denied": gettext_lazy("You do not have permission to do this."),
     "not_found": gettext_lazy("Not found."),
+    "below_ticket_tier": gettext_lazy("This ticket is above your tier: only its tier's owner or above resolves or "
+                                      "closes it. Report it up instead."),
+    "note_required": gettext_lazy("Write a note for the next tier: why are you reporting it up?"),
+    "out_of_stock": gettext_lazy("That colour or size is out of stock: the variant was not changed."),
+    "intercept_unavailable": gettext_lazy("Intercept-and-resend applies only while the parcel is in transit."),
+    "already_intercepted": gettext_lazy("This parcel already has an intercept request."),
 }
 REFUSAL_TEXTS = {
     "already_top_tier": gettext_lazy("It is already at the top tier."),
@@ -377,6 +390,25 @@ def transition(request, ticket_id: int, name: str):
 
 @require_POST
 @staff_required
+def report_up(request, ticket_id: int):
+    """上报 from the console: escalate one tier with the note; answer like a transition."""
+    error = None
+    try:
+        services.report_up(actor=request.user, ticket_id=ticket_id, note=request.POST.get("note", ""))
+    except TicketNotFound:
+        raise Http404 from None
+    except DomainError as exc:
+        error = exc
+    ticket = _ticket_or_404(request, ticket_id)
+    context = {
+        **_state_context(request, ticket), "oob": True,
+        "error": error, "error_text": error_text(error) if error else "",
+    }
+    return render(request, "tickets/_ticket_state.html", context, status=error.status if error else 200)
+
+
+@require_POST
+@staff_required
 def reply(request, ticket_id: int):
     """Post a reply or an internal note; answer with the new message to append.
 
@@ -434,15 +466,39 @@ def _state_context(request, ticket: Ticket, *, with_timeline: bool = True) -> di
         for name in TRANSITION_LABELS
         if name in names
     ]
+    ladder = _tier_ladder(ticket)
     return {
         "ticket": ticket,
-        "actions": actions,
+        "actions": [a for a in actions if a["name"] != "escalate"],
+        # 上报: escalating by hand is reporting up, with a note for the next tier
+        "can_report_up": "escalate" in names,
+        "next_tier_label": TIER_LABELS.get(ticket.tier + 1, ""),
+        "ladder": ladder,
+        "below_tier": (roles.is_agent(request.user) and ticket.is_active
+                       and not rules.may_settle(rank=roles.staff_rank(request.user), tier=ticket.tier)),
         "reassign_to": selectors.agents_for_assignment() if "reassign" in names else [],
         "timeline": _timeline(ticket) if with_timeline else [],
         "tier_label": TIER_LABELS.get(ticket.tier, ticket.tier),
         "first_response": _span(ticket.first_response_at - ticket.created_at) if ticket.first_response_at else "",
         "now": timezone.now(),
     }
+
+
+def _tier_ladder(ticket: Ticket) -> list[dict]:
+    """Who owns each tier of the ladder, the ticket's own marked."""
+    people = selectors.tier_owners()
+    ladder = []
+    for tier, label in TIER_LABELS.items():
+        role = rules.TIER_OWNER_ROLES[tier]
+        if tier == sla.TIER_AGENT:
+            owners = [ticket.assignee.name] if ticket.assignee_id else [str(_("any agent"))]
+        elif tier == sla.TIER_ALL_LEVELS:
+            owners = people[roles.HEAD] + people[roles.SUPERVISOR]
+        else:
+            owners = people[role]
+        ladder.append({"tier": tier, "label": label, "role": ROLE_LABELS[role], "owners": owners,
+                       "current": tier == ticket.tier, "passed": tier < ticket.tier})
+    return ladder
 
 
 def _timeline(ticket: Ticket) -> list[dict]:
@@ -547,9 +603,22 @@ def _order_panel(ticket: Ticket) -> dict | None:
         shipment = order.shipment
     except ObjectDoesNotExist:
         shipment = None
+    stock = merchant_selectors.variant_stock_for(order=order)
+    for item in items:
+        item["stock"] = [{"variant": variant, "on_hand": on_hand, "current": variant == item["variant"],
+                          "allows": merchant_rules.stock_allows(on_hand=on_hand, qty=item["qty"])}
+                         for variant, on_hand in stock.get(item["sku"], [])]
+        if item["stock"] and not any(option["current"] for option in item["stock"]):
+            # the current variant stays selectable (and unchanged) even when the merchant keeps none of it
+            item["stock"].insert(0, {"variant": item["variant"], "on_hand": 0, "current": True, "allows": False})
+    intercept = merchant_selectors.intercept_of(order=order)
     return {
         "order": order,
         "items": items,
+        "intercept": intercept,
+        # after shipment, while the parcel travels: intercept it and compel a resend (one action)
+        "can_intercept": intercept is None and merchant_rules.intercept_allowed(
+            order_status=order.status, shipment_status=shipment.status if shipment else None),
         "amount": format_fen(order.amount_fen),
         "shipment": shipment,
         "tracking": selectors.shipment_events_for(ticket=ticket),
@@ -558,6 +627,8 @@ def _order_panel(ticket: Ticket) -> dict | None:
         "remaining": (None if merchant_rules.order_changeable(status=order.status)
                       else merchant_selectors.options_after_shipment(order)),
         "changes": merchant_selectors.order_changes_for(order=order),
+        # the merchant's credit and what it does now (disputes held at once, payouts reviewed, resends sooner)
+        "credit": merchant_selectors.credit_standing_for(merchant=order.merchant),
     }
 
 
@@ -585,10 +656,33 @@ def change_order(request, ticket_id: int):
         status, error = exc.status, exc
     ticket = _ticket_or_404(request, ticket_id)  # re-read: the order may have changed or shipped
     context = {"ticket": ticket, "order_panel": _order_panel(ticket), "change_notice": notice,
-               "change_error": error}
+               "change_error": error, "change_error_text": error_text(error) if error else ""}
+    return render(request, "tickets/_order_panel.html", context, status=status)
+
+
+@require_POST
+@staff_required
+def intercept_resend(request, ticket_id: int):
+    """Intercept the ticket's parcel and compel the merchant to resend; answer
+    with the order panel again, the refusal inline with its status."""
+    ticket = _ticket_or_404(request, ticket_id)
+    if not ticket.order_id:
+        raise Http404
+    status, notice, error = 200, None, None
+    try:
+        services.intercept_and_resend(actor=request.user, ticket_id=ticket.pk, reason=request.POST.get("reason", ""))
+        notice = _("Intercept requested from the carrier; the merchant must resend.")
+    except TicketNotFound:
+        raise Http404 from None
+    except DomainError as exc:
+        status, error = exc.status, exc
+    ticket = _ticket_or_404(request, ticket_id)
+    context = {"ticket": ticket, "order_panel": _order_panel(ticket), "change_notice": notice,
+               "change_error": error, "change_error_text": error_text(error) if error else ""}
+    # the header and timeline follow by the console socket's ticket.changed frame
     return render(request, "tickets/_order_panel.html", context, status=status)
 
 
 __all__ = [
-    "change_order", "new_messages", "presence", "queue", "reply", "staff_required", "ticket", "ticket_state", "transition",
+    "change_order", "intercept_resend", "new_messages", "presence", "queue", "reply", "report_up", "staff_required", "ticket", "ticket_state", "transition",
 ]

@@ -16,7 +16,14 @@ from core.locks import lock, taking
 from tickets.events import CONSOLE
 
 POLICY_FIELDS = ("value_cap_fen", "coupon_fen", "coupon_max_fen", "agent_monthly_quota", "buyer_daily_cap",
-                 "daily_budget_fen")
+                 "daily_budget_fen", "blacklist_window_days", "blacklist_entry_days", "blacklist_max_remedies",
+                 "blacklist_max_tickets", "blacklist_max_accounts", "freeze_on_failed_verification")
+BOOL_FIELDS = ("freeze_on_failed_verification",)
+# the counting window and an entry's life: the control plan speaks of 3 or 7 days
+DAY_FIELDS = ("blacklist_window_days", "blacklist_entry_days")
+# counts, in integer columns: the same bound as the API's (a larger number is a typo, and the column's overflow a 500)
+COUNT_FIELDS = ("agent_monthly_quota", "buyer_daily_cap", "blacklist_max_remedies", "blacklist_max_tickets",
+                "blacklist_max_accounts")
 
 
 def get_policy() -> Policy:
@@ -68,8 +75,15 @@ def update_policy(*, actor, changes: dict, reason: str = "") -> Policy:
     if unknown:
         raise InvalidInput(f"Unknown policy fields: {', '.join(sorted(unknown))}.")
     for name, value in changes.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > 10**12:
+        if name in BOOL_FIELDS:
+            if not isinstance(value, bool):
+                raise InvalidInput(f"{name} is true or false.", field=name)
+        elif isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > 10**12:
             raise InvalidInput(f"{name} is a non-negative integer.", field=name)
+        elif name in DAY_FIELDS and not 1 <= value <= 365:
+            raise InvalidInput(f"{name} is 1–365 days.", field=name)
+        elif name in COUNT_FIELDS and value > 10**6:
+            raise InvalidInput(f"{name} is at most 1000000.", field=name)
     if changes.get("coupon_fen") == 0:
         raise InvalidInput("coupon_fen is at least 1.", field="coupon_fen")
     Policy.objects.get_or_create(pk=1)  # the first change makes the row, with its defaults, to lock it

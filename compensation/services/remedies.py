@@ -119,6 +119,7 @@ def _lock_ticket(*, actor, ticket_id: int, scope: str | None = None, key: str | 
 
 
 def _caps(*, actor, ticket: Ticket, now: datetime) -> Caps:
+    # the buyer's account, or the address or device of their latest login, on the blacklist refuses
     return counters.caps_snapshot(
         agent_id=actor.pk, buyer_id=ticket.buyer_id, buyer_username=ticket.buyer.username if ticket.buyer_id else "",
         day=timezone.localdate(now), period=period_of(now), now=now,

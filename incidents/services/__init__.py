@@ -1,6 +1,7 @@
 """Every write of ``incidents``, one module per seam:
 
-- ``incidents``: open an incident, link tickets to it, close it with the review;
+- ``incidents``: open an incident, link tickets to it, close it with the review,
+  and the deadline sweep (a passed deadline escalates the owning tier and alerts);
 - ``logistics``: carrier events in (each stored once, an exception becomes the
   buyer's ticket) and the incident rules they feed, with their periodic sweep;
 - ``bulk``: create a bulk job, start it, undo a finished cancel job;
@@ -12,12 +13,18 @@ inside the caller's. Reads (a job, its dry run) are in ``incidents/selectors.py`
 """
 
 from incidents.services.bulk import create_bulk_job, start_job, undo_job
-from incidents.services.incidents import TicketQuery, close_incident, link_tickets, open_incident
+from incidents.services.incidents import (
+    TicketQuery,
+    close_incident,
+    link_tickets,
+    open_incident,
+    sweep_incident_deadlines,
+)
 from incidents.services.logistics import IngestResult, ingest_logistics_event, sweep_incident_rules
 from incidents.services.runner import resume_stalled_jobs, run_job, run_job_in_one_loop
 
 __all__ = [
     "IngestResult", "TicketQuery", "close_incident", "create_bulk_job", "ingest_logistics_event", "link_tickets",
-    "open_incident", "resume_stalled_jobs", "run_job", "run_job_in_one_loop", "start_job", "sweep_incident_rules",
+    "open_incident", "resume_stalled_jobs", "run_job", "run_job_in_one_loop", "start_job", "sweep_incident_deadlines", "sweep_incident_rules",
     "undo_job",
 ]

@@ -22,7 +22,8 @@ from core.realtime import publish_on_commit
 from incidents.errors import IncidentClosed, IncidentNotFound, InvalidInput, PermissionDenied, ReviewIncomplete
 from incidents.models import Incident, IncidentEvent, IncidentTicket
 from tickets import sla
-from tickets.events import CONSOLE
+from incidents import rules
+from tickets.events import CONSOLE, tier_group
 from tickets.models import Category, Ticket
 
 
@@ -195,4 +196,46 @@ def close_incident(*, actor, incident_id: int, cause: str, actions_taken: str, p
     return incident
 
 
-__all__ = ["TicketQuery", "close_incident", "link_tickets", "open_incident"]
+INCIDENT_SWEEP_BATCH = 200
+
+
+def sweep_incident_deadlines(*, now: datetime | None = None, batch: int = INCIDENT_SWEEP_BATCH) -> list[int]:
+    """The periodic check of incident deadlines: an open incident past its
+    deadline goes one tier up (its owner: agent → team lead → head → all
+    levels) with a fresh deadline of its grade, the consoles are alerted (the
+    new tier's owners by name) and the timeline records it. Once per deadline
+    period: the deadline moves on with each escalation, so running it again,
+    or twice at once, changes nothing more. Each incident is its own
+    transaction; returns the ids escalated."""
+    now = now or timezone.now()
+    due = list(Incident.objects.filter(status=Incident.Status.OPEN, due_at__lt=now)
+               .order_by("due_at", "pk").values_list("pk", flat=True)[:batch])
+    return [pk for pk in due if _escalate_overdue(incident_id=pk, now=now)]
+
+
+@transaction.atomic(durable=True)
+def _escalate_overdue(*, incident_id: int, now: datetime) -> bool:
+    incident = lock(Incident.objects, "incident").filter(pk=incident_id).first()
+    # re-checked on the locked row: a close or a parallel sweep may have won
+    if incident is None or not rules.deadline_passed(status=incident.status, due_at=incident.due_at, now=now):
+        return False
+    due_at, tier_before = incident.due_at, incident.owner_tier
+    incident.owner_tier = rules.next_owner_tier(tier_before)
+    incident.due_at = now + sla.GRADE_DEADLINES[incident.grade]
+    incident.breaches += 1
+    incident.breached_at = now
+    incident.save(update_fields=["owner_tier", "due_at", "breaches", "breached_at"])
+    IncidentEvent.objects.create(incident=incident, kind="deadline_passed", actor=None, created_at=now, data={
+        "due_at": due_at.isoformat(), "tier_before": tier_before, "tier_after": incident.owner_tier,
+        "late_s": int((now - due_at).total_seconds()), "breaches": incident.breaches,
+        "next_due_at": incident.due_at.isoformat(),
+    })
+    publish_on_commit([CONSOLE, tier_group(incident.owner_tier)], {
+        "type": "incident.overdue", "incident_id": incident.pk, "title": incident.title, "grade": incident.grade,
+        "tier_before": tier_before, "tier_after": incident.owner_tier, "due_at": due_at.isoformat(),
+        "next_due_at": incident.due_at.isoformat(),
+    })
+    return True
+
+
+__all__ = ["TicketQuery", "close_incident", "link_tickets", "open_incident", "sweep_incident_deadlines"]

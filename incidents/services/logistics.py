@@ -20,6 +20,7 @@ from django.utils.translation import gettext, override
 
 from accounts import roles
 from core.locks import lock
+from incidents.rules import reaches_threshold
 from incidents.errors import InvalidInput, PermissionDenied, UnknownShipment
 from incidents.models import Incident, LogisticsEvent
 from incidents.services.incidents import add_links, create_incident
@@ -36,6 +37,12 @@ EXCEPTION_CATEGORY = {
     LogisticsEvent.Kind.STUCK: Category.LOGISTICS_DELAY,
     LogisticsEvent.Kind.BACKLOG: Category.LOGISTICS_DELAY,
     LogisticsEvent.Kind.RETURNED: Category.LOGISTICS_DELAY,
+    # grade 1: the parcel is gone or held for good
+    LogisticsEvent.Kind.THEFT: Category.NOT_RECEIVED,
+    LogisticsEvent.Kind.ROBBERY: Category.NOT_RECEIVED,
+    LogisticsEvent.Kind.SEIZURE: Category.NOT_RECEIVED,
+    LogisticsEvent.Kind.TRAFFIC_ACCIDENT: Category.LOGISTICS_DELAY,
+    LogisticsEvent.Kind.PROHIBITED_ITEMS: Category.LOGISTICS_DELAY,
 }
 LOGISTICS_CATEGORIES = (Category.NOT_RECEIVED, Category.PARCEL_DAMAGED, Category.LOGISTICS_DELAY)
 SHIPMENT_STATUS = {
@@ -45,7 +52,8 @@ SHIPMENT_STATUS = {
     LogisticsEvent.Kind.DELIVERED: Shipment.Status.DELIVERED,
     LogisticsEvent.Kind.RETURNED: Shipment.Status.RETURNED,
 }
-# the emergency plan's grade-2 thresholds: "more than" this many parcels in a region within the window
+# the emergency plan's grade-2 thresholds: this many parcels "or more" (以上 includes the number) in a
+# region within the window (INCIDENT_RULE_THRESHOLDS: 20 backlog, 5 lost, 100 stuck)
 RULE_KINDS = {"backlog": LogisticsEvent.Kind.BACKLOG, "lost": LogisticsEvent.Kind.LOST,
               "stuck": LogisticsEvent.Kind.STUCK}
 
@@ -128,7 +136,10 @@ def _ingest(clean: dict[str, Any]) -> IngestResult:
     ticket = _ticket_for_exception(order=order, event=event, now=now)
     event.ticket = ticket
     event.save(update_fields=["ticket"])
-    incident = _apply_rules(region=order.region, kind=clean["kind"], now=now)
+    if clean["kind"] in LogisticsEvent.SEVERE:
+        incident = _raise_severe(event=event, region=order.region, now=now)
+    else:
+        incident = _apply_rules(region=order.region, kind=clean["kind"], now=now)
     if incident is not None:
         add_links(incident, [ticket.pk], actor=None, now=now)
     return IngestResult(event, True, ticket.pk, incident.pk if incident else None)
@@ -154,6 +165,31 @@ def _ticket_for_exception(*, order: Order, event: LogisticsEvent, now: datetime)
     return ticket
 
 
+def _raise_severe(*, event: LogisticsEvent, region: str, now: datetime) -> Incident:
+    """A grade-1 carrier event (theft, robbery, seizure, traffic accident,
+    prohibited items) raises the grade-1 incident of its kind in its region,
+    owned by the head, with a 12 h deadline; further events of that kind
+    there join the open one."""
+    rule, kind = event.kind, event.kind
+    open_incident = Incident.objects.filter(status=Incident.Status.OPEN, rule=rule, region=region).first()
+    if open_incident is not None:
+        return open_incident
+    with override(settings.LANGUAGE_CODE):  # stored text, in the console's language
+        title = f"{Incident.Rule(rule).label} · {region or event.carrier}"
+        description = gettext(
+            "%(carrier)s reports %(what)s for parcel %(tracking_no)s at %(location)s: a grade-1 event, owned by the head."
+        ) % {"carrier": event.carrier, "what": LogisticsEvent.Kind(kind).label, "tracking_no": event.tracking_no,
+             "location": event.location or region or "—"}
+    try:
+        with transaction.atomic():
+            return create_incident(
+                title=title, grade=sla.GRADE_SEVERE, actor=None, now=now, rule=rule, region=region,
+                carrier=event.carrier, category=EXCEPTION_CATEGORY[kind], description=description,
+            )
+    except IntegrityError:  # a parallel event raised it first
+        return Incident.objects.get(status=Incident.Status.OPEN, rule=rule, region=region)
+
+
 def _apply_rules(*, region: str, kind: str, now: datetime) -> Incident | None:
     """Raise (once) the grade-2 incident for this region and rule when its count passes the threshold."""
     rule = next((name for name, rule_kind in RULE_KINDS.items() if rule_kind == kind), None)
@@ -165,12 +201,12 @@ def _apply_rules(*, region: str, kind: str, now: datetime) -> Incident | None:
     window = now - timedelta(hours=settings.INCIDENT_RULE_WINDOW_HOURS)
     parcels = (LogisticsEvent.objects.filter(region=region, kind=kind, occurred_at__gte=window)
                .values("shipment_id").distinct().count())
-    if parcels <= settings.INCIDENT_RULE_THRESHOLDS[rule]:
+    if not reaches_threshold(parcels=parcels, threshold=settings.INCIDENT_RULE_THRESHOLDS[rule]):
         return None
     with override(settings.LANGUAGE_CODE):  # stored text, in the console's language
         title = f"{Incident.Rule(rule).label} · {region}"
         description = gettext(
-            "%(parcels)s parcels in %(region)s within %(hours)s h (the rule: more than %(limit)s)."
+            "%(parcels)s parcels in %(region)s within %(hours)s h (the rule: %(limit)s or more)."
         ) % {"parcels": parcels, "region": region, "hours": settings.INCIDENT_RULE_WINDOW_HOURS,
              "limit": settings.INCIDENT_RULE_THRESHOLDS[rule]}
     try:

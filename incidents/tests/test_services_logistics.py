@@ -1,6 +1,6 @@
 """Carrier events: stored once per event id, exceptions open (or update) one
 ticket and tell the buyer, bad or unknown events change nothing, and the
-emergency plan's rules raise a grade-2 incident above the thresholds only."""
+emergency plan's rules raise a grade-2 incident at a threshold or more (以上 includes the number)."""
 
 from __future__ import annotations
 
@@ -87,10 +87,10 @@ def test_only_the_feed_and_staff_post_events(buyer, merchant_user, agent):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("kind, threshold", [("lost", 5), ("backlog", 20)])
-def test_rules_raise_a_grade_2_incident_above_the_threshold_and_not_at_it(feed, kind, threshold):
-    for _ in range(threshold):
+def test_rules_raise_a_grade_2_incident_at_the_threshold_and_not_below_it(feed, kind, threshold):
+    for _ in range(threshold - 1):
         services.ingest_logistics_event(actor=feed, payload=event(shipment_in("江苏"), kind))
-    assert not Incident.objects.exists()  # "more than" the threshold
+    assert not Incident.objects.exists()  # one short of "threshold or more" (以上 includes the number)
     services.ingest_logistics_event(actor=feed, payload=event(shipment_in("上海"), kind))  # another region
     assert not Incident.objects.exists()
     result = services.ingest_logistics_event(actor=feed, payload=event(shipment_in("江苏"), kind))
@@ -98,16 +98,17 @@ def test_rules_raise_a_grade_2_incident_above_the_threshold_and_not_at_it(feed, 
     assert result.incident_id == incident.pk
     assert (incident.grade, incident.rule, incident.region, incident.owner_tier) == ("2", kind, "江苏", 2)
     assert (incident.due_at - incident.opened_at).total_seconds() == 8 * 3600
-    assert IncidentTicket.objects.filter(incident=incident).count() == threshold + 1
+    assert IncidentTicket.objects.filter(incident=incident).count() == threshold
+    assert f"{threshold}" in incident.description
     # later parcels join it; no second incident
     services.ingest_logistics_event(actor=feed, payload=event(shipment_in("江苏"), kind))
     assert Incident.objects.count() == 1
-    assert IncidentTicket.objects.filter(incident=incident).count() == threshold + 2
+    assert IncidentTicket.objects.filter(incident=incident).count() == threshold + 1
 
 
 @pytest.mark.django_db
-def test_stuck_rule_needs_more_than_100_and_the_sweep_is_idempotent(feed, settings):
-    settings.INCIDENT_RULE_THRESHOLDS = {**settings.INCIDENT_RULE_THRESHOLDS, "stuck": 3}
+def test_stuck_rule_needs_100_or_more_and_the_sweep_is_idempotent(feed, settings):
+    settings.INCIDENT_RULE_THRESHOLDS = {**settings.INCIDENT_RULE_THRESHOLDS, "stuck": 4}
     shipments = [shipment_in("广东") for _ in range(4)]
     for shipment in shipments[:3]:
         services.ingest_logistics_event(actor=feed, payload=event(shipment, "stuck"))

@@ -30,6 +30,7 @@ from merchants.errors import (
     PermissionDenied,
 )
 from merchants.locks import lock_account
+from merchants import rules
 from merchants.models import FundHold, MerchantAccount, Movement, Order
 from merchants.selectors import get_merchant_for
 
@@ -170,14 +171,29 @@ def place_dispute_hold(*, order: Order, ticket_id: int, reason: str, amount_fen:
     amount) if the money reached the merchant; if it is still in escrow, keep
     it there until the dispute ends. One order carries at most one open hold:
     a second dispute links to it (``order.open_disputes`` counts them, and the
-    hold is released when the last one ends)."""
+    hold is released when the last one ends).
+
+    A merchant whose credit score is below the credit policy's
+    ``dispute_hold_below`` gets a hold of the full order amount (less what
+    was refunded already) at once, even while the money is still in escrow
+    (``rules.below``)."""
     assert transaction.get_connection().in_atomic_block, "runs inside the ticket's transaction"
     amount = order.amount_fen if amount_fen is None else check_amount(amount_fen)
     if amount > order.amount_fen:
         raise AmountInvalid("A hold cannot exceed the order amount.")
     locked = lock(Order.objects, "order").get(pk=order.pk)
     Order.objects.filter(pk=order.pk).update(open_disputes=locked.open_disputes + 1)
-    if locked.escrow_status != Order.EscrowStatus.RELEASED or amount == 0:
+    from merchants.services.credit_policy import score_and_policy
+
+    score, policy = score_and_policy(merchant_id=order.merchant_id)
+    threshold = policy.dispute_hold_below
+    at_once = score is not None and rules.below(score=score, threshold=threshold)
+    if at_once and locked.escrow_status != Order.EscrowStatus.REFUNDED:
+        amount = locked.refundable_fen  # the full amount still at stake (a partial refund already left)
+        reason = f"{reason} · credit {score} < {threshold}: full amount held at once"
+    elif locked.escrow_status != Order.EscrowStatus.RELEASED or amount == 0:
+        return DisputeHold(hold=None)
+    if amount == 0:
         return DisputeHold(hold=None)
     existing = FundHold.objects.filter(order=locked, status=FundHold.Status.HELD).first()
     if existing is not None:

@@ -8,30 +8,35 @@ and its undo never interleave.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts import roles
+from accounts.models import User
 from core.errors import InvalidInput
 from core.locks import lock
 from core.realtime import publish_on_commit
 from merchants import rules
 from merchants.errors import (
+    AccountRestricted,
     AlreadyCancelled,
     AlreadyShipped,
     ChangedSinceCancel,
     NotCancelled,
     NotFound,
     OrderNotCancellable,
+    OutOfStock,
     PermissionDenied,
     UndoExpired,
     UndoUnavailable,
 )
 from merchants.locks import lock_account
-from merchants.models import Movement, Order, OrderCancellation, OrderChange, Shipment
+from merchants.models import Movement, Order, OrderCancellation, OrderChange, Shipment, VariantStock
 from merchants.selectors import merchant_id_for, options_after_shipment
 from merchants.services.money import move
 
@@ -66,11 +71,17 @@ def change_order(*, actor, order_id: int, address: str | None = None, variants: 
     if new_variants:
         items = [dict(item) for item in order.items]
         by_sku = {item["sku"]: item for item in items}
+        moves = []
         for sku, variant in new_variants.items():
             if sku not in by_sku:
                 raise InvalidInput(f"The order has no item {sku!r}.", field="variant")
-            changes[f"variant:{sku}"] = [by_sku[sku].get("variant", ""), variant]
+            before = by_sku[sku].get("variant", "")
+            changes[f"variant:{sku}"] = [before, variant]
+            moves.append(StockMove(sku=sku, old=before, new=variant, qty=_qty(by_sku[sku])))
             by_sku[sku]["variant"] = variant
+        # "if stock allows": the new variants leave stock, the old ones come back
+        # (an out-of-stock variant refuses the whole change, the address too)
+        _move_stock(merchant_id=order.merchant_id, moves=moves)
         order.items = items
     if not changes:
         raise InvalidInput("Nothing would change.")
@@ -80,6 +91,48 @@ def change_order(*, actor, order_id: int, address: str | None = None, variants: 
     publish_on_commit([merchant_group(order.merchant_id)],
                       {"type": "order.changed", "order_id": order.pk, "order_no": order.order_no, "changes": changes})
     return change
+
+
+@dataclass(frozen=True)
+class StockMove:
+    sku: str
+    old: str
+    new: str
+    qty: int
+
+
+def _qty(item: dict) -> int:
+    qty = item.get("qty", 1)
+    return qty if isinstance(qty, int) and not isinstance(qty, bool) and qty >= 1 else 1
+
+
+def _move_stock(*, merchant_id: int, moves: list[StockMove]) -> None:
+    """Take each move's quantity from its new variant and give it back to the
+    old one, on the stock rows locked in primary-key order (after the order
+    row: the global lock order), so parallel changes never oversell. A
+    variant without a row has none in stock; an old variant the merchant
+    does not keep takes nothing back."""
+    assert transaction.get_connection().in_atomic_block, "runs inside change_order's transaction"
+    wanted = Q(pk__in=[])
+    for step in moves:
+        wanted |= Q(sku=step.sku, variant__in=[v for v in (step.old, step.new) if v])
+    rows = {(row.sku, row.variant): row for row in
+            lock(VariantStock.objects, "variant_stock").filter(wanted, merchant_id=merchant_id).order_by("pk")}
+    for step in moves:
+        row = rows.get((step.sku, step.new))
+        on_hand = row.on_hand if row is not None else 0
+        if not rules.stock_allows(on_hand=on_hand, qty=step.qty):
+            raise OutOfStock(
+                f"{step.sku} in {step.new!r} is out of stock ({on_hand} on hand, {step.qty} needed).",
+                sku=step.sku, variant=step.new, on_hand=on_hand, needed=step.qty, field="variant",
+            )
+        row.on_hand -= step.qty
+    for step in moves:
+        row = rows.get((step.sku, step.old))
+        if row is not None:
+            row.on_hand += step.qty
+    for row in rows.values():
+        row.save(update_fields=["on_hand", "updated_at"])
 
 
 @transaction.atomic(durable=True)
@@ -160,11 +213,19 @@ def restore_order(*, actor, order_id: int, now: datetime | None = None) -> Order
     Locks the order, then the merchant account, like ``cancel_order``, so a
     cancel and its undo never interleave. 409 ``not_cancelled`` when there is
     nothing to undo (also when a parallel undo won), ``undo_expired`` after
-    the window, ``changed_since_cancel`` when money moved on the order since.
+    the window, ``changed_since_cancel`` when money moved on the order since,
+    ``account_restricted`` while the buyer's account is frozen or flagged (a
+    stolen account's cancelled bookings stay cancelled; the buyer's row is
+    locked first, so a freeze in between cannot let one back).
     """
     if not roles.is_agent(actor):
         raise PermissionDenied("Only staff restore orders.")
     now = now or timezone.now()
+    buyer_id = Order.objects.filter(pk=order_id).values_list("buyer_id", flat=True).first()
+    if buyer_id is not None:
+        status = lock(User.objects, "account").filter(pk=buyer_id).values_list("account_status", flat=True).first()
+        if not rules.may_restore_for_account(account_status=status):
+            raise AccountRestricted()
     order = lock(Order.objects, "order").filter(pk=order_id).first()
     if order is None:
         raise NotFound("Order not found.")

@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
+from compensation.services import get_policy
 from risk import rules
 from risk.errors import (
     AlreadyFlagged,
@@ -108,7 +109,11 @@ def _digits(phone: str) -> str:
 def verify_owner(*, actor, user_id: int, phone: str, email: str = "", id_last4_confirmed: bool = False,
                  note: str = "", now: datetime | None = None) -> OwnerVerification:
     """Record an agent's check of the caller's registration details. Failed
-    checks are kept too: a caller who fails again and again is a signal."""
+    checks are kept too: a caller who fails again and again is a signal. When
+    the compensation policy says so (``freeze_on_failed_verification``, on by
+    default) a failed check freezes the account at once, in the same
+    transaction (the audit line names the check); the account's cancelled
+    bookings then stay cancelled (``merchants.rules.may_restore_for_account``)."""
     require_staff(actor)
     note = clean_reason(note, required=False)
     if not isinstance(id_last4_confirmed, bool):
@@ -117,15 +122,20 @@ def verify_owner(*, actor, user_id: int, phone: str, email: str = "", id_last4_c
         raise InvalidInput("Give the phone number the caller states.", field="phone")
     if len(email or "") > 254:
         raise InvalidInput("The e-mail is at most 254 characters.", field="email")
-    account = buyer_account(User.objects.filter(pk=user_id).first())
+    now = now or timezone.now()
+    account = buyer_account(lock_user(user_id))
     phone_matched = bool(account.phone) and _digits(phone) == _digits(account.phone)
     email_matched = bool(account.email and email) and email.strip().lower() == account.email.strip().lower()
     passed = phone_matched and (email_matched or id_last4_confirmed)
-    return OwnerVerification.objects.create(
+    check = OwnerVerification.objects.create(
         user=account, checked_by=actor, phone_matched=phone_matched, email_matched=email_matched,
-        id_last4_confirmed=id_last4_confirmed, note=note, created_at=now or timezone.now(),
+        id_last4_confirmed=id_last4_confirmed, note=note, created_at=now,
         outcome=OwnerVerification.Outcome.PASSED if passed else OwnerVerification.Outcome.FAILED,
     )
+    if not passed and get_policy().freeze_on_failed_verification and rules.may_freeze(status=account.account_status):
+        _set_status(account=account, status=Status.FROZEN, kind=AccountAction.Kind.FREEZE, actor=actor,
+                     reason="owner verification failed", now=now, data={"verification_id": check.pk})
+    return check
 
 
 @transaction.atomic(durable=True)

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import Q
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from accounts import roles
 from accounts.models import User
 from compensation.models import BlacklistEntry
+from compensation.services import system_busy
 from risk.errors import InvalidInput, PermissionDenied
 
 Status = User.AccountStatus
@@ -21,6 +22,20 @@ Status = User.AccountStatus
 class RiskDecision:
     decision: str  # "allow" or "deny"
     reasons: list[str]
+    message: str = ""  # what the user is shown for a denial, in the asked language
+
+
+def language_of(lang: str) -> str:
+    """``zh``/``zh-CN``/``zh-hans`` … → ``zh-hans``; ``en``/``en-US`` … → ``en``;
+    anything else is the platform's default (Chinese)."""
+    return "en" if (lang or "").strip().lower().startswith("en") else "zh-hans"
+
+
+def denial_message(*, lang: str) -> str:
+    """The words every channel shows for a denied booking ("system busy"):
+    the same as the workbench's own doors say to a blacklisted buyer."""
+    with translation.override(language_of(lang)):
+        return system_busy()
 
 
 def _clean_ip(ip: str) -> str:
@@ -30,12 +45,13 @@ def _clean_ip(ip: str) -> str:
         raise InvalidInput("ip is an IPv4 or IPv6 address.", field="ip") from None
 
 
-def risk_check(*, actor, account: str = "", ip: str = "", device: str = "",
+def risk_check(*, actor, account: str = "", ip: str = "", device: str = "", lang: str = "",
                now: datetime | None = None) -> RiskDecision:
     """May this booking go ahead? Deny when the account (its username) is
     frozen or flagged, or when an active blacklist entry matches the account,
     the IP or the device; otherwise allow. The platform shows a denial as
-    "system busy".
+    "system busy": ``message`` carries those words in ``lang`` (Chinese by
+    default), so the order system does not invent its own.
 
     An account the workbench does not know is judged by the blacklist alone
     (no reason of its own): the order system may know accounts before they
@@ -68,4 +84,6 @@ def risk_check(*, actor, account: str = "", ip: str = "", device: str = "",
             wanted |= Q(kind=kind, value=value)
     listed = set(BlacklistEntry.objects.filter(wanted, expires_at__gt=now).values_list("kind", flat=True))
     reasons += [f"{kind}_blacklisted" for kind in ("account", "ip", "device") if kind in listed]
-    return RiskDecision("deny" if reasons else "allow", reasons)
+    if not reasons:
+        return RiskDecision("allow", reasons)
+    return RiskDecision("deny", reasons, denial_message(lang=lang))

@@ -32,7 +32,7 @@ def test_only_the_order_systems_token_and_staff_may_ask(api, victim, buyer, merc
     for caller in (integration_user(), agent, supervisor):
         response = api(caller).get(CHECK, query)
         assert response.status_code == 200
-        assert response.json() == {"decision": "allow", "reasons": []}
+        assert response.json() == {"decision": "allow", "reasons": [], "message": ""}
 
 
 @pytest.mark.django_db
@@ -44,7 +44,8 @@ def test_the_order_system_gets_a_deny_for_a_frozen_account_and_blacklisted_ip(ap
     compensation.add_to_blacklist(actor=supervisor, kind="ip", value="192.0.2.66", reason="撞库", window_days=7)
     response = system.get(CHECK, {"account": "victim", "ip": "192.0.2.66"})
     assert response.status_code == 200
-    assert response.json() == {"decision": "deny", "reasons": ["account_frozen", "ip_blacklisted"]}
+    assert response.json() == {"decision": "deny", "reasons": ["account_frozen", "ip_blacklisted"],
+                               "message": "系统繁忙，请稍后再试"}
 
 
 @pytest.mark.django_db

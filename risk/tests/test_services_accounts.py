@@ -31,6 +31,9 @@ from risk.errors import (
 from risk.models import AccountAction, OwnerVerification
 from risk.tests.factories import buyer_account, integration_user, open_hit, order_at
 
+# a denial carries the words the order system shows (issue #16 item 2), Chinese by default
+BUSY = "系统繁忙，请稍后再试"
+
 
 @pytest.fixture
 def victim(db):
@@ -291,9 +294,9 @@ def test_risk_check_allows_a_clean_booking_and_denies_restricted_accounts(victim
     assert services.risk_check(actor=system, account="victim", ip="203.0.113.1", device="d1") == \
         services.RiskDecision("allow", [])
     services.flag_account(actor=supervisor, user_id=victim.pk, reason="疑似盗号")
-    assert services.risk_check(actor=system, account="victim") == services.RiskDecision("deny", ["account_flagged"])
+    assert services.risk_check(actor=system, account="victim") == services.RiskDecision("deny", ["account_flagged"], BUSY)
     services.freeze_account(actor=supervisor, user_id=victim.pk, reason="盗号")
-    assert services.risk_check(actor=system, account="victim") == services.RiskDecision("deny", ["account_frozen"])
+    assert services.risk_check(actor=system, account="victim") == services.RiskDecision("deny", ["account_frozen"], BUSY)
 
 
 @pytest.mark.django_db
@@ -303,10 +306,10 @@ def test_risk_check_denies_blacklisted_accounts_ips_and_devices(victim, supervis
     _blacklist(supervisor, "account", "victim")
     _blacklist(supervisor, "ip", "2001:db8::1")
     check = services.risk_check
-    assert check(actor=agent, ip="192.0.2.66") == services.RiskDecision("deny", ["ip_blacklisted"])
-    assert check(actor=agent, device="thief-laptop") == services.RiskDecision("deny", ["device_blacklisted"])
+    assert check(actor=agent, ip="192.0.2.66") == services.RiskDecision("deny", ["ip_blacklisted"], BUSY)
+    assert check(actor=agent, device="thief-laptop") == services.RiskDecision("deny", ["device_blacklisted"], BUSY)
     assert check(actor=agent, account="victim", ip="192.0.2.66", device="thief-laptop") == \
-        services.RiskDecision("deny", ["account_blacklisted", "ip_blacklisted", "device_blacklisted"])
+        services.RiskDecision("deny", ["account_blacklisted", "ip_blacklisted", "device_blacklisted"], BUSY)
     assert check(actor=agent, ip="2001:DB8:0::1").reasons == ["ip_blacklisted"]  # the same address, written otherwise
     assert check(actor=agent, ip="192.0.2.67", device="other").decision == "allow"
     BlacklistEntry.objects.update(expires_at=timezone.now() - timedelta(seconds=1))

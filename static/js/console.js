@@ -336,6 +336,9 @@
     }
     const item = target.closest("#qr-list .qr-item");
     if (item) { qr.insert(item); return; }
+    // the risk banner's prepared reply (a stolen account's complaint) goes in like a quick reply
+    const prepared = target.closest("[data-insert-reply]");
+    if (prepared) { qr.insert(prepared); return; }
     if (qr.isOpen() && !target.closest("#qr-picker")) qr.close(false);
     if (target.closest("[data-shortcuts-open]")) openHelp();
   });
@@ -493,6 +496,27 @@
         });
         if (queuePage()) { changedTickets.add(String(frame.ticket_id)); refreshQueue(); }
         if (page && String(frame.ticket_id) === page.dataset.ticketId) refreshTicket();
+        break;
+      case "ticket.reported_up": // 上报: a ticket reached the tier this person owns
+        toast({
+          title: `${t("reportedUp")} · #${frame.ticket_id}`,
+          text: `${frame.subject || ""}${frame.note ? ` — ${frame.by && frame.by.name ? frame.by.name + ": " : ""}${frame.note}` : ""}`,
+          href: `/console/tickets/${encodeURIComponent(frame.ticket_id)}/`,
+          kind: "warn",
+          timeout: 0,
+        });
+        if (queuePage()) { changedTickets.add(String(frame.ticket_id)); refreshQueue(); }
+        if (page && String(frame.ticket_id) === page.dataset.ticketId) refreshTicket();
+        break;
+      case "incident.overdue":
+        toast({
+          title: `${t("incidentOverdue")} · #${frame.incident_id}`,
+          text: frame.title || "",
+          href: `/console/incidents/${encodeURIComponent(frame.incident_id)}/`,
+          kind: "danger",
+          timeout: 0,
+        });
+        refreshDashboard();
         break;
       case "shift.reminder": {
         const banner = document.getElementById("shift-banner");

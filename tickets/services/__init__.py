@@ -7,6 +7,7 @@ Public entry points own their transaction (``atomic(durable=True)``); the
 from tickets.services.knowledge import add_playbook, render_quick_reply
 from tickets.services.merchant_side import Upload, respond_as_merchant
 from tickets.services.messages import mark_read, post_message, rate_ticket
+from tickets.services.order_actions import intercept_and_resend
 from tickets.services.people import (
     decide_overtime,
     request_overtime,
@@ -16,10 +17,10 @@ from tickets.services.people import (
 )
 from tickets.services.routing import dispatch_chats, pick_queue
 from tickets.services.sla import sweep_missed_resends, sweep_sla
-from tickets.services.tickets import open_system_ticket, open_ticket, transition_ticket
+from tickets.services.tickets import open_system_ticket, open_ticket, report_up, transition_ticket
 
 __all__ = [
-    "Upload", "add_playbook", "decide_overtime", "dispatch_chats", "mark_read", "open_system_ticket", "open_ticket", "pick_queue", "post_message",
-    "rate_ticket", "render_quick_reply", "respond_as_merchant", "request_overtime", "send_shift_reminders", "set_presence",
+    "Upload", "add_playbook", "decide_overtime", "dispatch_chats", "intercept_and_resend", "mark_read", "open_system_ticket", "open_ticket", "pick_queue", "post_message",
+    "rate_ticket", "render_quick_reply", "report_up", "respond_as_merchant", "request_overtime", "send_shift_reminders", "set_presence",
     "shift_status", "sweep_missed_resends", "sweep_sla", "transition_ticket",
 ]

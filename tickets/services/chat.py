@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core import doors
 from core.errors import DomainError
 from tickets import events
 from tickets.errors import Conflict, InvalidInput, TicketNotFound
@@ -39,6 +40,8 @@ class ChatPost:
     ticket_id: int
     body: str
     client_msg_id: str | None
+    ip: str | None = None  # the socket's client, for the doors' guards
+    device: str = ""
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ def store_chat_batch(*, posts: list[ChatPost], reads: list[ChatRead], now: datet
                                        client_msg_id__in={c for _, c in repeated}).select_related("author")
         known = {(m.ticket_id, m.client_msg_id): m for m in found if (m.ticket_id, m.client_msg_id) in repeated}
 
+    refused = _refused_at_the_door(posts, now=now)
     results: list[Stored | DomainError | None] = []
     new_messages: list[tuple[Message, Stored, int]] = []
     changed: dict[int, _TicketRow] = {}
@@ -113,6 +117,10 @@ def store_chat_batch(*, posts: list[ChatPost], reads: list[ChatRead], now: datet
         if ticket is None or not can_view(post.viewer, buyer_id=ticket.buyer_id, merchant_id=ticket.merchant_id,
                                           party=ticket.party):
             results.append(TicketNotFound())
+            continue
+        if (refusal := refused.get((post.viewer.user_id, post.ip, post.device))) is not None \
+                and ticket.buyer_id == post.viewer.user_id:
+            results.append(refusal)
             continue
         key = (ticket.pk, post.client_msg_id)
         if post.client_msg_id and key in known:
@@ -159,6 +167,15 @@ def store_chat_batch(*, posts: list[ChatPost], reads: list[ChatRead], now: datet
             "type": "read", "ticket_id": read.ticket_id, "seq": seq,
             "author": {"id": read.viewer.user_id, "name": read.viewer.name, "role": read.viewer.role}}}))
     return BatchOutcome(results=results, reads=moved, events=all_events)
+
+
+def _refused_at_the_door(posts: list[ChatPost], *, now: datetime) -> dict[tuple, DomainError]:
+    """The doors' guards (``core.doors``: the blacklist) on each buyer posting
+    in the batch, once per buyer, address and device, all in one go (one
+    query for the blacklist, however many buyers the batch carries)."""
+    people = {(p.viewer.user_id, p.ip, p.device): {"username": p.viewer.username, "ip": p.ip, "device": p.device}
+              for p in posts if p.viewer.message_role == "buyer"}
+    return doors.check_many(door=doors.CHAT, people=people, now=now) if people else {}
 
 
 # The batch's statements are written by hand: at a human pace a batch is one

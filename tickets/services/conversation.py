@@ -63,6 +63,9 @@ NOTICE_TEXTS = {
     "logistics_exception": gettext_noop(
         "The carrier reports a problem with your parcel {tracking_no}: {what}. We are on it and will keep you posted here."
     ),
+    "parcel_intercepted": gettext_noop(
+        "We have asked the carrier to stop parcel {tracking_no} and the merchant to send your order again by {deadline}."
+    ),
 }
 
 

@@ -7,6 +7,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts import roles
+from core import doors
 from tickets import events, rules
 from tickets.errors import (
     AlreadyRated, Conflict, HeldByOther, InvalidInput, NotResolved, PermissionDenied, TicketClosed,
@@ -22,7 +23,7 @@ __all__ = ["append_message", "mark_read", "post_message", "rate_ticket"]
 @transaction.atomic(durable=True)
 def post_message(
     *, actor, ticket_id: int, body: str, internal: bool = False, client_msg_id: str | None = None,
-    confirm_held: bool = True,
+    confirm_held: bool = True, ip: str | None = None, device: str = "",
 ) -> Message:
     """Post to a ticket's conversation; internal notes are staff-only.
 
@@ -42,6 +43,9 @@ def post_message(
     if client_msg_id is not None and (not client_msg_id or len(client_msg_id) > 64):
         raise InvalidInput("client_msg_id is 1–64 characters.", field="client_msg_id")
     ticket = get_ticket_for(user=actor, ticket_id=ticket_id, lock=True)
+    if ticket.buyer_id == actor.pk:
+        # a blacklisted buyer's messages are refused (403 blacklisted, "system busy")
+        doors.check(door=doors.CHAT, user=actor, ip=ip, device=device, now=now)
     if internal and not roles.is_agent(actor):
         raise PermissionDenied("Only staff write internal notes.")
     if client_msg_id:

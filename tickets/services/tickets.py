@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts import roles
+from core import doors
 from merchants import services as merchant_services
 from merchants.models import Order
 from merchants.selectors import merchant_id_for, orders_visible_to
@@ -17,6 +18,7 @@ from tickets import sla
 from tickets.errors import (
     AssigneeInvalid,
     InvalidInput,
+    NoteRequired,
     OrderNotFound,
     PermissionDenied,
     UnknownCategory,
@@ -56,12 +58,16 @@ def open_ticket(
     buyer_id: int | None = None,
     grade: str | None = None,
     language: str | None = None,
+    ip: str | None = None,
+    device: str = "",
 ) -> Ticket:
     """Open a ticket, route it to a queue and, for a chat, offer it to an agent.
 
     A buyer opens their own; an agent opens one on a buyer's behalf
     (``buyer_id``, or the order's buyer); merchant staff open one for their
-    merchant. Only staff set the grade.
+    merchant. Only staff set the grade. The door's guards (``core.doors``:
+    the blacklist) see the buyer and, when the buyer asks, the request's
+    ``ip`` and ``device``: a listed one is refused (403 ``blacklisted``).
     """
     now = timezone.now()
     if category not in Category.values:
@@ -113,6 +119,11 @@ def open_ticket(
         buyer = order.buyer if order else None
     else:
         raise PermissionDenied("You may not open tickets.")
+    if is_staff and buyer is not None:
+        # an agent taking a blacklisted buyer's complaint by phone is refused too, told why
+        doors.check(door=doors.TICKET, user=buyer, actor=actor, now=now)
+    elif not is_staff:
+        doors.check(door=doors.TICKET, user=actor, ip=ip, device=device, now=now)
 
     return _create_ticket(
         actor=actor, category=category, subject=subject, body=body, party=party, channel=channel,
@@ -211,6 +222,27 @@ def transition_ticket(
         from tickets.tasks import dispatch_chats_later
 
         dispatch_chats_later()
+    return ticket
+
+
+@transaction.atomic(durable=True)
+def report_up(*, actor, ticket_id: int, note: str) -> Ticket:
+    """上报: escalate the ticket one tier with a note, record it on the
+    timeline and tell the next tier's staff on their consoles.
+
+    404 unseen, 409 from a state that cannot escalate, 403 for who may not
+    escalate it, 422 ``transition_refused`` at the top of the ladder, 400
+    ``note_required`` without a note (the next tier needs to know why)."""
+    now = timezone.now()
+    ticket = get_ticket_for(user=actor, ticket_id=ticket_id, lock=True)
+    method = check_source_state(ticket=ticket, name="escalate")
+    check_permission(ticket=ticket, method=method, actor=actor)
+    note = _clean_text(note, field="note", max_chars=1000, required=False)
+    if not note:
+        raise NoteRequired()
+    run_transition(ticket=ticket, name="escalate", actor=actor, now=now, note=note,
+                   event_data={"reason": "reported_up"})
+    events.reported_up(ticket, actor=actor, note=note)
     return ticket
 
 

@@ -8,8 +8,9 @@ from typing import Any
 from django.db import transaction
 from django_fsm import can_proceed
 
-from tickets import events
-from tickets.errors import IllegalTransition, TransitionForbidden, TransitionRefused, UnknownTransition
+from accounts import roles
+from tickets import events, rules
+from tickets.errors import BelowTicketTier, IllegalTransition, TransitionForbidden, TransitionRefused, UnknownTransition
 from tickets.models import Ticket, TicketEvent
 from tickets.selectors import USER_TRANSITIONS
 from tickets.services.conversation import append_notice
@@ -33,7 +34,12 @@ def check_source_state(*, ticket: Ticket, name: str, system: bool = False):
 
 def check_permission(*, ticket: Ticket, method, actor) -> None:
     """403 unless the actor's role may run this transition on this ticket
-    (django-fsm-2 never checks ``permission`` by itself)."""
+    (django-fsm-2 never checks ``permission`` by itself). Staff below the
+    ticket's tier get their own code: they may report it up instead."""
+    name = method.__name__
+    if name in rules.SETTLING_TRANSITIONS and roles.is_agent(actor):
+        if not rules.may_settle(rank=roles.staff_rank(actor), tier=ticket.tier):
+            raise BelowTicketTier(tier=ticket.tier, owner_role=rules.TIER_OWNER_ROLES[ticket.tier])
     if not method._django_fsm.has_transition_perm(ticket, ticket.status, actor):
         raise TransitionForbidden(f"You may not {method.__name__} this ticket.")
 

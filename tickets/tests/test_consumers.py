@@ -95,3 +95,29 @@ async def test_messages_are_announced_to_the_holder_s_console_only(agent, other_
     assert await bystander.receive_nothing(timeout=0.5)
     await holder.disconnect()
     await bystander.disconnect()
+
+
+async def test_a_report_up_reaches_the_next_tiers_console_only(agent, supervisor, buyer, order):
+    """上报 tells the next tier: the team lead's console hears it, another
+    agent's console does not (it has no tier 2 group)."""
+    from accounts import roles
+    from accounts.tests.factories import UserFactory
+
+    other = await database_sync_to_async(UserFactory)(role=roles.AGENT, username="agent_c")
+    ticket = await database_sync_to_async(open_ticket)(buyer=buyer, order=order)
+    await database_sync_to_async(services.transition_ticket)(actor=agent, ticket_id=ticket.pk, name="assign")
+    lead = await database_sync_to_async(_communicator)(supervisor)
+    bystander = await database_sync_to_async(_communicator)(other)
+    assert (await lead.connect())[0] and (await bystander.connect())[0]
+
+    await database_sync_to_async(services.report_up)(actor=agent, ticket_id=ticket.pk, note="请组长处理")
+
+    lead_frames = [await lead.receive_json_from(timeout=5) for _ in range(2)]
+    reported = [f for f in lead_frames if f["type"] == "ticket.reported_up"]
+    assert reported and reported[0]["ticket_id"] == ticket.pk and reported[0]["tier"] == 2
+    assert reported[0]["note"] == "请组长处理"
+    seen = await bystander.receive_json_from(timeout=5)
+    assert seen["type"] == "ticket.changed"  # every console hears the change, not the report up
+    assert await bystander.receive_nothing(timeout=0.5)
+    await lead.disconnect()
+    await bystander.disconnect()

@@ -4,7 +4,7 @@ a change that meets a shipment refused whole."""
 import pytest
 
 from merchants import services as merchant_services
-from merchants.models import Order, OrderChange
+from merchants.models import Order, OrderChange, VariantStock
 from merchants.tests.factories import OrderFactory, ShipmentFactory
 from tickets.tests.factories import ticket_in_state
 
@@ -17,6 +17,7 @@ def unshipped(buyer, merchant):
 @pytest.mark.django_db
 def test_before_shipment_the_agent_changes_address_and_colour(client, buyer, agent, unshipped):
     ticket = ticket_in_state("assigned", buyer=buyer, agent=agent, order=unshipped, category="order_change")
+    VariantStock.objects.create(merchant=unshipped.merchant, sku="S1", variant="黑色", on_hand=1)  # if stock allows
     client.force_login(agent)
     page = client.get(f"/console/tickets/{ticket.pk}/")
     assert 'name="address"' in page.content.decode()

@@ -10,7 +10,7 @@ from django.utils import timezone
 from merchants import selectors as merchant_selectors
 from merchants import services as merchant_services
 from merchants.errors import AlreadyShipped, NotFound, TaskNotOpen
-from merchants.models import CreditScore, Merchant, Order, OrderChange, ResendTask
+from merchants.models import CreditScore, Merchant, Order, OrderChange, ResendTask, VariantStock
 from merchants.tests.factories import OrderFactory, ShipmentFactory
 from tickets import services
 from tickets.errors import InvalidInput, PermissionDenied
@@ -97,6 +97,7 @@ def test_credit_components(merchant):
 @pytest.mark.django_db
 def test_agent_changes_address_and_variant_before_shipment(api, agent, merchant, buyer):
     order = OrderFactory(merchant=merchant, buyer=buyer, status=Order.Status.PAID, shipping_address="杭州市西湖区文三路 90 号")
+    VariantStock.objects.create(merchant=merchant, sku="S1", variant="黑色", on_hand=2)  # "if stock allows"
     response = api(agent).post(f"/api/v1/orders/{order.pk}/changes/",
                                {"address": "上海市浦东新区张杨路 500 号", "variant": "黑色"}, format="json")
     assert response.status_code == 201, response.json()

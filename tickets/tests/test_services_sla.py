@@ -143,11 +143,12 @@ def test_sweep_skips_resolved_and_closed(buyer, order, agent):
 
 
 @pytest.mark.django_db
-def test_reopen_gives_a_fresh_deadline_that_can_breach_again(buyer, order, agent):
+def test_reopen_gives_a_fresh_deadline_that_can_breach_again(buyer, order, agent, supervisor):
     ticket = ticket_in_state("assigned", buyer=buyer, agent=agent, order=order)
     _overdue(ticket)
     services.sweep_sla()
-    services.transition_ticket(actor=agent, ticket_id=ticket.pk, name="resolve")
+    # the breach raised it to the team lead's tier: the team lead resolves it (tiers are roles)
+    services.transition_ticket(actor=supervisor, ticket_id=ticket.pk, name="resolve")
     services.transition_ticket(actor=buyer, ticket_id=ticket.pk, name="reopen")
     ticket.refresh_from_db()
     assert ticket.breached_at is None and ticket.due_at > timezone.now()
@@ -200,9 +201,13 @@ def test_an_untouched_ticket_climbs_the_whole_ladder_then_alerts_every_period(bu
     ticket = Ticket.objects.get(pk=ticket.pk)
     assert ticket.breached_at == first_breach  # the first breach is what the reports count
     assert TicketEvent.objects.filter(ticket=ticket, kind="sla_breached").count() == 5
-    # resolved: the alerts stop
+    # resolved (at all levels, by the head: tiers are roles): the alerts stop
+    from accounts import roles
+    from accounts.tests.factories import UserFactory
+
+    head = UserFactory(role=roles.HEAD, username="head_a")
     services.transition_ticket(actor=agent, ticket_id=ticket.pk, name="assign")
-    services.transition_ticket(actor=agent, ticket_id=ticket.pk, name="resolve")
+    services.transition_ticket(actor=head, ticket_id=ticket.pk, name="resolve")
     assert services.sweep_sla(now=now + timedelta(days=1)) == []
 
 

@@ -23,12 +23,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
-from accounts.roles import AGENT, BUYER, MERCHANT_STAFF, SUPERVISOR, ensure_role_groups
+from accounts.roles import AGENT, BUYER, HEAD, MERCHANT_STAFF, SUPERVISOR, ensure_role_groups
 from accounts.services import create_user
 from compensation import services as compensation
 from core.errors import DomainError
 from merchants import services as merchant_services
-from merchants.models import Merchant, MerchantStaff, Order, Shipment, ShipmentEvent
+from merchants.models import Merchant, MerchantStaff, Order, Shipment, ShipmentEvent, VariantStock
 from tickets import services as ticket_services
 from tickets import sla
 from tickets.models import (
@@ -49,7 +49,8 @@ from tickets.models import (
 PASSWORD = "demo12345"
 
 AGENTS = [("agent1", "王芳"), ("agent2", "李娜"), ("agent3", "张伟"), ("agent4", "刘洋"), ("agent5", "陈静")]
-LEAD = ("lead1", "赵敏")
+LEAD = ("lead1", "赵敏")  # the team lead (tier 2): the supervisor role
+HEAD_OF_SERVICE = ("head1", "孙立")  # the head (tier 3 and all levels)
 MERCHANTS = [
     ("M001", "优品数码旗舰店", "孙磊"),
     ("M002", "江南丝绸家纺", "周婷"),
@@ -153,7 +154,8 @@ class Command(BaseCommand):
         self.stdout.write(
             "\nLogins (password demo12345):\n"
             "  agents      agent1 … agent5\n"
-            "  supervisor  lead1\n"
+            "  supervisor  lead1 (team lead)\n"
+            "  head        head1 (head of service)\n"
             "  merchants   merchant1 … merchant3\n"
             "  buyers      buyer1 … buyer20\n"
             "Console http://127.0.0.1:8000/console/  ·  API docs http://127.0.0.1:8000/api/docs/\n"
@@ -165,6 +167,8 @@ class Command(BaseCommand):
             queues = self._queues()
             agents = [create_user(username=u, password=None, role=AGENT, display_name=n) for u, n in AGENTS]
             lead = create_user(username=LEAD[0], password=None, role=SUPERVISOR, display_name=LEAD[1])
+            head = create_user(username=HEAD_OF_SERVICE[0], password=None, role=HEAD,
+                               display_name=HEAD_OF_SERVICE[1])
             merchants = []
             for i, (code, name, staff_name) in enumerate(MERCHANTS, start=1):
                 merchant = Merchant.objects.create(code=code, name=name, contact_phone=f"0571-8888{i:04d}")
@@ -175,14 +179,15 @@ class Command(BaseCommand):
                 create_user(username=f"buyer{i}", password=None, role=BUYER, display_name=name, phone=f"139{i:08d}")
                 for i, name in enumerate(BUYERS, start=1)
             ]
-            self._agents(agents + [lead])
+            self._agents(agents + [lead, head])
             self._knowledge(lead)
             del queues
             # hash the demo password once, not 29 times
-            User.objects.filter(pk__in=[u.pk for u in [*agents, lead, *buyers]] + list(
+            User.objects.filter(pk__in=[u.pk for u in [*agents, lead, head, *buyers]] + list(
                 MerchantStaff.objects.values_list("user_id", flat=True))).update(password=make_password(PASSWORD))
         # orders, tickets and money go through the real services (each its own transaction)
         orders = self._orders(rng, buyers, merchants)
+        self._stock(rng, orders)
         self._tickets(rng, agents, lead, orders)
         self._money(rng, agents, lead, merchants, buyers)
         self._remedies(agents)
@@ -227,6 +232,7 @@ class Command(BaseCommand):
             "agent5": ("offline", 3, [Category.ACCOUNT_SECURITY, Category.MERCHANT_PAYOUT, Category.MERCHANT_DISPUTE],
                        "zh-hans,en", None),
             "lead1": ("online", 3, all_categories, "zh-hans,en", timedelta(hours=4)),
+            "head1": ("online", 2, all_categories, "zh-hans,en", timedelta(hours=3)),
         }
         for user in staff:
             presence, capacity, skills, languages, worked = plans[user.username]
@@ -271,6 +277,22 @@ class Command(BaseCommand):
                 orders.append(order)
         return orders
 
+    def _stock(self, rng: random.Random, orders: list[Order]) -> None:
+        """What each merchant has on hand of every variant its orders name, and
+        of the other variants it sells, so a colour or size change before
+        shipment finds some in stock and some sold out ("if stock allows")."""
+        variants_by_merchant = {code: sorted({g[1] for g in goods}) for code, goods in GOODS.items()}
+        wanted = {}
+        for order in orders:
+            for item in order.items:
+                for variant in variants_by_merchant[order.merchant.code]:
+                    wanted[(order.merchant_id, item["sku"], variant)] = None
+        rows = []
+        for merchant_id, sku, variant in sorted(wanted):
+            on_hand = 0 if rng.random() < 0.2 else rng.randint(1, 30)
+            rows.append(VariantStock(merchant_id=merchant_id, sku=sku, variant=variant, on_hand=on_hand))
+        VariantStock.objects.bulk_create(rows)
+
     def _shipment(self, rng: random.Random, order: Order, placed, status: str, region: str) -> None:
         shipped = placed + timedelta(hours=rng.randint(4, 30))
         carrier = rng.choice(CARRIERS)
@@ -302,6 +324,7 @@ class Command(BaseCommand):
         for order in orders:
             by_buyer.setdefault(order.buyer_id, []).append(order)
         buyers = list(User.objects.filter(username__startswith="buyer").order_by("pk"))
+        head = User.objects.get(username=HEAD_OF_SERVICE[0])
         for i in range(40):
             category, channel, subject, body, end, grade = TICKET_SCENARIOS[i % len(TICKET_SCENARIOS)]
             buyer = buyers[i % len(buyers)]
@@ -325,9 +348,11 @@ class Command(BaseCommand):
                 ticket_services.transition_ticket(actor=agent, ticket_id=ticket.pk, name="wait_merchant")
             elif end in ("resolved", "closed"):
                 ticket_services.post_message(actor=buyer, ticket_id=ticket.pk, body="好的，谢谢！")
-                ticket_services.transition_ticket(actor=agent, ticket_id=ticket.pk, name="resolve")
+                # tiers are roles: a grade-2 ticket is the team lead's to resolve, grade 1 and up the head's
+                settler = {1: agent, 2: lead}.get(ticket.tier) or head
+                ticket_services.transition_ticket(actor=settler, ticket_id=ticket.pk, name="resolve")
                 if end == "closed":
-                    ticket_services.transition_ticket(actor=agent, ticket_id=ticket.pk, name="close")
+                    ticket_services.transition_ticket(actor=settler, ticket_id=ticket.pk, name="close")
                 if i % 2 == 0:
                     ticket_services.rate_ticket(actor=buyer, ticket_id=ticket.pk, score=rng.choice([8, 9, 10, 10, 6]))
             # spread the clock: some tickets are older, a few already overdue
