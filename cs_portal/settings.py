@@ -217,6 +217,9 @@ API_TOKEN_TTL_HOURS = {
 # average passes it; and the longest period a report or export may cover.
 CHAT_RESPONSE_TARGET_S = env.int("CHAT_RESPONSE_TARGET_S", default=30)
 REPORT_MAX_DAYS = env.int("REPORT_MAX_DAYS", default=366)
+# The dashboard's inflow threshold: tickets opened in one minute past which the
+# minute's bar is highlighted (0: no threshold).
+DASHBOARD_INFLOW_ALERT_PER_MIN = env.int("DASHBOARD_INFLOW_ALERT_PER_MIN", default=30)
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
