@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "compensation",
     "risk",
     "incidents",
+    "reports",
     "cs_portal",
 ]
 
@@ -211,6 +212,14 @@ API_TOKEN_TTL_HOURS = {
     "buyer": env.int("API_TOKEN_TTL_BUYER_HOURS", default=7 * 24),
     "integration": env.int("API_TOKEN_TTL_INTEGRATION_HOURS", default=0),
 }
+# Reports (issue #14): the chat response-time target, in seconds: the reports
+# show the share of agent replies slower than it and alert when the period's
+# average passes it; and the longest period a report or export may cover.
+CHAT_RESPONSE_TARGET_S = env.int("CHAT_RESPONSE_TARGET_S", default=30)
+REPORT_MAX_DAYS = env.int("REPORT_MAX_DAYS", default=366)
+# The dashboard's inflow threshold: tickets opened in one minute past which the
+# minute's bar is highlighted (0: no threshold).
+DASHBOARD_INFLOW_ALERT_PER_MIN = env.int("DASHBOARD_INFLOW_ALERT_PER_MIN", default=30)
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

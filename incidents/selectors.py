@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Min, Sum
+from django.db.models import Count, Min, Q, Sum
 from django.db.models.functions import TruncHour, TruncMinute
 from django.utils import timezone
 from django.utils.translation import gettext
@@ -48,6 +48,9 @@ class Dashboard:
     spend: list[tuple[datetime, int]]  # compensation spent so far today, hour by hour (cumulative fen)
     agents: list[dict]
     incidents: list[Incident]
+    # the same minutes yesterday and a week ago (issue #14 item 5: today against them)
+    inflow_yesterday: list[int] = ()
+    inflow_last_week: list[int] = ()
 
 
 def dashboard(*, now: datetime | None = None, minutes: int = 60) -> Dashboard:
@@ -65,6 +68,7 @@ def _dashboard(*, now: datetime, minutes: int) -> Dashboard:
         .values_list("minute").annotate(n=Count("id")).values_list("minute", "n")
     )
     inflow = [(start + timedelta(minutes=i), per_minute.get(start + timedelta(minutes=i), 0)) for i in range(minutes)]
+    yesterday, last_week = _inflow_before(start, minutes, days=(1, 7))
     waiting = Ticket.objects.filter(channel=Channel.CHAT, status=Ticket.Status.OPEN).aggregate(
         n=Count("id"), oldest=Min("created_at"))
     breaches = dict(SlaBreach.objects.filter(detected_at__gte=day_start(now)).values_list("grade")
@@ -85,7 +89,20 @@ def _dashboard(*, now: datetime, minutes: int) -> Dashboard:
         longest_wait_s=int((now - waiting["oldest"]).total_seconds()) if waiting["oldest"] else 0,
         breaches_by_grade={grade: breaches.get(grade, 0) for grade, _ in sla.GRADE_CHOICES},
         budget=budget, spend=spend, agents=agents, incidents=list(open_incidents()[:10]),
+        inflow_yesterday=yesterday, inflow_last_week=last_week,
     )
+
+
+def _inflow_before(start: datetime, minutes: int, *, days: tuple[int, ...]) -> list[list[int]]:
+    """Tickets opened per minute over the same window ``days`` ago, each day a
+    list aligned with today's minutes, all in one query."""
+    windows = [(start - timedelta(days=d), start - timedelta(days=d) + timedelta(minutes=minutes)) for d in days]
+    when = Q()
+    for first, end in windows:
+        when |= Q(created_at__gte=first, created_at__lt=end)
+    per_minute = dict(Ticket.objects.filter(when).annotate(minute=TruncMinute("created_at"))
+                      .values_list("minute").annotate(n=Count("id")).values_list("minute", "n"))
+    return [[per_minute.get(first + timedelta(minutes=i), 0) for i in range(minutes)] for first, _ in windows]
 
 
 def _spend_by_hour(now: datetime) -> list[tuple[datetime, int]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext_lazy as _
@@ -167,6 +168,26 @@ def _bars(points: list[tuple], *, width: int = 600, height: int = 120) -> dict:
             "first": points[0][0].strftime("%H:%M") if points else "", "last": points[-1][0].strftime("%H:%M") if points else ""}
 
 
+def _trend(today: list[tuple], earlier: dict[str, list[int]], *, threshold: int, width: int = 600,
+           height: int = 120) -> dict:
+    """Today's bars against the same minutes on earlier days (lines) and a
+    threshold (a dashed line; bars past it are hot), on one scale."""
+    values = [v for _, v in today]
+    top = max(values + [v for series in earlier.values() for v in series] + [threshold, 1])
+    step = width / max(len(today), 1)
+    bars = [{"x": round(i * step, 1), "w": round(max(step - 1, 1), 1), "h": round(height * v / top, 1),
+             "y": round(height - height * v / top, 1), "value": v, "label": label.strftime("%H:%M"),
+             "hot": bool(threshold) and v > threshold}
+            for i, (label, v) in enumerate(today)]
+    lines = {name: " ".join(f"{round(i * step + step / 2, 1)},{round(height - height * v / top, 1)}"
+                            for i, v in enumerate(series)) for name, series in earlier.items()}
+    return {"bars": bars, "width": width, "height": height, "top": top, "lines": lines,
+            "totals": {name: sum(series) for name, series in earlier.items()},
+            "threshold": threshold, "threshold_y": round(height - height * threshold / top, 1) if threshold else None,
+            "crossed": sum(1 for bar in bars if bar["hot"]),
+            "first": today[0][0].strftime("%H:%M") if today else "", "last": today[-1][0].strftime("%H:%M") if today else ""}
+
+
 def _line(points: list[tuple], *, ceiling: int, width: int = 300, height: int = 100) -> dict:
     """A cumulative line against a ceiling (spend against budget), as SVG coordinates."""
     top = max([v for _, v in points] + [ceiling, 1])
@@ -182,7 +203,9 @@ def _dashboard_context() -> dict:
     budget = board.budget
     return {
         "board": board,
-        "inflow": _bars(board.inflow),
+        "inflow": _trend(board.inflow, {"yesterday": list(board.inflow_yesterday),
+                                         "last_week": list(board.inflow_last_week)},
+                         threshold=settings.DASHBOARD_INFLOW_ALERT_PER_MIN),
         "inflow_total": sum(v for _, v in board.inflow),
         "inflow_last": board.inflow[-1][1] if board.inflow else 0,
         "spend": _line(board.spend, ceiling=budget.budget_fen if budget else 0),

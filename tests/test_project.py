@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYERS = ["core", "accounts", "merchants", "tickets", "compensation", "risk", "incidents", "cs_portal"]  # lower ← higher
+LAYERS = ["core", "accounts", "merchants", "tickets", "compensation", "risk", "incidents", "reports", "cs_portal"]  # lower ← higher
 
 
 # set for the browser tests' event loop; a deploy check must not inherit it
