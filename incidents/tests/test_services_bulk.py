@@ -203,7 +203,7 @@ def test_a_job_whose_heartbeat_stopped_is_resumed_by_the_sweep(supervisor, buyer
 
 @pytest.mark.django_db(transaction=True)
 def test_in_the_embedded_default_a_job_runs_in_a_thread_and_the_request_returns(supervisor, buyer, order, settings):
-    import time
+    import threading
 
     settings.BULK_JOBS_IN_THREAD = True
     incident = services.open_incident(actor=supervisor, title="线程", grade="2")
@@ -212,10 +212,15 @@ def test_in_the_embedded_default_a_job_runs_in_a_thread_and_the_request_returns(
     job = services.create_bulk_job(actor=supervisor, kind="macro_reply", incident_id=incident.pk,
                                    params={"body": "后台执行"})
     services.start_job(actor=supervisor, job_id=job.pk)
+    # wait for the job's thread itself, not by polling its row: on SQLite's shared-cache test
+    # database a read beside the thread's write makes the write fail ("table is locked"),
+    # which a real database file (with its busy timeout) does not
     for _ in range(100):
-        if BulkJob.objects.get(pk=job.pk).status == "done":
+        runner = next((t for t in threading.enumerate() if t.name == f"bulk-job-{job.pk}"), None)
+        if runner is None:
             break
-        time.sleep(0.1)
+        runner.join(timeout=0.1)
+    assert BulkJob.objects.get(pk=job.pk).status == "done"
     assert BulkJob.objects.get(pk=job.pk).done_count == 3
     assert Message.objects.filter(body="后台执行").count() == 3
 

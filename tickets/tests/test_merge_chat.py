@@ -15,6 +15,7 @@ async def test_the_buyers_socket_is_told_the_target(buyer, agent, order):
     source = await database_sync_to_async(open_ticket)(buyer=buyer, order=order)
     live = await database_sync_to_async(_connect)(buyer, source.pk, after_seq=1)
     assert (await live.connect())[0]
+    await _drain(live)  # the replay's reads are done (SQLite's shared-cache test database refuses a read beside a write)
 
     await database_sync_to_async(services.merge_tickets)(actor=agent, ticket_id=source.pk, into_ticket_id=target.pk)
 
