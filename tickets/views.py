@@ -385,6 +385,12 @@ def transition(request, ticket_id: int, name: str):
         raise Http404 from None
     except DomainError as exc:
         error = exc
+    return _state_answer(request, ticket_id, error)
+
+
+def _state_answer(request, ticket_id: int, error: DomainError | None):
+    """What a state change from the ticket page answers: the state bar again
+    (out of band), with the refusal when there was one and its status."""
     ticket = _ticket_or_404(request, ticket_id)
     context = {
         **_state_context(request, ticket), "oob": True,
@@ -404,12 +410,7 @@ def report_up(request, ticket_id: int):
         raise Http404 from None
     except DomainError as exc:
         error = exc
-    ticket = _ticket_or_404(request, ticket_id)
-    context = {
-        **_state_context(request, ticket), "oob": True,
-        "error": error, "error_text": error_text(error) if error else "",
-    }
-    return render(request, "tickets/_ticket_state.html", context, status=error.status if error else 200)
+    return _state_answer(request, ticket_id, error)
 
 
 @require_POST
