@@ -26,7 +26,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "merge_buyer_mismatch": 409,
     # merchants
     "exceeds_withdrawable": 422, "amount_invalid": 422, "order_disputed": 409, "order_not_releasable": 409,
-    "payout_settled": 409, "payout_not_in_review": 409, "account_restricted": 409, "hold_not_active": 409, "already_shipped": 409, "task_not_open": 409,
+    "payout_settled": 409, "payout_awaiting_review": 409, "payout_not_in_review": 409, "account_restricted": 409, "hold_not_active": 409, "already_shipped": 409, "task_not_open": 409,
     "already_cancelled": 409, "order_not_cancellable": 409, "not_cancelled": 409, "undo_unavailable": 409,
     "undo_expired": 409, "changed_since_cancel": 409, "out_of_stock": 409, "intercept_unavailable": 409,
     "already_intercepted": 409,

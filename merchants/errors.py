@@ -31,6 +31,11 @@ class PayoutSettled(Conflict):
     default_detail = "This payout has already been settled."
 
 
+class PayoutAwaitingReview(Conflict):
+    code = "payout_awaiting_review"
+    default_detail = "This payout waits for a supervisor's review; the bank is asked only once it is approved."
+
+
 class PayoutNotInReview(Conflict):
     code = "payout_not_in_review"
     default_detail = "This payout is not awaiting review (decided already, or never needed one)."

@@ -19,6 +19,7 @@ from merchants.errors import (
     ExceedsWithdrawable,
     IdempotencyConflict,
     NotFound,
+    PayoutAwaitingReview,
     PayoutNotInReview,
     PayoutSettled,
     PermissionDenied,
@@ -87,6 +88,8 @@ def settle_payout(*, payout_id: int, paid: bool, reason: str = "", now: datetime
     """The bank answered: paid, or failed and the amount returns to available."""
     now = now or timezone.now()
     payout = lock(Payout.objects, "payout").get(pk=payout_id)
+    if payout.status == Payout.Status.AWAITING_REVIEW:
+        raise PayoutAwaitingReview()  # the bank is never asked before a supervisor approves
     if payout.status != Payout.Status.REQUESTED:
         raise PayoutSettled()
     account = lock_account(payout.merchant_id)

@@ -7,7 +7,7 @@ import pytest
 
 from core.errors import InvalidInput, PermissionDenied
 from merchants import services
-from merchants.errors import PayoutNotInReview
+from merchants.errors import PayoutAwaitingReview, PayoutNotInReview
 from merchants.models import CreditPolicy, CreditPolicyChange, Merchant, MerchantAccount, Movement, Payout
 from merchants.tests.factories import fund
 
@@ -30,6 +30,9 @@ def test_a_low_credit_payout_awaits_review_and_approval_sends_it(api, merchant, 
     body = response.json()
     assert body["status"] == "awaiting_review" and body["review_reason"] == {"credit_score": 45, "threshold": 60}
     assert MerchantAccount.objects.get(merchant=merchant).available_fen == 6_000  # set aside at once
+    with pytest.raises(PayoutAwaitingReview):  # the bank is not asked before the review
+        services.settle_payout(payout_id=body["id"], paid=True)
+    assert Payout.objects.get(pk=body["id"]).status == "awaiting_review"
 
     queue = api(supervisor).get("/api/v1/payouts/awaiting-review/").json()
     assert [row["id"] for row in queue["results"]] == [body["id"]]
