@@ -6,6 +6,8 @@ with ``BEGIN IMMEDIATE`` so money and counters stay exact); without
 runs Celery tasks inline. That is the embedded default of DESIGN.md.
 """
 
+import secrets
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,8 +20,15 @@ env = environ.Env()
 # Production is the default: DEBUG is on only when the developer command
 # (scripts/dev) or the test runner (scripts/test) exports DEBUG=1.
 DEBUG = env.bool("DEBUG", default=env.bool("DJANGO_DEBUG", default=False))
+# Commands that only read the code, and neither sign nor serve anything, run
+# without a key (the migration check, the catalogues, the API schema): they get
+# one made for this process alone. Everything else refuses to start without it.
+CODE_ONLY_COMMANDS = {"makemigrations", "makemessages", "compilemessages", "spectacular"}
 if DEBUG:
     SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-key-change-me-in-production-0123456789")
+elif not env.str("SECRET_KEY", default="") and Path(sys.argv[0]).name == "manage.py" \
+        and sys.argv[1:2] and sys.argv[1] in CODE_ONLY_COMMANDS:
+    SECRET_KEY = secrets.token_urlsafe(50)
 else:
     SECRET_KEY = env.str("SECRET_KEY")  # required in production
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])

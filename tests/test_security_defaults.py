@@ -39,6 +39,20 @@ def test_settings_default_to_debug_off():
     assert _python(code, DEBUG="1").stdout.strip() == "True"
 
 
+def test_only_commands_that_read_the_code_run_without_a_secret_key():
+    child = {k: v for k, v in os.environ.items() if k not in (*NOT_INHERITED, "SECRET_KEY")}
+
+    def manage(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=child, capture_output=True,
+                              text=True, timeout=120)
+
+    checked = manage("makemigrations", "--check", "--dry-run")
+    assert checked.returncode == 0 and "No changes detected" in checked.stdout, checked.stderr[-2000:]
+    for serving in (("check", "--deploy"), ("migrate", "--plan"), ("collectstatic", "--noinput", "--dry-run")):
+        refused = manage(*serving)
+        assert refused.returncode != 0 and "SECRET_KEY" in refused.stderr, serving
+
+
 @pytest.mark.django_db
 def test_seed_demo_refuses_a_production_settings_module(settings):
     settings.DEBUG = False
