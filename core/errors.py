@@ -21,7 +21,8 @@ STATUS_BY_CODE: dict[str, int] = {
     # tickets
     "illegal_transition": 409, "unknown_transition": 404, "transition_refused": 422, "transition_forbidden": 403,
     "unknown_category": 400, "unknown_order": 400, "already_rated": 409, "not_resolved": 409,
-    "ticket_closed": 422, "assignee_invalid": 400, "shift_limit_reached": 409, "held_by_other": 409,
+    "ticket_closed": 422, "assignee_invalid": 400, "shift_limit_reached": 409, "overtime_pending": 409,
+    "held_by_other": 409,
     "below_ticket_tier": 403, "note_required": 400, "merge_into_self": 409, "merge_target_closed": 409,
     "merge_buyer_mismatch": 409,
     # merchants

@@ -41,6 +41,7 @@ api_v1 = [
     ),
     path("evidence/<id:evidence_id>/", tickets_api.EvidenceFileApi.as_view(), name="evidence-file"),
     path("playbooks/", tickets_api.PlaybookListApi.as_view(), name="playbook-list"),
+    path("playbooks/<id:playbook_id>/", tickets_api.PlaybookDetailApi.as_view(), name="playbook-detail"),
     path("queues/", tickets_api.QueueListApi.as_view(), name="queue-list"),
     path("agents/me/", tickets_api.AgentMeApi.as_view(), name="agent-me"),
     path("agents/me/presence/", tickets_api.AgentPresenceApi.as_view(), name="agent-presence"),

@@ -21,6 +21,7 @@ from incidents.models import Incident, IncidentEvent
 from tickets import sla
 from tickets.models import Category
 from tickets.views import _agent_bar
+from tickets.views_work import _overtime_context
 
 ERROR_TEXTS = {
     "review_incomplete": _("Write the cause, what was done and the preventive measures before closing."),
@@ -225,7 +226,7 @@ def _dashboard_context() -> dict:
 @supervisor_required
 def dashboard(request):
     return render(request, "incidents/dashboard.html", {**_agent_bar(request), "nav": "dashboard",
-                                                         **_dashboard_context()})
+                                                         **_dashboard_context(), **_overtime_context(request)})
 
 
 @require_GET

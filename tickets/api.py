@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from accounts import roles
 from accounts.logins import ip_and_device
 from core.api import IntegerField, JSONParser, filter_choice
-from core.errors import InvalidInput, PermissionDenied
+from core.errors import InvalidInput, NotFound, PermissionDenied
 from core.parsing import int_or_none, parse_id, parse_int, parse_optional_id
 from tickets import rules, selectors, services, sla
 from tickets.models import AgentProfile, Message, OvertimeRequest, Playbook, Queue, Rating, Ticket, TicketEvent
@@ -211,6 +211,8 @@ class TicketTransitionApi(GenericAPIView):
 
         assignee_id = IntegerField(required=False, allow_null=True, min_value=1, max_value=2**62)
         note = serializers.CharField(required=False, allow_blank=True, max_length=1000)
+        # an agent past the shift taking a ticket by hand says so (else 409 shift_limit_reached)
+        confirm_past_shift = serializers.BooleanField(required=False, default=False)
 
     @extend_schema(operation_id="tickets_transition", request=InputSerializer, responses=TicketDetailOutput)
     def post(self, request, ticket_id: int, name: str):
@@ -219,6 +221,7 @@ class TicketTransitionApi(GenericAPIView):
         ticket = services.transition_ticket(
             actor=request.user, ticket_id=ticket_id, name=name,
             assignee_id=data.validated_data.get("assignee_id"), note=data.validated_data.get("note", ""),
+            confirm_past_shift=data.validated_data["confirm_past_shift"],
         )
         return Response(ticket_body(ticket, user=request.user, detail=True))
 
@@ -467,6 +470,40 @@ class PlaybookListApi(GenericAPIView):
         data.is_valid(raise_exception=True)
         playbook = services.add_playbook(actor=request.user, **data.validated_data)
         return Response(PlaybookOutput(playbook).data, status=status.HTTP_201_CREATED)
+
+
+class PlaybookDetailApi(GenericAPIView):
+    serializer_class = PlaybookOutput
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "PlaybookEditInput"
+
+        title = serializers.CharField(max_length=120, required=False)
+        body = serializers.CharField(max_length=10000, required=False)
+        category = serializers.CharField(required=False, allow_blank=True, max_length=32)
+
+    @extend_schema(operation_id="playbooks_get", responses=PlaybookOutput)
+    def get(self, request, playbook_id: int):
+        _require_staff(request.user)
+        playbook = selectors.playbook_for_edit(playbook_id=playbook_id)
+        if playbook is None:
+            raise NotFound("No such playbook.")
+        return Response(PlaybookOutput(playbook).data)
+
+    @extend_schema(operation_id="playbooks_edit", request=InputSerializer, responses=PlaybookOutput)
+    def patch(self, request, playbook_id: int):
+        """The author or a team lead changes a playbook; fields left out keep their value."""
+        _require_staff(request.user)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        current = selectors.playbook_for_edit(playbook_id=playbook_id)
+        if current is None:
+            raise NotFound("No such playbook.")
+        fields = {"title": current.title, "body": current.body, "category": current.category,
+                  **data.validated_data}
+        playbook = services.edit_playbook(actor=request.user, playbook_id=playbook_id, **fields)
+        return Response(PlaybookOutput(playbook).data)
 
 
 class AgentMeOutput(serializers.Serializer):

@@ -55,7 +55,16 @@ class AssigneeInvalid(InvalidInput):
 
 
 class ShiftLimitReached(DomainError):
+    """An agent past the shift (and any overtime granted) takes a ticket by
+    hand: the console warns and asks to confirm."""
+
     code = "shift_limit_reached"
+    default_detail = "Your shift for today is reached; confirm to take this ticket anyway, or ask for overtime."
+
+
+class OvertimePending(Conflict):
+    code = "overtime_pending"
+    default_detail = "You already have an overtime request waiting for a decision today."
 
 
 class OvertimeDecided(AlreadyDecided):
@@ -64,7 +73,7 @@ class OvertimeDecided(AlreadyDecided):
 
 __all__ = [
     "AlreadyRated", "AssigneeInvalid", "Conflict", "DomainError", "IllegalTransition", "InvalidInput",
-    "NotFound", "NotResolved", "OrderNotFound", "OvertimeDecided", "PermissionDenied", "ShiftLimitReached",
+    "NotFound", "NotResolved", "OrderNotFound", "OvertimeDecided", "OvertimePending", "PermissionDenied", "ShiftLimitReached",
     "TicketClosed", "TicketNotFound", "TransitionForbidden", "TransitionRefused", "UnknownCategory", "UnknownTransition",
 ]
 

@@ -12,7 +12,8 @@ from typing import Any
 
 from core.realtime import publish_on_commit, send_event_on_commit
 from merchants.services import merchant_group
-from tickets.models import Channel, Message, Party, SlaBreach, Ticket
+from tickets.models import Channel, Message, OvertimeRequest, Party, SlaBreach, Ticket
+from tickets.sla import TIER_TEAM_LEAD
 
 CONSOLE = "console"
 
@@ -152,6 +153,21 @@ def shift_reminder(agent_id: int, worked_s: int, limit_s: int) -> None:
     publish_on_commit(
         [agent_group(agent_id)], {"type": "shift.reminder", "worked_s": worked_s, "limit_s": limit_s}
     )
+
+
+def overtime_requested(request: OvertimeRequest, *, agent) -> None:
+    """The team leads' consoles hear of it: the dashboard's overtime list refreshes."""
+    publish_on_commit([tier_group(TIER_TEAM_LEAD)], {
+        "type": "overtime.requested", "request_id": request.pk, "agent": {"id": agent.pk, "name": agent.name},
+        "minutes": request.minutes, "reason": request.reason,
+    })
+
+
+def overtime_decided(request: OvertimeRequest, *, supervisor) -> None:
+    """The agent's shift bar learns the answer at once; the other leads' lists refresh."""
+    payload = {"type": "overtime.decided", "request_id": request.pk, "agent_id": request.agent_id,
+               "status": request.status, "minutes": request.minutes, "by": {"id": supervisor.pk, "name": supervisor.name}}
+    publish_on_commit([agent_group(request.agent_id), tier_group(TIER_TEAM_LEAD)], payload)
 
 
 def presence_changed(agent_id: int, presence: str) -> None:

@@ -145,6 +145,12 @@ def may_settle(*, rank: int, tier: int) -> bool:
     return rank >= TIER_OWNER_RANKS.get(tier, roles.RANK_HEAD)
 
 
+def may_edit_playbook(*, actor_id: int, author_id: int | None, is_supervisor: bool) -> bool:
+    """A playbook is edited by whoever wrote it, or by a team lead (the
+    knowledge base is everyone's to add to, not to overwrite)."""
+    return is_supervisor or (author_id is not None and author_id == actor_id)
+
+
 def tiers_heard_by(rank: int) -> list[int]:
     """The tiers whose alerts (reports up, breaches) this rank's console hears."""
     return [tier for tier, owner in TIER_OWNER_RANKS.items() if owner == rank]

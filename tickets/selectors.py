@@ -7,7 +7,7 @@ from datetime import datetime
 
 from django.contrib.auth.models import Group
 from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import Case, Count, F, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_fsm import can_proceed
@@ -19,7 +19,8 @@ from tickets.rules import MERGEABLE_STATES, Viewer, viewer_of, visibility_filter
 from merchants.selectors import merchant_id_for
 from tickets.errors import TicketNotFound
 from tickets.models import (
-    AgentProfile, Channel, Message, Party, Playbook, Queue, QuickReply, ReadMark, Ticket, TicketEvent,
+    AgentProfile, Channel, Message, OvertimeRequest, Party, Playbook, Queue, QuickReply, ReadMark, Ticket,
+    TicketEvent,
 )
 
 # transitions a person may run by name (``route`` is the system's alone)
@@ -137,6 +138,21 @@ def playbooks(*, category: str | None = None, q: str | None = None) -> QuerySet[
     if q:
         items = items.filter(Q(title__icontains=q) | Q(body__icontains=q))
     return items.order_by("-category", "title")
+
+
+def playbook_for_edit(*, playbook_id: int) -> Playbook | None:
+    return Playbook.objects.select_related("created_by").filter(pk=playbook_id).first()
+
+
+def overtime_requests_of_today(*, now: datetime, limit: int = 50) -> list[OvertimeRequest]:
+    """Today's overtime requests for the team leads: waiting ones first, then
+    the decided, newest first; agents and deciders in the same query."""
+    waiting_first = Case(When(status=OvertimeRequest.Status.REQUESTED, then=0), default=1)
+    return list(
+        OvertimeRequest.objects.filter(work_date=timezone.localdate(now))
+        .select_related("agent", "decided_by")
+        .order_by(waiting_first, "-created_at", "-pk")[:limit]
+    )
 
 
 # --- reads for the agent console pages ------------------------------------------

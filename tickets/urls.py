@@ -2,13 +2,19 @@
 
 from django.urls import path
 
-from tickets import views
+from tickets import views, views_work
 
 app_name = "console"
 
 urlpatterns = [
     path("", views.queue, name="queue"),
     path("presence/", views.presence, name="presence"),
+    path("agent-bar/", views_work.agent_bar, name="agent-bar"),
+    path("overtime/", views_work.overtime_ask, name="overtime"),
+    path("overtime/requests/", views_work.overtime_requests, name="overtime-requests"),
+    path("overtime/<id:request_id>/<slug:decision>/", views_work.overtime_decide, name="overtime-decide"),
+    path("playbooks/", views_work.playbooks, name="playbooks"),
+    path("playbooks/<id:playbook_id>/", views_work.playbook_edit, name="playbook-edit"),
     path("chats/tabs/", views.chat_tabs, name="chat-tabs"),
     path("tickets/<id:ticket_id>/", views.ticket, name="ticket"),
     path("tickets/<id:ticket_id>/state/", views.ticket_state, name="ticket-state"),

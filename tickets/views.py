@@ -193,6 +193,10 @@ def error_text(error: DomainError) -> str:
     field = error.extra.get("field")
     if field in FIELD_TEXTS:
         return str(FIELD_TEXTS[field])
+    if error.code == "shift_limit_reached" and "worked_s" in error.extra:
+        return _("You have worked %(worked)s h today, past your %(limit)s h limit. Take this ticket anyway? "
+                 "The timeline records it; or ask your team lead for overtime.") % {
+            "worked": _hours_minutes(error.extra["worked_s"]), "limit": _hours_minutes(error.extra["limit_s"])}
     if error.code == "held_by_other" and error.extra.get("holder"):
         return _("%(holder)s holds this ticket. Reply anyway, beside them?") % {"holder": error.extra["holder"]}
     return str(ERROR_TEXTS.get(error.code, error.detail))
@@ -213,9 +217,12 @@ def _error_fragment(request, error: DomainError, *, target: str) -> HttpResponse
 def _agent_bar(request) -> dict:
     profile = selectors.agent_profile_of(agent=request.user)
     presence = profile.presence if profile else AgentProfile.Presence.OFFLINE
-    shift = services.shift_status(agent=request.user)
+    now = timezone.now()
+    shift = services.shift_status(agent=request.user, now=now)
     return {
         "agent_bar": True,
+        "overtime": shift.latest_overtime,
+        "overtime_minutes": OVERTIME_MINUTES,
         "presence": presence,
         "presence_choices": AgentProfile.Presence.choices,
         "shift": shift,
@@ -226,6 +233,8 @@ def _agent_bar(request) -> dict:
 
 
 CHAT_FIRST_REPLY_TARGET_S = 60
+# what the shift bar offers when an agent asks for overtime
+OVERTIME_MINUTES = (30, 60, 90, 120)
 
 
 def _span(delta) -> str:
@@ -379,7 +388,7 @@ def transition(request, ticket_id: int, name: str):
         assignee_id = parse_optional_id(request.POST.get("assignee_id"), field="assignee_id")
         services.transition_ticket(
             actor=request.user, ticket_id=ticket_id, name=name, assignee_id=assignee_id,
-            note=request.POST.get("note", ""),
+            note=request.POST.get("note", ""), confirm_past_shift=request.POST.get("confirm_past_shift") == "1",
         )
     except TicketNotFound:
         raise Http404 from None
@@ -581,6 +590,8 @@ def _event_details(ticket: Ticket, kind: str, data: dict) -> list[str]:
             details.append(_("needs approval: %(reasons)s") % {"reasons": ", ".join(reasons)})
     if "score" in data:
         details.append(_("score %(score)s/10") % {"score": data["score"]})
+    if data.get("past_shift"):
+        details.append(_("taken past the shift (%(worked)s h worked)") % {"worked": _hours_minutes(data.get("worked_s", 0))})
     return [d for d in details if d]
 
 

@@ -526,6 +526,28 @@
         toast({ title: t("shiftReached"), kind: "warn", timeout: 0 });
         break;
       }
+      case "overtime.requested": // to the team leads: someone asks to work on
+        toast({
+          title: `${t("overtimeAsked")} · ${frame.agent && frame.agent.name ? frame.agent.name : ""}`,
+          text: `${frame.minutes} ${t("minutes")} — ${frame.reason || ""}`,
+          href: "/console/dashboard/",
+          kind: "info",
+          timeout: 20000,
+        });
+        if (window.htmx) htmx.trigger(document.body, "refresh-overtime");
+        break;
+      case "overtime.decided":
+        if (String(frame.agent_id) === document.body.dataset.userId) {
+          toast({ title: frame.status === "granted" ? t("overtimeGranted") : t("overtimeDenied"),
+                  kind: frame.status === "granted" ? "info" : "warn", timeout: 15000 });
+          if (frame.status === "granted") {
+            const banner = document.getElementById("shift-banner");
+            if (banner) banner.hidden = true;
+          }
+          if (window.htmx) htmx.trigger(document.body, "refresh-agent-bar");
+        }
+        if (window.htmx) htmx.trigger(document.body, "refresh-overtime");
+        break;
       case "message.posted":
         // the body stays on the server: fetch the new messages of the open ticket
         // (unless its own chat socket already brings them)
@@ -839,6 +861,16 @@
     if (at - chatLive.lastTyping < 3000) return;
     chatLive.lastTyping = at;
     chatLive.send({ type: "typing" });
+  });
+
+  document.addEventListener("click", (event) => {
+    // "Ask for overtime" beside a refusal opens the shift bar's form
+    if (!event.target.closest || !event.target.closest("[data-open-overtime]")) return;
+    const ask = document.getElementById("overtime-ask");
+    if (!ask) return;
+    ask.open = true;
+    const reason = $("input[name=reason]", ask);
+    if (reason) reason.focus();
   });
 
   document.addEventListener("click", (event) => {

@@ -8,7 +8,8 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
 
 from accounts import roles
-from tickets.errors import InvalidInput, PermissionDenied
+from tickets import rules
+from tickets.errors import InvalidInput, NotFound, PermissionDenied
 from tickets.models import Category, Playbook, QuickReply, Ticket
 
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -52,16 +53,41 @@ def render_quick_reply(*, reply: QuickReply, ticket: Ticket, agent) -> tuple[str
     return PLACEHOLDER.sub(fill, reply.body), missing
 
 
-@transaction.atomic(durable=True)
-def add_playbook(*, actor, title: str, body: str, category: str = "") -> Playbook:
-    if not roles.is_agent(actor):
-        raise PermissionDenied("Only staff add playbooks.")
+def _clean_playbook(*, title: str, body: str, category: str) -> dict:
     title = (title or "").strip()
     body = (body or "").strip()
+    category = (category or "").strip()
     if not title or len(title) > 120:
         raise InvalidInput("title is 1–120 characters.", field="title")
     if not body or len(body) > 10000:
         raise InvalidInput("body is 1–10000 characters.", field="body")
     if category and category not in Category.values:
         raise InvalidInput(f"Unknown category {category!r}.", field="category")
-    return Playbook.objects.create(title=title, body=body, category=category, created_by=actor)
+    return {"title": title, "body": body, "category": category}
+
+
+@transaction.atomic(durable=True)
+def add_playbook(*, actor, title: str, body: str, category: str = "") -> Playbook:
+    if not roles.is_agent(actor):
+        raise PermissionDenied("Only staff add playbooks.")
+    fields = _clean_playbook(title=title, body=body, category=category)
+    return Playbook.objects.create(**fields, created_by=actor)
+
+
+@transaction.atomic(durable=True)
+def edit_playbook(*, actor, playbook_id: int, title: str, body: str, category: str = "") -> Playbook:
+    """Change a playbook's title, steps or category: its author or a team
+    lead (``rules.may_edit_playbook``); 404 for an unknown one."""
+    if not roles.is_agent(actor):
+        raise PermissionDenied("Only staff edit playbooks.")
+    playbook = Playbook.objects.filter(pk=playbook_id).first()
+    if playbook is None:
+        raise NotFound("No such playbook.")
+    if not rules.may_edit_playbook(actor_id=actor.pk, author_id=playbook.created_by_id,
+                                   is_supervisor=roles.is_supervisor(actor)):
+        raise PermissionDenied("Only the playbook's author or a team lead edits it.")
+    fields = _clean_playbook(title=title, body=body, category=category)
+    for name, value in fields.items():
+        setattr(playbook, name, value)
+    playbook.save(update_fields=[*fields, "updated_at"])
+    return playbook

@@ -13,7 +13,7 @@ from django.utils import timezone
 from core.locks import lock
 from accounts import roles
 from tickets import events
-from tickets.errors import InvalidInput, NotFound, OvertimeDecided, PermissionDenied
+from tickets.errors import InvalidInput, NotFound, OvertimeDecided, OvertimePending, PermissionDenied
 from tickets.locks import lock_agent_profiles
 from tickets.models import AgentProfile, OvertimeRequest, WorkSession
 
@@ -59,6 +59,8 @@ class ShiftStatus:
     worked_s: int
     limit_s: int
     overtime_granted_s: int
+    # the agent's latest overtime request of today, whatever its status (the shift bar shows it)
+    latest_overtime: OvertimeRequest | None = None
 
     @property
     def reached(self) -> bool:
@@ -70,10 +72,16 @@ class ShiftStatus:
 
 
 def shift_status(*, agent, now: datetime | None = None) -> ShiftStatus:
+    """One agent's day: worked, the limit with granted overtime, and the
+    latest overtime request (two queries)."""
     now = now or timezone.now()
     worked = worked_seconds(agent_ids=[agent.pk], now=now)[agent.pk]
-    limit = shift_limits(agent_ids=[agent.pk], now=now)[agent.pk]
-    return ShiftStatus(worked_s=worked, limit_s=limit, overtime_granted_s=limit - int(settings.SHIFT_HOURS * 3600))
+    requests = list(
+        OvertimeRequest.objects.filter(agent_id=agent.pk, work_date=timezone.localdate(now)).order_by("-created_at", "-pk")
+    )
+    granted_s = 60 * sum(r.minutes for r in requests if r.status == OvertimeRequest.Status.GRANTED)
+    return ShiftStatus(worked_s=worked, limit_s=int(settings.SHIFT_HOURS * 3600) + granted_s,
+                       overtime_granted_s=granted_s, latest_overtime=requests[0] if requests else None)
 
 
 def _profile_for(agent) -> AgentProfile:
@@ -121,9 +129,19 @@ def request_overtime(*, agent, minutes: int, reason: str, now: datetime | None =
     if not reason or len(reason) > 255:
         raise InvalidInput("Give a reason (at most 255 characters).", field="reason")
     now = now or timezone.now()
-    return OvertimeRequest.objects.create(
-        agent=agent, work_date=timezone.localdate(now), minutes=minutes, reason=reason, created_at=now
+    work_date = timezone.localdate(now)
+    # one question at a time: the agent's profile row orders two clicks of "ask"
+    _profile_for(agent)
+    lock_agent_profiles([agent.pk])
+    if OvertimeRequest.objects.filter(
+        agent=agent, work_date=work_date, status=OvertimeRequest.Status.REQUESTED
+    ).exists():
+        raise OvertimePending()
+    request = OvertimeRequest.objects.create(
+        agent=agent, work_date=work_date, minutes=minutes, reason=reason, created_at=now
     )
+    events.overtime_requested(request, agent=agent)
+    return request
 
 
 @transaction.atomic(durable=True)
@@ -143,6 +161,7 @@ def decide_overtime(*, supervisor, request_id: int, grant: bool, now: datetime |
     request.decided_by = supervisor
     request.decided_at = now
     request.save(update_fields=["status", "decided_by", "decided_at"])
+    events.overtime_decided(request, supervisor=supervisor)
     if grant:
         # the agent has room again: reset today's reminder and offer waiting chats
         AgentProfile.objects.filter(user_id=request.agent_id).update(shift_reminded_on=None)

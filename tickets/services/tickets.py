@@ -21,6 +21,7 @@ from tickets.errors import (
     NoteRequired,
     OrderNotFound,
     PermissionDenied,
+    ShiftLimitReached,
     UnknownCategory,
 )
 from tickets import events
@@ -29,6 +30,7 @@ from tickets.models import (
 )
 from tickets.selectors import get_ticket_for
 from tickets.services.conversation import author_role_of
+from tickets.services.people import shift_status
 from tickets.services.routing import assign_chat_on_open, pick_queue
 from tickets.services.transitions import check_permission, check_source_state, run_transition
 
@@ -187,10 +189,16 @@ def _create_ticket(*, actor, category, subject, body, party, channel, grade, lan
 
 @transaction.atomic(durable=True)
 def transition_ticket(
-    *, actor, ticket_id: int, name: str, assignee_id: int | None = None, note: str = ""
+    *, actor, ticket_id: int, name: str, assignee_id: int | None = None, note: str = "",
+    confirm_past_shift: bool = False,
 ) -> Ticket:
     """Run transition ``name`` for ``actor``: 404 unseen, 409 wrong state or
-    taken first, 403 not allowed, 422 a failed condition."""
+    taken first, 403 not allowed, 422 a failed condition.
+
+    An agent past today's shift (and any overtime granted) who takes a ticket
+    by hand is refused with 409 ``shift_limit_reached`` unless the call says
+    ``confirm_past_shift``; the timeline then records that it was taken past
+    the shift."""
     now = timezone.now()
     # scoped and locked in one query: an unseen ticket is a 404 that reveals nothing
     ticket = get_ticket_for(user=actor, ticket_id=ticket_id, lock=True)
@@ -211,6 +219,12 @@ def transition_ticket(
         if assignee is None or not roles.is_agent(assignee):
             raise AssigneeInvalid()
         kwargs["assignee"] = assignee
+        if name == "assign" and assignee == actor:
+            shift = shift_status(agent=actor, now=now)
+            if shift.reached:
+                if not confirm_past_shift:
+                    raise ShiftLimitReached(worked_s=shift.worked_s, limit_s=shift.limit_s)
+                kwargs["event_data"] = {"past_shift": True, "worked_s": shift.worked_s, "limit_s": shift.limit_s}
     elif assignee_id is not None:
         raise InvalidInput(f"{name} takes no assignee_id.", field="assignee_id")
     run_transition(ticket=ticket, name=name, actor=actor, now=now, note=note, **kwargs)
