@@ -10,6 +10,7 @@ from accounts.api import LockoutResetApi, LogoutApi, TokenApi
 from cs_portal import views as portal_views
 from merchants import api as merchants_api
 from tickets import api as tickets_api
+from tickets import api_calls as tickets_api_calls
 
 api_v1 = [
     path("auth/token/", TokenApi.as_view(), name="auth-token"),
@@ -42,6 +43,8 @@ api_v1 = [
     path("evidence/<id:evidence_id>/", tickets_api.EvidenceFileApi.as_view(), name="evidence-file"),
     path("playbooks/", tickets_api.PlaybookListApi.as_view(), name="playbook-list"),
     path("playbooks/<id:playbook_id>/", tickets_api.PlaybookDetailApi.as_view(), name="playbook-detail"),
+    path("calls/", tickets_api_calls.PhoneCallApi.as_view(), name="call-list"),
+    path("callers/", tickets_api_calls.CallerLookupApi.as_view(), name="caller-lookup"),
     path("queues/", tickets_api.QueueListApi.as_view(), name="queue-list"),
     path("agents/me/", tickets_api.AgentMeApi.as_view(), name="agent-me"),
     path("agents/me/presence/", tickets_api.AgentPresenceApi.as_view(), name="agent-presence"),

@@ -630,3 +630,35 @@ class Evidence(models.Model):
 
     def __str__(self) -> str:
         return f"evidence #{self.pk} on #{self.ticket_id}"
+
+
+class PhoneCall(models.Model):
+    """One call on the hotline, logged by the agent who took (or made) it: on
+    a ``phone`` ticket it opened, or added to the buyer's open ticket."""
+
+    class Direction(models.TextChoices):
+        INBOUND = "inbound", _("Inbound")
+        OUTBOUND = "outbound", _("Outbound")
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="calls")
+    agent = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    direction = models.CharField(_("direction"), max_length=8, choices=Direction.choices, default=Direction.INBOUND)
+    caller_phone = models.CharField(_("caller's number"), max_length=32, blank=True)
+    started_at = models.DateTimeField(_("call started at"))
+    duration_s = models.PositiveIntegerField(_("duration (seconds)"))
+    notes = models.TextField(_("notes"))
+    # the internal note that carries the call into the conversation
+    message = models.OneToOneField(Message, on_delete=models.PROTECT, related_name="call", null=True, blank=True)
+    created_at = models.DateTimeField(_("logged at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("phone call")
+        verbose_name_plural = _("phone calls")
+        ordering = ["ticket", "started_at", "id"]
+        indexes = [models.Index(fields=["started_at"], name="phonecall_started_idx")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(duration_s__lte=4 * 3600), name="phonecall_duration_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"call #{self.pk} on #{self.ticket_id}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Case, Count, F, OuterRef, Q, QuerySet, Subquery, Value, When
@@ -16,11 +17,12 @@ from accounts import roles
 from core.locks import lock as lock_rows
 from core.parsing import int_or_none
 from tickets.rules import MERGEABLE_STATES, Viewer, viewer_of, visibility_filter
+from merchants.models import Order
 from merchants.selectors import merchant_id_for
 from tickets.errors import TicketNotFound
 from tickets.models import (
-    AgentProfile, Channel, Message, OvertimeRequest, Party, Playbook, Queue, QuickReply, ReadMark, Ticket,
-    TicketEvent,
+    AgentProfile, Channel, Message, OvertimeRequest, Party, PhoneCall, Playbook, Queue, QuickReply, ReadMark,
+    Ticket, TicketEvent,
 )
 
 # transitions a person may run by name (``route`` is the system's alone)
@@ -153,6 +155,51 @@ def overtime_requests_of_today(*, now: datetime, limit: int = 50) -> list[Overti
         .select_related("agent", "decided_by")
         .order_by(waiting_first, "-created_at", "-pk")[:limit]
     )
+
+
+@dataclass
+class Caller:
+    """Who may be on the line: a buyer, their open tickets and latest orders."""
+
+    buyer: object
+    open_tickets: list
+    orders: list
+
+
+CALLERS_SHOWN = 5
+
+
+def callers(*, phone: str = "", order_no: str = "") -> list[Caller]:
+    """The buyers a call may be from: by the number they registered (exact,
+    or its last 8 digits when the caller's number carries a country code)
+    or by an order number. Three queries whatever the number of matches."""
+    User = get_user_model()
+    buyers = User.objects.filter(groups__name=roles.BUYER)
+    if order_no:
+        buyers = buyers.filter(pk__in=Order.objects.filter(order_no=order_no).values("buyer_id"))
+    elif phone:
+        tail = phone[-8:]
+        buyers = buyers.filter(Q(phone=phone) | (Q(phone__endswith=tail) if len(phone) > 8 else Q(pk__in=[])))
+    else:
+        return []
+    found = list(buyers.order_by("pk").distinct()[:CALLERS_SHOWN])
+    if not found:
+        return []
+    ids = [b.pk for b in found]
+    tickets: dict[int, list] = {pk: [] for pk in ids}
+    for ticket in (Ticket.objects.filter(buyer_id__in=ids, status__in=Ticket.ACTIVE)
+                   .select_related("assignee").order_by("-created_at", "-pk")[:50]):
+        tickets[ticket.buyer_id].append(ticket)
+    orders: dict[int, list] = {pk: [] for pk in ids}
+    for order in Order.objects.filter(buyer_id__in=ids).select_related("merchant").order_by("-placed_at", "-pk")[:50]:
+        if len(orders[order.buyer_id]) < 5:
+            orders[order.buyer_id].append(order)
+    return [Caller(buyer=b, open_tickets=tickets[b.pk][:10], orders=orders[b.pk]) for b in found]
+
+
+def calls_on(*, ticket: Ticket) -> list:
+    """A ticket's logged calls, oldest first, with who took each."""
+    return list(PhoneCall.objects.filter(ticket=ticket).select_related("agent").order_by("started_at", "pk"))
 
 
 # --- reads for the agent console pages ------------------------------------------

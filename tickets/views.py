@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from datetime import timedelta
 from functools import wraps
 from urllib.parse import urlsplit
 
@@ -34,7 +35,7 @@ from merchants import services as merchant_services
 from tickets import rules, selectors, services, sla
 from tickets.api import parse_ticket_filters
 from tickets.errors import TicketNotFound
-from tickets.models import AgentProfile, Category, Ticket
+from tickets.models import AgentProfile, Category, PhoneCall, Ticket
 from tickets.selectors import TicketFilters
 
 QUEUE_PAGE_SIZE = 50
@@ -79,6 +80,7 @@ EVENT_LABELS = {
     "remedy_rejected": gettext_lazy("Remedy rejected"),
     "merchant_accept_refund": gettext_lazy("Merchant accepted the refund"),
     "merchant_contest": gettext_lazy("Merchant contested the claim"),
+    "phone_call": gettext_lazy("Phone call"),
 }
 # the compensation app's words for what its timeline rows carry (tickets never imports it)
 REMEDY_KINDS = {
@@ -101,8 +103,10 @@ EVENT_REASONS = {
     "merchant_replied": gettext_lazy("the merchant replied"),
     "merchant_accept_refund": gettext_lazy("the merchant accepted the refund"),
     "merchant_contest": gettext_lazy("the merchant contested"),
+    "phone_call": gettext_lazy("taken on the phone"),
 }
 STATUS_LABELS = dict(Ticket.Status.choices)
+DIRECTION_LABELS = dict(PhoneCall.Direction.choices)
 ROLE_LABELS = {
     roles.AGENT: pgettext_lazy("role", "Agent"),
     roles.SUPERVISOR: pgettext_lazy("role", "Team lead"),
@@ -183,6 +187,12 @@ FIELD_TEXTS = {
     "note": gettext_lazy("The note is at most 1000 characters."),
     "presence": gettext_lazy("Unknown presence."),
     "assignee_id": gettext_lazy("Pick an agent to reassign to."),
+    "target": gettext_lazy("Pick the caller's ticket, or the buyer for a new phone ticket."),
+    "duration_s": gettext_lazy("Duration is minutes, or mm:ss (at most 4 hours)."),
+    "started_at": gettext_lazy("The call's start is within the last 7 days, not in the future."),
+    "notes": gettext_lazy("Write what the call was about (at most 5000 characters)."),
+    "caller_phone": gettext_lazy("The caller's number is digits, with an optional leading +."),
+    "category": gettext_lazy("Pick the category of the new phone ticket."),
 }
 
 
@@ -590,6 +600,11 @@ def _event_details(ticket: Ticket, kind: str, data: dict) -> list[str]:
             details.append(_("needs approval: %(reasons)s") % {"reasons": ", ".join(reasons)})
     if "score" in data:
         details.append(_("score %(score)s/10") % {"score": data["score"]})
+    if kind == "phone_call":
+        direction = DIRECTION_LABELS.get(data.get("direction"), data.get("direction") or "")
+        details.append(f"{direction} · {_span(timedelta(seconds=int(data.get('duration_s') or 0)))}")
+        if data.get("caller_phone"):
+            details.append(str(data["caller_phone"]))
     if data.get("past_shift"):
         details.append(_("taken past the shift (%(worked)s h worked)") % {"worked": _hours_minutes(data.get("worked_s", 0))})
     return [d for d in details if d]

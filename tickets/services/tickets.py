@@ -49,7 +49,12 @@ def _clean_text(value: str | None, *, field: str, max_chars: int, required: bool
 
 
 @transaction.atomic(durable=True)
-def open_ticket(
+def open_ticket(**kwargs) -> Ticket:
+    """Open a ticket in its own transaction (see ``open_ticket_in``)."""
+    return open_ticket_in(**kwargs)
+
+
+def open_ticket_in(
     *,
     actor,
     category: str,
@@ -70,7 +75,10 @@ def open_ticket(
     merchant. Only staff set the grade. The door's guards (``core.doors``:
     the blacklist) see the buyer and, when the buyer asks, the request's
     ``ip`` and ``device``: a listed one is refused (403 ``blacklisted``).
+    Runs in the caller's transaction (a logged phone call opens its ticket
+    and records the call in one).
     """
+    assert transaction.get_connection().in_atomic_block, "open_ticket_in needs the caller's transaction"
     now = timezone.now()
     if category not in Category.values:
         raise UnknownCategory(f"Unknown category {category!r}.")
