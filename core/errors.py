@@ -38,6 +38,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "hit_closed": 409, "verification_required": 422, "verification_failed": 422,
     # incidents
     "incident_closed": 409, "review_incomplete": 400, "unknown_shipment": 404, "job_state": 409,
+    "coupon_failure_exists": 409,
     # reports
     "invalid_date": 400, "period_reversed": 400, "period_too_long": 400, "invalid_group_by": 400,
 }

@@ -4,8 +4,8 @@ Every service that locks more than one kind of row takes them in this order,
 each kind's rows in primary-key order, so two transactions never wait on each
 other in a circle (PostgreSQL would break the circle by killing one of them):
 
-    account → owner verification → risk hit → incident → bulk job → shipment
-    → ticket → remedy → overtime request → agent profile → agent quota
+    account → owner verification → risk hit → incident → bulk job → failed
+    coupon → affected buyer → shipment → ticket → remedy → overtime request → agent profile → agent quota
     → buyer counter → order → variant stock → resend task → fund hold → payout
     → merchant account → ledger chain head → policy → day's budget
 
@@ -28,7 +28,8 @@ from django.db import connection as default_connection
 from django.db import transaction
 
 ORDER = (
-    "account", "owner_verification", "risk_hit", "incident", "bulk_job", "shipment", "ticket", "remedy",
+    "account", "owner_verification", "risk_hit", "incident", "bulk_job", "coupon_failure", "affected_buyer", "shipment",
+    "ticket", "remedy",
     "overtime_request", "agent_profile", "agent_quota", "buyer_counter", "order", "variant_stock", "resend_task", "fund_hold",
     "payout", "merchant_account", "ledger_head", "policy", "budget_day",
 )

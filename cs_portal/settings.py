@@ -299,6 +299,7 @@ SPECTACULAR_SETTINGS = {
         "TierEnum": "tickets.sla.TIER_CHOICES",
         "IncidentStatusEnum": "incidents.models.Incident.Status",
         "BulkJobStatusEnum": "incidents.models.BulkJob.Status",
+        "CouponFailureRemedyEnum": "incidents.models.CouponFailure.Remedy",
     },
 }
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
@@ -11,8 +11,8 @@ from accounts import roles
 from core.api import IntegerField
 from core.errors import PermissionDenied
 from incidents import selectors, services
-from incidents.errors import IncidentNotFound
-from incidents.models import BulkJob, Incident, LogisticsEvent
+from incidents.errors import IncidentNotFound, InvalidInput
+from incidents.models import AffectedBuyer, BulkJob, CouponFailure, Incident, LogisticsEvent
 
 
 class LogisticsEventInput(serializers.Serializer):
@@ -259,3 +259,151 @@ class BulkJobUndoApi(GenericAPIView):
     @extend_schema(operation_id="bulk_job_undo", request=None, responses=BulkJobOutput)
     def post(self, request, job_id: int):
         return Response(BulkJobOutput(services.undo_job(actor=request.user, job_id=job_id)).data)
+
+
+# --- failed campaign coupons ---------------------------------------------------------
+
+
+class CouponFailureOutput(serializers.ModelSerializer):
+    created_by_id = IntegerField(read_only=True)
+    job_id = IntegerField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = CouponFailure
+        fields = ["id", "code", "title", "remedy", "amount_fen", "reason", "created_by_id", "created_at", "job_id"]
+
+
+class CouponFailureSummaryOutput(serializers.Serializer):
+    total = IntegerField()
+    by_source = serializers.DictField(child=IntegerField())
+    by_outcome = serializers.DictField(child=IntegerField())
+    to_compensate = IntegerField()
+    estimated_fen = IntegerField()
+    executed_fen = IntegerField()
+    budget_left_fen = IntegerField()
+    breaker_open = serializers.BooleanField()
+
+
+class CouponFailureDetailOutput(CouponFailureOutput):
+    summary = serializers.SerializerMethodField()
+    job = serializers.SerializerMethodField()
+
+    class Meta(CouponFailureOutput.Meta):
+        fields = [*CouponFailureOutput.Meta.fields, "summary", "job"]
+
+    @extend_schema_field(CouponFailureSummaryOutput)
+    def get_summary(self, failure: CouponFailure) -> dict:
+        return CouponFailureSummaryOutput(selectors.coupon_failure_summary(failure)).data
+
+    @extend_schema_field(BulkJobOutput(allow_null=True))
+    def get_job(self, failure: CouponFailure) -> dict | None:
+        return BulkJobOutput(failure.job).data if failure.job_id else None
+
+
+class AffectedBuyerOutput(serializers.ModelSerializer):
+    buyer_id = IntegerField(read_only=True)
+    ticket_id = IntegerField(read_only=True, allow_null=True)
+    order_id = IntegerField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = AffectedBuyer
+        fields = ["id", "buyer_id", "source", "ticket_id", "order_id", "outcome", "remedy_id", "detail",
+                  "registered_at", "compensated_at"]
+
+
+class CouponFailureListApi(GenericAPIView):
+    """Failed campaign coupons (supervisors): register one, list them."""
+
+    serializer_class = CouponFailureOutput
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "CouponFailureInput"
+
+        code = serializers.CharField(max_length=32)
+        title = serializers.CharField(max_length=120)
+        remedy = serializers.ChoiceField(choices=CouponFailure.Remedy.values)
+        amount_fen = IntegerField(required=False, allow_null=True)
+        reason = serializers.CharField(max_length=255)
+
+    @extend_schema(operation_id="coupon_failures_list", responses=CouponFailureOutput(many=True))
+    def get(self, request):
+        page = self.paginate_queryset(selectors.coupon_failures(user=request.user, limit=200))
+        return self.get_paginated_response(CouponFailureOutput(page, many=True).data)
+
+    @extend_schema(operation_id="coupon_failures_create", request=InputSerializer, responses={201: CouponFailureOutput})
+    def post(self, request):
+        _supervisor(request)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        failure = services.create_coupon_failure(actor=request.user, **data.validated_data)
+        return Response(CouponFailureOutput(failure).data, status=201)
+
+
+class CouponFailureDetailApi(GenericAPIView):
+    """One failed coupon: the preview before compensating, the report after."""
+
+    serializer_class = CouponFailureDetailOutput
+
+    @extend_schema(operation_id="coupon_failures_detail", responses=CouponFailureDetailOutput)
+    def get(self, request, failure_id: int):
+        failure = selectors.get_coupon_failure_for(user=request.user, failure_id=failure_id)
+        return Response(CouponFailureDetailOutput(failure).data)
+
+
+class CouponFailureBuyersApi(GenericAPIView):
+    """Register affected buyers from one source; list them with their outcome."""
+
+    serializer_class = AffectedBuyerOutput
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "CouponFailureBuyersInput"
+
+        source = serializers.ChoiceField(choices=AffectedBuyer.Source.values)
+        entries = serializers.ListField(child=serializers.CharField(max_length=150), required=False,
+                                        max_length=20000)
+        since = serializers.DateTimeField(required=False)
+        until = serializers.DateTimeField(required=False)
+
+    class RegisteredOutput(serializers.Serializer):
+        added = IntegerField()
+        already = IntegerField()
+        unknown = serializers.ListField(child=serializers.CharField())
+
+    @extend_schema(operation_id="coupon_failures_buyers",
+                   parameters=[OpenApiParameter("outcome", str, enum=[o or "none" for o in AffectedBuyer.Outcome.values])],
+                   responses=AffectedBuyerOutput(many=True))
+    def get(self, request, failure_id: int):
+        failure = selectors.get_coupon_failure_for(user=request.user, failure_id=failure_id)
+        outcome = request.query_params.get("outcome")
+        if outcome is not None:
+            outcome = "" if outcome == "none" else outcome
+            if outcome not in AffectedBuyer.Outcome.values:
+                raise InvalidInput("Unknown outcome.", field="outcome")
+        page = self.paginate_queryset(selectors.affected_buyers(failure, outcome=outcome))
+        return self.get_paginated_response(AffectedBuyerOutput(page, many=True).data)
+
+    @extend_schema(operation_id="coupon_failures_register", request=InputSerializer, responses=RegisteredOutput)
+    def post(self, request, failure_id: int):
+        _supervisor(request)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = services.register_buyers(actor=request.user, failure_id=failure_id, **data.validated_data)
+        return Response(self.RegisteredOutput(result).data)
+
+
+class CouponFailureCompensateApi(GenericAPIView):
+    """Compensate every registered buyer not compensated yet, in one bulk job (``Idempotency-Key``)."""
+
+    serializer_class = BulkJobOutput
+
+    @extend_schema(
+        operation_id="coupon_failures_compensate", request=None, responses={202: BulkJobOutput},
+        parameters=[OpenApiParameter("Idempotency-Key", str, location=OpenApiParameter.HEADER, required=True)],
+    )
+    def post(self, request, failure_id: int):
+        _supervisor(request)
+        job = services.compensate(actor=request.user, failure_id=failure_id,
+                                  idempotency_key=request.headers.get("Idempotency-Key"))
+        return Response(BulkJobOutput(selectors.get_job_for(user=request.user, job_id=job.pk)).data, status=202)

@@ -29,3 +29,8 @@ class JobState(Conflict):
     code = "job_state"
     default_detail = "The job cannot do that in its current state."
 
+
+
+class CouponFailureExists(Conflict):
+    code = "coupon_failure_exists"
+    default_detail = "This campaign code is already registered as a failed coupon."

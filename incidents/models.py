@@ -158,6 +158,7 @@ class BulkJob(models.Model):
         MACRO_REPLY = "macro_reply", _("Macro reply")
         REMEDY = "remedy", _("Bulk remedy")
         CANCEL = "cancel", _("Cancel pending orders")
+        COUPON_COMPENSATION = "coupon_comp", _("Failed coupon compensation")
 
     class Status(models.TextChoices):
         PREVIEWED = "previewed", _("Previewed")
@@ -223,7 +224,7 @@ class BulkJobItem(models.Model):
         UNDONE = "undone", _("Undone")
 
     job = models.ForeignKey(BulkJob, on_delete=models.CASCADE, related_name="items")
-    target_id = models.PositiveBigIntegerField(_("ticket or order id"))
+    target_id = models.PositiveBigIntegerField(_("ticket, order or affected buyer id"))
     status = models.CharField(_("status"), max_length=8, choices=Status.choices, default=Status.PENDING)
     result = models.JSONField(_("result"), default=dict, blank=True)
     processed_at = models.DateTimeField(_("processed at"), null=True, blank=True)
@@ -233,3 +234,69 @@ class BulkJobItem(models.Model):
         verbose_name_plural = _("bulk job items")
         constraints = [models.UniqueConstraint(fields=["job", "target_id"], name="bulk_item_once_per_job")]
         indexes = [models.Index(fields=["job", "status", "id"], name="bulk_item_pending")]
+
+
+class CouponFailure(models.Model):
+    """A campaign coupon that failed at the peak (emergency plan: coupon
+    failures are compensated). The supervisor registers who was affected,
+    previews, and compensates them in one bulk job through the remedy service."""
+
+    class Remedy(models.TextChoices):
+        COUPON = "coupon", _("Replacement coupon")
+        CASHBACK = "cashback", _("Cashback on the order (a store coupon: from the order's money)")
+
+    code = models.CharField(_("campaign code"), max_length=32, unique=True)
+    title = models.CharField(_("title"), max_length=120)
+    remedy = models.CharField(_("compensation"), max_length=8, choices=Remedy.choices)
+    amount_fen = models.PositiveIntegerField(_("amount (fen)"))
+    reason = models.CharField(_("reason"), max_length=255)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    job = models.OneToOneField(BulkJob, on_delete=models.PROTECT, null=True, blank=True, related_name="coupon_failure")
+
+    class Meta:
+        verbose_name = _("failed coupon")
+        verbose_name_plural = _("failed coupons")
+        ordering = ["-created_at", "-id"]
+        constraints = [models.CheckConstraint(condition=models.Q(amount_fen__gte=1), name="couponfailure_amount_positive")]
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.title}"
+
+
+class AffectedBuyer(models.Model):
+    """One buyer registered as hit by a failed coupon: compensated at most once."""
+
+    class Source(models.TextChoices):
+        CODE = "code", _("Tickets naming the code")
+        LIST = "list", _("Uploaded list")
+        QUERY = "query", _("Coupon-failure tickets in a period")
+
+    class Outcome(models.TextChoices):
+        NONE = "", _("Not yet")
+        EXECUTED = "executed", _("Compensated")
+        PENDING_APPROVAL = "pending_approval", _("Waiting for approval")
+        SKIPPED = "skipped", _("Skipped")
+        FAILED = "failed", _("Refused")
+
+    failure = models.ForeignKey(CouponFailure, on_delete=models.CASCADE, related_name="buyers")
+    buyer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    source = models.CharField(_("found by"), max_length=8, choices=Source.choices)
+    # the buyer's coupon-failure ticket (the compensation lands on it) and its order (cashback)
+    ticket = models.ForeignKey(Ticket, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    order = models.ForeignKey(Order, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices, blank=True, default="")
+    remedy_id = models.PositiveBigIntegerField(_("remedy"), null=True, blank=True)
+    detail = models.JSONField(_("detail"), default=dict, blank=True)
+    registered_at = models.DateTimeField(_("registered at"), default=timezone.now)
+    compensated_at = models.DateTimeField(_("compensated at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("affected buyer")
+        verbose_name_plural = _("affected buyers")
+        ordering = ["failure", "id"]
+        constraints = [models.UniqueConstraint(fields=["failure", "buyer"], name="affectedbuyer_once_per_failure")]
+        indexes = [models.Index(fields=["failure", "outcome"], name="affectedbuyer_outcome_idx")]
+
+    def __str__(self) -> str:
+        return f"buyer {self.buyer_id} of {self.failure_id}"

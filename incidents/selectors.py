@@ -11,12 +11,13 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from accounts import roles
+from compensation import selectors as compensation_selectors
 from compensation import services as compensation
 from compensation.models import BudgetDay, Remedy
 from core.db_router import replica_reads
 from core.money import format_fen
-from incidents.errors import JobNotFound, PermissionDenied
-from incidents.models import BulkJob, Incident
+from incidents.errors import JobNotFound, NotFound, PermissionDenied
+from incidents.models import AffectedBuyer, BulkJob, CouponFailure, Incident
 from merchants.models import Order
 from tickets import sla
 from tickets.models import AgentProfile, Channel, QuickReply, SlaBreach, Ticket
@@ -170,6 +171,8 @@ def _preview_chunk(job: BulkJob, ids: list[int], *, user) -> list[PreviewRow]:
                            gettext("cancel, %(amount)s back to the buyer") % {"amount": format_fen(orders[i].amount_fen)}
                            if i in orders and orders[i].status == Order.Status.PAID else gettext("not cancellable now"),
                            i in orders and orders[i].status == Order.Status.PAID) for i in ids]
+    if job.kind == BulkJob.Kind.COUPON_COMPENSATION:
+        return _coupon_preview_chunk(ids)
     found = Ticket.objects.select_related("buyer", "merchant", "order", "order__shipment", "assignee").in_bulk(ids)
     refusals = {}
     if job.kind == BulkJob.Kind.REMEDY:
@@ -192,6 +195,95 @@ def _preview_chunk(job: BulkJob, ids: list[int], *, user) -> list[PreviewRow]:
     return rows
 
 
+def _coupon_preview_chunk(ids: list[int]) -> list[PreviewRow]:
+    found = AffectedBuyer.objects.select_related("buyer", "failure", "order").in_bulk(ids)
+    rows = []
+    for i in ids:
+        affected = found.get(i)
+        if affected is None:
+            rows.append(PreviewRow(i, f"#{i}", gettext("no longer registered: skipped"), False))
+            continue
+        rows.append(_coupon_row(affected))
+    return rows
+
+
+def _coupon_row(affected: AffectedBuyer) -> PreviewRow:
+    failure = affected.failure
+    label = f"{affected.buyer.name} ({affected.buyer.username})"
+    if affected.outcome in (AffectedBuyer.Outcome.EXECUTED, AffectedBuyer.Outcome.PENDING_APPROVAL):
+        return PreviewRow(affected.pk, label, gettext("already compensated: skipped"), False)
+    if failure.remedy == CouponFailure.Remedy.CASHBACK:
+        if affected.order_id is None:
+            return PreviewRow(affected.pk, label, gettext("no order to pay cashback on: refused"), False)
+        return PreviewRow(affected.pk, label, gettext("cashback %(amount)s on order %(order)s") % {
+            "amount": format_fen(failure.amount_fen), "order": affected.order.order_no}, True)
+    return PreviewRow(affected.pk, label, gettext("replacement coupon %(amount)s") % {
+        "amount": format_fen(failure.amount_fen)}, True)
+
+
+# --- failed campaign coupons ---------------------------------------------------------
+
+
+def coupon_failures(*, user, limit: int = 50) -> list[CouponFailure]:
+    """The registered failed coupons, newest first, each with its buyer counts (one query)."""
+    if not roles.is_supervisor(user):
+        raise PermissionDenied("Only supervisors handle failed coupons.")
+    done = Q(buyers__outcome__in=[AffectedBuyer.Outcome.EXECUTED, AffectedBuyer.Outcome.PENDING_APPROVAL])
+    return list(CouponFailure.objects.select_related("created_by", "job")
+                .annotate(buyer_count=Count("buyers"), compensated_count=Count("buyers", filter=done))
+                .order_by("-created_at", "-pk")[:limit])
+
+
+def get_coupon_failure_for(*, user, failure_id: int) -> CouponFailure:
+    if not roles.is_supervisor(user):
+        raise PermissionDenied("Only supervisors handle failed coupons.")
+    failure = CouponFailure.objects.select_related("created_by", "job").filter(pk=failure_id).first()
+    if failure is None:
+        raise NotFound("No such failed coupon.")
+    return failure
+
+
+@dataclass(frozen=True)
+class CouponFailureSummary:
+    total: int
+    by_source: dict[str, int]
+    by_outcome: dict[str, int]
+    to_compensate: int
+    estimated_fen: int
+    executed_fen: int
+    budget_left_fen: int
+    breaker_open: bool
+
+
+def coupon_failure_summary(failure: CouponFailure, *, now: datetime | None = None) -> CouponFailureSummary:
+    """What the preview and the report show: who is registered (by source),
+    what became of them (by outcome), what is left to pay against today's
+    budget. Three queries."""
+    rows = list(failure.buyers.order_by().values_list("source", "outcome").annotate(n=Count("id")))
+    by_source: dict[str, int] = {}
+    by_outcome: dict[str, int] = {}
+    for source, outcome, n in rows:
+        by_source[source] = by_source.get(source, 0) + n
+        by_outcome[outcome] = by_outcome.get(outcome, 0) + n
+    to_compensate = by_outcome.get(AffectedBuyer.Outcome.NONE, 0) + by_outcome.get(AffectedBuyer.Outcome.FAILED, 0)
+    budget = compensation_selectors.budget_today(now=now)
+    return CouponFailureSummary(
+        total=sum(by_source.values()), by_source=by_source, by_outcome=by_outcome, to_compensate=to_compensate,
+        estimated_fen=to_compensate * failure.amount_fen,
+        executed_fen=by_outcome.get(AffectedBuyer.Outcome.EXECUTED, 0) * failure.amount_fen,
+        budget_left_fen=max(0, budget.budget_fen - budget.spent_fen),
+        breaker_open=budget.breaker_open,
+    )
+
+
+def affected_buyers(failure: CouponFailure, *, outcome: str | None = None):
+    """The failure's registered buyers with their ticket and order, for lists and the report."""
+    rows = failure.buyers.select_related("buyer", "ticket", "order").order_by("pk")
+    if outcome is not None:
+        rows = rows.filter(outcome=outcome)
+    return rows
+
+
 def render_macro(job: BulkJob, ticket: Ticket, agent) -> tuple[str, list[str]]:
     """A macro job's text for one ticket, and the placeholders it could not fill
     (the preview shows it, the runner posts it)."""
@@ -210,6 +302,7 @@ def _remedy_label(params: dict) -> str:
 
 
 __all__ = [
-    "Dashboard", "PreviewRow", "dashboard", "get_job_for", "incident_tickets", "open_incidents", "preview_job",
+    "CouponFailureSummary", "Dashboard", "PreviewRow", "affected_buyers", "coupon_failure_summary", "coupon_failures",
+    "get_coupon_failure_for", "dashboard", "get_job_for", "incident_tickets", "open_incidents", "preview_job",
     "recent_jobs", "render_macro",
 ]

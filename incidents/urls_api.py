@@ -13,4 +13,9 @@ urlpatterns = [
     path("bulk-jobs/<id:job_id>/preview/", api.BulkJobPreviewApi.as_view(), name="bulk-job-preview"),
     path("bulk-jobs/<id:job_id>/run/", api.BulkJobRunApi.as_view(), name="bulk-job-run"),
     path("bulk-jobs/<id:job_id>/undo/", api.BulkJobUndoApi.as_view(), name="bulk-job-undo"),
+    path("coupon-failures/", api.CouponFailureListApi.as_view(), name="coupon-failure-list"),
+    path("coupon-failures/<id:failure_id>/", api.CouponFailureDetailApi.as_view(), name="coupon-failure-detail"),
+    path("coupon-failures/<id:failure_id>/buyers/", api.CouponFailureBuyersApi.as_view(), name="coupon-failure-buyers"),
+    path("coupon-failures/<id:failure_id>/compensate/", api.CouponFailureCompensateApi.as_view(),
+         name="coupon-failure-compensate"),
 ]

@@ -1,12 +1,15 @@
 """Console pages for supervisors: incidents with their bulk jobs (preview, run
-with a live progress bar, undo) and the live dashboard."""
+with a live progress bar, undo), failed campaign coupons and their
+compensation, and the live dashboard."""
 
 from __future__ import annotations
 
 import uuid
 
 from django.conf import settings
-from django.http import Http404
+from django.http import Http404, HttpResponse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -14,10 +17,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from compensation import rules
 from compensation import services as compensation_services
 from compensation.views import supervisor_required
-from core.errors import DomainError
+from core.errors import DomainError, InvalidInput
 from core.money import format_fen
+from core.parsing import parse_optional_int
 from incidents import selectors, services
-from incidents.models import Incident, IncidentEvent
+from incidents.models import AffectedBuyer, CouponFailure, Incident, IncidentEvent
 from tickets import sla
 from tickets.models import Category
 from tickets.views import _agent_bar
@@ -153,6 +157,136 @@ def job_undo(request, job_id: int):
     except DomainError as refused:
         return _error(request, refused, "#job-slot")
     return render(request, "incidents/_progress.html", {"job": job})
+
+
+# --- failed campaign coupons ----------------------------------------------------------
+
+COUPON_ERROR_TEXTS = {
+    "coupon_failure_exists": _("This campaign code is already registered: open it from the list."),
+}
+
+
+def _coupon_error_text(error: DomainError) -> str:
+    return str(COUPON_ERROR_TEXTS.get(error.code) or ERROR_TEXTS.get(error.code) or error.detail)
+
+
+@require_http_methods(["GET", "POST"])
+@supervisor_required
+def coupon_failures(request):
+    """The failed campaign coupons, and the form to register one."""
+    error, form = None, {}
+    if request.method == "POST":
+        form = {k: request.POST.get(k, "").strip() for k in ("code", "title", "remedy", "amount_fen", "reason")}
+        try:
+            amount_fen = parse_optional_int(form["amount_fen"], field="amount_fen", minimum=1)
+            failure = services.create_coupon_failure(actor=request.user, code=form["code"], title=form["title"],
+                                                     remedy=form["remedy"], reason=form["reason"],
+                                                     amount_fen=amount_fen)
+            return redirect("incidents:coupon-failure", failure_id=failure.pk)
+        except DomainError as refused:
+            error = refused
+    return render(request, "incidents/coupon_failures.html", {
+        **_agent_bar(request), "nav": "incidents", "failures": selectors.coupon_failures(user=request.user),
+        "remedies": CouponFailure.Remedy.choices, "form": form, "error": error,
+        "error_text": _coupon_error_text(error) if error else "",
+        "coupon": format_fen(compensation_services.get_policy().coupon_fen),
+    }, status=error.status if error else 200)
+
+
+REPORT_ROWS = 200
+
+
+def _coupon_context(request, failure: CouponFailure, **extra) -> dict:
+    outcome = request.GET.get("outcome")
+    if outcome not in AffectedBuyer.Outcome.values:
+        outcome = None
+    rows = list(selectors.affected_buyers(failure, outcome=outcome)[:REPORT_ROWS])
+    summary = selectors.coupon_failure_summary(failure)
+    return {
+        **_agent_bar(request), "nav": "incidents", "failure": failure, "summary": summary, "rows": rows,
+        "outcome": outcome, "outcomes": AffectedBuyer.Outcome.choices, "sources": AffectedBuyer.Source.choices,
+        "source_counts": [(label, summary.by_source.get(value, 0)) for value, label in AffectedBuyer.Source.choices],
+        "outcome_counts": [(value or "none", label, summary.by_outcome.get(value, 0))
+                           for value, label in AffectedBuyer.Outcome.choices],
+        "estimated": format_fen(summary.estimated_fen), "executed": format_fen(summary.executed_fen),
+        "budget_left": format_fen(summary.budget_left_fen), "amount": format_fen(failure.amount_fen),
+        "over_budget": summary.estimated_fen > summary.budget_left_fen,
+        "job": failure.job, "idempotency_key": uuid.uuid4().hex, **extra,
+    }
+
+
+@require_GET
+@supervisor_required
+def coupon_failure(request, failure_id: int):
+    """Register who was hit, preview what it costs, compensate, then read the report."""
+    try:
+        failure = selectors.get_coupon_failure_for(user=request.user, failure_id=failure_id)
+    except DomainError:
+        raise Http404 from None
+    return render(request, "incidents/coupon_failure.html", _coupon_context(request, failure))
+
+
+def _parse_local(raw: str):
+    parsed = parse_datetime(raw or "")
+    if parsed is None:
+        return None
+    return timezone.make_aware(parsed) if timezone.is_naive(parsed) else parsed
+
+
+@require_POST
+@supervisor_required
+def coupon_register(request, failure_id: int):
+    """Add affected buyers from one source: the code, an uploaded list (a
+    text or CSV file, or pasted), or the coupon-failure tickets of a period."""
+    source = request.POST.get("source", "")
+    entries = None
+    if source == AffectedBuyer.Source.LIST:
+        text = request.POST.get("entries", "")
+        upload = request.FILES.get("file")
+        if upload is not None:
+            if upload.size > 2 * 1024 * 1024:
+                return _coupon_page_error(request, failure_id, InvalidInput("The list is at most 2 MB.", field="file"))
+            text += "\n" + upload.read().decode("utf-8-sig", errors="replace")
+        entries = [cell.strip() for line in text.splitlines() for cell in line.split(",") if cell.strip()]
+    try:
+        result = services.register_buyers(
+            actor=request.user, failure_id=failure_id, source=source, entries=entries,
+            since=_parse_local(request.POST.get("since", "")), until=_parse_local(request.POST.get("until", "")))
+    except DomainError as refused:
+        return _coupon_page_error(request, failure_id, refused)
+    failure = selectors.get_coupon_failure_for(user=request.user, failure_id=failure_id)
+    return render(request, "incidents/coupon_failure.html", _coupon_context(request, failure, registered=result))
+
+
+def _coupon_page_error(request, failure_id: int, error: DomainError):
+    try:
+        failure = selectors.get_coupon_failure_for(user=request.user, failure_id=failure_id)
+    except DomainError:
+        raise Http404 from None
+    context = _coupon_context(request, failure, error=error, error_text=_coupon_error_text(error))
+    return render(request, "incidents/coupon_failure.html", context, status=error.status)
+
+
+@require_POST
+@supervisor_required
+def coupon_compensate(request, failure_id: int):
+    """Start the compensation job (the page's key makes a double click one job)."""
+    try:
+        services.compensate(actor=request.user, failure_id=failure_id,
+                            idempotency_key=request.POST.get("idempotency_key"))
+    except DomainError as refused:
+        if refused.code == "not_found":
+            raise Http404 from None
+        response = _coupon_page_error(request, failure_id, refused)
+        if request.headers.get("HX-Request") == "true":
+            response["HX-Retarget"], response["HX-Reswap"] = "body", "innerHTML"
+        return response
+    page = redirect("incidents:coupon-failure", failure_id=failure_id)
+    if request.headers.get("HX-Request") == "true":  # the confirmed button: the whole page moves on
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = page["Location"]
+        return response
+    return page
 
 
 # --- the dashboard ---------------------------------------------------------------

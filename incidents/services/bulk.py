@@ -17,7 +17,7 @@ from core.idempotency import request_hash, require_idempotency_key
 from core.locks import lock
 from core.realtime import send_now
 from incidents.errors import InvalidInput, JobState, UndoExpired
-from incidents.models import BulkJob, BulkJobItem, Incident, IncidentEvent
+from incidents.models import AffectedBuyer, BulkJob, BulkJobItem, Incident, IncidentEvent
 from incidents.selectors import get_job_for
 from incidents.services.incidents import clean_text, lock_open_incident, require_supervisor
 from incidents.services.runner import launch, progress_payload
@@ -29,6 +29,8 @@ from tickets.models import Ticket
 
 JOB_TARGET_LIMIT = 20000
 TICKET_JOBS = (BulkJob.Kind.MACRO_REPLY, BulkJob.Kind.REMEDY)
+# jobs that move money: creating one needs an Idempotency-Key
+MONEY_JOBS = (BulkJob.Kind.REMEDY, BulkJob.Kind.COUPON_COMPENSATION)
 
 
 def _clean_params(kind: str, params: Any) -> dict[str, Any]:
@@ -45,10 +47,21 @@ def _clean_params(kind: str, params: Any) -> dict[str, Any]:
             raise InvalidInput("amount_fen is a positive integer.", field="amount_fen")
         return {"remedy": remedy_kind, "amount_fen": amount, "with_coupon": bool(params.get("with_coupon")),
                 "reason": clean_text(params.get("reason"), field="reason", max_chars=255)}
+    if kind == BulkJob.Kind.COUPON_COMPENSATION:
+        failure_id = params.get("failure_id")
+        if isinstance(failure_id, bool) or not isinstance(failure_id, int) or failure_id < 1:
+            raise InvalidInput("failure_id is a failed coupon's id.", field="failure_id")
+        return {"failure_id": failure_id}
     return {"reason": clean_text(params.get("reason"), field="reason", max_chars=255)}
 
 
-def _targets(*, kind: str, incident: Incident | None, ticket_ids: list[int] | None, user_ids: list[int] | None) -> list[int]:
+def _targets(*, kind: str, params: dict[str, Any], incident: Incident | None, ticket_ids: list[int] | None,
+             user_ids: list[int] | None) -> list[int]:
+    if kind == BulkJob.Kind.COUPON_COMPENSATION:
+        # the buyers of the failed coupon not compensated yet (refused ones are tried again)
+        return list(AffectedBuyer.objects.filter(failure_id=params["failure_id"]).filter(
+            outcome__in=[AffectedBuyer.Outcome.NONE, AffectedBuyer.Outcome.FAILED])
+            .order_by("pk").values_list("pk", flat=True)[:JOB_TARGET_LIMIT])
     if kind in TICKET_JOBS:
         if incident is not None:
             return list(incident.links.filter(ticket__status__in=Ticket.ACTIVE).order_by("ticket_id")
@@ -69,7 +82,7 @@ def create_bulk_job(*, actor, kind: str, params: Any, incident_id: int | None = 
                     idempotency_key: str | None = None) -> BulkJob:
     """A job and its items, fixed now (what the preview shows is what runs); nothing is changed yet.
 
-    A bulk remedy moves money once run, so creating one needs an
+    A bulk remedy (or a failed coupon's compensation) moves money once run, so creating one needs an
     ``Idempotency-Key``: a client's retry then gets the same job back (the same
     key with another body is a 409) instead of a second job that would pay
     every buyer again. Other kinds honour a key when one is given."""
@@ -77,7 +90,7 @@ def create_bulk_job(*, actor, kind: str, params: Any, incident_id: int | None = 
     if kind not in BulkJob.Kind.values:
         raise InvalidInput(f"kind is one of {', '.join(BulkJob.Kind.values)}.", field="kind")
     clean = _clean_params(kind, params)
-    key = require_idempotency_key(idempotency_key) if kind == BulkJob.Kind.REMEDY else (idempotency_key or "").strip()
+    key = require_idempotency_key(idempotency_key) if kind in MONEY_JOBS else (idempotency_key or "").strip()
     digest = ""
     if key:
         require_idempotency_key(key)  # the length check
@@ -91,14 +104,14 @@ def create_bulk_job(*, actor, kind: str, params: Any, incident_id: int | None = 
     incident = None
     if incident_id is not None:
         incident = lock_open_incident(incident_id)
-    elif not (ticket_ids or user_ids):
+    elif not (ticket_ids or user_ids) and kind != BulkJob.Kind.COUPON_COMPENSATION:
         raise InvalidInput("Name an incident, tickets or accounts.")
     for name, ids in (("ticket_ids", ticket_ids), ("user_ids", user_ids)):
         if ids is not None and not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
             raise InvalidInput(f"{name} are integers.", field=name)
-    targets = _targets(kind=kind, incident=incident, ticket_ids=ticket_ids, user_ids=user_ids)
+    targets = _targets(kind=kind, params=clean, incident=incident, ticket_ids=ticket_ids, user_ids=user_ids)
     if not targets:
-        raise InvalidInput("Nothing to act on: no matching open tickets or pending orders.")
+        raise InvalidInput("Nothing to act on: no matching open tickets, pending orders or buyers to compensate.")
     now = timezone.now()
     try:
         with transaction.atomic():  # a request racing with the same key: one job

@@ -179,6 +179,11 @@ def _run_item(job: BulkJob, item: BulkJobItem, actor) -> tuple[str, dict]:
                                                 reason=p["reason"], amount_fen=p.get("amount_fen"),
                                                 with_coupon=p.get("with_coupon", False), idempotency_key=key)
             return BulkJobItem.Status.DONE, {"remedy_id": outcome.remedy_id, "status": outcome.body.get("status")}
+        if job.kind == BulkJob.Kind.COUPON_COMPENSATION:
+            # imported here: coupons creates its jobs through bulk, which launches them through this module
+            from incidents.services.coupons import compensate_one
+
+            return compensate_one(actor=actor, affected_id=item.target_id, key=key)
         cancellation = merchant_services.cancel_order(actor=actor, order_id=item.target_id, reason=job.params["reason"])
         return BulkJobItem.Status.DONE, {"cancellation_id": cancellation.pk}
     except DomainError as error:
