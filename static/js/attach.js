@@ -35,7 +35,7 @@
         link.append(img);
       } else {
         link.className = "att att-file";
-        link.textContent = `📄 ${t.pdf || "PDF"} · ${formatSize(a.size_bytes || 0)}`;
+        link.textContent = `${t.pdf || "PDF"} · ${formatSize(a.size_bytes || 0)}`;
       }
       box.append(link);
     }
@@ -65,7 +65,7 @@
         } else {
           const label = document.createElement("span");
           label.className = "att-chip-name";
-          label.textContent = item.pending ? t.uploading : `📄 ${item.name}`;
+          label.textContent = item.pending ? t.uploading : `PDF · ${item.name}`;
           chip.append(label);
         }
         if (!item.pending) {

@@ -49,6 +49,7 @@
     lastSeq = frame.seq;
     const pending = frame.client_msg_id && log.querySelector(`[data-client-id="${CSS.escape(frame.client_msg_id)}"]`);
     if (pending) pending.remove();
+    for (const acked of log.querySelectorAll(".bubble.pending[data-ack-seq]")) if (Number(acked.dataset.ackSeq) <= frame.seq) acked.remove();
     log.append(bubble(frame, false));
     log.lastElementChild.scrollIntoView({ block: "end" });
     markRead();
@@ -109,7 +110,15 @@
     socket.addEventListener("message", (event) => {
       let frame; try { frame = JSON.parse(event.data); } catch (e) { return; }
       if (frame.type === "message") { show(frame); typing.hidden = true; }
-      else if (frame.type === "ack") { retries = 0; saveOutbox(outbox().filter((item) => item.id !== frame.client_msg_id)); }
+      else if (frame.type === "ack") {
+        retries = 0;
+        saveOutbox(outbox().filter((item) => item.id !== frame.client_msg_id));
+        // stored: the message itself comes (or came) as its frame with its seq; frames
+        // carry no client id, so the pending copy goes here, unless nothing showed it yet
+        const pending = frame.client_msg_id && log.querySelector(`.bubble.pending[data-client-id="${CSS.escape(frame.client_msg_id)}"]`);
+        if (pending && frame.seq <= lastSeq) pending.remove();
+        else if (pending) pending.dataset.ackSeq = frame.seq;
+      }
       else if (frame.type === "error" && frame.code === "unavailable") retrySoon();
       else if (frame.type === "error" && frame.code === "attachment_unavailable") dropRefused(frame.detail);
       else if (frame.type === "read" && frame.author && frame.author.role !== "buyer") showRead(frame.seq);
