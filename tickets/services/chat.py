@@ -263,15 +263,18 @@ def _claim_attachments(claims: list[tuple[int, int, int]]) -> None:
     (found by ticket and seq: the messages' ids are not read back). The
     tickets are locked, so nothing claimed them since the check; should one
     be taken anyway, the whole batch rolls back."""
+    # a plain UPDATE with a CASE (no CTE: Python's sqlite3 reports no row count
+    # for a statement that starts with WITH)
     table = connection.ops.quote_name(Attachment._meta.db_table)
     messages = connection.ops.quote_name(Message._meta.db_table)
-    rows = ", ".join(["(%s, %s, %s)"] * len(claims))
+    whens = " ".join(
+        [f"WHEN %s THEN (SELECT m.id FROM {messages} m WHERE m.ticket_id = %s AND m.seq = %s)"] * len(claims))
+    params = [value for claim in claims for value in claim] + [claim[0] for claim in claims]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH v(id, ticket_id, seq) AS (VALUES {rows}) "
-            f"UPDATE {table} SET message_id = (SELECT m.id FROM {messages} m WHERE m.ticket_id = v.ticket_id "
-            f"AND m.seq = v.seq) FROM v WHERE {table}.id = v.id AND {table}.message_id IS NULL",
-            [value for claim in claims for value in claim],
+            f"UPDATE {table} SET message_id = CASE id {whens} END "
+            f"WHERE id IN ({', '.join(['%s'] * len(claims))}) AND message_id IS NULL",
+            params,
         )
         if cursor.rowcount != len(claims):
             raise AttachmentUnavailable()
