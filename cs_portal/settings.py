@@ -250,8 +250,16 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 MEDIA_URL = "/media/"
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
 DATA_UPLOAD_MAX_MEMORY_SIZE = 25 * 1024 * 1024
+# uploaded files (evidence, chat attachments) go through Django's storage API:
+# an operator points them at object storage with MEDIA_STORAGE_BACKEND (e.g.
+# "storages.backends.s3.S3Storage" once django-storages is installed) and its
+# options as JSON in MEDIA_STORAGE_OPTIONS. They are never served as static
+# files: only the scoped views (tickets.api) hand them out.
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": {
+        "BACKEND": env.str("MEDIA_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage"),
+        "OPTIONS": env.json("MEDIA_STORAGE_OPTIONS", default={}),
+    },
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG
@@ -312,6 +320,13 @@ LEDGER_CHAINS = env.int("LEDGER_CHAINS", default=16)
 SHIFT_HOURS = env.float("SHIFT_HOURS", default=7.0)
 REOPEN_WINDOW = timedelta(days=env.int("REOPEN_WINDOW_DAYS", default=7))
 BODY_MAX_CHARS = 5000
+# pictures and PDFs in chat (issue #13 item 3): the size cap per file, the
+# pixel cap per image (a decompression bomb is refused before it is decoded),
+# the thumbnails' longest side, and how many files one message carries
+ATTACHMENT_MAX_BYTES = env.int("ATTACHMENT_MAX_BYTES", default=10 * 1024 * 1024)
+ATTACHMENT_MAX_PIXELS = env.int("ATTACHMENT_MAX_PIXELS", default=40_000_000)
+ATTACHMENT_THUMBNAIL_PX = 320
+ATTACHMENTS_PER_MESSAGE = 6
 AUTO_CONFIRM_DAYS = env.int("AUTO_CONFIRM_DAYS", default=10)
 # staff may undo an order cancellation this long after it (if nothing happened since)
 CANCEL_UNDO_WINDOW_S = env.int("CANCEL_UNDO_WINDOW_S", default=600)

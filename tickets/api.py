@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import FileResponse
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import MultiPartParser
@@ -15,8 +16,9 @@ from accounts.logins import ip_and_device
 from core.api import IntegerField, JSONParser, filter_choice
 from core.errors import InvalidInput, NotFound, PermissionDenied
 from core.parsing import int_or_none, parse_id, parse_int, parse_optional_id
-from tickets import rules, selectors, services, sla
+from tickets import events, rules, selectors, services, sla
 from tickets.models import AgentProfile, Message, OvertimeRequest, Playbook, Queue, Rating, Ticket, TicketEvent
+from tickets.errors import FileTooLarge
 from tickets.selectors import TicketFilters
 
 
@@ -329,15 +331,34 @@ class TicketEventsApi(GenericAPIView):
         return self.get_paginated_response(TicketEventOutput(page, many=True).data)
 
 
+class AttachmentOutput(serializers.Serializer):
+    """A picture or PDF: its URLs are the scoped endpoints below (never the storage's)."""
+
+    id = IntegerField()
+    content_type = serializers.CharField()
+    size_bytes = IntegerField()
+    url = serializers.CharField()
+    thumbnail_url = serializers.CharField(allow_null=True, help_text="images only; null for a PDF")
+
+    def to_representation(self, attachment):
+        return events.attachment_payload(attachment)
+
+
 class MessageOutput(serializers.ModelSerializer):
     author_id = IntegerField(read_only=True, allow_null=True)
     author_name = serializers.SerializerMethodField()
     ticket_id = IntegerField(read_only=True)
+    attachments = serializers.SerializerMethodField()
 
     class Meta:
         model = Message
         fields = ["id", "ticket_id", "seq", "author_id", "author_name", "author_role", "body", "internal",
-                  "client_msg_id", "created_at"]
+                  "client_msg_id", "created_at", "attachments"]
+
+    @extend_schema_field(AttachmentOutput(many=True))
+    def get_attachments(self, message: Message) -> list[dict]:
+        # prefetched by the selectors (a new message carries the ones it claimed)
+        return [events.attachment_payload(a) for a in events.attachments_of(message)]
 
     def get_author_name(self, message: Message) -> str:
         return message.author.name if message.author_id else ""
@@ -350,9 +371,14 @@ class TicketMessagesApi(GenericAPIView):
         class Meta:
             ref_name = "TicketMessagesInput"
 
-        body = serializers.CharField(max_length=5000)
+        body = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="",
+                                     help_text="may be empty when attachments go with it")
         internal = serializers.BooleanField(required=False, default=False)
         client_msg_id = serializers.CharField(required=False, max_length=64)
+        attachment_ids = serializers.ListField(
+            child=IntegerField(min_value=1, max_value=2**62), required=False, default=list, max_length=50,
+            help_text="ids from POST /tickets/{id}/attachments/, uploaded by the caller to this ticket and not "
+                      "yet on a message (at most 6); otherwise 422 attachment_unavailable and nothing is written")
 
     @extend_schema(
         operation_id="tickets_messages_list",
@@ -367,7 +393,11 @@ class TicketMessagesApi(GenericAPIView):
         page = self.paginate_queryset(messages)
         return self.get_paginated_response(MessageOutput(page, many=True).data)
 
-    @extend_schema(operation_id="tickets_messages_create", request=InputSerializer, responses={201: MessageOutput})
+    @extend_schema(
+        operation_id="tickets_messages_create", request=InputSerializer,
+        responses={201: MessageOutput,
+                   422: OpenApiResponse(description="attachment_unavailable, too_many_attachments, ticket_closed")},
+    )
     def post(self, request, ticket_id: int):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -667,3 +697,82 @@ class EvidenceFileApi(GenericAPIView):
     def get(self, request, evidence_id: int):
         evidence = selectors.get_evidence_for(user=request.user, evidence_id=evidence_id)
         return FileResponse(evidence.file.open("rb"), content_type=evidence.content_type)
+
+
+MULTIPART_OVERHEAD = 64 * 1024  # the form's boundaries and headers around the file
+
+
+class TicketAttachmentsApi(GenericAPIView):
+    """Upload a picture (JPEG, PNG, WebP, GIF) or a PDF for a message to come:
+    judged by its content, images re-encoded (EXIF dropped) with a thumbnail.
+    The caller's next message on this ticket claims it with ``attachment_ids``;
+    until then only the caller and staff can fetch it."""
+
+    serializer_class = AttachmentOutput
+    parser_classes = [MultiPartParser]
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "TicketAttachmentsInput"
+
+        file = serializers.FileField(required=False, allow_empty_file=True)
+
+    @extend_schema(
+        operation_id="tickets_attachments_create", request={"multipart/form-data": InputSerializer},
+        responses={201: AttachmentOutput,
+                   400: OpenApiResponse(description="file_required"),
+                   404: OpenApiResponse(description="the ticket is unknown or not visible to the caller"),
+                   413: OpenApiResponse(description="file_too_large (over ATTACHMENT_MAX_BYTES, 10 MB by default)"),
+                   415: OpenApiResponse(description="unsupported_file_type: not a JPEG, PNG, WebP, GIF or PDF "
+                                                    "by its content"),
+                   422: OpenApiResponse(description="image_unreadable, image_too_large (too many pixels), "
+                                                    "ticket_closed")},
+    )
+    def post(self, request, ticket_id: int):
+        # refuse an oversized body before it is parsed (and spooled to disk)
+        length = int_or_none(request.META.get("CONTENT_LENGTH"), minimum=0)
+        if length is not None and length > settings.ATTACHMENT_MAX_BYTES + MULTIPART_OVERHEAD:
+            raise FileTooLarge(f"The file is larger than {settings.ATTACHMENT_MAX_BYTES // (1024 * 1024)} MB.")
+        upload = request.FILES.get("file")
+        data = None
+        if upload is not None:
+            # never read more than the cap (and one byte to tell it was over)
+            data = upload.read(settings.ATTACHMENT_MAX_BYTES + 1)
+        ip, device = ip_and_device(request)
+        attachment = services.upload_attachment(actor=request.user, ticket_id=ticket_id, data=data, ip=ip,
+                                                device=device)
+        return Response(AttachmentOutput(attachment).data, status=status.HTTP_201_CREATED)
+
+
+def attachment_response(attachment, *, thumbnail: bool = False) -> FileResponse:
+    """The stored bytes with the stored type, never sniffed by the browser nor
+    run as a page: images inline, PDFs as a download, a sandboxing CSP."""
+    stored = attachment.thumbnail if thumbnail else attachment.file
+    content_type = "image/jpeg" if thumbnail else attachment.content_type
+    name = stored.name.rsplit("/", 1)[-1]
+    response = FileResponse(stored.open("rb"), content_type=content_type,
+                            as_attachment=not content_type.startswith("image/"), filename=name)
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+class AttachmentFileApi(GenericAPIView):
+    """The attachment itself, for whoever may see its message (its uploader
+    and staff before a message claims it); otherwise 404."""
+
+    @extend_schema(operation_id="attachments_file", responses={(200, "image/*"): bytes, (200, "application/pdf"): bytes})
+    def get(self, request, attachment_id: int):
+        return attachment_response(selectors.get_attachment_for(user=request.user, attachment_id=attachment_id))
+
+
+class AttachmentThumbnailApi(GenericAPIView):
+    """An image attachment's thumbnail (JPEG, at most 320 px), for the same people; 404 for a PDF."""
+
+    @extend_schema(operation_id="attachments_thumbnail", responses={(200, "image/jpeg"): bytes})
+    def get(self, request, attachment_id: int):
+        attachment = selectors.get_attachment_for(user=request.user, attachment_id=attachment_id)
+        if not attachment.thumbnail:
+            raise NotFound("This attachment has no thumbnail.")
+        return attachment_response(attachment, thumbnail=True)

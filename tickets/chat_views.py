@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from functools import wraps
 
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
@@ -96,6 +97,7 @@ def room(request, ticket_id: int):
                                    status=ticket.status, already_rated=hasattr(ticket, "rating")),
         "can_write": rules.may_write(status=ticket.status),
         "scores": range(11),
+        "attachments_per_message": settings.ATTACHMENTS_PER_MESSAGE,
     }
     return render(request, "tickets/chat/room.html", context)
 

@@ -55,10 +55,11 @@ class ChatWriter:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-writer")
 
     async def post(self, *, viewer: Viewer, ticket_id: int, body: str, client_msg_id: str | None,
-                   ip: str | None = None, device: str = "") -> Stored:
+                   ip: str | None = None, device: str = "", attachment_ids: tuple[int, ...] = ()) -> Stored:
         """Store one message; raises the DomainError that refused it."""
         future = asyncio.get_running_loop().create_future()
-        self._submit(_Waiting(ChatPost(viewer, ticket_id, body, client_msg_id, ip, device), future))
+        self._submit(_Waiting(ChatPost(viewer, ticket_id, body, client_msg_id, ip, device,
+                                       attachment_ids=tuple(attachment_ids)), future))
         return await future
 
     def read(self, *, viewer: Viewer, ticket_id: int, seq: int) -> None:
@@ -149,7 +150,7 @@ def _post_one(post: ChatPost) -> Stored:
     try:
         user = User.objects.get(pk=post.viewer.user_id)
         message = post_message(actor=user, ticket_id=post.ticket_id, body=post.body, client_msg_id=post.client_msg_id,
-                               ip=post.ip, device=post.device)
+                               ip=post.ip, device=post.device, attachment_ids=list(post.attachment_ids))
         return Stored(seq=message.seq, payload=message_payload(message))
     finally:
         close_old_connections()

@@ -16,6 +16,7 @@ from tickets.errors import TicketNotFound
 from tickets.events import CONSOLE, agent_group, staff_group, ticket_group, tier_group
 from tickets.models import Message, Ticket
 from tickets.rules import Viewer, sees_internal_notes, tiers_heard_by, viewer_of, visibility_filter
+from tickets.services.attachments import clean_attachment_ids
 from tickets.services.chat import clean_body, clean_client_id
 
 
@@ -181,24 +182,25 @@ class ChatConsumer(LiveConsumer):
             return
         self.sent_times.append(now)
         try:
-            body = clean_body(content.get("body"))
+            attachment_ids = clean_attachment_ids(content.get("attachment_ids"))
+            body = clean_body(content.get("body"), with_attachments=bool(attachment_ids))
             client_id = clean_client_id(content.get("client_msg_id"))
         except DomainError as error:
             await self.send_error(error.code, str(error.detail))
             return
         # the socket's own posts go in order, on a task of their own: waiting for
         # the database never holds up what this socket receives meanwhile
-        self.posts.put_nowait((body, client_id))
+        self.posts.put_nowait((body, client_id, attachment_ids))
         if self.poster is None or self.poster.done():
             self.poster = asyncio.create_task(self._post_in_order())
 
     async def _post_in_order(self) -> None:
         while not self.posts.empty():
-            body, client_id = self.posts.get_nowait()
+            body, client_id, attachment_ids = self.posts.get_nowait()
             try:
                 stored = await chat_writer.writer().post(viewer=self.viewer, ticket_id=self.ticket_id, body=body,
                                                         client_msg_id=client_id, ip=self.client_ip,
-                                                        device=self.client_device)
+                                                        device=self.client_device, attachment_ids=attachment_ids)
             except TicketNotFound:
                 await self.close(code=FORBIDDEN)
                 return
@@ -281,7 +283,8 @@ def _stored_up_to(viewer: Viewer, ticket_id: int) -> int | None:
 def _stored_after(viewer: Viewer, ticket_id: int, seq: int) -> list[dict]:
     from tickets.events import message_payload
 
-    messages = Message.objects.filter(ticket_id=ticket_id, seq__gt=seq).select_related("author").order_by("seq")
+    messages = (Message.objects.filter(ticket_id=ticket_id, seq__gt=seq).select_related("author")
+                .prefetch_related("attachments").order_by("seq"))
     if not sees_internal_notes(viewer):
         messages = messages.filter(internal=False)
     return [message_payload(m) for m in messages[:1000]]

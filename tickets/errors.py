@@ -111,3 +111,48 @@ class MergeTargetClosed(Conflict):
 class MergeBuyerMismatch(Conflict):
     code = "merge_buyer_mismatch"
     default_detail = "Only tickets of the same buyer can be merged."
+
+
+# --- pictures in chat (issue #13 item 3) -------------------------------------------
+
+
+class FileRequired(InvalidInput):
+    code = "file_required"
+    default_detail = "Send the file as the multipart field `file`."
+
+
+class UnsupportedFileType(DomainError):
+    """Judged by the file's content, never by its name or declared type."""
+
+    code = "unsupported_file_type"
+    default_detail = "Only JPEG, PNG, WebP or GIF images and PDF documents can be attached."
+
+
+class FileTooLarge(DomainError):
+    code = "file_too_large"
+    default_detail = "The file is too large."
+
+
+class ImageUnreadable(DomainError):
+    code = "image_unreadable"
+    default_detail = "The image is damaged or cannot be read."
+
+
+class ImageTooLarge(DomainError):
+    """More pixels than ``ATTACHMENT_MAX_PIXELS``: refused before decoding (a decompression bomb)."""
+
+    code = "image_too_large"
+    default_detail = "The image has too many pixels."
+
+
+class TooManyAttachments(DomainError):
+    code = "too_many_attachments"
+    default_detail = "Too many attachments on one message."
+
+
+class AttachmentUnavailable(DomainError):
+    """An id a message may not claim: unknown, of another ticket, uploaded by
+    someone else, or already on a message. Nothing is written."""
+
+    code = "attachment_unavailable"
+    default_detail = "One of the attachments cannot be sent with this message (upload it again)."

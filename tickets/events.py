@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.urls import reverse
+
 from core.realtime import publish_on_commit, send_event_on_commit
 from merchants.services import merchant_group
 from tickets.models import Channel, Message, OvertimeRequest, Party, SlaBreach, Ticket
@@ -51,6 +53,25 @@ def ticket_payload(ticket: Ticket) -> dict[str, Any]:
     }
 
 
+def attachment_payload(attachment) -> dict[str, Any]:
+    """``{id, content_type, size_bytes, url, thumbnail_url}``: the URLs are the
+    scoped endpoints, never the storage's own."""
+    return {
+        "id": attachment.pk,
+        "content_type": attachment.content_type,
+        "size_bytes": attachment.size_bytes,
+        "url": reverse("attachment-file", args=[attachment.pk]),
+        "thumbnail_url": reverse("attachment-thumbnail", args=[attachment.pk]) if attachment.thumbnail else None,
+    }
+
+
+def attachments_of(message: Message) -> list:
+    """The message's attachments as prefetched (lists prefetch them; a new
+    message carries the ones it claimed); never a query of its own."""
+    cached = getattr(message, "_prefetched_objects_cache", {}).get("attachments")
+    return list(cached) if cached is not None else []
+
+
 def message_payload(message: Message) -> dict[str, Any]:
     return {
         "type": "message",
@@ -63,6 +84,7 @@ def message_payload(message: Message) -> dict[str, Any]:
         "internal": message.internal,
         "notice": message.notice,
         "created_at": message.created_at.isoformat(),
+        "attachments": [attachment_payload(a) for a in attachments_of(message)],
     }
 
 

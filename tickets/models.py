@@ -662,3 +662,47 @@ class PhoneCall(models.Model):
 
     def __str__(self) -> str:
         return f"call #{self.pk} on #{self.ticket_id}"
+
+
+def attachment_path(instance: Attachment, filename: str) -> str:
+    """The server names every stored file (never the client's filename):
+    ``attachments/<ticket>/<random>.<ext of the type we stored>``."""
+    return f"attachments/{instance.ticket_id}/{filename}"
+
+
+class Attachment(models.Model):
+    """A picture or PDF attached to a message (issue #13 item 3). Uploaded
+    first (unclaimed: only its uploader and staff see it), then claimed by the
+    uploader's next message on the same ticket; from then on it is seen by
+    whoever sees that message (an internal note's by staff only). Files go
+    through Django's storage API, served only by the scoped view."""
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="attachments")
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, null=True, blank=True, related_name="attachments",
+        verbose_name=_("message"),
+    )
+    file = models.FileField(_("file"), upload_to=attachment_path, max_length=200)
+    thumbnail = models.FileField(_("thumbnail"), upload_to=attachment_path, max_length=200, blank=True)
+    content_type = models.CharField(_("content type"), max_length=32)
+    size_bytes = models.PositiveIntegerField(_("size (bytes)"))
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("attachment")
+        verbose_name_plural = _("attachments")
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["ticket", "uploaded_by"], name="attachment_ticket_uploader"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(size_bytes__gte=1), name="attachment_size_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"attachment #{self.pk} on #{self.ticket_id}"
+
+    @property
+    def is_image(self) -> bool:
+        return self.content_type.startswith("image/")

@@ -159,3 +159,21 @@ def tiers_heard_by(rank: int) -> list[int]:
 def next_tier(tier: int) -> int | None:
     """The tier a report up goes to; None at the top of the ladder."""
     return tier + 1 if tier < sla.MAX_TIER else None
+
+
+# --- pictures in chat (issue #13 item 3) ------------------------------------------
+
+
+def may_see_attachment(viewer: Viewer, *, buyer_id: int | None, merchant_id: int | None, party: str,
+                       uploaded_by_id: int, claimed: bool, internal: bool) -> bool:
+    """An attachment is seen by whoever sees its message: the ticket's viewers
+    (``can_view``: the buyer, staff, the merchant once a party), an internal
+    note's by staff only. Before a message claims it, only its uploader and
+    staff see it."""
+    if not can_view(viewer, buyer_id=buyer_id, merchant_id=merchant_id, party=party):
+        return False
+    if viewer.is_staff:
+        return True
+    if not claimed:
+        return uploaded_by_id == viewer.user_id
+    return not internal

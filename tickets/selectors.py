@@ -102,7 +102,9 @@ def console_queue(*, user, filters: TicketFilters, now: datetime | None = None) 
 
 
 def messages_visible_to(*, user, ticket: Ticket) -> QuerySet[Message]:
-    messages = ticket.messages.select_related("author").order_by("seq")
+    # attachments in one more query, however many messages (internal notes'
+    # attachments leave with their notes)
+    messages = ticket.messages.select_related("author").prefetch_related("attachments").order_by("seq")
     if not roles.is_agent(user):
         messages = messages.filter(internal=False)
     return messages
@@ -337,3 +339,26 @@ def likely_duplicates(*, ticket: Ticket) -> list[Ticket]:
         Ticket.objects.filter(buyer_id=ticket.buyer_id, order_id=ticket.order_id, status__in=MERGEABLE_STATES)
         .exclude(pk=ticket.pk).select_related("assignee").order_by("created_at", "pk")[:DUPLICATES_SHOWN]
     )
+
+
+def get_attachment_for(*, user, attachment_id: int):
+    """An attachment the viewer may see (``tickets.rules.may_see_attachment``:
+    whoever sees its message; before a message claims it, its uploader and
+    staff), else a 404 that reveals nothing. One query beyond the viewer's."""
+    from tickets.models import Attachment
+    from tickets.rules import may_see_attachment
+
+    attachment = (Attachment.objects.select_related("ticket", "message")
+                  .only("id", "ticket_id", "uploaded_by_id", "message_id", "file", "thumbnail", "content_type",
+                        "size_bytes", "ticket__buyer_id", "ticket__merchant_id", "ticket__party",
+                        "message__internal")
+                  .filter(pk=attachment_id).first())
+    viewer = user if isinstance(user, Viewer) else viewer_of(user)
+    if attachment is None or not may_see_attachment(
+        viewer, buyer_id=attachment.ticket.buyer_id, merchant_id=attachment.ticket.merchant_id,
+        party=attachment.ticket.party, uploaded_by_id=attachment.uploaded_by_id,
+        claimed=attachment.message_id is not None,
+        internal=attachment.message.internal if attachment.message_id else False,
+    ):
+        raise TicketNotFound("Attachment not found.")
+    return attachment

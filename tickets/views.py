@@ -13,6 +13,7 @@ from datetime import timedelta
 from functools import wraps
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.core.paginator import Paginator
@@ -359,6 +360,7 @@ def ticket(request, ticket_id: int):
         "playbooks": selectors.playbooks(category=ticket.category),
         "can_write": rules.may_write(status=ticket.status),
         "duplicates": selectors.likely_duplicates(ticket=ticket),
+        "attachments_per_message": settings.ATTACHMENTS_PER_MESSAGE,
     }
     return render(request, "tickets/ticket.html", context)
 
@@ -457,11 +459,13 @@ def reply(request, ticket_id: int):
     A reply (not a note) on a ticket another agent holds is refused until the
     agent confirms: two agents answering one buyer at once is the mistake."""
     try:
+        attachment_ids = [parse_int(raw, field="attachment_ids", minimum=1)
+                          for raw in request.POST.getlist("attachment_ids")[:50]]
         message = services.post_message(
             actor=request.user, ticket_id=ticket_id, body=request.POST.get("body", ""),
             internal=request.POST.get("internal") in ("on", "1", "true"),
             client_msg_id=(request.POST.get("client_msg_id") or None),
-            confirm_held=request.POST.get("confirm_held") == "1",
+            confirm_held=request.POST.get("confirm_held") == "1", attachment_ids=attachment_ids,
         )
     except TicketNotFound:
         raise Http404 from None

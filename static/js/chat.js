@@ -35,10 +35,12 @@
     if (pending) li.dataset.clientId = frame.client_msg_id;
     const who = document.createElement("span"); who.className = "who";
     who.textContent = role === "system" ? t.system : (frame.author ? frame.author.name : "");
-    const text = document.createElement("span"); text.className = "body"; text.textContent = frame.body;
+    li.append(who);
+    if (frame.body) { const text = document.createElement("span"); text.className = "body"; text.textContent = frame.body; li.append(text); }
+    if (frame.attachments && frame.attachments.length && window.CSAttach) li.append(CSAttach.renderList(frame.attachments, t));
     const time = document.createElement("time");
     time.textContent = pending ? t.pending : new Date(frame.created_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-    li.append(who, text, time);
+    li.append(time);
     return li;
   }
 
@@ -47,6 +49,7 @@
     lastSeq = frame.seq;
     const pending = frame.client_msg_id && log.querySelector(`[data-client-id="${CSS.escape(frame.client_msg_id)}"]`);
     if (pending) pending.remove();
+    for (const acked of log.querySelectorAll(".bubble.pending[data-ack-seq]")) if (Number(acked.dataset.ackSeq) <= frame.seq) acked.remove();
     log.append(bubble(frame, false));
     log.lastElementChild.scrollIntoView({ block: "end" });
     markRead();
@@ -68,7 +71,11 @@
 
   function flushOutbox() {
     if (!socket || socket.readyState !== WebSocket.OPEN) return;
-    for (const item of outbox()) socket.send(JSON.stringify({ type: "message", body: item.body, client_msg_id: item.id }));
+    for (const item of outbox()) {
+      const frame = { type: "message", body: item.body, client_msg_id: item.id };
+      if (item.attachments && item.attachments.length) frame.attachment_ids = item.attachments.map((a) => a.id);
+      socket.send(JSON.stringify(frame));
+    }
   }
 
   // 'unavailable' (the database away for a moment, the socket still open): what
@@ -103,8 +110,17 @@
     socket.addEventListener("message", (event) => {
       let frame; try { frame = JSON.parse(event.data); } catch (e) { return; }
       if (frame.type === "message") { show(frame); typing.hidden = true; }
-      else if (frame.type === "ack") { retries = 0; saveOutbox(outbox().filter((item) => item.id !== frame.client_msg_id)); }
+      else if (frame.type === "ack") {
+        retries = 0;
+        saveOutbox(outbox().filter((item) => item.id !== frame.client_msg_id));
+        // stored: the message itself comes (or came) as its frame with its seq; frames
+        // carry no client id, so the pending copy goes here, unless nothing showed it yet
+        const pending = frame.client_msg_id && log.querySelector(`.bubble.pending[data-client-id="${CSS.escape(frame.client_msg_id)}"]`);
+        if (pending && frame.seq <= lastSeq) pending.remove();
+        else if (pending) pending.dataset.ackSeq = frame.seq;
+      }
       else if (frame.type === "error" && frame.code === "unavailable") retrySoon();
+      else if (frame.type === "error" && frame.code === "attachment_unavailable") dropRefused(frame.detail);
       else if (frame.type === "read" && frame.author && frame.author.role !== "buyer") showRead(frame.seq);
       else if (frame.type === "typing") { typing.hidden = false; clearTimeout(typingTimer); typingTimer = setTimeout(() => { typing.hidden = true; }, 4000); }
       else if (frame.type === "joined" && frame.author && frame.author.role === "merchant_staff") {
@@ -128,14 +144,45 @@
     });
   }
 
+  // a message whose files the server will not take (sent twice, or from another
+  // tab): it would be refused again on every resend, so it leaves the outbox
+  function dropRefused(detail) {
+    const refused = outbox().filter((item) => item.attachments && item.attachments.length);
+    if (!refused.length) return;
+    const ids = new Set(refused.map((item) => item.id));
+    saveOutbox(outbox().filter((item) => !ids.has(item.id)));
+    for (const li of log.querySelectorAll(".bubble.pending[data-client-id]")) if (ids.has(li.dataset.clientId)) li.remove();
+    showAttachError(detail);
+  }
+
+  const attachError = document.getElementById("chat-attach-error");
+  function showAttachError(text) {
+    if (!attachError) return;
+    attachError.textContent = text || t.failed;
+    attachError.hidden = false;
+    clearTimeout(showAttachError.timer);
+    showAttachError.timer = setTimeout(() => { attachError.hidden = true; }, 8000);
+  }
+
+  const attachInput = document.getElementById("chat-attach");
+  const attachments = (form && attachInput && window.CSAttach) ? CSAttach.tray({
+    input: attachInput, chips: document.getElementById("chat-chips"), url: form.dataset.uploadUrl, t,
+    onChange: (ids, busy) => { const send = form.querySelector("button[type=submit]"); if (send) send.disabled = busy; },
+    onError: showAttachError,
+  }) : null;
+
   if (form) {
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       const text = input.value.trim();
-      if (!text) return;
-      const item = { id: (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random()), body: text };
+      const files = attachments ? attachments.items() : [];
+      if (!text && !files.length) return;
+      if (attachments && attachments.busy()) return;
+      const item = { id: (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random()), body: text,
+                     attachments: files.map((a) => ({ id: a.id, url: a.url, thumbnail_url: a.thumbnail_url, content_type: a.content_type, size_bytes: a.size_bytes })) };
       saveOutbox([...outbox(), item]);
-      log.append(bubble({ body: text, client_msg_id: item.id }, true));
+      log.append(bubble({ body: text, client_msg_id: item.id, attachments: item.attachments }, true));
+      if (attachments) attachments.clear();
       input.value = "";
       lastTyping = 0; // the next thing typed is news again
       flushOutbox();
@@ -149,7 +196,7 @@
     input.addEventListener("keydown", (event) => { if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) form.requestSubmit(); });
   }
   // what was typed before a reload is still waiting: show it as pending and send it
-  for (const item of outbox()) log.append(bubble({ body: item.body, client_msg_id: item.id }, true));
+  for (const item of outbox()) log.append(bubble({ body: item.body, client_msg_id: item.id, attachments: item.attachments }, true));
   document.addEventListener("visibilitychange", markRead);
   setInterval(() => {
     if (socket && socket.readyState === WebSocket.OPEN && !document.hidden) socket.send('{"type":"sync"}');

@@ -437,6 +437,7 @@
     if (form && form.id === "reply-form" && event.detail.successful) {
       const confirm = document.getElementById("confirm-held");
       if (confirm) confirm.value = "";
+      if (replyAttachments) replyAttachments.clear();
       form.reset();
       newClientId();
       checkPlaceholders();
@@ -887,6 +888,37 @@
     if (target && target.id === "conversation") { applyReceipts(); markRead(); }
   });
   document.addEventListener("visibilitychange", () => { if (!document.hidden) markRead(); });
+
+  /* ------------------------------------------------------------ attachments in the reply box */
+
+  // pictures and PDFs go up at once (attach.js); the reply names them in
+  // hidden ``attachment_ids`` fields, and may then have no text
+  let replyAttachments = null;
+  (function setUpReplyAttachments() {
+    const input = document.getElementById("reply-attach");
+    const form = document.getElementById("reply-form");
+    if (!input || !form || !window.CSAttach) return;
+    const holder = document.getElementById("reply-attachment-ids");
+    const box = replyBox();
+    const errors = document.getElementById("reply-error");
+    replyAttachments = CSAttach.tray({
+      input, chips: document.getElementById("reply-chips"), url: input.dataset.uploadUrl,
+      t: { picture: t("picture"), pdf: t("pdf"), uploading: t("uploading"), remove: t("remove"), failed: t("failed"), tooMany: t("tooMany") },
+      onChange(ids, busy) {
+        holder.textContent = "";
+        for (const id of ids) {
+          const field = document.createElement("input");
+          field.type = "hidden"; field.name = "attachment_ids"; field.value = String(id);
+          holder.append(field);
+        }
+        if (box) box.required = ids.length === 0;
+        const send = $("#reply-form button[type=submit]");
+        if (send) send.disabled = busy;
+        if (errors && ids.length) errors.textContent = "";
+      },
+      onError(text) { if (errors) errors.textContent = text; },
+    });
+  })();
 
   /* ------------------------------------------------------------ start */
 

@@ -4,6 +4,7 @@ Public entry points own their transaction (``atomic(durable=True)``); the
 ``_``-prefixed helpers run inside a caller's transaction.
 """
 
+from tickets.services.attachments import upload_attachment
 from tickets.services.knowledge import add_playbook, edit_playbook, render_quick_reply
 from tickets.services.merchant_side import Upload, respond_as_merchant
 from tickets.services.merge import merge_tickets
@@ -23,5 +24,5 @@ from tickets.services.tickets import open_system_ticket, open_ticket, report_up,
 __all__ = [
     "Upload", "add_playbook", "decide_overtime", "edit_playbook", "dispatch_chats", "intercept_and_resend", "mark_read", "merge_tickets", "open_system_ticket", "open_ticket", "pick_queue", "post_message",
     "rate_ticket", "render_quick_reply", "report_up", "respond_as_merchant", "request_overtime", "send_shift_reminders", "set_presence",
-    "shift_status", "sweep_missed_resends", "sweep_sla", "transition_ticket",
+    "shift_status", "sweep_missed_resends", "sweep_sla", "transition_ticket", "upload_attachment",
 ]

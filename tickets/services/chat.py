@@ -12,7 +12,8 @@ own transaction after the batch.
 
 Four statements whatever the batch holds: lock the tickets, look up repeated
 client ids, insert the messages, update the tickets' counters (plus one upsert
-of read marks when there are any).
+of read marks when there are any, and when messages carry attachments one
+query to check them and one UPDATE to claim them, however many).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from django.utils import timezone
 from core import doors
 from core.errors import DomainError
 from tickets import events
-from tickets.errors import Conflict, InvalidInput, TicketNotFound
-from tickets.models import Message, ReadMark, Ticket
+from tickets.errors import AttachmentUnavailable, Conflict, InvalidInput, TicketNotFound
+from tickets.models import Attachment, Message, ReadMark, Ticket
+from tickets.services.attachments import claimable
 from core.locks import taking
 from tickets import rules
 from tickets.rules import Viewer, can_view
@@ -42,6 +44,7 @@ class ChatPost:
     client_msg_id: str | None
     ip: str | None = None  # the socket's client, for the doors' guards
     device: str = ""
+    attachment_ids: tuple[int, ...] = ()  # uploaded by this author to this ticket, claimed by the message
 
 
 @dataclass(frozen=True)
@@ -69,9 +72,10 @@ class BatchOutcome:
     events: list[tuple[str, dict]]  # to publish after commit, in seq order per ticket
 
 
-def clean_body(body) -> str:
+def clean_body(body, *, with_attachments: bool = False) -> str:
+    """The message's text; it may be empty only when files go with it."""
     body = (body or "").strip() if isinstance(body, str) else ""
-    if not body:
+    if not body and not with_attachments:
         raise InvalidInput("body is required.", field="body")
     if len(body) > settings.BODY_MAX_CHARS:
         raise InvalidInput(f"body is longer than {settings.BODY_MAX_CHARS} characters.", field="body")
@@ -105,8 +109,13 @@ def store_chat_batch(*, posts: list[ChatPost], reads: list[ChatRead], now: datet
     if wanted_ids and (repeated := _repeated_client_ids(wanted_ids)):
         # rare: a page sent a message again (after a reconnect); answer with the first
         found = Message.objects.filter(ticket_id__in={t for t, _ in repeated},
-                                       client_msg_id__in={c for _, c in repeated}).select_related("author")
+                                       client_msg_id__in={c for _, c in repeated}).select_related("author").prefetch_related("attachments")
         known = {(m.ticket_id, m.client_msg_id): m for m in found if (m.ticket_id, m.client_msg_id) in repeated}
+    # every attachment the batch's messages name, in one query; claimed below in one UPDATE
+    named = {pk for p in posts for pk in p.attachment_ids}
+    found_attachments = {a.pk: a for a in Attachment.objects.filter(pk__in=named)} if named else {}
+    taken: set[int] = set()
+    claims: list[tuple[int, int, int]] = []  # (attachment, ticket, seq)
 
     refused = _refused_at_the_door(posts, now=now)
     results: list[Stored | DomainError | None] = []
@@ -133,6 +142,12 @@ def store_chat_batch(*, posts: list[ChatPost], reads: list[ChatRead], now: datet
         if _needs_service(ticket, post.viewer):
             results.append(None)
             continue
+        attachments = [found_attachments.get(pk) for pk in post.attachment_ids]
+        if not all(a is not None and a.pk not in taken
+                   and claimable(a, ticket_id=ticket.pk, author_id=post.viewer.user_id) for a in attachments):
+            results.append(AttachmentUnavailable())
+            continue
+        taken.update(a.pk for a in attachments)
         role = post.viewer.message_role
         prev_public = ticket.last_public_seq
         ticket.last_seq += 1
@@ -147,8 +162,9 @@ def store_chat_batch(*, posts: list[ChatPost], reads: list[ChatRead], now: datet
             "type": "message", "ticket_id": ticket.pk, "seq": message.seq,
             "author": {"id": post.viewer.user_id, "role": role, "name": post.viewer.name},
             "author_id": post.viewer.user_id, "body": message.body, "internal": False, "notice": "",
-            "created_at": now.isoformat(),
+            "created_at": now.isoformat(), "attachments": [events.attachment_payload(a) for a in attachments],
         }
+        claims += [(a.pk, ticket.pk, message.seq) for a in attachments]
         stored = Stored(seq=message.seq, payload=payload, events=events.message_events(
             payload, prev_public_seq=prev_public, assignee_id=ticket.assignee_id, merchant_id=ticket.merchant_id,
             party=ticket.party))
@@ -159,6 +175,8 @@ def store_chat_batch(*, posts: list[ChatPost], reads: list[ChatRead], now: datet
 
     if new_messages:
         _insert_messages([m for m, _, _ in new_messages])
+        if claims:
+            _claim_attachments(claims)
         _update_counters(tickets=list(changed.values()), now=now)
     moved = _store_reads(reads=reads, tickets=tickets, now=now)
     all_events = [event for _, stored, _ in new_messages for event in stored.events]
@@ -238,6 +256,28 @@ def _insert_messages(messages: list[Message]) -> None:
             f"created_at) VALUES {rows}",
             params,
         )
+
+
+def _claim_attachments(claims: list[tuple[int, int, int]]) -> None:
+    """Point the batch's attachments at their new messages in one UPDATE
+    (found by ticket and seq: the messages' ids are not read back). The
+    tickets are locked, so nothing claimed them since the check; should one
+    be taken anyway, the whole batch rolls back."""
+    # a plain UPDATE with a CASE (no CTE: Python's sqlite3 reports no row count
+    # for a statement that starts with WITH)
+    table = connection.ops.quote_name(Attachment._meta.db_table)
+    messages = connection.ops.quote_name(Message._meta.db_table)
+    whens = " ".join(
+        [f"WHEN %s THEN (SELECT m.id FROM {messages} m WHERE m.ticket_id = %s AND m.seq = %s)"] * len(claims))
+    params = [value for claim in claims for value in claim] + [claim[0] for claim in claims]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET message_id = CASE id {whens} END "
+            f"WHERE id IN ({', '.join(['%s'] * len(claims))}) AND message_id IS NULL",
+            params,
+        )
+        if cursor.rowcount != len(claims):
+            raise AttachmentUnavailable()
 
 
 def _update_counters(*, tickets: list[_TicketRow], now: datetime) -> None:

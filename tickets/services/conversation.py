@@ -12,6 +12,7 @@ from django.utils.translation import gettext, gettext_noop
 from accounts import roles
 from tickets import events
 from tickets.models import Message, Ticket
+from tickets.services.attachments import claim_attachments
 
 
 def author_role_of(user) -> str:
@@ -26,11 +27,13 @@ def author_role_of(user) -> str:
 
 def append_message(
     *, ticket: Ticket, author, body: str, internal: bool, now: datetime, client_msg_id: str | None = None,
-    notice: str = "",
+    notice: str = "", attachments: list | None = None,
 ) -> Message:
     """Give the message the ticket's next ``seq``. ``ticket`` is locked (or
     new) in the caller's transaction, so the counter has no gaps or repeats:
-    a rolled-back message rolls its number back with it."""
+    a rolled-back message rolls its number back with it. ``attachments``
+    (checked by ``attachments_to_claim``) are claimed by it in one UPDATE
+    before its frame is built."""
     assert transaction.get_connection().in_atomic_block, "append_message needs the caller's transaction"
     role = author_role_of(author)
     prev_public_seq = ticket.last_public_seq
@@ -49,6 +52,7 @@ def append_message(
         ticket=ticket, seq=ticket.last_seq, author=author, author_role=role, body=body,
         internal=internal, client_msg_id=client_msg_id, created_at=now, notice=notice,
     )
+    claim_attachments(message=message, attachments=attachments or [])
     events.message_posted(message, prev_public_seq=prev_public_seq)
     return message
 

@@ -14,6 +14,7 @@ from tickets.errors import (
 )
 from tickets.models import Message, Party, Rating, ReadMark, Ticket, TicketEvent
 from tickets.selectors import get_ticket_for
+from tickets.services.attachments import attachments_to_claim, clean_attachment_ids
 from tickets.services.conversation import append_message
 from tickets.services.transitions import run_transition
 
@@ -23,7 +24,7 @@ __all__ = ["append_message", "mark_read", "post_message", "rate_ticket"]
 @transaction.atomic(durable=True)
 def post_message(
     *, actor, ticket_id: int, body: str, internal: bool = False, client_msg_id: str | None = None,
-    confirm_held: bool = True, ip: str | None = None, device: str = "",
+    confirm_held: bool = True, ip: str | None = None, device: str = "", attachment_ids=None,
 ) -> Message:
     """Post to a ticket's conversation; internal notes are staff-only.
 
@@ -33,10 +34,15 @@ def post_message(
     ``confirm_held=False`` (the console asks first) a staff reply on a ticket
     another agent holds is refused with 409 ``held_by_other``; the check runs
     under the ticket's lock, so a ticket taken a moment ago counts.
+
+    ``attachment_ids`` (uploaded by the actor to this ticket, not yet on a
+    message) go with the message, which may then have no text; any other id
+    refuses the whole message with ``attachment_unavailable``.
     """
     now = timezone.now()
     body = (body or "").strip()
-    if not body:
+    attachment_ids = clean_attachment_ids(attachment_ids)
+    if not body and not attachment_ids:
         raise InvalidInput("body is required.", field="body")
     if len(body) > settings.BODY_MAX_CHARS:
         raise InvalidInput(f"body is longer than {settings.BODY_MAX_CHARS} characters.", field="body")
@@ -49,7 +55,7 @@ def post_message(
     if internal and not roles.is_agent(actor):
         raise PermissionDenied("Only staff write internal notes.")
     if client_msg_id:
-        existing = ticket.messages.filter(client_msg_id=client_msg_id).first()
+        existing = ticket.messages.filter(client_msg_id=client_msg_id).prefetch_related("attachments").first()
         if existing is not None:
             if existing.author_id != actor.pk:
                 raise Conflict("That client message id belongs to another author.")
@@ -59,8 +65,10 @@ def post_message(
     if (not confirm_held and not internal and roles.is_agent(actor)
             and ticket.assignee_id not in (None, actor.pk)):
         raise HeldByOther(holder=ticket.assignee.name)
+    attachments = attachments_to_claim(ticket=ticket, author_id=actor.pk, ids=attachment_ids)
     message = append_message(
-        ticket=ticket, author=actor, body=body, internal=internal, now=now, client_msg_id=client_msg_id
+        ticket=ticket, author=actor, body=body, internal=internal, now=now, client_msg_id=client_msg_id,
+        attachments=attachments,
     )
     role = message.author_role
     if (role == Message.AuthorRole.BUYER and ticket.status == Ticket.Status.WAITING_BUYER) or (
