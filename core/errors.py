@@ -23,7 +23,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "unknown_category": 400, "unknown_order": 400, "already_rated": 409, "not_resolved": 409,
     "ticket_closed": 422, "assignee_invalid": 400, "shift_limit_reached": 409, "held_by_other": 409,
     "below_ticket_tier": 403, "note_required": 400, "merge_into_self": 409, "merge_target_closed": 409,
-    "merge_buyer_mismatch": 409,
+    "merge_buyer_mismatch": 409, "invalid_tag": 400, "too_many_tags": 422, "invalid_view_filters": 400,
+    "view_name_taken": 409, "too_many_views": 422,
     # merchants
     "exceeds_withdrawable": 422, "amount_invalid": 422, "order_disputed": 409, "order_not_releasable": 409,
     "payout_settled": 409, "payout_awaiting_review": 409, "payout_not_in_review": 409, "account_restricted": 409, "hold_not_active": 409, "already_shipped": 409, "task_not_open": 409,
