@@ -439,11 +439,12 @@ def test_ticket_page_queries_do_not_grow_with_messages(console, agent, buyer, or
         services.post_message(actor=author, ticket_id=ticket.pk, body=f"消息 {i}", internal=author == agent and i % 3 == 1)
     path = f"/console/tickets/{ticket.pk}/"
     # 18: the page, plus its read mark moving forward (scope + one upsert), the read receipts
-    # and the likely duplicates (issue #13 item 2: one query, whatever their number); one more
-    # where the session is read from the database (the embedded default has no Redis cache)
+    # and the likely duplicates (issue #13 item 2: one query, whatever their number), the tags
+    # (issue #13 item 4: one query); one more where the session is read from the database (the
+    # embedded default has no Redis cache)
     from django.conf import settings
 
-    bound = 18 + (settings.SESSION_ENGINE == "django.contrib.sessions.backends.db")
+    bound = 19 + (settings.SESSION_ENGINE == "django.contrib.sessions.backends.db")
     ten = _count(console, path, django_assert_max_num_queries, bound)
     for i in range(90):
         services.post_message(actor=agent if i % 2 else buyer, ticket_id=ticket.pk, body=f"更多 {i}")
