@@ -34,6 +34,8 @@ import unicodedata
 # as it is posted, until the cap (a very long conversation's tail is not searchable)
 SEARCH_TEXT_MAX = 6000
 TERM_MAX = 100
+# a search of only digits, shorter than this, is a ticket id (selectors.search_condition)
+DIGITS_AS_TEXT = 5
 MAX_TOKENS = 6
 
 # CJK ideographs (unified + extension A + compatibility), kana and hangul

@@ -110,16 +110,22 @@ TAGS_PREFETCH = Prefetch("tags", queryset=TicketTag.objects.order_by("name"))
 def search_condition(term: str) -> Q:
     """What ``q`` matches: every word of the term in the ticket's search text
     (subject, conversation, order no., buyer's names and phone; see
-    ``tickets.search``), or the ticket whose id the term is. On PostgreSQL the
+    ``tickets.search``), or the ticket whose id the term is; a number shorter
+    than ``search.DIGITS_AS_TEXT`` digits is an id only (phones, order nos. and
+    their parts are longer). On PostgreSQL the
     text conditions use the trigram index (``LIKE`` on the lowercased column),
     the id its primary key; both in one bitmap scan."""
     term = term.strip()
+    ticket_id = int_or_none(term, minimum=1)
+    if ticket_id is not None and len(term) < search.DIGITS_AS_TEXT:
+        # a short number is a ticket's id (as a text it would match every order no. holding it)
+        return Q(pk=ticket_id)
     condition = Q()
     for pattern in search.patterns(term):
         condition &= Q(search_text__contains=pattern)
     if not condition:
         return Q(pk__in=[])
-    if (ticket_id := int_or_none(term, minimum=1)) is not None:
+    if ticket_id is not None:
         condition |= Q(pk=ticket_id)
     return condition
 
