@@ -379,3 +379,19 @@ def test_a_view_whose_queue_went_away_counts_null(api, agent):
     body = api(agent).get("/api/v1/views/").json()
     assert body["results"][0]["count"] is None
 
+
+
+@pytest.mark.django_db
+def test_the_migration_fills_search_text_of_existing_tickets(agent, buyer, order):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("tickets.migrations.0007_tags_views_search")
+    ticket = ticket_in_state("assigned", buyer=buyer, agent=agent, order=order, subject="旧工单")
+    services.post_message(actor=agent, ticket_id=ticket.pk, body="备注 hidden", internal=True)
+    expected = Ticket.objects.get(pk=ticket.pk).search_text
+    Ticket.objects.update(search_text="")
+    migration.fill_search_text(apps, None)
+    text = Ticket.objects.get(pk=ticket.pk).search_text
+    assert text == expected and " 旧工 工单 " in text and "hidden" not in text
