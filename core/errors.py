@@ -26,6 +26,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "below_ticket_tier": 403, "note_required": 400, "merge_into_self": 409, "merge_target_closed": 409,
     "merge_buyer_mismatch": 409, "file_required": 400, "unsupported_file_type": 415, "file_too_large": 413,
     "image_unreadable": 422, "image_too_large": 422, "too_many_attachments": 422, "attachment_unavailable": 422,
+    "invalid_tag": 400, "too_many_tags": 422, "invalid_view_filters": 400, "view_name_taken": 409, "too_many_views": 422,
     # merchants
     "exceeds_withdrawable": 422, "amount_invalid": 422, "order_disputed": 409, "order_not_releasable": 409,
     "payout_settled": 409, "payout_awaiting_review": 409, "payout_not_in_review": 409, "account_restricted": 409, "hold_not_active": 409, "already_shipped": 409, "task_not_open": 409,

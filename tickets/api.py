@@ -14,12 +14,12 @@ from rest_framework.response import Response
 from accounts import roles
 from accounts.logins import ip_and_device
 from core.api import IntegerField, JSONParser, filter_choice
-from core.errors import InvalidInput, NotFound, PermissionDenied
-from core.parsing import int_or_none, parse_id, parse_int, parse_optional_id
+from core.errors import NotFound, PermissionDenied
+from core.parsing import int_or_none, parse_int
 from tickets import events, rules, selectors, services, sla
-from tickets.models import AgentProfile, Message, OvertimeRequest, Playbook, Queue, Rating, Ticket, TicketEvent
 from tickets.errors import FileTooLarge
-from tickets.selectors import TicketFilters
+from tickets.filters import parse_ticket_filters  # noqa: F401  (the console imported it from here)
+from tickets.models import AgentProfile, Message, OvertimeRequest, Playbook, Queue, Rating, Ticket, TicketEvent
 
 
 class TicketOutput(serializers.ModelSerializer):
@@ -33,6 +33,7 @@ class TicketOutput(serializers.ModelSerializer):
                                   help_text="the ticket this one was merged into (status `merged`)")
     overdue = serializers.SerializerMethodField()
     sla_paused = serializers.SerializerMethodField()
+    tags = serializers.SerializerMethodField(help_text="the ticket's tags, normalised, sorted")
 
     class Meta:
         model = Ticket
@@ -40,8 +41,11 @@ class TicketOutput(serializers.ModelSerializer):
             "id", "subject", "category", "party", "channel", "grade", "tier", "language", "status",
             "queue", "queue_id", "buyer_id", "merchant_id", "order_id", "assignee_id",
             "created_at", "updated_at", "due_at", "overdue", "sla_paused", "sla_remaining_s",
-            "breached_at", "first_response_at", "resolved_at", "closed_at", "last_seq", "merged_into_id",
+            "breached_at", "first_response_at", "resolved_at", "closed_at", "last_seq", "merged_into_id", "tags",
         ]
+
+    def get_tags(self, ticket: Ticket) -> list[str]:
+        return selectors.tag_names(ticket)
 
     def get_overdue(self, ticket: Ticket) -> bool:
         return ticket.is_overdue(self.context.get("now"))
@@ -54,11 +58,12 @@ _DATETIME = serializers.DateTimeField()
 _TICKET_TIMES = ("created_at", "updated_at", "due_at", "breached_at", "first_response_at", "resolved_at", "closed_at")
 
 
-def ticket_body(ticket: Ticket, *, now=None, user=None, detail: bool = False) -> dict:
+def ticket_body(ticket: Ticket, *, now=None, user=None, detail: bool = False, tags: list[str] | None = None) -> dict:
     """``TicketOutput`` (``TicketDetailOutput`` with ``detail``) as a plain
     dict: a ModelSerializer builds its fields anew on every instantiation,
     about 5 ms of a create; the serializers stay for the schema, and a test
-    holds this to their output."""
+    holds this to their output. ``tags`` when the caller knows them (a new
+    ticket has none), else from the list's prefetch or one query."""
     body = {
         "id": ticket.pk, "subject": ticket.subject, "category": ticket.category, "party": ticket.party,
         "channel": ticket.channel, "grade": ticket.grade, "tier": ticket.tier, "language": ticket.language,
@@ -77,6 +82,7 @@ def ticket_body(ticket: Ticket, *, now=None, user=None, detail: bool = False) ->
         body[name] = _DATETIME.to_representation(value) if value is not None else None
     body["last_seq"] = ticket.last_seq
     body["merged_into_id"] = ticket.merged_into_id
+    body["tags"] = selectors.tag_names(ticket) if tags is None else tags
     if detail:
         body["available_transitions"] = selectors.available_transitions(ticket=ticket, user=user)
         body["order_no"] = ticket.order.order_no if ticket.order_id else None
@@ -104,45 +110,6 @@ class TicketDetailOutput(TicketOutput):
         return ticket.order.order_no if ticket.order_id else None
 
 
-def parse_ticket_filters(params, *, user) -> TicketFilters:
-    """Query parameters → ``TicketFilters``; shared by the API and the console
-    (raises ``InvalidInput``, a 400 with code ``invalid``, for a bad value)."""
-    statuses = None
-    if raw := params.get("status"):
-        statuses = [s for s in raw.split(",") if s]
-        unknown = set(statuses) - set(Ticket.Status.values)
-        if unknown:
-            raise InvalidInput(f"status: unknown status {', '.join(sorted(unknown))[:64]}.", field="status")
-    queue_id = None
-    if raw := params.get("queue"):
-        if (number := int_or_none(raw, minimum=1)) is not None:
-            queue_id = number
-        else:
-            queue_id = Queue.objects.filter(code=raw[:32]).values_list("pk", flat=True).first()
-            if queue_id is None:
-                raise InvalidInput(f"queue: unknown queue {raw[:32]!r}.", field="queue")
-    grade = params.get("grade") or None
-    if grade and grade not in sla.GRADE_DEADLINES:
-        raise InvalidInput(f"grade: unknown grade {grade[:16]!r}.", field="grade")
-    assignee_id, unassigned = None, False
-    if raw := params.get("assignee"):
-        if raw == "me":
-            assignee_id = user.pk
-        elif raw == "none":
-            unassigned = True
-        else:
-            assignee_id = parse_id(raw, field="assignee")
-    if params.get("mine") in ("1", "true"):
-        assignee_id = user.pk
-    merchant_id = parse_optional_id(params.get("merchant"), field="merchant")
-    q = (params.get("q") or "").strip()[:100] or None
-    overdue = params.get("overdue") in ("1", "true", "True")
-    return TicketFilters(
-        status=statuses, queue_id=queue_id, grade=grade, assignee_id=assignee_id, unassigned=unassigned,
-        overdue=overdue, merchant_id=merchant_id, q=q, active_only=params.get("active") in ("1", "true"),
-    )
-
-
 LIST_PARAMS = [
     OpenApiParameter("status", str, description="one status or a comma-separated list"),
     OpenApiParameter("queue", str, description="queue code or id"),
@@ -150,7 +117,13 @@ LIST_PARAMS = [
     OpenApiParameter("assignee", str, description="agent id, `me` or `none`"),
     OpenApiParameter("overdue", bool),
     OpenApiParameter("merchant", int),
-    OpenApiParameter("q", str, description="subject text, order no. or ticket id"),
+    OpenApiParameter("q", str, description="search: subject, message bodies, order no., buyer name or phone "
+                                           "(every word must match), or a ticket id"),
+    OpenApiParameter("category", str, description="one category or a comma-separated list"),
+    OpenApiParameter("channel", str, description="one channel or a comma-separated list"),
+    OpenApiParameter("tier", int, description="1 agent, 2 team lead, 3 head, 4 all levels"),
+    OpenApiParameter("tag", str, description="tickets carrying this tag"),
+    OpenApiParameter("buyer", int, description="the buyer's user id"),
 ]
 
 
@@ -192,7 +165,7 @@ class TicketListApi(GenericAPIView):
         # FSMModelMixin toggles ``protected`` on the shared field, which races across threads
         ip, device = ip_and_device(request)
         ticket = services.open_ticket(actor=request.user, ip=ip, device=device, **data.validated_data)
-        return Response(ticket_body(ticket, user=request.user, detail=True), status=status.HTTP_201_CREATED)
+        return Response(ticket_body(ticket, user=request.user, detail=True, tags=[]), status=status.HTTP_201_CREATED)
 
 
 class TicketDetailApi(GenericAPIView):
@@ -276,6 +249,104 @@ class TicketMergeApi(GenericAPIView):
         ticket = services.merge_tickets(actor=request.user, ticket_id=ticket_id,
                                         into_ticket_id=data.validated_data["into_ticket_id"])
         return Response(ticket_body(ticket, user=request.user, detail=True))
+
+
+class TicketTagsApi(GenericAPIView):
+    """Staff set a ticket's tags (the whole set: send the list it should carry).
+    Tags are normalised (trimmed, lowercased, inner spaces as `-`), 1–32
+    letters, digits, `-`, `_`, `.` or `:`, at most 10 per ticket; a change is
+    written to the timeline (`tags_changed`, with `added` and `removed`)."""
+
+    serializer_class = TicketDetailOutput
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "TicketTagsInput"
+
+        tags = serializers.ListField(child=serializers.CharField(allow_blank=True, trim_whitespace=False,
+                                                                 max_length=64), max_length=40)
+
+    @extend_schema(
+        operation_id="tickets_tags_set", request=InputSerializer,
+        responses={200: TicketDetailOutput,
+                   400: OpenApiResponse(description="invalid_tag, invalid"),
+                   403: OpenApiResponse(description="not staff"),
+                   404: OpenApiResponse(description="unknown ticket"),
+                   422: OpenApiResponse(description="too_many_tags (more than 10)")},
+    )
+    def post(self, request, ticket_id: int):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        ticket = services.set_ticket_tags(actor=request.user, ticket_id=ticket_id, tags=data.validated_data["tags"])
+        return Response(ticket_body(ticket, user=request.user, detail=True))
+
+
+class SavedViewOutput(serializers.Serializer):
+    id = IntegerField()
+    name = serializers.CharField()
+    filters = serializers.DictField(child=serializers.CharField(),
+                                    help_text="the list's query parameters this view applies")
+    count = IntegerField(allow_null=True,
+                         help_text="tickets `GET /api/v1/tickets/` lists with these filters now (null when a "
+                                   "filter no longer applies, e.g. a queue since removed)")
+    created_at = serializers.DateTimeField()
+
+
+def _view_rows(user, views) -> list[dict]:
+    views = list(views)
+    counts = selectors.view_counts(user=user, views=views,
+                                   to_filters=lambda stored: parse_ticket_filters(stored, user=user))
+    return [{"id": v.pk, "name": v.name, "filters": v.filters, "count": counts.get(v.pk), "created_at": v.created_at}
+            for v in views]
+
+
+class SavedViewListApi(GenericAPIView):
+    """An agent's saved queue filters, each with how many tickets it lists now
+    (one count per view, at most 30 views per agent). Staff only; nobody sees
+    another agent's views."""
+
+    serializer_class = SavedViewOutput
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "SavedViewInput"
+
+        name = serializers.CharField(max_length=40)
+        filters = serializers.DictField(required=False, default=dict,
+                                        help_text="the list's filters: status, queue, grade, assignee, mine, "
+                                                  "overdue, merchant, q, active, category, channel, tier, tag, buyer")
+
+    @extend_schema(operation_id="views_list", responses=SavedViewOutput(many=True))
+    def get(self, request):
+        _require_staff(request.user)
+        page = self.paginate_queryset(selectors.saved_views_of(user=request.user))
+        return self.get_paginated_response(SavedViewOutput(_view_rows(request.user, page), many=True).data)
+
+    @extend_schema(
+        operation_id="views_create", request=InputSerializer,
+        responses={201: SavedViewOutput,
+                   400: OpenApiResponse(description="invalid (name), invalid_view_filters (unknown key or shape), "
+                                                    "invalid (a filter's value, naming it)"),
+                   403: OpenApiResponse(description="not staff"),
+                   409: OpenApiResponse(description="view_name_taken"),
+                   422: OpenApiResponse(description="too_many_views (30 per agent)")},
+    )
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        view = services.create_saved_view(actor=request.user, name=data.validated_data["name"],
+                                          filters=data.validated_data["filters"])
+        return Response(SavedViewOutput(_view_rows(request.user, [view])[0]).data, status=status.HTTP_201_CREATED)
+
+
+class SavedViewDetailApi(GenericAPIView):
+    serializer_class = SavedViewOutput
+
+    @extend_schema(operation_id="views_delete", responses={204: None, 403: OpenApiResponse(description="not staff"),
+                                                          404: OpenApiResponse(description="not one of yours")})
+    def delete(self, request, view_id: int):
+        services.delete_saved_view(actor=request.user, view_id=view_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class InterceptOutput(serializers.Serializer):

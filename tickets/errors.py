@@ -156,3 +156,28 @@ class AttachmentUnavailable(DomainError):
 
     code = "attachment_unavailable"
     default_detail = "One of the attachments cannot be sent with this message (upload it again)."
+
+
+class InvalidTag(InvalidInput):
+    code = "invalid_tag"
+    default_detail = "A tag is 1–32 letters, digits, '-', '_', '.' or ':'."
+
+
+class TooManyTags(DomainError):
+    code = "too_many_tags"
+    default_detail = "A ticket carries at most 10 tags."
+
+
+class InvalidViewFilters(InvalidInput):
+    code = "invalid_view_filters"
+    default_detail = "The view's filters are not understood."
+
+
+class ViewNameTaken(Conflict):
+    code = "view_name_taken"
+    default_detail = "You already have a view of that name."
+
+
+class TooManyViews(DomainError):
+    code = "too_many_views"
+    default_detail = "You have as many saved views as one agent may keep; delete one first."

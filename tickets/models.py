@@ -222,6 +222,10 @@ class Ticket(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="merged_from",
         verbose_name=_("merged into"),
     )
+    # what a search matches (``tickets.search``): subject, order no., the buyer's
+    # names and phone, the public conversation; kept by the services that write
+    # them, indexed by pg_trgm on PostgreSQL (migration 0007)
+    search_text = models.TextField(_("search text"), blank=True, default="", editable=False)
 
     class Meta:
         verbose_name = _("ticket")
@@ -357,6 +361,47 @@ class Ticket(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
 
     def is_overdue(self, now: datetime | None = None) -> bool:
         return self.is_active and self.due_at is not None and self.due_at < (now or timezone.now())
+
+
+class TicketTag(models.Model):
+    """One tag on one ticket (issue #13 item 4). A row per tag rather than an
+    array column: filtering by tag is one indexed lookup on every database
+    (PostgreSQL's ArrayField and its GIN index do not exist on SQLite, the
+    embedded default), and the names are normalised by ``tickets.tags``."""
+
+    ticket = models.ForeignKey("Ticket", on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(_("name"), max_length=32)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("ticket tag")
+        verbose_name_plural = _("ticket tags")
+        ordering = ["ticket", "name"]
+        constraints = [models.UniqueConstraint(fields=["ticket", "name"], name="tickettag_ticket_name_unique")]
+        indexes = [models.Index(fields=["name", "ticket"], name="tickettag_name_ticket")]
+
+    def __str__(self) -> str:
+        return f"#{self.ticket_id} {self.name}"
+
+
+class SavedView(models.Model):
+    """An agent's named queue filter (issue #13 item 4). ``filters`` holds only
+    the known filter keys, as strings, validated by the same parser as the
+    list's query (``tickets.filters``)."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_views")
+    name = models.CharField(_("name"), max_length=40)
+    filters = models.JSONField(_("filters"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("saved view")
+        verbose_name_plural = _("saved views")
+        ordering = ["owner", "name", "id"]
+        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="savedview_owner_name_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.owner_id}: {self.name}"
 
 
 class TicketEvent(models.Model):

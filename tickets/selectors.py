@@ -8,7 +8,7 @@ from datetime import datetime
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import Case, Count, F, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models import Case, Count, F, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_fsm import can_proceed
@@ -19,10 +19,11 @@ from core.parsing import int_or_none
 from tickets.rules import MERGEABLE_STATES, Viewer, viewer_of, visibility_filter
 from merchants.models import Order
 from merchants.selectors import merchant_id_for
-from tickets.errors import TicketNotFound
+from tickets import search
+from tickets.errors import InvalidInput, NotFound, TicketNotFound
 from tickets.models import (
-    AgentProfile, Channel, Message, OvertimeRequest, Party, PhoneCall, Playbook, Queue, QuickReply, ReadMark,
-    Ticket, TicketEvent,
+    AgentProfile, Channel, Message, OvertimeRequest, PhoneCall, Playbook, Queue, QuickReply, ReadMark,
+    SavedView, Ticket, TicketEvent, TicketTag,
 )
 
 # transitions a person may run by name (``route`` is the system's alone)
@@ -62,6 +63,11 @@ class TicketFilters:
     merchant_id: int | None = None
     q: str | None = None
     active_only: bool = False
+    category: list[str] | None = None
+    channel: list[str] | None = None
+    tier: int | None = None
+    tag: str | None = None
+    buyer_id: int | None = None
 
 
 def ticket_list(*, user, filters: TicketFilters, now: datetime | None = None) -> QuerySet[Ticket]:
@@ -84,13 +90,51 @@ def ticket_list(*, user, filters: TicketFilters, now: datetime | None = None) ->
         tickets = tickets.filter(status__in=Ticket.ACTIVE, due_at__lt=now)
     if filters.merchant_id is not None:
         tickets = tickets.filter(merchant_id=filters.merchant_id)
+    if filters.category:
+        tickets = tickets.filter(category__in=filters.category)
+    if filters.channel:
+        tickets = tickets.filter(channel__in=filters.channel)
+    if filters.tier is not None:
+        tickets = tickets.filter(tier=filters.tier)
+    if filters.buyer_id is not None:
+        tickets = tickets.filter(buyer_id=filters.buyer_id)
+    if filters.tag:
+        tickets = tickets.filter(pk__in=TicketTag.objects.filter(name=filters.tag).values("ticket_id"))
     if filters.q:
-        term = filters.q.strip()
-        condition = Q(subject__icontains=term) | Q(order__order_no=term)
-        if (ticket_id := int_or_none(term, minimum=1)) is not None:
-            condition |= Q(pk=ticket_id)
-        tickets = tickets.filter(condition)
-    return tickets
+        tickets = tickets.filter(search_condition(filters.q))
+    # a row never shows the search text: leave the column in the table
+    return tickets.defer("search_text").prefetch_related(TAGS_PREFETCH)
+
+
+TAGS_PREFETCH = Prefetch("tags", queryset=TicketTag.objects.order_by("name"))
+
+
+def search_condition(term: str) -> Q:
+    """What ``q`` matches: every word of the term in the ticket's search text
+    (subject, conversation, order no., buyer's names and phone; see
+    ``tickets.search``), or the ticket whose id the term is; a number shorter
+    than ``search.DIGITS_AS_TEXT`` digits is an id only (phones, order nos. and
+    their parts are longer). On PostgreSQL the
+    text conditions use the trigram index (``LIKE`` on the lowercased column),
+    the id its primary key; both in one bitmap scan."""
+    term = term.strip()
+    ticket_id = int_or_none(term, minimum=1)
+    if ticket_id is not None and len(term) < search.DIGITS_AS_TEXT:
+        # a short number is a ticket's id (as a text it would match every order no. holding it)
+        return Q(pk=ticket_id)
+    condition = Q()
+    for pattern in search.patterns(term):
+        condition &= Q(search_text__contains=pattern)
+    if not condition:
+        return Q(pk__in=[])
+    if ticket_id is not None:
+        condition |= Q(pk=ticket_id)
+    return condition
+
+
+def tag_names(ticket: Ticket) -> list[str]:
+    """The ticket's tags, sorted (from the prefetch when there is one)."""
+    return sorted(tag.name for tag in ticket.tags.all())
 
 
 def console_queue(*, user, filters: TicketFilters, now: datetime | None = None) -> QuerySet[Ticket]:
@@ -362,3 +406,38 @@ def get_attachment_for(*, user, attachment_id: int):
     ):
         raise TicketNotFound("Attachment not found.")
     return attachment
+
+
+# --- saved views (issue #13 item 4) ----------------------------------------------
+
+VIEWS_PER_AGENT = 30
+
+
+def saved_views_of(*, user) -> QuerySet[SavedView]:
+    """The caller's own views, by name; nobody sees another's."""
+    return SavedView.objects.filter(owner_id=user.pk).order_by("name", "id")
+
+
+def get_saved_view_for(*, user, view_id: int) -> SavedView:
+    view = saved_views_of(user=user).filter(pk=view_id).first()
+    if view is None:
+        raise NotFound("View not found.")
+    return view
+
+
+def view_counts(*, user, views, to_filters, now: datetime | None = None) -> dict[int, int]:
+    """How many tickets each view shows the viewer now: one COUNT per view,
+    at most ``VIEWS_PER_AGENT`` of them. ``to_filters`` turns a view's stored
+    filters into ``TicketFilters`` (the API's list and the console's queue
+    default differently when no status is set); a view whose stored filters
+    no longer parse (a queue since deleted) counts ``None``."""
+    now = now or timezone.now()
+    counts: dict[int, int | None] = {}
+    for view in list(views)[:VIEWS_PER_AGENT]:
+        try:
+            filters = to_filters(view.filters)
+        except InvalidInput:
+            counts[view.pk] = None
+            continue
+        counts[view.pk] = ticket_list(user=user, filters=filters, now=now).order_by().count()
+    return counts

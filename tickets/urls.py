@@ -28,4 +28,7 @@ urlpatterns = [
     path("tickets/<id:ticket_id>/transitions/<slug:name>/", views.transition, name="transition"),
     path("tickets/<id:ticket_id>/report-up/", views.report_up, name="report-up"),
     path("tickets/<id:ticket_id>/merge/", views.merge, name="merge"),
+    path("tickets/<id:ticket_id>/tags/", views.set_tags, name="tags"),
+    path("views/", views.saved_views, name="views"),
+    path("views/<id:view_id>/delete/", views.delete_view, name="view-delete"),
 ]

@@ -19,7 +19,8 @@ from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, JsonResponse
 from django.urls import reverse
-from django.shortcuts import render
+from django.http import QueryDict
+from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.translation import gettext as _
@@ -36,7 +37,8 @@ from merchants import services as merchant_services
 from tickets import rules, selectors, services, sla
 from tickets.api import parse_ticket_filters
 from tickets.errors import TicketNotFound
-from tickets.models import AgentProfile, Category, PhoneCall, Ticket
+from tickets.filters import FILTER_KEYS
+from tickets.models import AgentProfile, Category, Channel, PhoneCall, Ticket
 from tickets.selectors import TicketFilters
 
 QUEUE_PAGE_SIZE = 50
@@ -82,6 +84,7 @@ EVENT_LABELS = {
     "merchant_accept_refund": gettext_lazy("Merchant accepted the refund"),
     "merchant_contest": gettext_lazy("Merchant contested the claim"),
     "phone_call": gettext_lazy("Phone call"),
+    "tags_changed": gettext_lazy("Tags changed"),
 }
 # the compensation app's words for what its timeline rows carry (tickets never imports it)
 REMEDY_KINDS = {
@@ -177,6 +180,11 @@ ERROR_TEXTS = {
     "merge_into_self": gettext_lazy("A ticket cannot be merged into itself."),
     "merge_target_closed": gettext_lazy("That ticket is no longer open (resolved, closed or merged itself)."),
     "merge_buyer_mismatch": gettext_lazy("Only tickets of the same buyer can be merged."),
+    "invalid_tag": gettext_lazy("A tag is 1–32 letters or digits, with - _ . : inside; separate tags with commas."),
+    "too_many_tags": gettext_lazy("A ticket carries at most 10 tags."),
+    "view_name_taken": gettext_lazy("You already have a view of that name."),
+    "too_many_views": gettext_lazy("You have 30 views already: delete one first."),
+    "invalid_view_filters": gettext_lazy("These filters cannot be saved as a view."),
 }
 REFUSAL_TEXTS = {
     "already_top_tier": gettext_lazy("It is already at the top tier."),
@@ -194,6 +202,7 @@ FIELD_TEXTS = {
     "notes": gettext_lazy("Write what the call was about (at most 5000 characters)."),
     "caller_phone": gettext_lazy("The caller's number is digits, with an optional leading +."),
     "category": gettext_lazy("Pick the category of the new phone ticket."),
+    "name": gettext_lazy("Name the view (at most 40 characters)."),
 }
 
 
@@ -314,6 +323,11 @@ def queue(request):
             "overdue": filters.overdue,
             "mine": request.GET.get("mine") in ("1", "true"),
             "q": filters.q or "",
+            "category": request.GET.get("category", ""),
+            "channel": request.GET.get("channel", ""),
+            "tier": request.GET.get("tier", ""),
+            "tag": request.GET.get("tag", ""),
+            "buyer": request.GET.get("buyer", ""),
         },
         "querystring": keep.urlencode(),
         "table_id": QUEUE_TABLE_ID,
@@ -330,10 +344,107 @@ def queue(request):
             statuses=Ticket.Status.choices,
             grades=sla.GRADE_CHOICES,
             queues=selectors.queues_for_console(),
+            categories=Category.choices,
+            channels=Channel.choices,
+            tiers=[(tier, TIER_LABELS[tier]) for tier in TIER_LABELS],
         )
         response = render(request, "tickets/queue.html", context, status=status)
     patch_vary_headers(response, ["HX-Request", "HX-Target"])
     return response
+
+
+# --- saved views (issue #13 item 4) ----------------------------------------------
+
+
+def view_link(stored: dict) -> str:
+    """The queue's query string for a view's stored filters. The console lists
+    active tickets when no status is given and the API every status: a view
+    stores ``active`` for the first, so a view without either means every
+    status here too (``status=all``)."""
+    params = QueryDict(mutable=True)
+    for key, value in stored.items():
+        if key != "active":
+            params[key] = value
+    if not stored.get("status") and not stored.get("active"):
+        params["status"] = "all"
+    return params.urlencode()
+
+
+def filters_from_queue(source) -> dict[str, str]:
+    """The queue's filter controls (or query string) as a view stores them."""
+    stored = {key: source.get(key, "").strip() for key in FILTER_KEYS if source.get(key, "").strip()}
+    if stored.get("status") == "all":
+        stored.pop("status")
+    elif not stored.get("status"):
+        stored["active"] = "true"
+    stored.pop("page", None)
+    return stored
+
+
+def _views_fragment(request, *, error: DomainError | None = None, status: int = 200) -> HttpResponse:
+    views = list(selectors.saved_views_of(user=request.user))
+    counts = selectors.view_counts(user=request.user, views=views,
+                                   to_filters=lambda stored: parse_ticket_filters(stored, user=request.user))
+    current = request.headers.get("HX-Current-URL", "")
+    current_query = urlsplit(current).query if current else request.GET.urlencode()
+    rows = []
+    for view in views:
+        link = view_link(view.filters)
+        rows.append({"view": view, "count": counts.get(view.pk), "link": link,
+                     "current": bool(current_query) and QueryDict(current_query) == QueryDict(link)})
+    context = {"views": rows, "view_error": error_text(error) if error else "", "views_max": selectors.VIEWS_PER_AGENT}
+    response = render(request, "tickets/_saved_views.html", context, status=status)
+    patch_vary_headers(response, ["HX-Request", "HX-Current-URL"])
+    return response
+
+
+@staff_required
+def saved_views(request):
+    """GET: the agent's views with their counts (the queue page loads it and
+    polls it every 15 s). POST: save the queue's current filters as a view."""
+    if request.method == "GET":
+        return _views_fragment(request)
+    if request.method != "POST":
+        return HttpResponse(status=405, headers={"Allow": "GET, POST"})
+    try:
+        services.create_saved_view(actor=request.user, name=request.POST.get("name", ""),
+                                   filters=filters_from_queue(request.POST))
+    except DomainError as error:
+        if not _is_htmx(request):
+            raise
+        return _views_fragment(request, error=error, status=error.status)
+    if not _is_htmx(request):
+        return redirect(f"{reverse('console:queue')}?{view_link(filters_from_queue(request.POST))}")
+    return _views_fragment(request)
+
+
+@require_POST
+@staff_required
+def delete_view(request, view_id: int):
+    try:
+        services.delete_saved_view(actor=request.user, view_id=view_id)
+    except DomainError as error:
+        if error.code == "not_found":
+            raise Http404 from None
+        raise
+    if not _is_htmx(request):
+        return redirect("console:queue")
+    return _views_fragment(request)
+
+
+@require_POST
+@staff_required
+def set_tags(request, ticket_id: int):
+    """The ticket page's tag box: comma-separated tags replace the set."""
+    raw = request.POST.get("tags", "")
+    names = [part for part in re.split(r"[,，、]", raw) if part.strip()]
+    try:
+        ticket = services.set_ticket_tags(actor=request.user, ticket_id=ticket_id, tags=names)
+    except TicketNotFound:
+        raise Http404 from None
+    except DomainError as error:
+        return _error_fragment(request, error, target="#tags-error")
+    return render(request, "tickets/_ticket_tags.html", {"ticket": ticket, "tags": selectors.tag_names(ticket)})
 
 
 # --- one ticket ------------------------------------------------------------------
@@ -361,6 +472,7 @@ def ticket(request, ticket_id: int):
         "can_write": rules.may_write(status=ticket.status),
         "duplicates": selectors.likely_duplicates(ticket=ticket),
         "attachments_per_message": settings.ATTACHMENTS_PER_MESSAGE,
+        "tags": selectors.tag_names(ticket),
     }
     return render(request, "tickets/ticket.html", context)
 

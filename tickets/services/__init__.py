@@ -18,11 +18,14 @@ from tickets.services.people import (
     shift_status,
 )
 from tickets.services.routing import dispatch_chats, pick_queue
+from tickets.services.tagging import create_saved_view, delete_saved_view, set_ticket_tags
 from tickets.services.sla import sweep_missed_resends, sweep_sla
 from tickets.services.tickets import open_system_ticket, open_ticket, report_up, transition_ticket
 
 __all__ = [
-    "Upload", "add_playbook", "decide_overtime", "edit_playbook", "dispatch_chats", "intercept_and_resend", "mark_read", "merge_tickets", "open_system_ticket", "open_ticket", "pick_queue", "post_message",
+    "Upload", "add_playbook", "create_saved_view", "decide_overtime", "delete_saved_view", "dispatch_chats", "edit_playbook",
+    "intercept_and_resend", "mark_read", "merge_tickets", "open_system_ticket", "open_ticket", "pick_queue", "post_message",
+    "set_ticket_tags",
     "rate_ticket", "render_quick_reply", "report_up", "respond_as_merchant", "request_overtime", "send_shift_reminders", "set_presence",
     "shift_status", "sweep_missed_resends", "sweep_sla", "transition_ticket", "upload_attachment",
 ]

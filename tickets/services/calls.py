@@ -13,7 +13,7 @@ from django.utils import timezone
 from accounts import roles
 from tickets import rules
 from tickets.errors import InvalidInput, PermissionDenied, TicketClosed
-from tickets.models import Channel, PhoneCall, Ticket, TicketEvent
+from tickets.models import Channel, PhoneCall, TicketEvent
 from tickets.selectors import get_ticket_for
 from tickets.services.conversation import append_message
 from tickets.services.tickets import open_ticket_in

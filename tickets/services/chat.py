@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from core import doors
 from core.errors import DomainError
-from tickets import events
+from tickets import events, search
 from tickets.errors import AttachmentUnavailable, Conflict, InvalidInput, TicketNotFound
 from tickets.models import Attachment, Message, ReadMark, Ticket
 from tickets.services.attachments import claimable
@@ -177,7 +177,11 @@ def store_chat_batch(*, posts: list[ChatPost], reads: list[ChatRead], now: datet
         _insert_messages([m for m, _, _ in new_messages])
         if claims:
             _claim_attachments(claims)
-        _update_counters(tickets=list(changed.values()), now=now)
+        said: dict[int, list[str]] = {}
+        for message, _, ticket_id in new_messages:
+            said.setdefault(ticket_id, []).append(message.body)
+        _update_counters(tickets=list(changed.values()), now=now,
+                         searchable={pk: search.document(*bodies) for pk, bodies in said.items()})
     moved = _store_reads(reads=reads, tickets=tickets, now=now)
     all_events = [event for _, stored, _ in new_messages for event in stored.events]
     for read, seq in moved:
@@ -280,22 +284,25 @@ def _claim_attachments(claims: list[tuple[int, int, int]]) -> None:
             raise AttachmentUnavailable()
 
 
-def _update_counters(*, tickets: list[_TicketRow], now: datetime) -> None:
+def _update_counters(*, tickets: list[_TicketRow], now: datetime, searchable: dict[int, str]) -> None:
     """The batch's tickets' counters in one UPDATE from a VALUES list (Django's
     bulk_update builds a CASE per field per row in Python: most of a batch's
-    time at a thousand messages a second)."""
+    time at a thousand messages a second). The same statement appends what
+    was said to each ticket's search text (``tickets.search``), within its cap."""
     table = connection.ops.quote_name(Ticket._meta.db_table)
-    rows = ", ".join(["(%s, %s, %s, %s)"] * len(tickets))
+    rows = ", ".join(["(%s, %s, %s, %s, %s)"] * len(tickets))
     params: list = []
     for ticket in tickets:
-        params += [ticket.pk, ticket.last_seq, ticket.last_public_seq, 1 if ticket.first_response_at == now else 0]
+        params += [ticket.pk, ticket.last_seq, ticket.last_public_seq, 1 if ticket.first_response_at == now else 0,
+                   searchable.get(ticket.pk, "")]
     stamp = connection.ops.adapt_datetimefield_value(now)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH v(id, last_seq, last_public_seq, responded) AS (VALUES {rows}) "
+            f"WITH v(id, last_seq, last_public_seq, responded, said) AS (VALUES {rows}) "
             f"UPDATE {table} SET last_seq = v.last_seq, last_public_seq = v.last_public_seq, "
             f"last_message_at = %s, updated_at = %s, first_response_at = CASE "
-            f"WHEN {table}.first_response_at IS NULL AND v.responded = 1 THEN %s ELSE {table}.first_response_at END "
+            f"WHEN {table}.first_response_at IS NULL AND v.responded = 1 THEN %s ELSE {table}.first_response_at END, "
+            f"search_text = substr({table}.search_text || v.said, 1, {int(search.SEARCH_TEXT_MAX)}) "
             f"FROM v WHERE {table}.id = v.id",
             [*params, stamp, stamp, stamp],
         )

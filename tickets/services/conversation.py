@@ -6,11 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Concat, Substr
 from django.utils import translation
 from django.utils.translation import gettext, gettext_noop
 
 from accounts import roles
-from tickets import events
+from tickets import events, search
 from tickets.models import Message, Ticket
 from tickets.services.attachments import claim_attachments
 
@@ -47,6 +49,10 @@ def append_message(
     if role == Message.AuthorRole.AGENT and not internal and ticket.first_response_at is None and ticket.last_seq > 1:
         ticket.first_response_at = now
         update.append("first_response_at")
+    if not internal and not notice:
+        # people's public words are searchable (internal notes are not: a buyer
+        # searching their own tickets must not find a staff note's words)
+        update += _extend_search_text(ticket, [body])
     ticket.save(update_fields=update)
     message = Message.objects.create(
         ticket=ticket, seq=ticket.last_seq, author=author, author_role=role, body=body,
@@ -55,6 +61,22 @@ def append_message(
     claim_attachments(message=message, attachments=attachments or [])
     events.message_posted(message, prev_public_seq=prev_public_seq)
     return message
+
+
+def _extend_search_text(ticket: Ticket, bodies: list[str]) -> list[str]:
+    """Append ``bodies`` to the ticket's search text, on the row the caller
+    saves next (the fields to add to its ``update_fields``); the ticket is
+    locked, so the text read with it is current. Where it was loaded without
+    the column, one UPDATE appends in the database instead."""
+    if not bodies:
+        return []
+    if "search_text" in ticket.get_deferred_fields():
+        addition = search.document(*bodies)
+        Ticket.objects.filter(pk=ticket.pk).update(
+            search_text=Substr(Concat(F("search_text"), Value(addition)), 1, search.SEARCH_TEXT_MAX))
+        return []
+    ticket.search_text = search.extend(ticket.search_text, *bodies)
+    return ["search_text"]
 
 
 # What the conversation is told when the ticket moves, in the ticket's language.
@@ -110,7 +132,9 @@ def append_copies(*, ticket: Ticket, messages: list[Message], now: datetime) -> 
     Message.objects.bulk_create(copies)
     ticket.last_seq, ticket.last_public_seq = seq, public_seq
     ticket.last_message_at = now
-    ticket.save(update_fields=["last_seq", "last_public_seq", "last_message_at", "updated_at"])
+    update = ["last_seq", "last_public_seq", "last_message_at", "updated_at"]
+    update += _extend_search_text(ticket, [m.body for m in messages if not m.internal and not m.notice])
+    ticket.save(update_fields=update)
     for copy, before in zip(copies, prev_public):
         events.message_posted(copy, prev_public_seq=before)
     return copies

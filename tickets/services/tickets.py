@@ -14,7 +14,7 @@ from core import doors
 from merchants import services as merchant_services
 from merchants.models import Order
 from merchants.selectors import merchant_id_for, orders_visible_to
-from tickets import sla
+from tickets import search, sla
 from tickets.errors import (
     AssigneeInvalid,
     InvalidInput,
@@ -152,6 +152,15 @@ def open_system_ticket(*, order: Order, category: str, subject: str, body: str, 
     )
 
 
+def search_text_for(*, subject: str, order, buyer, body: str) -> str:
+    """A new ticket's search text (``tickets.search``): its subject, order no.,
+    the buyer's names and phone, then the opening message."""
+    return search.extend(
+        "", subject, order.order_no if order is not None else "",
+        *((buyer.username, buyer.display_name, buyer.phone) if buyer is not None else ()), body,
+    )
+
+
 def _create_ticket(*, actor, category, subject, body, party, channel, grade, language, buyer, merchant_id, order,
                    now) -> Ticket:
     """Intake: the ticket is routed before it is written, so one INSERT stores
@@ -166,6 +175,7 @@ def _create_ticket(*, actor, category, subject, body, party, channel, grade, lan
         order=order, created_by=actor, created_at=now,
         # the opening message is seq 1
         last_seq=1, last_public_seq=1, last_message_at=now,
+        search_text=search_text_for(subject=subject, order=order, buyer=buyer, body=body),
     )
     if _is_dispute(ticket) and ticket.party == Party.BUYER:
         # the merchant's money is at stake: the merchant sees the ticket and can answer it

@@ -30,7 +30,7 @@ from core.errors import DomainError
 from merchants import services as merchant_services
 from merchants.models import Merchant, MerchantStaff, Order, Shipment, ShipmentEvent, VariantStock
 from tickets import services as ticket_services
-from tickets import sla
+from tickets import search, sla
 from tickets.models import (
     AgentProfile,
     AgentSkill,
@@ -465,7 +465,9 @@ class Command(BaseCommand):
 def bulk_tickets(count: int, *, rng: random.Random, batch: int = 5000) -> int:
     """Insert ``count`` realistic tickets fast (bulk, no per-row services)."""
     buyers = list(User.objects.filter(username__startswith="buyer").values_list("pk", flat=True))
-    orders = list(Order.objects.values_list("pk", "buyer_id", "merchant_id"))
+    orders = list(Order.objects.values_list("pk", "buyer_id", "merchant_id", "order_no"))
+    people = {pk: (username, name, phone) for pk, username, name, phone
+              in User.objects.filter(pk__in={o[1] for o in orders}).values_list("pk", "username", "display_name", "phone")}
     queues = list(Queue.objects.values_list("pk", flat=True))
     agents = list(AgentProfile.objects.values_list("user_id", flat=True))
     if not (buyers and orders and queues and agents):
@@ -478,13 +480,15 @@ def bulk_tickets(count: int, *, rng: random.Random, batch: int = 5000) -> int:
     while made < count:
         rows = []
         for _ in range(min(batch, count - made)):
-            order_id, buyer_id, merchant_id = rng.choice(orders)
+            order_id, buyer_id, merchant_id, order_no = rng.choice(orders)
             status = rng.choice(statuses)
             grade = rng.choice(grades)
             created = now - timedelta(minutes=rng.randint(1, 60 * 24 * 30))
             due = created + sla.deadline_for(grade)
+            subject = f"批量工单 {made + len(rows) + 1}"
             ticket = Ticket(
-                subject=f"批量工单 {made + len(rows) + 1}", category=rng.choice(categories), party="buyer",
+                search_text=search.extend("", subject, order_no, *people.get(buyer_id, ()), "我的订单有问题，请帮忙处理。"),
+                subject=subject, category=rng.choice(categories), party="buyer",
                 channel=rng.choice(Channel.values), grade=grade, tier=sla.GRADE_TIERS[grade], language="zh-hans",
                 queue_id=rng.choice(queues), buyer_id=buyer_id, merchant_id=merchant_id, order_id=order_id,
                 assignee_id=None if status == "open" else rng.choice(agents), status=status,
