@@ -88,21 +88,18 @@ class ChatWriter:
                 for waiting, result in zip(posts, outcome.results):
                     if result is None:
                         slow.append(waiting)
-                    elif not waiting.future.done():
-                        if isinstance(result, Exception):
-                            waiting.future.set_exception(result)
-                        else:
-                            waiting.future.set_result(result)
+                    else:
+                        _settle(waiting.future, result)
                 for waiting in slow:  # rare: a reply that moves the ticket, or a closed one
                     try:
                         stored = await loop.run_in_executor(self._executor, _post_one, waiting.item)
                     except DomainError as refused:
-                        waiting.future.set_exception(refused)
+                        _settle(waiting.future, refused)
                     except Exception as error:
                         logger.warning("chat post failed: %s: %s", type(error).__name__, error)
-                        waiting.future.set_exception(Unavailable())
+                        _settle(waiting.future, Unavailable())
                     else:
-                        waiting.future.set_result(stored)
+                        _settle(waiting.future, stored)
 
     async def _store(self, loop: asyncio.AbstractEventLoop, batch: list[_Waiting]) -> BatchOutcome | None:
         """Store the batch; on a dropped connection once more on a fresh one. When
@@ -123,6 +120,18 @@ class ChatWriter:
             if waiting.future is not None and not waiting.future.done():
                 waiting.future.set_exception(Unavailable())
         return None
+
+
+def _settle(future: asyncio.Future, result) -> None:
+    """Answer a post's future, unless its socket went away meanwhile (the
+    awaiting task was cancelled, and with it the future): setting a result on
+    a done future raises, and would stop the writer for every other socket."""
+    if future.done():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
 
 
 def _store(batch: list[_Waiting]) -> BatchOutcome:

@@ -402,3 +402,24 @@ async def test_a_message_stored_while_the_socket_opens_is_delivered_at_once(buye
     assert (frame["seq"], frame["body"]) == (seq + 1, "刚刚回复")
     assert [f for f in await _drain(buyer_ws) if f["type"] == "message"] == []  # once
     await buyer_ws.disconnect()
+
+
+async def test_a_socket_gone_mid_post_does_not_stop_the_writer_for_the_others(buyer, agent, order):
+    """A post whose socket closed while the writer worked on it (its task
+    cancelled, and the future with it) is dropped quietly: the others in the
+    same batch are still answered."""
+    from tickets.chat_writer import ChatWriter
+    from tickets.errors import TicketClosed
+    from tickets.rules import viewer_of
+
+    first = await database_sync_to_async(ticket_in_state)("closed", buyer=buyer, agent=agent, order=order)
+    second = await database_sync_to_async(ticket_in_state)("closed", buyer=buyer, agent=agent, order=order)
+    viewer = await database_sync_to_async(viewer_of)(buyer)
+    writer = ChatWriter()
+    gone = asyncio.create_task(writer.post(viewer=viewer, ticket_id=first.pk, body="还在吗", client_msg_id=None))
+    stays = asyncio.create_task(writer.post(viewer=viewer, ticket_id=second.pk, body="在吗", client_msg_id=None))
+    await asyncio.sleep(0)  # both submitted, in one batch
+    gone.cancel()
+    with pytest.raises(TicketClosed):
+        await asyncio.wait_for(stays, timeout=10)
+    assert gone.cancelled()
