@@ -3,18 +3,22 @@ from django.contrib import admin
 from tickets.models import (
     AgentProfile,
     AgentSkill,
+    Attachment,
     Evidence,
     Message,
     OvertimeRequest,
+    PhoneCall,
     Playbook,
     Queue,
     QuickReply,
     Rating,
     ReadMark,
     RoutingRule,
+    SavedView,
     SlaBreach,
     Ticket,
     TicketEvent,
+    TicketTag,
     WorkSession,
 )
 
@@ -162,3 +166,30 @@ class AgentSkillAdmin(admin.ModelAdmin):
 class EvidenceAdmin(admin.ModelAdmin):
     list_display = ("ticket", "uploaded_by", "content_type", "size", "created_at")
     raw_id_fields = ("ticket", "uploaded_by")
+
+
+@admin.register(Attachment)
+class AttachmentAdmin(admin.ModelAdmin):
+    list_display = ("ticket", "message", "uploaded_by", "content_type", "size_bytes", "created_at")
+    list_filter = ("content_type",)
+    raw_id_fields = ("ticket", "message", "uploaded_by")
+
+
+@admin.register(PhoneCall)
+class PhoneCallAdmin(admin.ModelAdmin):
+    list_display = ("ticket", "agent", "direction", "caller_phone", "started_at", "duration_s")
+    list_filter = ("direction",)
+    raw_id_fields = ("ticket", "agent", "message")
+
+
+@admin.register(TicketTag)
+class TicketTagAdmin(admin.ModelAdmin):
+    list_display = ("ticket", "name")
+    search_fields = ("name",)
+    raw_id_fields = ("ticket",)
+
+
+@admin.register(SavedView)
+class SavedViewAdmin(admin.ModelAdmin):
+    list_display = ("owner", "name")
+    raw_id_fields = ("owner",)

@@ -337,7 +337,7 @@ class Command(BaseCommand):
             )
             agent = ticket.assignee or agents[i % len(agents)]
             if end != "open" and ticket.status == Ticket.Status.OPEN:
-                ticket_services.transition_ticket(actor=agent, ticket_id=ticket.pk, name="assign")
+                ticket_services.transition_ticket(actor=agent, ticket_id=ticket.pk, name="assign", confirm_past_shift=True)
             if end != "open":
                 ticket_services.post_message(actor=agent, ticket_id=ticket.pk, body=rng.choice(replies))
                 if i % 3 == 0:
@@ -393,7 +393,7 @@ class Command(BaseCommand):
             merchant_services.confirm_receipt(actor=buyer, order_id=order.pk, now=order.placed_at + timedelta(days=4))
             ticket = ticket_services.open_ticket(actor=buyer, category=category, subject=body[:20], body=body,
                                                  order_id=order.pk)
-            ticket_services.transition_ticket(actor=agents[0], ticket_id=ticket.pk, name="assign")
+            ticket_services.transition_ticket(actor=agents[0], ticket_id=ticket.pk, name="assign", confirm_past_shift=True)
             ticket_services.transition_ticket(actor=agents[0], ticket_id=ticket.pk, name="wait_merchant")
         # a dispute on an order still in escrow: it simply stays there
         order = self._demo_order(rng, m1, buyers[3], "快充数据线 1m", "黑色", 5_980, placed=now - timedelta(days=2),
@@ -409,7 +409,7 @@ class Command(BaseCommand):
             merchant_services.record_order_paid(order=order, now=order.placed_at)
             ticket = ticket_services.open_ticket(actor=buyer, category=Category.NOT_RECEIVED, subject="包裹丢了",
                                                  body="快递显示丢件，请安排补发", order_id=order.pk)
-            ticket_services.transition_ticket(actor=agents[1], ticket_id=ticket.pk, name="assign")
+            ticket_services.transition_ticket(actor=agents[1], ticket_id=ticket.pk, name="assign", confirm_past_shift=True)
             with transaction.atomic():
                 merchant_services.create_resend_task(order=order, ticket_id=ticket.pk, reason="承运商确认丢件，商家补发",
                                                      now=now - timedelta(hours=48 - hours))
