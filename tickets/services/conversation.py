@@ -13,7 +13,7 @@ from django.utils.translation import gettext, gettext_noop
 
 from accounts import roles
 from tickets import events, search
-from tickets.models import Message, Ticket
+from tickets.models import Attachment, Message, Ticket
 from tickets.services.attachments import claim_attachments
 
 
@@ -107,6 +107,31 @@ def append_notice(*, ticket: Ticket, notice: str, now: datetime, **params: str) 
     return append_message(ticket=ticket, author=None, body=body, internal=False, now=now, notice=notice)
 
 
+def _copy_attachments(*, originals: list[Message], copies: list[Message], ticket: Ticket) -> None:
+    """The copies carry their originals' pictures and PDFs: new rows on the
+    target ticket pointing at the same stored files (files are never deleted
+    once claimed), so the target's conversation shows them to whoever may see
+    it. Two statements whatever their number; the copies' frames list them."""
+    if any(copy.pk is None for copy in copies):  # a backend that does not return ids from a bulk insert
+        ids = dict(Message.objects.filter(ticket=ticket, seq__in=[c.seq for c in copies]).values_list("seq", "pk"))
+        for copy in copies:
+            copy.pk = copy.id = ids[copy.seq]
+    copy_of = {original.pk: copy for original, copy in zip(originals, copies)}
+    moved: dict[int, list[Attachment]] = {}
+    rows = []
+    for attachment in Attachment.objects.filter(message_id__in=list(copy_of)).order_by("pk"):
+        copy = copy_of[attachment.message_id]
+        row = Attachment(ticket=ticket, uploaded_by_id=attachment.uploaded_by_id, message=copy, file=attachment.file.name,
+                         thumbnail=attachment.thumbnail.name, content_type=attachment.content_type,
+                         size_bytes=attachment.size_bytes, created_at=attachment.created_at)
+        rows.append(row)
+        moved.setdefault(copy.seq, []).append(row)
+    if rows:
+        Attachment.objects.bulk_create(rows)
+    for copy in copies:
+        copy._prefetched_objects_cache = {"attachments": moved.get(copy.seq, [])}
+
+
 def append_copies(*, ticket: Ticket, messages: list[Message], now: datetime) -> list[Message]:
     """Append copies of ``messages`` (another ticket's, in their order) to
     ``ticket``'s conversation with its next seqs, in two statements whatever
@@ -130,6 +155,7 @@ def append_copies(*, ticket: Ticket, messages: list[Message], now: datetime) -> 
         if not original.internal:
             public_seq = seq
     Message.objects.bulk_create(copies)
+    _copy_attachments(originals=messages, copies=copies, ticket=ticket)
     ticket.last_seq, ticket.last_public_seq = seq, public_seq
     ticket.last_message_at = now
     update = ["last_seq", "last_public_seq", "last_message_at", "updated_at"]

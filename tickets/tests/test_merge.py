@@ -154,3 +154,31 @@ def test_console_lists_duplicates_and_merges_with_the_button(client, buyer, othe
     assert "data-merged-banner" in after and f'data-merged-into="{first.pk}"' in after and "data-duplicates" not in after
     client.force_login(buyer)
     assert client.post(f"/console/tickets/{first.pk}/merge/", {"into": dup.pk}).status_code == 403
+
+
+@pytest.mark.django_db
+def test_merged_messages_keep_their_pictures(api, buyer, agent, order, settings, tmp_path,
+                                             django_capture_on_commit_callbacks):
+    """The target's copies carry the source's attachments (the same stored
+    files), so the buyer and the agent see the photos in the conversation
+    that goes on; the source keeps its own."""
+    from tickets.models import Attachment
+    from tickets.tests.test_attachments import image_bytes
+
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    target = ticket_in_state("assigned", buyer=buyer, agent=agent, order=order)
+    source = open_ticket(buyer=buyer, order=order, subject="外箱压坏", body="快递破损")
+    photo = services.upload_attachment(actor=buyer, ticket_id=source.pk, data=image_bytes("PNG"))
+    posted = services.post_message(actor=buyer, ticket_id=source.pk, body="照片", attachment_ids=[photo.pk])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.merge_tickets(actor=agent, ticket_id=source.pk, into_ticket_id=target.pk)
+
+    copy = Message.objects.get(ticket=target, body="照片")
+    moved = Attachment.objects.get(message=copy)
+    assert moved.ticket_id == target.pk and moved.file.name == photo.file.name and moved.pk != photo.pk
+    assert Attachment.objects.get(pk=photo.pk).message_id == posted.pk  # the source keeps its own
+    listed = api(buyer).get(f"/api/v1/tickets/{target.pk}/messages/?page_size=200").json()["results"]
+    shown = [m for m in listed if m["body"] == "照片"][0]["attachments"]
+    assert [a["id"] for a in shown] == [moved.pk]
+    assert api(buyer).get(shown[0]["url"]).status_code == 200
