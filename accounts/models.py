@@ -18,7 +18,8 @@ class User(AbstractUser):
         FROZEN = "frozen", _("Frozen")
 
     display_name = models.CharField(_("display name"), max_length=64, blank=True)
-    phone = models.CharField(_("phone"), max_length=32, blank=True)
+    # indexed: the hotline finds the caller by it (tickets.selectors.callers)
+    phone = models.CharField(_("phone"), max_length=32, blank=True, db_index=True)
     language = models.CharField(_("language"), max_length=8, default="zh-hans")
     account_status = models.CharField(
         _("account status"), max_length=16, choices=AccountStatus.choices, default=AccountStatus.ACTIVE

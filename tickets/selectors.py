@@ -215,17 +215,27 @@ class Caller:
 CALLERS_SHOWN = 5
 
 
+def phone_variants(phone: str) -> list[str]:
+    """The forms a mainland number is stored or shown in (``13800138000``,
+    ``8613800138000``, ``+8613800138000``): an exact, indexed match on each."""
+    digits = phone.lstrip("+")
+    local = digits[2:] if digits.startswith("86") and len(digits) == 13 else digits
+    variants = {phone, digits, local}
+    if len(local) == 11 and local.startswith("1"):
+        variants |= {f"86{local}", f"+86{local}"}
+    return sorted(variants)
+
+
 def callers(*, phone: str = "", order_no: str = "") -> list[Caller]:
-    """The buyers a call may be from: by the number they registered (exact,
-    or its last 8 digits when the caller's number carries a country code)
-    or by an order number. Three queries whatever the number of matches."""
+    """The buyers a call may be from: by the number they registered (with or
+    without the country code, ``phone_variants``) or by an order number.
+    Three queries whatever the number of matches."""
     User = get_user_model()
     buyers = User.objects.filter(groups__name=roles.BUYER)
     if order_no:
         buyers = buyers.filter(pk__in=Order.objects.filter(order_no=order_no).values("buyer_id"))
     elif phone:
-        tail = phone[-8:]
-        buyers = buyers.filter(Q(phone=phone) | (Q(phone__endswith=tail) if len(phone) > 8 else Q(pk__in=[])))
+        buyers = buyers.filter(phone__in=phone_variants(phone))
     else:
         return []
     found = list(buyers.order_by("pk").distinct()[:CALLERS_SHOWN])

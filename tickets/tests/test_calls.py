@@ -98,6 +98,12 @@ def test_refusals_who_and_where(agent, buyer, other_buyer, order):
     assert Ticket.objects.filter(channel=Channel.PHONE).count() == 0
 
 
+def test_phone_variants_match_with_or_without_the_country_code():
+    assert selectors.phone_variants("13800138000") == ["+8613800138000", "13800138000", "8613800138000"]
+    assert selectors.phone_variants("+8613800138000") == ["+8613800138000", "13800138000", "8613800138000"]
+    assert selectors.phone_variants("02188886666") == ["02188886666"]
+
+
 def test_clean_phone():
     assert clean_phone(" +86 138-0013-8000 ") == "+8613800138000"
     assert clean_phone("") == ""
