@@ -211,6 +211,8 @@ class Remedy(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
         indexes = [
             models.Index(fields=["status", "created_at"], name="remedy_status_created"),
             models.Index(fields=["order", "status"], name="remedy_order_status"),
+            # the reports: remedies executed in a period
+            models.Index(fields=["executed_at"], condition=models.Q(status="executed"), name="remedy_executed"),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(amount_fen__gte=0), name="remedy_amount_non_negative"),

@@ -110,6 +110,7 @@ class Shipment(models.Model):
     class Meta:
         verbose_name = _("shipment")
         verbose_name_plural = _("shipments")
+        indexes = [models.Index(fields=["shipped_at"], name="shipment_shipped")]  # the carrier report's period
         constraints = [
             models.UniqueConstraint(fields=["carrier", "tracking_no"], name="shipment_carrier_tracking_unique"),
         ]

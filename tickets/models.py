@@ -216,6 +216,10 @@ class Ticket(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
     # lost message from a note they are not meant to see
     last_public_seq = models.PositiveIntegerField(_("last public message seq"), default=0)
     last_message_at = models.DateTimeField(_("last message at"), null=True, blank=True)
+    # the first public buyer message no agent has answered yet (null when the
+    # last word is an agent's): the start of the wait the next agent reply ends,
+    # which that reply stores (``Message.waited_from``) for the chat report
+    buyer_waiting_since = models.DateTimeField(_("buyer waiting since"), null=True, blank=True, editable=False)
     # a duplicate merged into another ticket (status ``merged``) names it here;
     # its conversation was copied there and its buyer's chat follows it
     merged_into = models.ForeignKey(
@@ -240,6 +244,9 @@ class Ticket(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
             models.Index(fields=["buyer", "-created_at"], name="ticket_buyer_recent"),
             models.Index(fields=["merchant", "-created_at"], name="ticket_merchant_recent"),
             models.Index(fields=["grade", "status"], name="ticket_grade_status"),
+            # the reports' period filter on resolutions (``reports.selectors``)
+            models.Index(fields=["resolved_at"], name="ticket_resolved",
+                         condition=models.Q(resolved_at__isnull=False)),
             # the console queue: active tickets, most urgent deadline first (Ticket.ACTIVE,
             # written out because the class attribute is not visible inside Meta)
             models.Index(
@@ -445,11 +452,21 @@ class Message(models.Model):
     # so clients can show it as a notice; empty for people's messages
     notice = models.CharField(_("notice"), max_length=32, blank=True, default="")
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    # on an agent's public reply in a chat ticket that ends a buyer's wait:
+    # when the first unanswered buyer message of that wait was written (the
+    # ticket's ``buyer_waiting_since`` then), so the chat response time is
+    # ``created_at - waited_from``, stored by the write paths, summed in SQL
+    waited_from = models.DateTimeField(_("buyer waited from"), null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("message")
         verbose_name_plural = _("messages")
         ordering = ["ticket", "seq"]
+        indexes = [
+            # the chat report's replies of a period, read from the index alone on PostgreSQL
+            models.Index(fields=["created_at"], include=["waited_from", "author", "ticket"],
+                         condition=models.Q(waited_from__isnull=False), name="message_chat_reply"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["ticket", "seq"], name="message_ticket_seq_unique"),
             models.UniqueConstraint(
@@ -494,6 +511,7 @@ class Rating(models.Model):
     class Meta:
         verbose_name = _("rating")
         verbose_name_plural = _("ratings")
+        indexes = [models.Index(fields=["created_at"], name="rating_created")]  # the reports' period
         constraints = [
             models.CheckConstraint(condition=models.Q(score__gte=0, score__lte=10), name="rating_score_0_10"),
         ]

@@ -4,14 +4,18 @@ each figure can be checked against a number written in the test."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from unittest import mock
+
+from django.utils import timezone
 
 from compensation import services as compensation
 from compensation.models import Remedy
 from compensation.tests.factories import new_key, remedy_ticket
 from merchants.tests.factories import OrderFactory, ShipmentFactory
 from tickets import services as tickets
-from tickets.models import Message, Ticket
+from tickets.models import Ticket
 from tickets.tests.factories import ticket_in_state
 
 
@@ -32,22 +36,31 @@ def resolved_and_rated(*, buyer, agent, score: int | None, region: str = "浙江
     return ticket
 
 
-def chat(*, buyer, agent, script: list[tuple[str, float]]) -> Ticket:
+@contextmanager
+def clock(at: datetime):
+    """The services' clock stopped at ``at`` (they read ``timezone.now()``)."""
+    with mock.patch("django.utils.timezone.now", return_value=at):
+        yield
+
+
+def chat(*, buyer, agent, script: list[tuple[str, float]], start: datetime | None = None, channel: str = "chat",
+         ) -> Ticket:
     """An assigned chat ticket whose conversation follows ``script``:
-    (``buyer`` or ``agent``, seconds after the ticket opened). The opening
-    message is the first buyer line."""
-    ticket = ticket_in_state("assigned", buyer=buyer, agent=agent, channel="chat")
-    opening = Message.objects.filter(ticket=ticket, author_role="buyer").order_by("seq").first()
+    (``buyer``, ``agent`` or ``note``, an agent's internal note; seconds after
+    ``start``, default now). The opening message is the first buyer
+    line. Every message goes through ``post_message`` at its scripted time, so
+    what the write path stores (first reply, the chat report's waits) is what
+    it would have stored then."""
+    start = start or timezone.now()
     first_role, first_s = script[0]
     assert first_role == "buyer"
-    Message.objects.filter(pk=opening.pk).update(created_at=ticket.created_at + timedelta(seconds=first_s))
+    with clock(start + timedelta(seconds=first_s)):
+        ticket = ticket_in_state("assigned", buyer=buyer, agent=agent, channel=channel)
     for role, seconds in script[1:]:
-        message = tickets.post_message(actor=buyer if role == "buyer" else agent, ticket_id=ticket.pk,
-                                       body="在吗？" if role == "buyer" else "您好，在的")
-        Message.objects.filter(pk=message.pk).update(created_at=ticket.created_at + timedelta(seconds=seconds))
-    # the first reply as the script has it (the service stamped the real now)
-    first_agent_s = next(seconds for role, seconds in script if role == "agent")
-    return answered(ticket, after_s=first_agent_s)
+        with clock(start + timedelta(seconds=seconds)):
+            tickets.post_message(actor=buyer if role == "buyer" else agent, ticket_id=ticket.pk,
+                                 internal=role == "note", body="在吗？" if role == "buyer" else "您好，在的")
+    return Ticket.objects.get(pk=ticket.pk)
 
 
 def executed_remedy(*, buyer, agent, merchant, kind: str, with_coupon: bool = False, amount_fen: int | None = None):

@@ -31,6 +31,7 @@ from tickets import events, search
 from tickets.errors import AttachmentUnavailable, Conflict, InvalidInput, TicketNotFound
 from tickets.models import Attachment, Message, ReadMark, Ticket
 from tickets.services.attachments import claimable
+from tickets.services.conversation import buyer_wait
 from core.locks import taking
 from tickets import rules
 from tickets.rules import Viewer, can_view
@@ -155,9 +156,12 @@ def store_chat_batch(*, posts: list[ChatPost], reads: list[ChatRead], now: datet
         ticket.last_message_at = ticket.updated_at = now
         if role == Message.AuthorRole.AGENT and ticket.first_response_at is None and ticket.last_seq > 1:
             ticket.first_response_at = now
+        ticket.buyer_waiting_since, waited_from = buyer_wait(
+            channel=ticket.channel, role=role, internal=False, waiting_since=ticket.buyer_waiting_since, now=now)
         changed[ticket.pk] = ticket
         message = Message(ticket_id=ticket.pk, seq=ticket.last_seq, author_id=post.viewer.user_id, author_role=role,
-                          body=post.body, internal=False, client_msg_id=post.client_msg_id, created_at=now)
+                          body=post.body, internal=False, client_msg_id=post.client_msg_id, created_at=now,
+                          waited_from=waited_from)
         payload = {
             "type": "message", "ticket_id": ticket.pk, "seq": message.seq,
             "author": {"id": post.viewer.user_id, "role": role, "name": post.viewer.name},
@@ -215,6 +219,8 @@ class _TicketRow:
     last_seq: int
     last_public_seq: int
     first_response_at: object
+    channel: str = ""
+    buyer_waiting_since: object = None  # the chat report's open wait (``conversation.buyer_wait``)
     last_message_at: object = None
     updated_at: object = None
 
@@ -227,10 +233,17 @@ def _lock_tickets(ticket_ids: list[int]) -> dict[int, _TicketRow]:
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT id, status, buyer_id, merchant_id, party, assignee_id, last_seq, last_public_seq, "
-            f"first_response_at FROM {table} WHERE id IN ({marks}) ORDER BY id{for_update}",
+            f"first_response_at, channel, buyer_waiting_since FROM {table} WHERE id IN ({marks}) ORDER BY id{for_update}",
             ticket_ids,
         )
-        return {row[0]: _TicketRow(*row) for row in cursor.fetchall()}
+        rows = {}
+        for row in cursor.fetchall():
+            ticket = _TicketRow(*row)
+            if isinstance(ticket.buyer_waiting_since, str):  # SQLite hands back text
+                ticket.buyer_waiting_since = connection.ops.convert_datetimefield_value(
+                    ticket.buyer_waiting_since, None, connection)
+            rows[row[0]] = ticket
+        return rows
 
 
 def _repeated_client_ids(wanted: set[tuple[int, str]]) -> set[tuple[int, str]]:
@@ -252,12 +265,12 @@ def _insert_messages(messages: list[Message]) -> None:
     params: list = []
     for m in messages:
         params += [m.ticket_id, m.seq, m.author_id, m.author_role, m.body, m.internal, m.client_msg_id, m.notice,
-                   stamp(m.created_at)]
-    rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(messages))
+                   stamp(m.created_at), stamp(m.waited_from)]
+    rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(messages))
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table} (ticket_id, seq, author_id, author_role, body, internal, client_msg_id, notice, "
-            f"created_at) VALUES {rows}",
+            f"created_at, waited_from) VALUES {rows}",
             params,
         )
 
@@ -290,16 +303,19 @@ def _update_counters(*, tickets: list[_TicketRow], now: datetime, searchable: di
     time at a thousand messages a second). The same statement appends what
     was said to each ticket's search text (``tickets.search``), within its cap."""
     table = connection.ops.quote_name(Ticket._meta.db_table)
-    rows = ", ".join(["(%s, %s, %s, %s, %s)"] * len(tickets))
+    rows = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(tickets))
     params: list = []
     for ticket in tickets:
         params += [ticket.pk, ticket.last_seq, ticket.last_public_seq, 1 if ticket.first_response_at == now else 0,
-                   searchable.get(ticket.pk, "")]
+                   searchable.get(ticket.pk, ""), connection.ops.adapt_datetimefield_value(ticket.buyer_waiting_since)]
     stamp = connection.ops.adapt_datetimefield_value(now)
+    # a column of NULLs in VALUES is text to PostgreSQL: say what it holds
+    waiting = "v.waiting::timestamptz" if connection.vendor == "postgresql" else "v.waiting"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH v(id, last_seq, last_public_seq, responded, said) AS (VALUES {rows}) "
+            f"WITH v(id, last_seq, last_public_seq, responded, said, waiting) AS (VALUES {rows}) "
             f"UPDATE {table} SET last_seq = v.last_seq, last_public_seq = v.last_public_seq, "
+            f"buyer_waiting_since = {waiting}, "
             f"last_message_at = %s, updated_at = %s, first_response_at = CASE "
             f"WHEN {table}.first_response_at IS NULL AND v.responded = 1 THEN %s ELSE {table}.first_response_at END, "
             f"search_text = substr({table}.search_text || v.said, 1, {int(search.SEARCH_TEXT_MAX)}) "

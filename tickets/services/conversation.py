@@ -13,7 +13,7 @@ from django.utils.translation import gettext, gettext_noop
 
 from accounts import roles
 from tickets import events, search
-from tickets.models import Attachment, Message, Ticket
+from tickets.models import Attachment, Channel, Message, Ticket
 from tickets.services.attachments import claim_attachments
 
 
@@ -49,6 +49,7 @@ def append_message(
     if role == Message.AuthorRole.AGENT and not internal and ticket.first_response_at is None and ticket.last_seq > 1:
         ticket.first_response_at = now
         update.append("first_response_at")
+    waited_from = _answer_wait(ticket, role=role, internal=internal, now=now, update=update)
     if not internal and not notice:
         # people's public words are searchable (internal notes are not: a buyer
         # searching their own tickets must not find a staff note's words)
@@ -56,11 +57,38 @@ def append_message(
     ticket.save(update_fields=update)
     message = Message.objects.create(
         ticket=ticket, seq=ticket.last_seq, author=author, author_role=role, body=body,
-        internal=internal, client_msg_id=client_msg_id, created_at=now, notice=notice,
+        internal=internal, client_msg_id=client_msg_id, created_at=now, notice=notice, waited_from=waited_from,
     )
     claim_attachments(message=message, attachments=attachments or [])
     events.message_posted(message, prev_public_seq=prev_public_seq)
     return message
+
+
+def buyer_wait(*, channel: str, role: str, internal: bool, waiting_since: datetime | None, now: datetime,
+               ) -> tuple[datetime | None, datetime | None]:
+    """The chat report's stored figure, for one message: the ticket's
+    ``buyer_waiting_since`` after it, and the message's ``waited_from``. A
+    public buyer message starts a wait (unless one is open), a public agent
+    reply ends it and, in a chat ticket, keeps when it began; internal notes,
+    merchants and the system's notices leave it as it is. Every path that
+    appends a message asks this one function (``append_message``, the chat
+    batch, a ticket's opening message)."""
+    if internal:
+        return waiting_since, None
+    if role == Message.AuthorRole.BUYER:
+        return waiting_since or now, None
+    if role == Message.AuthorRole.AGENT:
+        return None, waiting_since if channel == Channel.CHAT else None
+    return waiting_since, None
+
+
+def _answer_wait(ticket: Ticket, *, role: str, internal: bool, now: datetime, update: list[str]) -> datetime | None:
+    waiting, waited_from = buyer_wait(channel=ticket.channel, role=role, internal=internal,
+                                      waiting_since=ticket.buyer_waiting_since, now=now)
+    if waiting != ticket.buyer_waiting_since:
+        ticket.buyer_waiting_since = waiting
+        update.append("buyer_waiting_since")
+    return waited_from
 
 
 def _extend_search_text(ticket: Ticket, bodies: list[str]) -> list[str]:

@@ -29,7 +29,7 @@ from tickets.models import (
     DISPUTE_CATEGORIES, MERCHANT_CATEGORIES, Category, Channel, Language, Message, Party, Ticket, TicketEvent,
 )
 from tickets.selectors import get_ticket_for
-from tickets.services.conversation import author_role_of
+from tickets.services.conversation import author_role_of, buyer_wait
 from tickets.services.people import shift_status
 from tickets.services.routing import assign_chat_on_open, pick_queue
 from tickets.services.transitions import check_permission, check_source_state, run_transition
@@ -177,6 +177,10 @@ def _create_ticket(*, actor, category, subject, body, party, channel, grade, lan
         last_seq=1, last_public_seq=1, last_message_at=now,
         search_text=search_text_for(subject=subject, order=order, buyer=buyer, body=body),
     )
+    actor_or_none = actor if actor is not None and actor.is_authenticated else None
+    # a buyer's request opens a wait for the first reply (the chat report)
+    ticket.buyer_waiting_since, _ = buyer_wait(channel=channel, role=author_role_of(actor_or_none), internal=False,
+                                               waiting_since=None, now=now)
     if _is_dispute(ticket) and ticket.party == Party.BUYER:
         # the merchant's money is at stake: the merchant sees the ticket and can answer it
         ticket.party = Party.BOTH
@@ -184,7 +188,6 @@ def _create_ticket(*, actor, category, subject, body, party, channel, grade, lan
     queue = pick_queue(ticket=ticket)
     ticket.route(queue=queue, now=now)  # new → open, on the row before it exists
     ticket.save()
-    actor_or_none = actor if actor is not None and actor.is_authenticated else None
     TicketEvent.objects.bulk_create([
         TicketEvent(ticket=ticket, kind="created", actor=actor_or_none, created_at=now,
                     data={"category": category, "channel": channel, "grade": grade, "party": party,
