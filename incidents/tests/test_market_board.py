@@ -18,7 +18,7 @@ from incidents import events, selectors
 from tickets.models import Rating, Ticket
 
 DAYS = (0, 1, 7)
-CATEGORIES = ["logistics_delay", "refund_request", "parcel_lost", "coupon_failure", "wrong_item"]
+CATEGORIES = ["logistics_delay", "refund_request", "not_received", "coupon_failure", "wrong_item"]
 
 
 def at_local(hour: int, minute: int, second: int = 0) -> datetime:
@@ -190,3 +190,38 @@ def test_constant_queries_for_10_and_1000_tickets(buyer, agent, django_assert_ma
         large = selectors.dashboard(now=now)
     assert len(few.captured_queries) == len(many.captured_queries)
     assert sum(large.waiting.today) > sum(small.waiting.today)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("language, title", [("zh-hans", "按类别进线"), ("en", "Tickets in by category")])
+def test_board_page_in_both_languages_shows_crossed_thresholds(client, supervisor, buyer, agent, settings, language,
+                                                               title, django_assert_max_num_queries):
+    import json
+    import re
+
+    now = timezone.now()
+    make_tickets(buyer, [{"category": "not_received", "channel": "chat", "created_at": now - timedelta(minutes=m)}
+                         for m in range(6)])
+    settings.BOARD_THRESHOLDS = {**settings.BOARD_THRESHOLDS, "waiting_chats": 3}
+    client.force_login(supervisor)
+    client.cookies["django_language"] = language
+    html = client.get("/console/dashboard/", HTTP_ACCEPT_LANGUAGE=language).content.decode()
+    assert title in html
+    figures = json.loads(re.search(r'<script id="board-figures" type="application/json">(.*?)</script>', html, re.S)
+                         .group(1))
+    assert figures["waiting"]["now"] == 6 == Ticket.objects.filter(channel="chat", first_response_at__isnull=True).count()
+    assert figures["waiting"]["alert"] and figures["categories"][0]["code"] == "not_received"
+    assert re.search(r'class="tile trend-tile is-alert" data-tile="waiting"', html)
+    assert 'data-tile="csat"' in html and 'class="tile trend-tile is-alert" data-tile="csat"' not in html
+    labels = json.loads(re.search(r'<script id="board-labels" type="application/json">(.*?)</script>', html, re.S)
+                        .group(1))
+    assert labels["categories"]["not_received"] == ("丢件 / 未收到" if language == "zh-hans" else "Parcel lost / not received")
+    # the fragment: the same queries for 6 tickets as for 200 (the embedded default reads its session from the database)
+    bound = 16 + (settings.SESSION_ENGINE == "django.contrib.sessions.backends.db")
+    with django_assert_max_num_queries(bound) as few:
+        client.get("/console/dashboard/figures/", HTTP_HX_REQUEST="true")
+    make_tickets(buyer, [{"category": "refund_request", "channel": "chat", "created_at": now - timedelta(seconds=s * 17)}
+                         for s in range(200)])
+    with django_assert_max_num_queries(bound) as many:
+        client.get("/console/dashboard/figures/", HTTP_HX_REQUEST="true")
+    assert len(few.captured_queries) == len(many.captured_queries)
