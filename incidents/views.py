@@ -332,7 +332,8 @@ def _dashboard_context() -> dict:
         # the market board's figures: the page draws its trend charts from them, and
         # again from each "board" frame the console socket brings (static/js/board.js)
         "figures": figures,
-        "board_labels": {"categories": {code: str(label) for code, label in Category.choices}},
+        "board_labels": {"categories": {code: str(label) for code, label in Category.choices},
+                         "none": str(_("No tickets this hour."))},
         "alerts": {key: figures[key]["alert"] for key in ("inflow", "waiting", "first_reply_s", "csat", "spend")}
         | {"categories": any(c["alert"] for c in figures["categories"])},
         "category_legend": {"threshold": events.thresholds()["category_per_bucket"],

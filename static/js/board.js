@@ -6,8 +6,10 @@
 // five minutes are past it. [data-fullscreen="#id"] puts the board on a wall screen.
 (function () {
   "use strict";
-  const W = 300;
-  const H = 100;
+  // drawn in the chart's own pixels (viewBox = its size), so text and dots keep their shape
+  // on a phone and on a wall screen alike; redrawn when the size changes
+  let W = 300;
+  let H = 100;
   const AXIS = 14;
   const FRAME_FRESH_MS = 30000; // without a frame for this long the fragment poll takes over
   const POLL_EVERY_MS = 60000; // with frames coming, the fragment (agents, breaches) every minute
@@ -73,6 +75,12 @@
     return svg;
   }
 
+  function setCrossed(tile, count) {
+    const shown = tile && tile.querySelector("[data-crossed]");
+    if (!shown) return;
+    shown.hidden = !count;
+    shown.querySelector("[data-crossed-count]").textContent = count;
+  }
   function setAlert(tile, on) {
     if (!tile) return;
     tile.classList.toggle("is-alert", !!on);
@@ -99,9 +107,14 @@
     const start = new Date(data.start);
     const now = new Date(data.at);
     const hour = [clock(start), clock(now)];
+    const size = (svg) => {
+      W = Math.max(Math.round(svg.clientWidth || 300), 60);
+      H = Math.max(Math.round(svg.clientHeight || 114) - AXIS, 30);
+      svg.setAttribute("viewBox", `0 0 ${W} ${H + AXIS}`);
+    };
     const draw = (name, series, options) => {
       board.querySelectorAll(`svg[data-chart="${name}"]`).forEach((svg) => {
-        svg.setAttribute("viewBox", `0 0 ${W} ${H + AXIS}`);
+        size(svg);
         svg.innerHTML = chart(series, options);
       });
     };
@@ -114,12 +127,17 @@
     // the top categories may change between frames: rebuild their small charts
     const holder = board.querySelector("[data-categories]");
     if (holder) {
-      const names = labelsFrom().categories || {};
-      holder.innerHTML = data.categories.map((c) => {
+      const labels = labelsFrom();
+      const names = labels.categories || {};
+      holder.innerHTML = data.categories.length ? data.categories.map((c) => {
         const total = c.today.reduce((a, b) => a + b, 0);
         return `<div class="mini-trend${c.alert ? " is-alert" : ""}" data-category="${esc(c.code)}"><h3>${esc(names[c.code] || c.code)} <span class="mono" data-figure="category-total">${total}</span></h3>`
-          + `<svg class="chart chart-small" data-chart="category" data-code="${esc(c.code)}" viewBox="0 0 ${W} ${H + AXIS}" preserveAspectRatio="none" role="img">${chart(c, { labels: hour })}</svg></div>`;
-      }).join("");
+          + `<svg class="chart chart-small" data-chart="category" data-code="${esc(c.code)}" preserveAspectRatio="none" role="img" aria-label="${esc(names[c.code] || c.code)}"></svg></div>`;
+      }).join("") : `<p class="muted">${esc(labels.none || "")}</p>`;
+      data.categories.forEach((c) => {
+        const svg = holder.querySelector(`svg[data-code="${c.code}"]`);
+        if (svg) { size(svg); svg.innerHTML = chart(c, { labels: hour }); }
+      });
     }
 
     // the headlines and each tile's alert
@@ -132,10 +150,15 @@
     const csat = latest(data.csat.today);
     setText('[data-figure="csat"]', csat === null ? "—" : csat.toFixed(1));
     setText('[data-figure="budget-spent"]', yuan(latest(data.spend.today) || 0));
-    for (const key of ["inflow", "waiting", "first_reply_s", "csat", "spend"]) {
-      setAlert(board.querySelector(`[data-tile="${key}"]`), data[key].alert);
+    for (const key of ["waiting", "first_reply_s", "csat", "spend"]) {
+      const tile = board.querySelector(`[data-tile="${key}"]`);
+      setAlert(tile, data[key].alert);
+      setCrossed(tile, data[key].crossed);
     }
-    setAlert(board.querySelector('[data-tile="categories"]'), data.categories.some((c) => c.alert));
+    setAlert(board.querySelector('[data-tile="inflow"]'), data.inflow.alert);
+    const categories = board.querySelector('[data-tile="categories"]');
+    setAlert(categories, data.categories.some((c) => c.alert));
+    setCrossed(categories, data.categories.reduce((n, c) => n + c.crossed, 0));
     board.dataset.updated = data.at;
   }
 
@@ -161,6 +184,10 @@
   };
 
   document.addEventListener("DOMContentLoaded", fromPage);
+  let resizing = null;
+  const redraw = () => { clearTimeout(resizing); resizing = setTimeout(() => render(figures), 100); };
+  window.addEventListener("resize", redraw);
+  document.addEventListener("fullscreenchange", redraw);
   // the fragment's refresh swaps in new figures: draw them (htmx fires "htmx:load" on new content)
   document.addEventListener("htmx:load", (event) => {
     const elt = event.target;
@@ -175,9 +202,10 @@
     if (document.fullscreenElement) {
       document.exitFullscreen();
     } else if (target.requestFullscreen) {
-      target.requestFullscreen().catch(() => target.classList.toggle("is-wall"));
+      target.requestFullscreen().catch(() => { target.classList.toggle("is-wall"); redraw(); });
     } else {
       target.classList.toggle("is-wall");
+      redraw();
     }
   });
 })();
