@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, Q, Sum
+from django.db import DEFAULT_DB_ALIAS, connections, router
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
 from django.db.models.functions import TruncHour, TruncMinute
 from django.utils import timezone
 from django.utils.translation import gettext
@@ -183,19 +184,36 @@ WAITING_NOW = Q(first_response_at__isnull=True, resolved_at__isnull=True, closed
 
 def _waiting_chats(start: datetime, now: datetime) -> tuple[Trend, int, datetime | None]:
     """Chats waiting at each bucket's end on the three days, the number now
-    and the oldest waiting one: one query of filtered counts over the chats
-    that were still waiting at the earliest point."""
-    points = [[end - timedelta(days=d) for end in _bucket_ends(start)] for d in DAYS_BACK]
-    earliest = points[-1][0]
-    chats = Ticket.objects.filter(channel=Channel.CHAT, created_at__lte=now).filter(
-        Q(first_response_at__isnull=True) | Q(first_response_at__gte=earliest),
-        Q(resolved_at__isnull=True) | Q(resolved_at__gte=earliest),
-        Q(closed_at__isnull=True) | Q(closed_at__gte=earliest))
-    counts = {f"w{day}_{k}": Count("id", filter=waiting_at(at))
-              for day, day_points in enumerate(points) for k, at in enumerate(day_points)}
-    row = chats.aggregate(now_n=Count("id", filter=WAITING_NOW), oldest=Min("created_at", filter=WAITING_NOW), **counts)
-    trend = Trend(*[[row[f"w{day}_{k}"] for k in range(BUCKETS)] for day in range(len(DAYS_BACK))])
-    return trend, row["now_n"], row["oldest"]
+    and the oldest waiting one: one query of 36 conditional sums over the chats
+    that were still waiting at the earliest point (``waiting_at``, written as
+    plain SQL: the ORM spends ~20 ms of Python compiling 36 filtered counts,
+    the database under 5 ms answering them)."""
+    points = [end - timedelta(days=d) for d in DAYS_BACK for end in _bucket_ends(start)]
+    earliest = min(points)
+    alias = router.db_for_read(Ticket) or DEFAULT_DB_ALIAS
+    connection = connections[alias]
+    adapt = connection.ops.adapt_datetimefield_value
+    qn = connection.ops.quote_name
+    created, answered, resolved, closed = (qn(c) for c in ("created_at", "first_response_at", "resolved_at", "closed_at"))
+    at = (f"SUM(CASE WHEN {created} < %s AND ({answered} IS NULL OR {answered} >= %s) AND ({resolved} IS NULL "
+          f"OR {resolved} >= %s) AND ({closed} IS NULL OR {closed} >= %s) THEN 1 ELSE 0 END)")
+    waiting_now = f"{answered} IS NULL AND {resolved} IS NULL AND {closed} IS NULL"
+    sql = (f"SELECT SUM(CASE WHEN {waiting_now} THEN 1 ELSE 0 END), MIN(CASE WHEN {waiting_now} THEN {created} END), "
+           + ", ".join([at] * len(points))
+           + f" FROM {qn(Ticket._meta.db_table)} WHERE {qn('channel')} = %s AND {created} <= %s"
+           f" AND ({answered} IS NULL OR {answered} >= %s) AND ({resolved} IS NULL OR {resolved} >= %s)"
+           f" AND ({closed} IS NULL OR {closed} >= %s)")
+    params = [adapt(p) for point in points for p in (point,) * 4]
+    params += [Channel.CHAT, adapt(now), adapt(earliest), adapt(earliest), adapt(earliest)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    oldest = row[1]
+    if oldest is not None and not isinstance(oldest, datetime):  # SQLite answers MIN() of a text column as text
+        oldest = connection.ops.convert_datetimefield_value(oldest, None, connection)
+    counts = [int(v or 0) for v in row[2:]]
+    trend = Trend(*[counts[day * BUCKETS:(day + 1) * BUCKETS] for day in range(len(DAYS_BACK))])
+    return trend, int(row[0] or 0), oldest
 
 
 def _first_reply(start: datetime) -> Trend:

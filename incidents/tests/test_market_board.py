@@ -116,6 +116,7 @@ def test_every_series_equals_a_direct_count(buyer, agent):
         waiting = [t for t in chats if t.created_at < hi and all(
             when is None or when >= hi for when in (t.first_response_at, t.resolved_at, t.closed_at))]
         assert days(board.waiting)[day][k] == len(waiting), (day, k)
+        assert Ticket.objects.filter(selectors.waiting_at(hi), channel="chat").count() == len(waiting)  # the ORM form
         # first reply: the chats whose first reply landed in the bucket
         waits = [(t.first_response_at - t.created_at).total_seconds() for t in chats
                  if t.first_response_at and lo <= t.first_response_at < hi]
