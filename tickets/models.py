@@ -240,6 +240,10 @@ class Ticket(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
             models.Index(fields=["buyer", "-created_at"], name="ticket_buyer_recent"),
             models.Index(fields=["merchant", "-created_at"], name="ticket_merchant_recent"),
             models.Index(fields=["grade", "status"], name="ticket_grade_status"),
+            # the market board (issue #14 item 5): chats' first replies in a window, and the
+            # chats still waiting at a moment (first reply null or later) without a full scan
+            models.Index(fields=["first_response_at"], condition=models.Q(channel="chat"),
+                         name="ticket_chat_first_response"),
             # the console queue: active tickets, most urgent deadline first (Ticket.ACTIVE,
             # written out because the class attribute is not visible inside Meta)
             models.Index(
@@ -497,6 +501,7 @@ class Rating(models.Model):
         constraints = [
             models.CheckConstraint(condition=models.Q(score__gte=0, score__lte=10), name="rating_score_0_10"),
         ]
+        indexes = [models.Index(fields=["created_at"], name="rating_created")]  # the board's rolling CSAT
 
     def __str__(self) -> str:
         return f"#{self.ticket_id}: {self.score}"
