@@ -175,6 +175,8 @@ CELERY_BEAT_SCHEDULE = {
     "incident-rules": {"task": "incidents.tasks.sweep_incident_rules", "schedule": timedelta(minutes=5)},
     "incident-deadlines": {"task": "incidents.tasks.sweep_incident_deadlines", "schedule": timedelta(minutes=1)},
     "resume-bulk-jobs": {"task": "incidents.tasks.resume_stalled_jobs", "schedule": timedelta(seconds=15)},
+    # the market board's figures to the supervisors' consoles (incidents.events.push_board)
+    "board-push": {"task": "incidents.tasks.push_board", "schedule": timedelta(seconds=10)},
 }
 
 # The embedded default runs those jobs inside the server process (scripts/dev sets it).
@@ -229,6 +231,19 @@ REPORT_MAX_DAYS = env.int("REPORT_MAX_DAYS", default=366)
 # The dashboard's inflow threshold: tickets opened in one minute past which the
 # minute's bar is highlighted (0: no threshold).
 DASHBOARD_INFLOW_ALERT_PER_MIN = env.int("DASHBOARD_INFLOW_ALERT_PER_MIN", default=30)
+# The market board's other thresholds (issue #14 item 5), each drawn on its
+# chart; a bucket past it is highlighted and a tile whose last five minutes
+# pass it turns red (0 or None: no threshold). Tickets of one category in 5
+# minutes; chats waiting for a first reply; the average seconds to a chat's
+# first reply; spend as a percentage of the day's budget; the rolling CSAT
+# (an alert when it falls below).
+BOARD_THRESHOLDS = {
+    "category_per_bucket": env.int("BOARD_CATEGORY_ALERT_PER_5MIN", default=60),
+    "waiting_chats": env.int("BOARD_WAITING_CHATS_ALERT", default=20),
+    "first_reply_s": env.int("BOARD_FIRST_REPLY_ALERT_S", default=60),
+    "spend_percent": env.int("BOARD_SPEND_ALERT_PERCENT", default=80),
+    "csat_below": env.float("BOARD_CSAT_ALERT_BELOW", default=7.0),
+}
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

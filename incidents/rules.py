@@ -27,3 +27,11 @@ def next_owner_tier(tier: int) -> int:
     """A passed deadline hands the incident one tier up (agent → team lead →
     head → all levels); at the top it stays, and each period alerts again."""
     return min(tier + 1, sla.MAX_TIER)
+
+
+def crossed(value, threshold, *, below: bool = False) -> bool:
+    """The market board: a figure past its threshold (above it, or below it for
+    a figure that should stay high, the CSAT). No value or no threshold: never."""
+    if value is None or not threshold:
+        return False
+    return value < threshold if below else value > threshold

@@ -30,3 +30,11 @@ def resume_stalled_jobs() -> int:
     from incidents.services import resume_stalled_jobs as resume
 
     return len(resume())
+
+
+@shared_task
+def push_board() -> int:
+    """The market board's figures to the supervisors' consoles (a ``board`` frame)."""
+    from incidents.events import push_board as push
+
+    return push()

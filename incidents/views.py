@@ -20,7 +20,7 @@ from compensation.views import supervisor_required
 from core.errors import DomainError, InvalidInput
 from core.money import format_fen
 from core.parsing import parse_optional_int
-from incidents import selectors, services
+from incidents import events, selectors, services
 from incidents.models import AffectedBuyer, CouponFailure, Incident, IncidentEvent
 from tickets import sla
 from tickets.models import Category
@@ -292,17 +292,6 @@ def coupon_compensate(request, failure_id: int):
 # --- the dashboard ---------------------------------------------------------------
 
 
-def _bars(points: list[tuple], *, width: int = 600, height: int = 120) -> dict:
-    """Server-rendered SVG bar chart geometry (no chart library, no CDN)."""
-    top = max([v for _, v in points] + [1])
-    step = width / max(len(points), 1)
-    bars = [{"x": round(i * step, 1), "w": round(max(step - 1, 1), 1), "h": round(height * v / top, 1),
-             "y": round(height - height * v / top, 1), "value": v, "label": label.strftime("%H:%M")}
-            for i, (label, v) in enumerate(points)]
-    return {"bars": bars, "width": width, "height": height, "top": top,
-            "first": points[0][0].strftime("%H:%M") if points else "", "last": points[-1][0].strftime("%H:%M") if points else ""}
-
-
 def _trend(today: list[tuple], earlier: dict[str, list[int]], *, threshold: int, width: int = 600,
            height: int = 120) -> dict:
     """Today's bars against the same minutes on earlier days (lines) and a
@@ -323,33 +312,48 @@ def _trend(today: list[tuple], earlier: dict[str, list[int]], *, threshold: int,
             "first": today[0][0].strftime("%H:%M") if today else "", "last": today[-1][0].strftime("%H:%M") if today else ""}
 
 
-def _line(points: list[tuple], *, ceiling: int, width: int = 300, height: int = 100) -> dict:
-    """A cumulative line against a ceiling (spend against budget), as SVG coordinates."""
-    top = max([v for _, v in points] + [ceiling, 1])
-    step = width / max(len(points) - 1, 1)
-    coords = " ".join(f"{round(i * step, 1)},{round(height - height * v / top, 1)}" for i, (_, v) in enumerate(points))
-    return {"points": coords, "width": width, "height": height,
-            "ceiling_y": round(height - height * ceiling / top, 1) if ceiling else None,
-            "first": points[0][0].strftime("%H:%M") if points else "", "last": points[-1][0].strftime("%H:%M") if points else ""}
+def _latest(values: list):
+    """The last value of a series that has one (a bucket without tickets or ratings has none)."""
+    return next((v for v in reversed(values) if v is not None), None)
+
+
+def _wait(seconds: int) -> str:
+    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def _dashboard_context() -> dict:
     board = selectors.dashboard()
     budget = board.budget
+    figures = events.board_payload(board)
+    first_reply = _latest(figures["first_reply_s"]["today"])
+    csat = _latest(figures["csat"]["today"])
     return {
         "board": board,
+        # the market board's figures: the page draws its trend charts from them, and
+        # again from each "board" frame the console socket brings (static/js/board.js)
+        "figures": figures,
+        "board_labels": {"categories": {code: str(label) for code, label in Category.choices},
+                         "none": str(_("No tickets this hour."))},
+        "alerts": {key: figures[key]["alert"] for key in ("inflow", "waiting", "first_reply_s", "csat", "spend")}
+        | {"categories": any(c["alert"] for c in figures["categories"])},
+        "category_legend": {"threshold": events.thresholds()["category_per_bucket"],
+                            "crossed": sum(c["crossed"] for c in figures["categories"])},
+        "spend_limit": format_fen(figures["spend"]["threshold"]) if figures["spend"]["threshold"] else "",
+        "first_reply": _wait(round(first_reply)) if first_reply is not None else "—",
+        "csat_now": f"{csat:.1f}" if csat is not None else "—",
+        "categories": [{"code": c["code"], "label": Category(c["code"]).label if c["code"] in Category.values else c["code"],
+                        "today": sum(c["today"]), "alert": c["alert"]} for c in figures["categories"]],
         "inflow": _trend(board.inflow, {"yesterday": list(board.inflow_yesterday),
                                          "last_week": list(board.inflow_last_week)},
                          threshold=settings.DASHBOARD_INFLOW_ALERT_PER_MIN),
         "inflow_total": sum(v for _, v in board.inflow),
         "inflow_last": board.inflow[-1][1] if board.inflow else 0,
-        "spend": _line(board.spend, ceiling=budget.budget_fen if budget else 0),
         "breaches": [{"grade": label, "count": board.breaches_by_grade[g]} for g, label in sla.GRADE_CHOICES],
         "budget_spent": format_fen(budget.spent_fen) if budget else format_fen(0),
         "budget_total": format_fen(budget.budget_fen) if budget else "—",
         "budget_percent": rules.budget_percent(spent_fen=budget.spent_fen, budget_fen=budget.budget_fen) if budget else 0,
         "breaker_open": bool(budget and budget.breaker_open),
-        "longest_wait": f"{board.longest_wait_s // 60}:{board.longest_wait_s % 60:02d}",
+        "longest_wait": _wait(board.longest_wait_s),
         "agents": [{**a, "worked": f"{a['worked_s'] // 3600}:{a['worked_s'] % 3600 // 60:02d}",
                     "load_percent": min(100, round(100 * a["load"] / a["capacity"])) if a["capacity"] else 0}
                    for a in board.agents],

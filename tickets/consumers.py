@@ -13,7 +13,7 @@ from core.ws_auth import resolve_user
 from core.parsing import MAX_INT, parse_optional_int
 from tickets import chat_writer
 from tickets.errors import TicketNotFound
-from tickets.events import CONSOLE, agent_group, staff_group, ticket_group, tier_group
+from tickets.events import BOARD, CONSOLE, agent_group, staff_group, ticket_group, tier_group
 from tickets.models import Message, Ticket
 from tickets.rules import Viewer, sees_internal_notes, tiers_heard_by, viewer_of, visibility_filter
 from tickets.services.attachments import clean_attachment_ids
@@ -22,10 +22,11 @@ from tickets.services.chat import clean_body, clean_client_id
 
 class ConsoleConsumer(LiveConsumer):
     """``/ws/console/``: queue and ticket changes, assignment offers, SLA
-    alerts and shift reminders, for staff only."""
+    alerts and shift reminders, for staff only; the market board's figures
+    for supervisors only."""
 
     async def connect(self) -> None:
-        user, is_staff, rank = await in_pool(_console_user)(self.scope)
+        user, is_staff, rank, supervises = await in_pool(_console_user)(self.scope)
         if not user.is_authenticated:
             await self.close(code=NOT_AUTHENTICATED)
             return
@@ -36,6 +37,8 @@ class ConsoleConsumer(LiveConsumer):
         await self.join(agent_group(user.pk))
         for tier in tiers_heard_by(rank):  # reports up to the tiers this person owns
             await self.join(tier_group(tier))
+        if supervises:  # the market board's figures: supervisors only
+            await self.join(BOARD)
         await self.accept()
 
 
@@ -247,7 +250,7 @@ class ChatConsumer(LiveConsumer):
 def _console_user(scope):
     user = resolve_user(scope)
     is_staff = roles.is_agent(user)
-    return user, is_staff, roles.staff_rank(user) if is_staff else 0
+    return user, is_staff, roles.staff_rank(user) if is_staff else 0, is_staff and roles.is_supervisor(user)
 
 
 def _open(scope, ticket_id: int):

@@ -2,7 +2,8 @@
 
 Groups: ``console`` (every staff console), ``ticket.<id>`` (a ticket's
 conversation), ``agent.<id>`` (one agent's console), ``tier.<n>`` (the
-consoles of the staff who own tier n).
+consoles of the staff who own tier n), ``board`` (supervisors' consoles: the
+market board's figures).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from tickets.models import Channel, Message, OvertimeRequest, Party, SlaBreach, 
 from tickets.sla import TIER_TEAM_LEAD
 
 CONSOLE = "console"
+# the supervisors' consoles: the market board's figures (``incidents.events``) go here
+BOARD = "board"
 
 
 def ticket_group(ticket_id: int) -> str:

@@ -247,6 +247,11 @@ class Ticket(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
             # the reports' period filter on resolutions (``reports.selectors``)
             models.Index(fields=["resolved_at"], name="ticket_resolved",
                          condition=models.Q(resolved_at__isnull=False)),
+
+            # the market board (issue #14 item 5): chats' first replies in a window, and the
+            # chats still waiting at a moment (first reply null or later) without a full scan
+            models.Index(fields=["first_response_at"], condition=models.Q(channel="chat"),
+                         name="ticket_chat_first_response"),
             # the console queue: active tickets, most urgent deadline first (Ticket.ACTIVE,
             # written out because the class attribute is not visible inside Meta)
             models.Index(
@@ -511,7 +516,8 @@ class Rating(models.Model):
     class Meta:
         verbose_name = _("rating")
         verbose_name_plural = _("ratings")
-        indexes = [models.Index(fields=["created_at"], name="rating_created")]  # the reports' period
+        # by time: the reports' period and the board's rolling CSAT
+        indexes = [models.Index(fields=["created_at"], name="rating_created")]
         constraints = [
             models.CheckConstraint(condition=models.Q(score__gte=0, score__lte=10), name="rating_score_0_10"),
         ]

@@ -568,6 +568,9 @@
         refreshDashboard();
         break;
       }
+      case "board": // the market board's figures (supervisors' consoles only): redrawn in place
+        if (window.CSBoard) window.CSBoard.update(frame);
+        break;
       case "budget":
       case "incident":
         refreshDashboard();

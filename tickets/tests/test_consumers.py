@@ -121,3 +121,4 @@ async def test_a_report_up_reaches_the_next_tiers_console_only(agent, supervisor
     assert await bystander.receive_nothing(timeout=0.5)
     await lead.disconnect()
     await bystander.disconnect()
+
