@@ -170,6 +170,8 @@ def test_pages_that_read_integers_answer_4xx(world, supervisor, merchant_user, b
         (staff, "/console/?merchant={}"), (staff, "/console/chats/tabs/?current={}"),
         (staff, f"/console/tickets/{ticket_id}/messages/?after_seq={{}}"),
         (merchant, f"/merchant/tickets/{ticket_id}/messages/?after_seq={{}}"),
+        (staff, "/console/?tier={}"), (staff, "/console/?buyer={}"), (staff, "/console/playbooks/?ticket={}"),
+        (staff, "/console/calls/new/?ticket={}"), (staff, "/console/calls/callers/?caller_phone={}"),
     ]
     for client, url in gets:
         for bad in BAD_INTEGERS:
@@ -183,6 +185,11 @@ def test_pages_that_read_integers_answer_4xx(world, supervisor, merchant_user, b
         (staff, f"/console/risk/accounts/{world['account_id']}/undo/", "order_id"),
         (customer, "/chat/start/", "order_id"),
         (customer, f"/chat/{ticket_id}/rate/", "score"),
+        (staff, "/console/overtime/", "minutes"),
+        (staff, "/console/calls/new/", "order_id"),
+        (staff, "/console/calls/new/", "duration"),
+        (staff, "/console/calls/new/", "target"),
+        (staff, "/console/coupon-failures/", "amount_fen"),
     ]
     for client, url, field in posts:
         for bad in BAD_INTEGERS:
