@@ -175,6 +175,8 @@ CELERY_BEAT_SCHEDULE = {
     "incident-rules": {"task": "incidents.tasks.sweep_incident_rules", "schedule": timedelta(minutes=5)},
     "incident-deadlines": {"task": "incidents.tasks.sweep_incident_deadlines", "schedule": timedelta(minutes=1)},
     "resume-bulk-jobs": {"task": "incidents.tasks.resume_stalled_jobs", "schedule": timedelta(seconds=15)},
+    # closed days into the reports' rollup (reports.services.refresh_rollups)
+    "report-rollups": {"task": "reports.tasks.refresh_report_rollups", "schedule": timedelta(minutes=5)},
 }
 
 # The embedded default runs those jobs inside the server process (scripts/dev sets it).
