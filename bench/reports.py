@@ -168,8 +168,9 @@ def seed(n_tickets: int, n_messages: int, rng: random.Random) -> dict:
                                        ("lost", 0.02, (2, 6)), ("stuck", 0.05, (1, 4))):
                 if rng.random() < share:
                     event_id += 1
+                    occurred = shipped + timedelta(days=rng.uniform(*after))
                     events.append((f"ev{event_id}", order_id, order_id, carrier, f"T{order_id:012d}", kind,
-                                   shipped + timedelta(days=rng.uniform(*after)), rng.choice(REGIONS)))
+                                   occurred, rng.choice(REGIONS), min(occurred, now - timedelta(hours=1))))
         channel = rng.choice(CHANNELS)
         grade = rng.choice(GRADES)
         assignee = rng.choice(agents) if rng.random() < 0.92 else None
@@ -222,7 +223,7 @@ def seed(n_tickets: int, n_messages: int, rng: random.Random) -> dict:
                        "region", "placed_at"], orders)
     copy_model(Shipment, ["id", "order_id", "carrier", "tracking_no", "status", "shipped_at", "eta"], shipments)
     copy_model(LogisticsEvent, ["event_id", "shipment_id", "order_id", "carrier", "tracking_no", "kind",
-                                "occurred_at", "region"], events)
+                                "occurred_at", "region", "received_at"], events)
     copy_model(Ticket, ["id", "subject", "category", "channel", "grade", "queue_id", "buyer_id", "merchant_id",
                         "order_id", "assignee_id", "status", "created_at", "updated_at", "due_at",
                         "first_response_at", "resolved_at", "closed_at", "last_seq", "last_public_seq",
