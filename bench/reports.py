@@ -19,7 +19,9 @@ resolutions, SLA deadlines and breaches, ~30 % rated 0–10, remedies of each
 kind, one order per ticket (85 %) with its shipment, carrier, ETA and carrier
 events (delivered, damaged, lost, stuck), and ``--messages`` messages in
 buyer stretches answered by agents (plus internal notes and notices);
-then VACUUM ANALYZE.
+then VACUUM ANALYZE, and the reports' rollup job (``refresh_rollups``)
+runs twice: its first run (every closed day) and an ordinary one (the recent
+days), both timed.
 
 Then it times, ``--repeat`` times after one warm-up, the selectors the API
 and the page call (``reports.selectors.summary`` for the last 30 days, for
@@ -166,8 +168,9 @@ def seed(n_tickets: int, n_messages: int, rng: random.Random) -> dict:
                                        ("lost", 0.02, (2, 6)), ("stuck", 0.05, (1, 4))):
                 if rng.random() < share:
                     event_id += 1
+                    occurred = shipped + timedelta(days=rng.uniform(*after))
                     events.append((f"ev{event_id}", order_id, order_id, carrier, f"T{order_id:012d}", kind,
-                                   shipped + timedelta(days=rng.uniform(*after)), rng.choice(REGIONS)))
+                                   occurred, rng.choice(REGIONS), min(occurred, now - timedelta(hours=1))))
         channel = rng.choice(CHANNELS)
         grade = rng.choice(GRADES)
         assignee = rng.choice(agents) if rng.random() < 0.92 else None
@@ -220,7 +223,7 @@ def seed(n_tickets: int, n_messages: int, rng: random.Random) -> dict:
                        "region", "placed_at"], orders)
     copy_model(Shipment, ["id", "order_id", "carrier", "tracking_no", "status", "shipped_at", "eta"], shipments)
     copy_model(LogisticsEvent, ["event_id", "shipment_id", "order_id", "carrier", "tracking_no", "kind",
-                                "occurred_at", "region"], events)
+                                "occurred_at", "region", "received_at"], events)
     copy_model(Ticket, ["id", "subject", "category", "channel", "grade", "queue_id", "buyer_id", "merchant_id",
                         "order_id", "assignee_id", "status", "created_at", "updated_at", "due_at",
                         "first_response_at", "resolved_at", "closed_at", "last_seq", "last_public_seq",
@@ -272,10 +275,25 @@ def main() -> None:
     migrate_s = time.perf_counter() - started
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE")
+    # the beat job's first run: every closed day into the rollup, then one
+    # ordinary run (the recent days recomputed), as production would have it
+    from reports.models import DailyFigure
+    from reports.services import refresh_rollups
+
+    started = time.perf_counter()
+    first_days = refresh_rollups()
+    first_s = time.perf_counter() - started
+    started = time.perf_counter()
+    again_days = refresh_rollups()
+    again_s = time.perf_counter() - started
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
         cursor.execute("SELECT version()")
         version = cursor.fetchone()[0].split(" on ")[0]
     print(f"seeded {', '.join(f'{n:,} {what}' for what, n in seeded['counts'].items())} in {seeded_s:.1f} s; "
           f"migrations after seeding {migrate_s:.1f} s; {version}")
+    print(f"rollup: first run {first_days} days in {first_s:.1f} s ({DailyFigure.objects.count():,} rows); "
+          f"a later run {again_days} days in {again_s:.1f} s")
 
     today = timezone.localdate()
     month = Period(first=today - timedelta(days=29), last=today)

@@ -177,6 +177,8 @@ CELERY_BEAT_SCHEDULE = {
     "resume-bulk-jobs": {"task": "incidents.tasks.resume_stalled_jobs", "schedule": timedelta(seconds=15)},
     # the market board's figures to the supervisors' consoles (incidents.events.push_board)
     "board-push": {"task": "incidents.tasks.push_board", "schedule": timedelta(seconds=10)},
+    # closed days into the reports' rollup (reports.services.refresh_rollups)
+    "report-rollups": {"task": "reports.tasks.refresh_report_rollups", "schedule": timedelta(minutes=5)},
 }
 
 # The embedded default runs those jobs inside the server process (scripts/dev sets it).

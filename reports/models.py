@@ -29,3 +29,65 @@ class ExportRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class DailyFigure(models.Model):
+    """One additive figure of one closed local day, for the whole platform
+    (``grouping`` empty), per agent or per queue: what the reports sum for the
+    days up to ``RollupState.through`` instead of scanning their rows (the
+    days after it, today at least, are read live). Written only by
+    ``reports.services.roll_up_day`` (delete + insert of the day, in one
+    transaction: a recompute is idempotent).
+
+    ``measure`` and what ``key``, ``count``, ``total``, ``extra`` hold:
+
+    - ``csat``: key = the score; count = ratings given that day.
+    - ``chat``: key = the local day the buyer's wait began (ISO; the day
+      itself but for waits across midnight); count = agent replies that ended
+      a wait that day, total = the waits' microseconds, extra = how many of
+      them were over ``RollupState.chat_target_s``.
+    - ``resolved``: key = the grade; count = tickets resolved that day, extra =
+      of them, those without any ``SlaBreach``.
+    - ``remedy``: key = the kind; count = executed that day, total = their
+      cost to the compensation budget in fen.
+    - ``opened`` (whole platform only): key = the category, key2 = the order's
+      region (empty without an order); count = tickets opened that day.
+    - ``carrier`` (whole platform only; the day the shipments were shipped):
+      key = the carrier; count = shipments, total = on time, extra = damaged,
+      extra2 = lost, extra3 = stuck, ratings / rating_sum = the ratings of
+      tickets about them.
+    """
+
+    day = models.DateField()
+    grouping = models.CharField(max_length=8, blank=True)  # "", "agent", "queue"
+    group_id = models.BigIntegerField(null=True, blank=True)  # the agent's or queue's id; null: none
+    measure = models.CharField(max_length=16)
+    key = models.CharField(max_length=40, blank=True)
+    key2 = models.CharField(max_length=40, blank=True)
+    count = models.BigIntegerField(default=0)
+    total = models.BigIntegerField(default=0)
+    extra = models.BigIntegerField(default=0)
+    extra2 = models.BigIntegerField(default=0)
+    extra3 = models.BigIntegerField(default=0)
+    ratings = models.BigIntegerField(default=0)
+    rating_sum = models.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["grouping", "measure", "day"], name="dailyfigure_lookup")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.grouping or 'all'} {self.group_id} {self.measure} {self.key}"
+
+
+class RollupState(models.Model):
+    """One row (pk 1): every local day up to ``through`` is in
+    ``DailyFigure``; the over-target chat counts there are against
+    ``chat_target_s`` (another target in the settings: the chat figure is read
+    live until the job has recomputed them)."""
+
+    through = models.DateField(null=True, blank=True)
+    chat_target_s = models.IntegerField(null=True, blank=True)
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"rolled up through {self.through}"

@@ -35,10 +35,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Aggregate, Avg, Count, F, FloatField, Func, Q, Sum
+from django.db.models import Aggregate, Avg, BigIntegerField, Count, F, FloatField, Func, Q, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
 
 from accounts.models import User
 from compensation.models import Remedy
@@ -46,6 +49,7 @@ from compensation.rules import remedy_cost
 from core.db_router import replica_reads
 from incidents.models import LogisticsEvent
 from merchants.models import Shipment
+from reports.models import DailyFigure, RollupState
 from reports.rules import Period, change_pct, pct, percentile
 from tickets import sla
 from tickets.models import Message, Queue, Rating, SlaBreach, Ticket
@@ -124,6 +128,28 @@ class Seconds(Func):
                               arg_joiner=", ", **extra)
 
 
+class Microseconds(Func):
+    """Whole microseconds from ``start`` to ``end`` (an integer: the rollup
+    sums them exactly)."""
+
+    output_field = BigIntegerField()
+
+    def __init__(self, end, start):
+        super().__init__(end, start)
+
+    def as_sql(self, compiler, connection, **extra):
+        raise NotImplementedError(f"Microseconds has no SQL for {connection.vendor}")
+
+    def as_postgresql(self, compiler, connection, **extra):
+        # EXTRACT of an interval is numeric (exact) since PostgreSQL 14
+        return super().as_sql(compiler, connection, template="(EXTRACT(EPOCH FROM (%(expressions)s)) * 1000000)::bigint",
+                              arg_joiner=" - ", **extra)
+
+    def as_sqlite(self, compiler, connection, **extra):
+        return super().as_sql(compiler, connection, template="django_timestamp_diff(%(expressions)s)",
+                              arg_joiner=", ", **extra)
+
+
 class NearestRank(Aggregate):
     """PostgreSQL's ``percentile_disc``: the smallest value with at least
     ``p`` % of the values at or below it, which is ``rules.percentile`` (its
@@ -149,6 +175,23 @@ def summary(*, period: Period, group_by: str | None = None) -> dict:
         return _summary(period=period, group_by=group_by)
 
 
+def rollup_state() -> dict:
+    """Through which local day the reports read ``DailyFigure`` (None: not
+    rolled up yet, every figure live), and the chat target its over-target
+    counts were taken against."""
+    return (RollupState.objects.filter(pk=1).values("through", "chat_target_s").first()
+            or {"through": None, "chat_target_s": None})
+
+
+def _split(period: Period, through: date | None) -> tuple[Period | None, Period | None]:
+    """The period's days read from the rollup (up to ``through``) and those read live (after it)."""
+    if through is None or through < period.first:
+        return None, period
+    if through >= period.last:
+        return period, None
+    return Period(first=period.first, last=through), Period(first=through + timedelta(days=1), last=period.last)
+
+
 def _summary(*, period: Period, group_by: str | None) -> dict:
     keys = _KEYS.get(group_by or "", {})
     acc: dict[object, _Figures] = defaultdict(_Figures)
@@ -156,15 +199,24 @@ def _summary(*, period: Period, group_by: str | None) -> dict:
     def into(key) -> list[_Figures]:
         return [acc[_ALL], acc[key]] if group_by else [acc[_ALL]]
 
-    # csat: one row per (group, score)
-    ratings = Rating.objects.filter(created_at__gte=period.start, created_at__lt=period.end)
-    key = keys.get("rating")
-    for row in ratings.values(*([key] if key else []), "score").annotate(n=Count("id")).order_by():
-        for figures in into(row.get(key)):
-            if 0 <= row["score"] <= 10:
-                figures.scores[row["score"]] += row["n"]
+    target = target_s()
+    state = rollup_state()
+    rolled, live = _split(period, state["through"])
+    chat_rolled = rolled is not None and state["chat_target_s"] == target
+    if rolled:
+        _from_rollup(rolled, group_by=group_by, since=period.first, chat=chat_rolled, into=into)
+
+    if live:
+        # csat: one row per (group, score)
+        ratings = Rating.objects.filter(created_at__gte=live.start, created_at__lt=live.end)
+        key = keys.get("rating")
+        for row in ratings.values(*([key] if key else []), "score").annotate(n=Count("id")).order_by():
+            for figures in into(row.get(key)):
+                if 0 <= row["score"] <= 10:
+                    figures.scores[row["score"]] += row["n"]
 
     # first response: seconds per ticket, aggregated where the tickets are
+    # (percentiles do not add up across days: always the whole period's rows)
     key = keys.get("ticket")
     opened = Ticket.objects.filter(created_at__gte=period.start, created_at__lt=period.end,
                                    first_response_at__isnull=False)
@@ -172,51 +224,54 @@ def _summary(*, period: Period, group_by: str | None) -> dict:
 
     # chat: each agent reply that ended a buyer's wait keeps when the wait
     # began (``Message.waited_from``, stored by the write paths), so a reply
-    # counts when it and the wait's first buyer message are in the period
-    replies = (Message.objects.filter(created_at__gte=period.start, created_at__lt=period.end,
-                                      waited_from__gte=period.start)
-               .annotate(waited=Seconds(F("created_at"), F("waited_from"))))
-    key = {"agent": "author_id", "queue": "ticket__queue_id"}.get(group_by or "")
-    target = target_s()
-    sums = {"n": Count("id"), "total": Sum("waited"), "over": Count("id", filter=Q(waited__gt=target))}
-    # (``values()`` of no field would group by every column: the whole period is one aggregate)
-    for row in replies.values(key).annotate(**sums).order_by() if key else [replies.aggregate(**sums)]:
-        for figures in into(row.get(key)):
-            figures.chat[0] += row["n"]
-            figures.chat[1] += float(row["total"] or 0)
-            figures.chat[2] += row["over"]
+    # counts when it and the wait's first buyer message are in the period;
+    # from the rollup up to its last day unless the target changed since
+    chat_live = live if chat_rolled else period
+    if chat_live:
+        replies = (Message.objects.filter(created_at__gte=chat_live.start, created_at__lt=chat_live.end,
+                                          waited_from__gte=period.start)
+                   .annotate(waited=Seconds(F("created_at"), F("waited_from"))))
+        key = {"agent": "author_id", "queue": "ticket__queue_id"}.get(group_by or "")
+        sums = {"n": Count("id"), "total": Sum("waited"), "over": Count("id", filter=Q(waited__gt=target))}
+        # (``values()`` of no field would group by every column: the whole period is one aggregate)
+        for row in replies.values(key).annotate(**sums).order_by() if key else [replies.aggregate(**sums)]:
+            for figures in into(row.get(key)):
+                figures.chat[0] += row["n"]
+                figures.chat[1] += float(row["total"] or 0)
+                figures.chat[2] += row["over"]
 
-    # resolution by grade: (group, grade) → resolved, and of them those with a
-    # breach, counted from the breaches' side (a join, where a NOT EXISTS per
-    # resolved ticket was a subplan run 60,000 times a month)
-    key = keys.get("ticket")
-    resolved = Ticket.objects.filter(resolved_at__gte=period.start, resolved_at__lt=period.end)
-    for row in resolved.values(*([key] if key else []), "grade").annotate(n=Count("id")).order_by():
-        for figures in into(row.get(key)):
-            figures.resolved[row["grade"]][0] += row["n"]
-            figures.resolved[row["grade"]][1] += row["n"]
-    ticket_key = f"ticket__{key}" if key else None
-    for row in (SlaBreach.objects.filter(ticket__resolved_at__gte=period.start, ticket__resolved_at__lt=period.end)
-                .values(*([ticket_key] if ticket_key else []), "ticket__grade")
-                .annotate(n=Count("ticket_id", distinct=True)).order_by()):
-        for figures in into(row.get(ticket_key)):
-            figures.resolved[row["ticket__grade"]][1] -= row["n"]
+    if live:
+        # resolution by grade: (group, grade) → resolved, and of them those
+        # with a breach, counted from the breaches' side (a join, where a NOT
+        # EXISTS per resolved ticket was a subplan run 60,000 times a month)
+        key = keys.get("ticket")
+        resolved = Ticket.objects.filter(resolved_at__gte=live.start, resolved_at__lt=live.end)
+        for row in resolved.values(*([key] if key else []), "grade").annotate(n=Count("id")).order_by():
+            for figures in into(row.get(key)):
+                figures.resolved[row["grade"]][0] += row["n"]
+                figures.resolved[row["grade"]][1] += row["n"]
+        ticket_key = f"ticket__{key}" if key else None
+        for row in (SlaBreach.objects.filter(ticket__resolved_at__gte=live.start, ticket__resolved_at__lt=live.end)
+                    .values(*([ticket_key] if ticket_key else []), "ticket__grade")
+                    .annotate(n=Count("ticket_id", distinct=True)).order_by()):
+            for figures in into(row.get(ticket_key)):
+                figures.resolved[row["ticket__grade"]][1] -= row["n"]
 
-    # remedies executed, by kind; their cost is linear in the sums
-    key = keys.get("remedy")
-    remedies = (Remedy.objects.filter(status=Remedy.Status.EXECUTED, executed_at__gte=period.start,
-                                      executed_at__lt=period.end)
-                .values(*([key] if key else []), "kind", "with_coupon")
-                .annotate(n=Count("id"), amount=Sum("amount_fen"), coupons=Sum("coupon_fen")).order_by())
-    for row in remedies:
-        cost = remedy_cost(kind=row["kind"], amount_fen=row["amount"] or 0, with_coupon=row["with_coupon"],
-                           coupon_fen=row["coupons"] or 0)
-        for figures in into(row.get(key)):
-            figures.remedies[row["kind"]][0] += row["n"]
-            figures.remedies[row["kind"]][1] += cost
+        # remedies executed, by kind; their cost is linear in the sums
+        key = keys.get("remedy")
+        remedies = (Remedy.objects.filter(status=Remedy.Status.EXECUTED, executed_at__gte=live.start,
+                                          executed_at__lt=live.end)
+                    .values(*([key] if key else []), "kind", "with_coupon")
+                    .annotate(n=Count("id"), amount=Sum("amount_fen"), coupons=Sum("coupon_fen")).order_by())
+        for row in remedies:
+            cost = remedy_cost(kind=row["kind"], amount_fen=row["amount"] or 0, with_coupon=row["with_coupon"],
+                               coupon_fen=row["coupons"] or 0)
+            for figures in into(row.get(key)):
+                figures.remedies[row["kind"]][0] += row["n"]
+                figures.remedies[row["kind"]][1] += cost
 
     result = {"period": period.as_dict(), **acc[_ALL].as_dict(target_s=target),
-              "top_categories": _top_categories(period)}
+              "top_categories": _top_categories(period, through=state["through"])}
     if group_by:
         names = _names(group_by, [k for k in acc if k not in (_ALL, None)])
         groups = [{"id": k, "name": names.get(k, "") if k is not None else "", **figures.as_dict(target_s=target)}
@@ -225,6 +280,36 @@ def _summary(*, period: Period, group_by: str | None) -> dict:
         result["group_by"] = group_by
         result["groups"] = groups
     return result
+
+
+def _from_rollup(rolled: Period, *, group_by: str | None, since: date, chat: bool, into) -> None:
+    """Add the rolled-up days' figures (one aggregate over ``DailyFigure``):
+    csat, chat (when ``chat``: waits that began on or after ``since``),
+    resolution and remedies. The whole period is the sum of its groups, so one
+    grouping's rows feed both."""
+    measures = ["csat", "resolved", "remedy", *(["chat"] if chat else [])]
+    rows = (DailyFigure.objects.filter(grouping=group_by or "", measure__in=measures,
+                                       day__gte=rolled.first, day__lte=rolled.last)
+            .values("group_id", "measure", "key")
+            .annotate(n=Sum("count"), total=Sum("total"), extra=Sum("extra")).order_by())
+    first = since.isoformat()
+    for row in rows:
+        measure, key, n = row["measure"], row["key"], row["n"]
+        if measure == "chat" and key < first:  # the wait began before the period
+            continue
+        for figures in into(row["group_id"]):
+            if measure == "csat":
+                figures.scores[int(key)] += n
+            elif measure == "chat":
+                figures.chat[0] += n
+                figures.chat[1] += row["total"] / 1_000_000
+                figures.chat[2] += row["extra"]
+            elif measure == "resolved":
+                figures.resolved[key][0] += n
+                figures.resolved[key][1] += row["extra"]
+            else:
+                figures.remedies[key][0] += n
+                figures.remedies[key][1] += row["total"]
 
 
 def _first_responses(opened, *, key: str | None, into, grouped: bool) -> None:
@@ -270,18 +355,41 @@ def _names(group_by: str, ids: list) -> dict:
             User.objects.filter(pk__in=ids).values_list("pk", "display_name", "username")}
 
 
-def _top_categories(period: Period, limit: int = TOP_CATEGORIES) -> list[dict]:
-    """Categories × regions whose inflow grew most against the previous period."""
-    rows = (Ticket.objects.filter(created_at__gte=period.previous.start, created_at__lt=period.end)
-            .values("category", "order__region")
-            .annotate(now=Count("id", filter=Q(created_at__gte=period.start)),
-                      before=Count("id", filter=Q(created_at__lt=period.start)))
-            .order_by())
-    ranked = sorted((row for row in rows if row["now"]),
-                    key=lambda r: (-(r["now"] - r["before"]), -r["now"], r["category"], r["order__region"] or ""))
-    return [{"category": row["category"], "region": row["order__region"] or "", "count": row["now"],
-             "previous_count": row["before"], "change_pct": change_pct(row["now"], row["before"])}
-            for row in ranked[:limit]]
+_STATE = object()  # "read the rollup state"
+
+
+def _top_categories(period: Period, limit: int = TOP_CATEGORIES, *, through=_STATE) -> list[dict]:
+    """Categories × regions whose inflow grew most against the previous
+    period: the rolled-up days from ``DailyFigure``, the days after them live."""
+    if through is _STATE:
+        through = rollup_state()["through"]
+    counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])  # (category, region) → [now, before]
+    both = Period(first=period.previous.first, last=period.last)
+    rolled, live = _split(both, through)
+    if rolled:
+        for row in (DailyFigure.objects.filter(grouping="", measure="opened", day__gte=rolled.first,
+                                               day__lte=rolled.last)
+                    .values("key", "key2")
+                    .annotate(now=Sum("count", filter=Q(day__gte=period.first)),
+                              before=Sum("count", filter=Q(day__lt=period.first)))
+                    .order_by()):
+            pair = counts[(row["key"], row["key2"])]
+            pair[0] += row["now"] or 0
+            pair[1] += row["before"] or 0
+    if live:
+        for row in (Ticket.objects.filter(created_at__gte=live.start, created_at__lt=live.end)
+                    .values("category", "order__region")
+                    .annotate(now=Count("id", filter=Q(created_at__gte=period.start)),
+                              before=Count("id", filter=Q(created_at__lt=period.start)))
+                    .order_by()):
+            pair = counts[(row["category"], row["order__region"] or "")]
+            pair[0] += row["now"]
+            pair[1] += row["before"]
+    ranked = sorted(((category, region, now, before) for (category, region), (now, before) in counts.items() if now),
+                    key=lambda r: (-(r[2] - r[3]), -r[2], r[0], r[1]))
+    return [{"category": category, "region": region, "count": now, "previous_count": before,
+             "change_pct": change_pct(now, before)}
+            for category, region, now, before in ranked[:limit]]
 
 
 def carriers(*, period: Period) -> list[dict]:
@@ -294,14 +402,47 @@ def carriers(*, period: Period) -> list[dict]:
 
 
 def _carriers(period: Period) -> list[dict]:
-    # the shipments per carrier, then from the events' side (one join, where
-    # four EXISTS per shipment were 230,000 index probes a month) how many of
-    # them had each kind of event; on time: a delivered event on or before the
-    # ETA, local date
-    shipments = Shipment.objects.filter(shipped_at__gte=period.start, shipped_at__lt=period.end)
+    rolled, live = _split(period, rollup_state()["through"])
+    totals: dict[str, list[int]] = defaultdict(lambda: [0] * 7)  # shipments, on time, damaged, lost, stuck, ratings, sum
+    if rolled:
+        for row in (DailyFigure.objects.filter(grouping="", measure="carrier", day__gte=rolled.first,
+                                               day__lte=rolled.last)
+                    .values("key").annotate(n=Sum("count"), on_time=Sum("total"), damaged=Sum("extra"),
+                                            lost=Sum("extra2"), stuck=Sum("extra3"), ratings=Sum("ratings"),
+                                            rating_sum=Sum("rating_sum")).order_by()):
+            line = totals[row["key"]]
+            for i, name in enumerate(("n", "on_time", "damaged", "lost", "stuck", "ratings", "rating_sum")):
+                line[i] += row[name]
+    if live:
+        for carrier, figures in _carrier_rows(live.start, live.end).items():
+            line = totals[carrier]
+            for i, value in enumerate(figures):
+                line[i] += value
+    result = []
+    for carrier in sorted(totals):
+        n, on_time, damaged, lost, stuck, ratings, rating_sum = totals[carrier]
+        if not n:
+            continue
+        result.append({
+            "carrier": carrier, "shipments": n,
+            "on_time_pct": pct(on_time, n), "damaged_pct": pct(damaged, n),
+            "lost_pct": pct(lost, n), "stuck_pct": pct(stuck, n),
+            "csat_count": ratings,
+            "csat_average": round(rating_sum / ratings, 2) if ratings else None,
+        })
+    return result
+
+
+def _carrier_rows(start, end) -> dict[str, list[int]]:
+    """Per carrier, for the shipments shipped in [start, end): [shipments, on
+    time, damaged, lost, stuck, ratings, sum of scores]. The shipments per
+    carrier, then from the events' side (one join, where four EXISTS per
+    shipment were 230,000 index probes a month) how many of them had each
+    kind of event; on time: a delivered event on or before the ETA, local
+    date; the ratings of tickets about those shipments' orders."""
     kinds = LogisticsEvent.Kind
     events = {row["shipment__carrier"]: row for row in (
-        LogisticsEvent.objects.filter(shipment__shipped_at__gte=period.start, shipment__shipped_at__lt=period.end,
+        LogisticsEvent.objects.filter(shipment__shipped_at__gte=start, shipment__shipped_at__lt=end,
                                       kind__in=[kinds.DELIVERED, kinds.DAMAGED, kinds.LOST, kinds.STUCK])
         .values("shipment__carrier")
         .annotate(on_time=Count("shipment_id", distinct=True,
@@ -309,23 +450,89 @@ def _carriers(period: Period) -> list[dict]:
                   **{kind: Count("shipment_id", distinct=True, filter=Q(kind=kind))
                      for kind in ("damaged", "lost", "stuck")})
         .order_by())}
-    shipped = [{**{"on_time": 0, "damaged": 0, "lost": 0, "stuck": 0}, **events.get(row["carrier"], {}), **row}
-               for row in shipments.values("carrier").annotate(n=Count("id")).order_by("carrier")]
     csat = {row["ticket__order__shipment__carrier"]: row for row in
-            Rating.objects.filter(ticket__order__shipment__shipped_at__gte=period.start,
-                                  ticket__order__shipment__shipped_at__lt=period.end)
-            .values("ticket__order__shipment__carrier").annotate(n=Count("id"), average=Avg("score")).order_by()}
-    result = []
-    for row in shipped:
-        rated = csat.get(row["carrier"], {})
-        result.append({
-            "carrier": row["carrier"], "shipments": row["n"],
-            "on_time_pct": pct(row["on_time"], row["n"]), "damaged_pct": pct(row["damaged"], row["n"]),
-            "lost_pct": pct(row["lost"], row["n"]), "stuck_pct": pct(row["stuck"], row["n"]),
-            "csat_count": rated.get("n", 0),
-            "csat_average": round(rated["average"], 2) if rated.get("average") is not None else None,
-        })
+            Rating.objects.filter(ticket__order__shipment__shipped_at__gte=start,
+                                  ticket__order__shipment__shipped_at__lt=end)
+            .values("ticket__order__shipment__carrier").annotate(n=Count("id"), total=Sum("score")).order_by()}
+    result = {}
+    for row in (Shipment.objects.filter(shipped_at__gte=start, shipped_at__lt=end)
+                .values("carrier").annotate(n=Count("id")).order_by()):
+        seen, rated = events.get(row["carrier"], {}), csat.get(row["carrier"], {})
+        result[row["carrier"]] = [row["n"], seen.get("on_time", 0), seen.get("damaged", 0), seen.get("lost", 0),
+                                  seen.get("stuck", 0), rated.get("n", 0), rated.get("total") or 0]
     return result
+
+
+def day_figures(day: date, *, target: int) -> list[DailyFigure]:
+    """The ``DailyFigure`` rows of one local day (unsaved): each population
+    counted once at (agent, queue) and added up into the whole platform, per
+    agent and per queue. The same rules as the live reads above."""
+    period = Period(first=day, last=day)
+    start, end = period.start, period.end
+    cells: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])  # (grouping, id, measure, key, key2) → count, total, extra
+
+    def add(agent, queue, measure, key, count, total=0, extra=0, *, key2=""):
+        for grouping, group_id in (("", None), ("agent", agent), ("queue", queue)):
+            cell = cells[(grouping, group_id, measure, str(key), key2)]
+            cell[0] += count
+            cell[1] += total
+            cell[2] += extra
+
+    for row in (Rating.objects.filter(created_at__gte=start, created_at__lt=end)
+                .values("ticket__assignee_id", "ticket__queue_id", "score").annotate(n=Count("id")).order_by()):
+        if 0 <= row["score"] <= 10:
+            add(row["ticket__assignee_id"], row["ticket__queue_id"], "csat", row["score"], row["n"])
+    for row in (Message.objects.filter(created_at__gte=start, created_at__lt=end, waited_from__isnull=False)
+                .annotate(waited=Seconds(F("created_at"), F("waited_from")),
+                          us=Microseconds(F("created_at"), F("waited_from")), since=TruncDate("waited_from"))
+                .values("author_id", "ticket__queue_id", "since")
+                .annotate(n=Count("id"), total=Sum("us"), over=Count("id", filter=Q(waited__gt=target)))
+                .order_by()):
+        add(row["author_id"], row["ticket__queue_id"], "chat", row["since"].isoformat(), row["n"],
+            int(row["total"] or 0), row["over"])
+    for row in (Ticket.objects.filter(resolved_at__gte=start, resolved_at__lt=end)
+                .values("assignee_id", "queue_id", "grade").annotate(n=Count("id")).order_by()):
+        add(row["assignee_id"], row["queue_id"], "resolved", row["grade"], row["n"], 0, row["n"])
+    for row in (SlaBreach.objects.filter(ticket__resolved_at__gte=start, ticket__resolved_at__lt=end)
+                .values("ticket__assignee_id", "ticket__queue_id", "ticket__grade")
+                .annotate(n=Count("ticket_id", distinct=True)).order_by()):
+        add(row["ticket__assignee_id"], row["ticket__queue_id"], "resolved", row["ticket__grade"], 0, 0, -row["n"])
+    for row in (Remedy.objects.filter(status=Remedy.Status.EXECUTED, executed_at__gte=start, executed_at__lt=end)
+                .values("requested_by_id", "ticket__queue_id", "kind", "with_coupon")
+                .annotate(n=Count("id"), amount=Sum("amount_fen"), coupons=Sum("coupon_fen")).order_by()):
+        cost = remedy_cost(kind=row["kind"], amount_fen=row["amount"] or 0, with_coupon=row["with_coupon"],
+                           coupon_fen=row["coupons"] or 0)
+        add(row["requested_by_id"], row["ticket__queue_id"], "remedy", row["kind"], row["n"], cost)
+    rows = [DailyFigure(day=day, grouping=grouping, group_id=group_id, measure=measure, key=key, key2=key2,
+                        count=count, total=total, extra=extra)
+            for (grouping, group_id, measure, key, key2), (count, total, extra) in cells.items()]
+    for row in (Ticket.objects.filter(created_at__gte=start, created_at__lt=end)
+                .values("category", "order__region").annotate(n=Count("id")).order_by()):
+        rows.append(DailyFigure(day=day, measure="opened", key=row["category"], key2=row["order__region"] or "",
+                                count=row["n"]))
+    for carrier, (n, on_time, damaged, lost, stuck, ratings, rating_sum) in _carrier_rows(start, end).items():
+        rows.append(DailyFigure(day=day, measure="carrier", key=carrier, count=n, total=on_time, extra=damaged,
+                                extra2=lost, extra3=stuck, ratings=ratings, rating_sum=rating_sum))
+    return rows
+
+
+def days_touched(*, since, before: date) -> set[date]:
+    """Closed days (before ``before``) whose figures rows written since
+    ``since`` can change although their own time is later: the shipped day of
+    shipments with a carrier event received, or a rating given, since then
+    (the carriers' figures count by the day shipped), and the day of each
+    rating of a ticket that is active again (reopened: its assignee may still
+    change)."""
+    shipped = set()
+    for when in (LogisticsEvent.objects.filter(received_at__gte=since, shipment__isnull=False)
+                 .values_list("shipment__shipped_at", flat=True).distinct()):
+        shipped.add(when)
+    for when in (Rating.objects.filter(created_at__gte=since, ticket__order__shipment__isnull=False)
+                 .values_list("ticket__order__shipment__shipped_at", flat=True).distinct()):
+        shipped.add(when)
+    for when in (Rating.objects.filter(ticket__status__in=Ticket.ACTIVE).values_list("created_at", flat=True)):
+        shipped.add(when)
+    return {day for day in (timezone.localdate(when) for when in shipped if when) if day < before}
 
 
 def chat_target_passed(report: dict) -> bool:

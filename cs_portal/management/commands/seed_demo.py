@@ -29,6 +29,7 @@ from compensation import services as compensation
 from core.errors import DomainError
 from merchants import services as merchant_services
 from merchants.models import Merchant, MerchantStaff, Order, Shipment, ShipmentEvent, VariantStock
+from reports.services import refresh_rollups
 from tickets import services as ticket_services
 from tickets import search, sla
 from tickets.models import (
@@ -149,6 +150,9 @@ class Command(BaseCommand):
         self._print_logins()
         seed_risk(self.stdout)
         seed_incident(self.stdout)
+        # the demo's rows are dated in the past: the reports' closed days are
+        # recomputed from them (the rollup would otherwise keep what it had)
+        refresh_rollups(rebuild=True)
 
     def _print_logins(self) -> None:
         self.stdout.write(
