@@ -5,7 +5,7 @@
 Runs on its own PostgreSQL database (BENCH_BOARD_DATABASE_URL, default
 postgres://postgres@127.0.0.1:5432/cs_bench_board; the name must contain
 "bench" and the host be loopback), which it drops, recreates, migrates and
-seeds with COPY as ``bench/search.py`` does (its ``recreate_database`` and
+seeds with COPY as ``bench/search.py`` does (``bench.owndb``'s ``start_django`` and
 ``copy_rows``): ``--tickets`` tickets spread over the last 30 days (about 2.3
 a minute, so every window of the board has rows: today's hour, yesterday's,
 last week's), half of them chats, 90% answered within 15 minutes, the older
@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.search import copy_rows, recreate_database  # noqa: E402
+from bench.owndb import copy_rows, start_django  # noqa: E402
 
 DB_URL = os.environ.get("BENCH_BOARD_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/cs_bench_board")
 CATEGORIES = ["logistics_delay", "not_received", "parcel_damaged", "wrong_item", "refund_request", "order_change",
@@ -112,14 +112,7 @@ def main() -> None:
     parser.add_argument("--explain", action="store_true")
     args = parser.parse_args()
 
-    recreate_database(DB_URL)
-    os.environ.update(DATABASE_URL=DB_URL, DEBUG="1", DB_POOL="0")
-    os.environ.pop("REDIS_URL", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cs_portal.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    start_django(DB_URL)
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -128,7 +121,6 @@ def main() -> None:
     from django.utils import timezone
     from incidents import events, selectors
 
-    call_command("migrate", verbosity=0)
     started = time.perf_counter()
     sample = seed(args.tickets, args.messages, random.Random(14))
     BudgetDay.objects.update_or_create(date=timezone.localdate(), defaults={"budget_fen": 5_000_000})

@@ -21,18 +21,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.owndb import start_django  # noqa: E402
 
 DB_URL = os.environ.get("BENCH_ESCROW_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/cs_bench_escrow")
 
 
-def recreate_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def main() -> None:
@@ -42,14 +35,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
 
-    recreate_database(DB_URL)
-    os.environ.update(DATABASE_URL=DB_URL, DEBUG="1", DB_POOL="0")
-    os.environ.pop("REDIS_URL", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cs_portal.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    start_django(DB_URL)
     from django.db import connection
     from django.test import Client
     from django.utils import timezone
@@ -58,7 +44,6 @@ def main() -> None:
     from accounts.services import create_user, issue_api_token
     from merchants.models import FundHold, Merchant, MerchantAccount, MerchantStaff, Order
 
-    call_command("migrate", verbosity=0)
 
     def make_merchant(code: str, n_orders: int, n_holds: int) -> tuple[Merchant, str]:
         merchant = Merchant.objects.create(code=code, name=f"基准商家 {code}")

@@ -38,15 +38,14 @@ import argparse
 import json
 import os
 import random
-import statistics
 import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.owndb import recreate_database, start_django  # noqa: E402
 
 DB_URL = os.environ.get("BENCH_REPORTS_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/cs_bench_reports")
 SEED_AT = ("tickets", "0009_tags_views_search")  # the schema the rows are written in; later migrations backfill
@@ -59,18 +58,6 @@ CHANNELS = ["chat"] * 5 + ["web"] * 3 + ["phone", "api"]
 GRADES = ["3"] * 85 + ["2"] * 10 + ["1"] * 4 + ["special"]
 
 
-def recreate_database(url: str, *, drop_only: bool = False) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    if "bench" not in name or parts.hostname not in ("127.0.0.1", "localhost", "::1"):
-        raise SystemExit(f"refusing {url}: the name must contain 'bench' and the host be loopback")
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if not drop_only:
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def copy_model(model, given: list[str], rows) -> int:
@@ -248,13 +235,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="leave the database for inspection")
     args = parser.parse_args()
 
-    recreate_database(DB_URL)
-    os.environ.update(DATABASE_URL=DB_URL, DEBUG="1", DB_POOL="0")
-    os.environ.pop("REDIS_URL", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cs_portal.settings")
-    import django
-
-    django.setup()
+    start_django(DB_URL)
     from django.core.management import call_command
     from django.db import connection
     from django.test import Client
@@ -265,7 +246,6 @@ def main() -> None:
     from reports import selectors
     from reports.rules import Period
 
-    call_command("migrate", verbosity=0)
     call_command("migrate", *SEED_AT, verbosity=0)
     started = time.perf_counter()
     seeded = seed(args.tickets, args.messages, random.Random(14))

@@ -27,15 +27,14 @@ import argparse
 import json
 import os
 import random
-import statistics
 import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.owndb import copy_rows, start_django  # noqa: E402
 
 DB_URL = os.environ.get("BENCH_SEARCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/cs_bench_search")
 
@@ -50,27 +49,8 @@ SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英"
 
 
-def recreate_database(url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    if "bench" not in name or parts.hostname not in ("127.0.0.1", "localhost", "::1"):
-        raise SystemExit(f"refusing {url}: the name must contain 'bench' and the host be loopback")
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def copy_rows(table: str, columns: list[str], rows) -> None:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        raw = cursor.cursor
-        with raw.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
 
 
 def seed(n_tickets: int, n_messages: int, rng: random.Random) -> dict:
@@ -159,14 +139,7 @@ def main() -> None:
     parser.add_argument("--explain", action="store_true")
     args = parser.parse_args()
 
-    recreate_database(DB_URL)
-    os.environ.update(DATABASE_URL=DB_URL, DEBUG="1", DB_POOL="0")
-    os.environ.pop("REDIS_URL", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cs_portal.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    start_django(DB_URL)
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -175,7 +148,6 @@ def main() -> None:
     from tickets import selectors
     from tickets.filters import parse_ticket_filters
 
-    call_command("migrate", verbosity=0)
     started = time.perf_counter()
     rng = random.Random(13)
     sample = seed(args.tickets, args.messages, rng)
