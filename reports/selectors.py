@@ -39,7 +39,7 @@ from datetime import date, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Aggregate, Avg, BigIntegerField, Count, F, FloatField, Func, Q, Sum
+from django.db.models import Aggregate, Avg, BigIntegerField, Case, Count, F, FloatField, Func, Q, Sum, Value, When
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -287,16 +287,17 @@ def _from_rollup(rolled: Period, *, group_by: str | None, since: date, chat: boo
     csat, chat (when ``chat``: waits that began on or after ``since``),
     resolution and remedies. The whole period is the sum of its groups, so one
     grouping's rows feed both."""
-    measures = ["csat", "resolved", "remedy", *(["chat"] if chat else [])]
-    rows = (DailyFigure.objects.filter(grouping=group_by or "", measure__in=measures,
-                                       day__gte=rolled.first, day__lte=rolled.last)
-            .values("group_id", "measure", "key")
-            .annotate(n=Sum("count"), total=Sum("total"), extra=Sum("extra")).order_by())
     first = since.isoformat()
+    wanted = Q(measure__in=["csat", "resolved", "remedy"])
+    if chat:  # a chat row's key is the day its wait began: only waits begun in the period count
+        wanted |= Q(measure="chat", key__gte=first)
+    rows = (DailyFigure.objects.filter(wanted, grouping=group_by or "", day__gte=rolled.first, day__lte=rolled.last)
+            # the chat rows' start days add up into one row per group (fewer rows to Python)
+            .annotate(bucket=Case(When(measure="chat", then=Value("")), default=F("key")))
+            .values("group_id", "measure", "bucket")
+            .annotate(n=Sum("count"), total=Sum("total"), extra=Sum("extra")).order_by())
     for row in rows:
-        measure, key, n = row["measure"], row["key"], row["n"]
-        if measure == "chat" and key < first:  # the wait began before the period
-            continue
+        measure, key, n = row["measure"], row["bucket"], row["n"]
         for figures in into(row["group_id"]):
             if measure == "csat":
                 figures.scores[int(key)] += n
