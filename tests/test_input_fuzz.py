@@ -214,13 +214,13 @@ async def test_sockets_refuse_bad_integers_and_deep_frames(world, buyer):
     for bad in ("²", "9" * 25, "-1"):
         ws = WebsocketCommunicator(get_default_application(), f"/ws/tickets/{world['ticket_id']}/chat/?after_seq={bad}",
                                    headers=headers)
-        connected, _ = await ws.connect()
+        connected, _ = await ws.connect(timeout=10)
         assert connected
         assert (await ws.receive_json_from(timeout=5))["code"] == "invalid"
         assert (await ws.receive_output(timeout=5))["code"] == 4400
     ws = WebsocketCommunicator(get_default_application(), f"/ws/tickets/{world['ticket_id']}/chat/?after_seq=0",
                                headers=headers)
-    assert (await ws.connect())[0]
+    assert (await ws.connect(timeout=10))[0]
     while not await ws.receive_nothing(timeout=0.3):
         await ws.receive_from()
     await ws.send_to(text_data="[" * 4000 + "]" * 4000)

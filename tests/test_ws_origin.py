@@ -30,7 +30,7 @@ async def _connect(user, *, origin: bytes | None, host: bytes | None = b"127.0.0
         headers.append((b"host", host))
     communicator = WebsocketCommunicator(get_default_application(), "/ws/console/", headers=headers)
     communicator.scope["scheme"] = scheme
-    connected, code = await communicator.connect()
+    connected, code = await communicator.connect(timeout=10)
     await communicator.disconnect()
     return connected, code
 

@@ -19,7 +19,7 @@ async def test_board_frame_reaches_supervisors_only(supervisor, agent, buyer):
     team lead's socket as a ``board`` frame and never on an agent's."""
     lead = await database_sync_to_async(_communicator)(supervisor)
     worker = await database_sync_to_async(_communicator)(agent)
-    assert (await lead.connect())[0] and (await worker.connect())[0]
+    assert (await lead.connect(timeout=10))[0] and (await worker.connect(timeout=10))[0]
     await database_sync_to_async(open_ticket)(buyer=buyer, channel="chat")
     for socket in (lead, worker):  # the new ticket's routing, which every console hears
         assert (await socket.receive_json_from(timeout=5))["type"] == "ticket.changed"

@@ -29,7 +29,7 @@ async def test_a_frame_with_attachments_reaches_the_other_side(buyer, agent, ord
     seq = await _last_seq(ticket)
     agent_ws = await database_sync_to_async(_connect)(agent, ticket.pk, after_seq=seq)
     buyer_ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=seq)
-    assert (await agent_ws.connect())[0] and (await buyer_ws.connect())[0]
+    assert (await agent_ws.connect(timeout=10))[0] and (await buyer_ws.connect(timeout=10))[0]
     try:
         # a picture without text
         await buyer_ws.send_json_to({"type": "message", "body": "", "client_msg_id": "p1",
@@ -60,7 +60,7 @@ async def test_a_frame_with_attachments_reaches_the_other_side(buyer, agent, ord
         await buyer_ws.disconnect()
     # a socket that connects later gets the picture in the replay
     late = await database_sync_to_async(_connect)(agent, ticket.pk, after_seq=seq)
-    assert (await late.connect())[0]
+    assert (await late.connect(timeout=10))[0]
     replayed = await _next_of(late, "message")
     assert replayed["attachments"][0]["id"] == photo.pk
     await late.disconnect()

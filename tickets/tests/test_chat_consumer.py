@@ -62,7 +62,7 @@ async def test_replay_then_stream_without_gaps_or_duplicates(buyer, agent, order
     for text in ("一", "二", "三"):
         await database_sync_to_async(services.post_message)(actor=agent, ticket_id=ticket.pk, body=text)
     buyer_ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=3)
-    connected, _ = await buyer_ws.connect()
+    connected, _ = await buyer_ws.connect(timeout=10)
     assert connected
     replay = await _frames(buyer_ws, 2)
     assert [(f["type"], f["seq"], f["body"]) for f in replay] == [("message", 4, "二"), ("message", 5, "三")]
@@ -85,7 +85,7 @@ async def test_send_is_idempotent_and_acknowledged(buyer, agent, order):
     ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
     seq = await _last_seq(ticket)
     ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=seq)
-    assert (await ws.connect())[0]
+    assert (await ws.connect(timeout=10))[0]
     for _ in range(2):
         await ws.send_json_to({"type": "message", "body": "在吗", "client_msg_id": "c-1"})
     frames = await _drain(ws)
@@ -100,9 +100,9 @@ async def test_typing_reaches_the_other_side(buyer, agent, order):
     ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
     agent_ws = await database_sync_to_async(_connect)(agent, ticket.pk, after_seq=await _last_seq(ticket))
     buyer_ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=await _last_seq(ticket))
-    assert (await agent_ws.connect())[0]
+    assert (await agent_ws.connect(timeout=10))[0]
     assert await agent_ws.receive_nothing(timeout=0.3)  # the agent's own "joined" has gone by
-    assert (await buyer_ws.connect())[0]
+    assert (await buyer_ws.connect(timeout=10))[0]
     joined = await agent_ws.receive_json_from(timeout=5)  # the buyer came in after the agent
     assert joined["type"] == "joined" and joined["author"]["role"] == "buyer"
     here = await buyer_ws.receive_json_from(timeout=5)  # and learns the agent was already there
@@ -118,18 +118,18 @@ async def test_typing_reaches_the_other_side(buyer, agent, order):
 async def test_scope_at_connect(buyer, other_buyer, agent, order, merchant_user):
     ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
     anonymous = await database_sync_to_async(_connect)(None, ticket.pk)
-    assert (await anonymous.connect()) == (False, 4401)
+    assert (await anonymous.connect(timeout=10)) == (False, 4401)
     for outsider in (other_buyer, merchant_user):  # the merchant is not invited to this buyer-only ticket
         ws = await database_sync_to_async(_connect)(outsider, ticket.pk)
-        assert (await ws.connect()) == (False, 4403)
+        assert (await ws.connect(timeout=10)) == (False, 4403)
     unknown = await database_sync_to_async(_connect)(agent, 987654)
-    assert (await unknown.connect()) == (False, 4403)
+    assert (await unknown.connect(timeout=10)) == (False, 4403)
 
 
 async def test_bad_frames_and_floods_get_error_frames(buyer, agent, order):
     ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
     ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=await _last_seq(ticket))
-    assert (await ws.connect())[0]
+    assert (await ws.connect(timeout=10))[0]
     await ws.send_to(text_data="{oops")
     assert (await ws.receive_json_from(timeout=5))["code"] == "malformed_json"
     await ws.send_to(text_data="x" * 9000)
@@ -149,10 +149,10 @@ async def test_bad_frames_and_floods_get_error_frames(buyer, agent, order):
 async def test_buyer_sees_the_merchant_join_once_brought_in(buyer, agent, order, merchant_user):
     ticket = await database_sync_to_async(ticket_in_state)("waiting_merchant", buyer=buyer, agent=agent, order=order)
     buyer_ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=await _last_seq(ticket))
-    assert (await buyer_ws.connect())[0]
+    assert (await buyer_ws.connect(timeout=10))[0]
     assert await buyer_ws.receive_nothing(timeout=0.3)
     merchant_ws = await database_sync_to_async(_connect)(merchant_user, ticket.pk, after_seq=await _last_seq(ticket))
-    assert (await merchant_ws.connect())[0]
+    assert (await merchant_ws.connect(timeout=10))[0]
     frame = await buyer_ws.receive_json_from(timeout=5)
     assert frame["type"] == "joined"
     assert {k: frame["author"][k] for k in ("id", "name", "role")} == {
@@ -170,7 +170,7 @@ async def test_read_receipts_are_stored_and_shown_to_the_others(buyer, agent, or
     seq = await _last_seq(ticket)
     agent_ws = await database_sync_to_async(_connect)(agent, ticket.pk, after_seq=seq)
     buyer_ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=seq)
-    assert (await agent_ws.connect())[0] and (await buyer_ws.connect())[0]
+    assert (await agent_ws.connect(timeout=10))[0] and (await buyer_ws.connect(timeout=10))[0]
     await _drain(agent_ws)
     await _drain(buyer_ws)
     await buyer_ws.send_json_to({"type": "read", "seq": seq})
@@ -192,10 +192,10 @@ async def test_viewers_see_each_other_come_and_go(buyer, agent, other_agent, ord
     ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
     seq = await _last_seq(ticket)
     first = await database_sync_to_async(_connect)(agent, ticket.pk, after_seq=seq)
-    assert (await first.connect())[0]
+    assert (await first.connect(timeout=10))[0]
     assert await first.receive_nothing(timeout=0.3)  # its own "joined" has gone by
     second = await database_sync_to_async(_connect)(other_agent, ticket.pk, after_seq=seq)
-    assert (await second.connect())[0]
+    assert (await second.connect(timeout=10))[0]
     joined = await first.receive_json_from(timeout=5)
     assert joined["type"] == "joined" and joined["author"]["id"] == other_agent.pk
     here = await second.receive_json_from(timeout=5)
@@ -214,7 +214,7 @@ async def test_a_dropped_wake_up_is_recovered_by_sync_and_by_the_next_own_messag
     ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
     seq = await _last_seq(ticket)
     ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=seq)
-    assert (await ws.connect())[0]
+    assert (await ws.connect(timeout=10))[0]
     assert await _drain(ws) == []  # the connect's replay is done before anything is posted
     with monkeypatch.context() as patch:
         patch.setattr(core.realtime, "send_event_now", lambda group, event: None)  # every wake-up lost
@@ -247,7 +247,7 @@ async def test_internal_notes_never_reach_the_buyer_nor_cost_it_a_read(buyer, ag
     monkeypatch.setattr(tickets.consumers, "_stored_after", lambda *a: reads.append(a) or original(*a))
     buyer_ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=seq)
     agent_ws = await database_sync_to_async(_connect)(agent, ticket.pk, after_seq=seq)
-    assert (await buyer_ws.connect())[0] and (await agent_ws.connect())[0]
+    assert (await buyer_ws.connect(timeout=10))[0] and (await agent_ws.connect(timeout=10))[0]
     await _drain(buyer_ws)
     await _drain(agent_ws)
     connects = len(reads)
@@ -270,7 +270,7 @@ async def test_messages_from_many_sockets_are_stored_in_order_once(buyer, agent,
     seq = await _last_seq(ticket)
     sockets = [await database_sync_to_async(_connect)(user, ticket.pk, after_seq=seq) for user in (buyer, agent) * 2]
     for ws in sockets:
-        assert (await ws.connect())[0]
+        assert (await ws.connect(timeout=10))[0]
     for i in range(5):
         for n, ws in enumerate(sockets):
             await ws.send_json_to({"type": "message", "body": f"m{n}-{i}", "client_msg_id": f"c{n}-{i}"})
@@ -304,12 +304,12 @@ async def test_a_database_outage_asks_the_page_to_reconnect_at_once(buyer, agent
 
     monkeypatch.setattr(tickets.consumers, "_open", down)
     ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=seq)
-    assert (await ws.connect())[0]  # accepted, so that the close code reaches the page
+    assert (await ws.connect(timeout=10))[0]  # accepted, so that the close code reaches the page
     assert (await ws.receive_output(timeout=5)) == {"type": "websocket.close", "code": 1013}
     monkeypatch.undo()
     # connected, then the database fails on a sync
     ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=seq)
-    assert (await ws.connect())[0]
+    assert (await ws.connect(timeout=10))[0]
     await _drain(ws)
     monkeypatch.setattr(tickets.consumers, "_stored_up_to", down)
     await ws.send_json_to({"type": "sync"})
@@ -319,7 +319,7 @@ async def test_a_database_outage_asks_the_page_to_reconnect_at_once(buyer, agent
     # (uvicorn raises on a second accept, and the page never heard the 1013)
     monkeypatch.setattr(tickets.consumers, "_stored_after", down)
     ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=seq)
-    assert (await ws.connect())[0]
+    assert (await ws.connect(timeout=10))[0]
     assert (await ws.receive_output(timeout=5)) == {"type": "websocket.close", "code": 1013}
 
 
@@ -335,7 +335,7 @@ async def test_a_message_sent_after_the_database_dropped_the_writer_s_connection
     ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
     seq = await _last_seq(ticket)
     ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=seq)
-    assert (await ws.connect())[0]
+    assert (await ws.connect(timeout=10))[0]
     await ws.send_json_to({"type": "message", "body": "第一条", "client_msg_id": "before"})
     assert (await _next_of(ws, "ack", past=("joined", "here", "left", "message")))["seq"] == seq + 1
 
@@ -364,7 +364,7 @@ async def test_a_reply_that_moves_the_ticket_and_a_closed_ticket_take_the_full_s
     waiting on them resumes it (and its SLA), and a closed ticket refuses."""
     waiting = await database_sync_to_async(ticket_in_state)("waiting_buyer", buyer=buyer, agent=agent, order=order)
     ws = await database_sync_to_async(_connect)(buyer, waiting.pk, after_seq=await _last_seq(waiting))
-    assert (await ws.connect())[0]
+    assert (await ws.connect(timeout=10))[0]
     await ws.send_json_to({"type": "message", "body": "单号是 SF123", "client_msg_id": "w-1"})
     ack = await _next_of(ws, "ack", past=("joined", "here", "message"))
     resumed = await database_sync_to_async(Ticket.objects.get)(pk=waiting.pk)
@@ -372,7 +372,7 @@ async def test_a_reply_that_moves_the_ticket_and_a_closed_ticket_take_the_full_s
     await ws.disconnect()
     closed = await database_sync_to_async(ticket_in_state)("closed", buyer=buyer, agent=agent, order=order)
     ws = await database_sync_to_async(_connect)(buyer, closed.pk, after_seq=await _last_seq(closed))
-    assert (await ws.connect())[0]
+    assert (await ws.connect(timeout=10))[0]
     await ws.send_json_to({"type": "message", "body": "还在吗", "client_msg_id": "c-9"})
     error = await _next_of(ws, "error", past=("joined", "here", "message"))
     assert error["code"] == "ticket_closed"
@@ -397,7 +397,7 @@ async def test_a_message_stored_while_the_socket_opens_is_delivered_at_once(buye
 
     monkeypatch.setattr(tickets.consumers, "_open", open_then_agent_replies)
     buyer_ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=seq)
-    assert (await buyer_ws.connect())[0]
+    assert (await buyer_ws.connect(timeout=10))[0]
     frame = await _next_of(buyer_ws, "message")
     assert (frame["seq"], frame["body"]) == (seq + 1, "刚刚回复")
     assert [f for f in await _drain(buyer_ws) if f["type"] == "message"] == []  # once

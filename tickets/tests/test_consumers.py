@@ -29,7 +29,7 @@ def _communicator(user=None, origin=b"http://127.0.0.1:8000") -> WebsocketCommun
 
 async def test_staff_connect_and_receive_ticket_changes(agent, buyer, order):
     communicator = await database_sync_to_async(_communicator)(agent)
-    connected, _ = await communicator.connect()
+    connected, _ = await communicator.connect(timeout=10)
     assert connected
     ticket = await database_sync_to_async(open_ticket)(buyer=buyer, order=order)
     # the routing; the opening message is nobody's yet, so no console hears of it
@@ -48,26 +48,26 @@ async def test_staff_connect_and_receive_ticket_changes(agent, buyer, order):
 
 async def test_anonymous_is_closed_4401():
     communicator = _communicator(None)
-    connected, code = await communicator.connect()
+    connected, code = await communicator.connect(timeout=10)
     assert not connected and code == 4401
 
 
 async def test_buyer_and_merchant_are_closed_4403(buyer, merchant_user):
     for user in (buyer, merchant_user):
         communicator = await database_sync_to_async(_communicator)(user)
-        connected, code = await communicator.connect()
+        connected, code = await communicator.connect(timeout=10)
         assert not connected and code == 4403
 
 
 async def test_foreign_origin_is_refused(agent):
     communicator = await database_sync_to_async(_communicator)(agent, origin=b"http://evil.example.com")
-    connected, _ = await communicator.connect()
+    connected, _ = await communicator.connect(timeout=10)
     assert not connected
 
 
 async def test_bad_frames_get_error_frames_not_a_crash(agent):
     communicator = await database_sync_to_async(_communicator)(agent)
-    connected, _ = await communicator.connect()
+    connected, _ = await communicator.connect(timeout=10)
     assert connected
     await communicator.send_to(text_data="{not json")
     assert (await communicator.receive_json_from(timeout=5))["code"] == "malformed_json"
@@ -88,7 +88,7 @@ async def test_messages_are_announced_to_the_holder_s_console_only(agent, other_
     ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
     holder = await database_sync_to_async(_communicator)(agent)
     bystander = await database_sync_to_async(_communicator)(other_agent)
-    assert (await holder.connect())[0] and (await bystander.connect())[0]
+    assert (await holder.connect(timeout=10))[0] and (await bystander.connect(timeout=10))[0]
     message = await database_sync_to_async(services.post_message)(actor=buyer, ticket_id=ticket.pk, body="在吗")
     frame = await holder.receive_json_from(timeout=5)
     assert frame == {"type": "message.posted", "ticket_id": ticket.pk, "seq": message.seq}
@@ -108,7 +108,7 @@ async def test_a_report_up_reaches_the_next_tiers_console_only(agent, supervisor
     await database_sync_to_async(services.transition_ticket)(actor=agent, ticket_id=ticket.pk, name="assign")
     lead = await database_sync_to_async(_communicator)(supervisor)
     bystander = await database_sync_to_async(_communicator)(other)
-    assert (await lead.connect())[0] and (await bystander.connect())[0]
+    assert (await lead.connect(timeout=10))[0] and (await bystander.connect(timeout=10))[0]
 
     await database_sync_to_async(services.report_up)(actor=agent, ticket_id=ticket.pk, note="请组长处理")
 

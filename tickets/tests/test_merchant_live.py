@@ -33,9 +33,9 @@ async def _drain(comm) -> list[dict]:
 
 
 async def test_only_merchant_staff_connect(buyer, agent):
-    assert await (await database_sync_to_async(_connect)(None)).connect() == (False, 4401)
+    assert await (await database_sync_to_async(_connect)(None)).connect(timeout=10) == (False, 4401)
     for outsider in (buyer, agent):
-        assert await (await database_sync_to_async(_connect)(outsider)).connect() == (False, 4403)
+        assert await (await database_sync_to_async(_connect)(outsider)).connect(timeout=10) == (False, 4403)
 
 
 async def test_the_merchant_hears_it_is_needed_and_invited_and_nobody_else_does(
@@ -45,7 +45,7 @@ async def test_the_merchant_hears_it_is_needed_and_invited_and_nobody_else_does(
     ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order, channel="chat")
     ours = await database_sync_to_async(_connect)(merchant_user)
     theirs = await database_sync_to_async(_connect)(other_merchant_user)
-    assert (await ours.connect())[0] and (await theirs.connect())[0]
+    assert (await ours.connect(timeout=10))[0] and (await theirs.connect(timeout=10))[0]
     # a buyer-only ticket is not the merchant's business yet
     await database_sync_to_async(services.post_message)(actor=buyer, ticket_id=ticket.pk, body="在吗")
     assert await ours.receive_nothing(timeout=0.5)

@@ -14,7 +14,7 @@ async def test_the_buyers_socket_is_told_the_target(buyer, agent, order):
     target = await database_sync_to_async(open_ticket)(buyer=buyer, order=order)
     source = await database_sync_to_async(open_ticket)(buyer=buyer, order=order)
     live = await database_sync_to_async(_connect)(buyer, source.pk, after_seq=1)
-    assert (await live.connect())[0]
+    assert (await live.connect(timeout=10))[0]
     await _drain(live)  # the replay's reads are done (SQLite's shared-cache test database refuses a read beside a write)
 
     await database_sync_to_async(services.merge_tickets)(actor=agent, ticket_id=source.pk, into_ticket_id=target.pk)
@@ -24,7 +24,7 @@ async def test_the_buyers_socket_is_told_the_target(buyer, agent, order):
     await live.disconnect()
     # a socket opened later on the merged ticket replays it, then is told where it went
     late = await database_sync_to_async(_connect)(buyer, source.pk, after_seq=0)
-    assert (await late.connect())[0]
+    assert (await late.connect(timeout=10))[0]
     frames = await _drain(late)
     kinds = [f["type"] for f in frames if f["type"] not in ("joined", "here")]
     assert kinds[-1] == "ticket.merged" and frames[-1]["into_ticket_id"] == target.pk

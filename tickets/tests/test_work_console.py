@@ -152,7 +152,7 @@ async def test_the_console_sockets_hear_the_request_and_the_decision(agent, othe
     sockets = [await database_sync_to_async(_communicator)(user) for user in (agent, supervisor, other_agent)]
     mine, lead, bystander = sockets
     for socket in sockets:
-        assert (await socket.connect())[0]
+        assert (await socket.connect(timeout=10))[0]
 
     request = await database_sync_to_async(services.request_overtime)(agent=agent, minutes=30, reason="还有排队")
     asked = await lead.receive_json_from(timeout=5)
