@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 from django.conf import settings
+from django.db import connections, router, transaction
 
 REPLICA = "replica"
 _reading_from_replica: ContextVar[bool] = ContextVar("reading_from_replica", default=False)
@@ -37,6 +38,29 @@ def replica_reads() -> Iterator[None]:
         yield
     finally:
         _reading_from_replica.reset(token)
+
+
+@contextmanager
+def analytic_reads(model) -> Iterator[None]:
+    """``replica_reads()`` for queries that aggregate a month of rows (the
+    reports): on PostgreSQL they run in one transaction on the database
+    ``model`` is read from, with the planner settings of a reporting session
+    (``REPORT_DB_SETTINGS``: sorts in memory rather than on disk, index probes
+    priced as the cached reads they are, no parallel workers whose start-up
+    costs more than the scans they split). ``SET LOCAL``: the settings end with
+    the transaction and never reach a pooled connection's next user."""
+    with replica_reads():
+        alias = router.db_for_read(model)
+        if connections[alias].vendor != "postgresql":
+            yield
+            return
+        with transaction.atomic(using=alias):
+            pairs = list(settings.REPORT_DB_SETTINGS.items())
+            if pairs:
+                with connections[alias].cursor() as cursor:
+                    cursor.execute("SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(pairs)),
+                                   [str(part) for pair in pairs for part in pair])
+            yield
 
 
 class ReplicaRouter:

@@ -230,6 +230,12 @@ API_TOKEN_TTL_HOURS = {
 # average passes it; and the longest period a report or export may cover.
 CHAT_RESPONSE_TARGET_S = env.int("CHAT_RESPONSE_TARGET_S", default=30)
 REPORT_MAX_DAYS = env.int("REPORT_MAX_DAYS", default=366)
+# the reports' PostgreSQL session (core.db_router.analytic_reads), set for their transaction only
+REPORT_DB_SETTINGS = {
+    "work_mem": env.str("REPORT_WORK_MEM", default="64MB"),
+    "random_page_cost": env.float("REPORT_RANDOM_PAGE_COST", default=1.1),
+    "max_parallel_workers_per_gather": env.int("REPORT_PARALLEL_WORKERS", default=0),
+}
 # The dashboard's inflow threshold: tickets opened in one minute past which the
 # minute's bar is highlighted (0: no threshold).
 DASHBOARD_INFLOW_ALERT_PER_MIN = env.int("DASHBOARD_INFLOW_ALERT_PER_MIN", default=30)

@@ -248,6 +248,10 @@ class Ticket(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
             models.Index(fields=["resolved_at"], name="ticket_resolved",
                          condition=models.Q(resolved_at__isnull=False)),
 
+            # the reports' first responses (``reports.selectors._first_responses``): the
+            # period's answered tickets with their groups, read from the index alone
+            models.Index(fields=["created_at"], include=["first_response_at", "assignee", "queue"],
+                         condition=models.Q(first_response_at__isnull=False), name="ticket_first_response"),
             # the market board (issue #14 item 5): chats' first replies in a window, and the
             # chats still waiting at a moment (first reply null or later) without a full scan
             models.Index(fields=["first_response_at"], condition=models.Q(channel="chat"),
