@@ -2,10 +2,12 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+from core.asgi_http import get_http_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cs_portal.settings")
-django_asgi_app = get_asgi_application()
+# Django's ASGI handler, the middleware chain and the view run as one call on the
+# request's thread (core/asgi_http.py)
+django_asgi_app = get_http_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
