@@ -10,6 +10,17 @@ from accounts.tests.factories import UserFactory
 from merchants.tests.factories import MerchantFactory, OrderFactory, ShipmentFactory, make_merchant_staff
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _chat_writers_closed_at_the_end(django_db_setup):
+    """The chat writers' threads keep a database connection between batches:
+    give them back before the test database is dropped (set up after it, so
+    torn down before it)."""
+    yield
+    from tickets.chat_writer import close_writers
+
+    close_writers()
+
+
 @pytest.fixture(autouse=True)
 def _jobs_inline(settings):
     """Background jobs run inline in tests (Celery eager), as in the embedded default."""

@@ -66,6 +66,13 @@ class ChatWriter:
         """Move a read mark forward (fire and forget: the others hear of it)."""
         self._submit(_Waiting(ChatRead(viewer, ticket_id, seq), None))
 
+    def close(self, *, wait: bool = False) -> None:
+        """Give the thread's kept connection back and let the thread end: for
+        a writer whose event loop is gone (tests' loops come and go; a served
+        process keeps its one writer as long as it runs)."""
+        self._executor.submit(_close_connection)
+        self._executor.shutdown(wait=wait)
+
     def _submit(self, waiting: _Waiting) -> None:
         self._waiting.append(waiting)
         self._wake.set()
@@ -149,6 +156,10 @@ def _store(batch: list[_Waiting]) -> BatchOutcome:
             connection.close_if_unusable_or_obsolete()
 
 
+def _close_connection() -> None:
+    connection.close()
+
+
 def _post_one(post: ChatPost) -> Stored:
     """Through the full service (its own transaction; it publishes after commit)."""
     from accounts.models import User
@@ -175,5 +186,11 @@ def writer() -> ChatWriter:
     if found is None:
         found = _writers[loop] = ChatWriter()
         for stale in [other for other in _writers if other.is_closed()]:  # test loops come and go
-            _writers.pop(stale, None)
+            _writers.pop(stale).close()
     return found
+
+
+def close_writers() -> None:
+    """Close every writer (the end of a test session: the database can be dropped)."""
+    while _writers:
+        _writers.popitem()[1].close(wait=True)

@@ -423,3 +423,32 @@ async def test_a_socket_gone_mid_post_does_not_stop_the_writer_for_the_others(bu
     with pytest.raises(TicketClosed):
         await asyncio.wait_for(stays, timeout=10)
     assert gone.cancelled()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_closed_writer_gives_its_connection_back_and_its_thread_ends():
+    """(PostgreSQL: closing SQLite's in-memory test database is a no-op.)"""
+    import threading
+
+    from tests.concurrency import requires_postgres
+
+    requires_postgres()
+
+    from django.db import connections
+
+    from tickets.chat_writer import ChatWriter
+
+    chat_writer = ChatWriter()
+    seen = {}
+
+    def use_the_database():
+        seen["thread"] = threading.current_thread()
+        seen["wrapper"] = connections["default"]  # the writer thread's own
+        seen["wrapper"].ensure_connection()
+
+    chat_writer._executor.submit(use_the_database).result()
+    assert seen["wrapper"].connection is not None  # kept between batches
+    chat_writer.close(wait=True)
+    assert seen["wrapper"].connection is None
+    assert not seen["thread"].is_alive()
