@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from django.conf import settings
-from django.db import connection, connections
+from django.db import connections
 from django.db.models import Aggregate, Avg, BigIntegerField, Case, Count, F, FloatField, Func, Q, Sum, Value, When
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -326,7 +326,8 @@ def _first_responses(opened, *, key: str | None, into, grouped: bool) -> None:
     query by GROUPING SETS: percentiles do not add up across groups); SQLite has no percentile aggregate, so there the
     embedded default's small data comes back as one column of seconds."""
     seconds = Seconds(F("first_response_at"), F("created_at"))
-    if connection.vendor != "postgresql":
+    database = connections[opened.db]  # the read alias: the replica's, in the report's transaction
+    if database.vendor != "postgresql":
         collected: dict[int, tuple[_Figures, list[float]]] = {}  # by the accumulator's identity
         for group, value in opened.annotate(s=seconds).values_list(key or "id", "s").order_by():
             for figures in into(group):
@@ -349,8 +350,8 @@ def _first_responses(opened, *, key: str | None, into, grouped: bool) -> None:
     # the whole period and each group from one scan of the period's tickets:
     # GROUPING SETS, which the ORM does not write (its WHERE is the queryset's own)
     inner, params = opened.annotate(s=seconds).values(key, "s").order_by().query.sql_with_params()
-    group = connection.ops.quote_name(key)
-    with connection.cursor() as cursor:
+    group = database.ops.quote_name(key)
+    with database.cursor() as cursor:
         cursor.execute(
             f"SELECT GROUPING({group}), {group}, COUNT(*), PERCENTILE_DISC(0.5) WITHIN GROUP (ORDER BY s), "
             f"PERCENTILE_DISC(0.9) WITHIN GROUP (ORDER BY s), AVG(s) FROM ({inner}) AS opened "

@@ -57,6 +57,44 @@ print(len(primary.captured_queries), len(replica.captured_queries), board.waitin
 """
 
 
+REPORTS_PROBE = """
+from datetime import timedelta
+from django.db import connections
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from reports import selectors
+from reports.rules import Period
+today = timezone.localdate()
+month = Period(first=today - timedelta(days=29), last=today)
+with CaptureQueriesContext(connections["default"]) as primary, CaptureQueriesContext(connections["replica"]) as replica:
+    for group_by in (None, "agent", "queue"):
+        selectors.summary(period=month, group_by=group_by)
+    selectors.carriers(period=month)
+print(len(primary.captured_queries), len(replica.captured_queries))
+"""
+
+
+def _with_replica(probe: str) -> list[int]:
+    db = connection.settings_dict
+    url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    env = {**os.environ, "DEBUG": "0", "SECRET_KEY": "test", "ALLOWED_HOSTS": "localhost",
+           "DATABASE_URL": url, "DATABASE_REPLICA_URL": url}
+    done = subprocess.run([sys.executable, "manage.py", "shell", "--no-imports", "-c", probe], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return [int(x) for x in done.stdout.split()[-3:]]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_with_a_replica_every_report_query_goes_there_in_its_session():
+    """The summaries (with the grouped percentiles' own SQL) and the carriers
+    read only from the replica alias, each in its reporting transaction."""
+    primary, replica = _with_replica(REPORTS_PROBE)[-2:]
+    assert primary == 0
+    assert replica > 0
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db
 def test_with_a_replica_the_dashboard_reads_there_and_the_rest_stays_on_the_primary():
@@ -69,14 +107,7 @@ def test_with_a_replica_the_dashboard_reads_there_and_the_rest_stays_on_the_prim
 
     with CaptureQueriesContext(connection) as alone:
         selectors.dashboard()
-    db = connection.settings_dict
-    url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    env = {**os.environ, "DEBUG": "0", "SECRET_KEY": "test", "ALLOWED_HOSTS": "localhost",
-           "DATABASE_URL": url, "DATABASE_REPLICA_URL": url}
-    done = subprocess.run([sys.executable, "manage.py", "shell", "--no-imports", "-c", PROBE], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    primary, replica, waiting = (int(x) for x in done.stdout.split()[-3:])
+    primary, replica, waiting = _with_replica(PROBE)
     assert primary == 1  # the count outside the dashboard
     assert replica == len(alone.captured_queries) > 0  # every figure of the board
     assert waiting == 0
