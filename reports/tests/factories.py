@@ -47,11 +47,14 @@ def chat(*, buyer, agent, script: list[tuple[str, float]], start: datetime | Non
          ) -> Ticket:
     """An assigned chat ticket whose conversation follows ``script``:
     (``buyer``, ``agent`` or ``note``, an agent's internal note; seconds after
-    ``start``, default now). The opening message is the first buyer
+    ``start``, by default ten minutes ago, so that a script of a minute or
+    two stays in the past: a reply scripted after now would fall on
+    tomorrow's date when a test runs just before local midnight, outside a
+    period that ends today). The opening message is the first buyer
     line. Every message goes through ``post_message`` at its scripted time, so
     what the write path stores (first reply, the chat report's waits) is what
     it would have stored then."""
-    start = start or timezone.now()
+    start = start or timezone.now() - timedelta(minutes=10)
     first_role, first_s = script[0]
     assert first_role == "buyer"
     with clock(start + timedelta(seconds=first_s)):
