@@ -174,6 +174,15 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await with_layer_retry(self.channel_layer.group_add, group, self.channel_name)
         self.joined.append(group)
 
+    async def leave(self, group: str) -> None:
+        """Stop hearing ``group`` now (a socket refused after it joined)."""
+        if group in self.joined:
+            self.joined.remove(group)
+            try:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            except Exception:  # the membership goes with the socket anyway
+                logger.debug("group_discard %s failed", group, exc_info=True)
+
     async def publish(self, group: str, message: dict[str, Any]) -> bool:
         """Best effort (typing, who is here): False when the layer is away."""
         try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from django.db.models import Exists, OuterRef, prefetch_related_objects
+
 from accounts import roles
 from accounts.logins import ip_and_device_of_scope
 from core.consumers import BAD_REQUEST, FORBIDDEN, NOT_AUTHENTICATED, LiveConsumer, in_pool
@@ -13,8 +15,8 @@ from core.ws_auth import resolve_user
 from core.parsing import MAX_INT, parse_optional_int
 from tickets import chat_writer
 from tickets.errors import TicketNotFound
-from tickets.events import BOARD, CONSOLE, agent_group, staff_group, ticket_group, tier_group
-from tickets.models import Message, Ticket
+from tickets.events import BOARD, CONSOLE, agent_group, message_payload, staff_group, ticket_group, tier_group
+from tickets.models import Attachment, Message, Ticket
 from tickets.rules import Viewer, sees_internal_notes, tiers_heard_by, viewer_of, visibility_filter
 from tickets.services.attachments import clean_attachment_ids
 from tickets.services.chat import clean_body, clean_client_id
@@ -65,6 +67,8 @@ class ChatConsumer(LiveConsumer):
     WINDOW_S = 10.0
     SCOPE_TTL_S = 30.0
 
+    viewer: Viewer | None = None  # set once connect() has let the socket in
+
     async def connect(self) -> None:
         self.ticket_id = int(self.scope["url_route"]["kwargs"]["ticket_id"])
         try:
@@ -74,29 +78,35 @@ class ChatConsumer(LiveConsumer):
             await self.send_error(error.code, str(error.detail))
             await self.close(code=BAD_REQUEST)
             return
-        # one trip to the thread pool: the session's user, who they are, the ticket
-        opened = await in_pool(_open)(self.scope, self.ticket_id)
-        if opened is None:
-            await self.close(code=NOT_AUTHENTICATED)
+        self.group = ticket_group(self.ticket_id)
+        # join first, read after, never the other way round: a message committed
+        # between the read and the subscription would wait for the page's next
+        # sync. What the group brings meanwhile waits until connect() returns and
+        # is dropped by seq if the replay sent it; a socket refused below never
+        # handles it (``viewer`` stays unset)
+        await self.join(self.group)
+        # one trip to the thread pool: the session's user, who they are, the
+        # ticket, and for a buyer or merchant what they missed
+        opened = await in_pool(_open)(self.scope, self.ticket_id, after_seq)
+        if opened is None or opened is FORBIDDEN:
+            await self.leave(self.group)
+            await self.close(code=NOT_AUTHENTICATED if opened is None else FORBIDDEN)
             return
-        if opened is FORBIDDEN:
-            await self.close(code=FORBIDDEN)
-            return
-        self.viewer, merged_into = opened
+        viewer, merged_into, frames = opened
+        if frames is None:
+            # staff: internal notes come through a group of their own, joined
+            # before they are read, so a second trip for the replay
+            await self.join(staff_group(self.ticket_id))
+            frames = await in_pool(_stored_after)(viewer, self.ticket_id, after_seq)
+        self.viewer = viewer
         self.client_ip, self.client_device = ip_and_device_of_scope(self.scope)
         self.scope_checked_at = time.monotonic()
         self.last_seq = after_seq
         self.sent_times: list[float] = []
         self.posts: asyncio.Queue = asyncio.Queue()
         self.poster: asyncio.Task | None = None
-        self.group = ticket_group(self.ticket_id)
-        await self.join(self.group)
-        if self.viewer.is_staff:
-            await self.join(staff_group(self.ticket_id))
         await self.accept()
-        # read after joining, never before: a message committed between the scope
-        # check and the subscription would otherwise wait for the page's next sync
-        await self._replay()
+        await self._send_replayed(frames)
         if merged_into is not None:
             # a duplicate merged into another ticket: the client follows to the target
             await self.send_json({"type": "ticket.merged", "ticket_id": self.ticket_id, "into_ticket_id": merged_into})
@@ -128,7 +138,10 @@ class ChatConsumer(LiveConsumer):
         return parse_optional_int(raw, field="after_seq", minimum=0) or 0
 
     async def _replay(self) -> None:
-        for frame in await in_pool(_stored_after)(self.viewer, self.ticket_id, self.last_seq):
+        await self._send_replayed(await in_pool(_stored_after)(self.viewer, self.ticket_id, self.last_seq))
+
+    async def _send_replayed(self, frames: list[dict]) -> None:
+        for frame in frames:
             self.last_seq = max(self.last_seq, frame["seq"])
             await self.send_json(frame)
 
@@ -214,6 +227,8 @@ class ChatConsumer(LiveConsumer):
 
     async def chat_message(self, event) -> None:
         """A stored message's wake-up: its frame, encoded once for every socket."""
+        if self.viewer is None:
+            return  # refused at connect: what the group brought meanwhile is not for it
         seq = event["seq"]
         if seq <= self.last_seq:
             return  # already sent by the replay
@@ -229,6 +244,8 @@ class ChatConsumer(LiveConsumer):
         await self.send(text_data=event["text"])
 
     async def broadcast(self, event) -> None:
+        if self.viewer is None:
+            return  # refused at connect (as in chat_message)
         payload = event["payload"]
         kind = payload.get("type")
         if kind in ("typing", "joined", "here", "left"):
@@ -253,15 +270,25 @@ def _console_user(scope):
     return user, is_staff, roles.staff_rank(user) if is_staff else 0, is_staff and roles.is_supervisor(user)
 
 
-def _open(scope, ticket_id: int):
-    """The session's user as a viewer of the ticket: None when nobody is logged
-    in, FORBIDDEN when they may not see it (the role comes from the role cache)."""
+def _open(scope, ticket_id: int, after_seq: int):
+    """The session's user as a viewer of the ticket, the ticket it was merged
+    into, and for a buyer or merchant the frames stored after ``after_seq``
+    (None for staff, whose replay waits for the staff group). None when nobody
+    is logged in, FORBIDDEN when they may not see it (the role comes from the
+    role cache)."""
     user = resolve_user(scope)
     if not user.is_authenticated:
         return None
     viewer = viewer_of(user)
     seen = _seen(viewer, ticket_id)
-    return FORBIDDEN if seen is None else (viewer, seen[1])
+    if seen is None:
+        return FORBIDDEN
+    stored_up_to, merged_into = seen
+    if sees_internal_notes(viewer):
+        return viewer, merged_into, None
+    # nothing new since the page's last frame (most reconnects): no second query
+    frames = _stored_after(viewer, ticket_id, after_seq) if stored_up_to > after_seq else []
+    return viewer, merged_into, frames
 
 
 def _seen(viewer: Viewer, ticket_id: int) -> tuple[int, int | None] | None:
@@ -284,13 +311,18 @@ def _stored_up_to(viewer: Viewer, ticket_id: int) -> int | None:
 
 
 def _stored_after(viewer: Viewer, ticket_id: int, seq: int) -> list[dict]:
-    from tickets.events import message_payload
-
+    """The frames of the messages after ``seq`` that the viewer may see, in
+    order (at most 1,000: the page syncs again for the rest). Attachments are
+    read only for the messages that have any: one query in all, most replays
+    have none."""
     messages = (Message.objects.filter(ticket_id=ticket_id, seq__gt=seq).select_related("author")
-                .prefetch_related("attachments").order_by("seq"))
+                .annotate(has_files=Exists(Attachment.objects.filter(message_id=OuterRef("pk"))))
+                .order_by("seq"))
     if not sees_internal_notes(viewer):
         messages = messages.filter(internal=False)
-    return [message_payload(m) for m in messages[:1000]]
+    messages = list(messages[:1000])
+    prefetch_related_objects([m for m in messages if m.has_files], "attachments")
+    return [message_payload(m) for m in messages]
 
 
 def _viewer_key(channel_name: str) -> str:

@@ -315,11 +315,22 @@ async def test_a_database_outage_asks_the_page_to_reconnect_at_once(buyer, agent
     await ws.send_json_to({"type": "sync"})
     assert (await ws.receive_output(timeout=5)) == {"type": "websocket.close", "code": 1013}
     monkeypatch.undo()
-    # accepted, then the database fails on the replay: closed, not accepted twice
-    # (uvicorn raises on a second accept, and the page never heard the 1013)
+    # the replay fails while the socket opens (a buyer's is read in the trip that
+    # checks the scope, an agent's after the staff group is joined): 1013
     monkeypatch.setattr(tickets.consumers, "_stored_after", down)
+    for who in (buyer, agent):
+        ws = await database_sync_to_async(_connect)(who, ticket.pk, after_seq=seq - 1)
+        assert (await ws.connect(timeout=10))[0]
+        assert (await ws.receive_output(timeout=5)) == {"type": "websocket.close", "code": 1013}
+    monkeypatch.undo()
+    # accepted, then the database fails on a sync's replay: closed, not accepted
+    # twice (uvicorn raises on a second accept, and the page never heard the 1013)
     ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=seq)
     assert (await ws.connect(timeout=10))[0]
+    await _drain(ws)
+    monkeypatch.setattr(tickets.consumers, "_stored_up_to", lambda viewer, ticket_id: seq + 1)  # something new
+    monkeypatch.setattr(tickets.consumers, "_stored_after", down)
+    await ws.send_json_to({"type": "sync"})
     assert (await ws.receive_output(timeout=5)) == {"type": "websocket.close", "code": 1013}
 
 
@@ -381,17 +392,19 @@ async def test_a_reply_that_moves_the_ticket_and_a_closed_ticket_take_the_full_s
 
 
 async def test_a_message_stored_while_the_socket_opens_is_delivered_at_once(buyer, agent, order, monkeypatch):
-    """A message committed after the scope check and before the socket joins
-    its group is read by the replay after the join (not left to the next sync,
-    20 s later: bench/chat.py's reconnect found that tail)."""
+    """A message committed while the socket opens, after its replay was read,
+    comes through the ticket's group, which the socket joined before it read
+    anything: delivered at once and once (not left to the next sync, 20 s
+    later: bench/chat.py's reconnect found that tail when the join came after
+    the read)."""
     import tickets.consumers
 
     ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
     seq = await _last_seq(ticket)
     original = tickets.consumers._open
 
-    def open_then_agent_replies(scope, ticket_id):
-        opened = original(scope, ticket_id)
+    def open_then_agent_replies(scope, ticket_id, after_seq):
+        opened = original(scope, ticket_id, after_seq)
         services.post_message(actor=agent, ticket_id=ticket_id, body="刚刚回复")  # published before the join
         return opened
 
@@ -452,3 +465,47 @@ def test_a_closed_writer_gives_its_connection_back_and_its_thread_ends():
     chat_writer.close(wait=True)
     assert seen["wrapper"].connection is None
     assert not seen["thread"].is_alive()
+
+
+async def test_a_refused_socket_hears_nothing_its_group_brought_while_it_opened(buyer, other_buyer, agent, order,
+                                                                                  monkeypatch):
+    """The socket joins the ticket's group before the scope is checked; one
+    refused (another buyer's) leaves it and never handles what it brought."""
+    import tickets.consumers
+
+    ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
+    original = tickets.consumers._open
+
+    def open_while_agent_replies(scope, ticket_id, after_seq):
+        services.post_message(actor=agent, ticket_id=ticket_id, body="只给买家看")  # published to the group
+        return original(scope, ticket_id, after_seq)
+
+    monkeypatch.setattr(tickets.consumers, "_open", open_while_agent_replies)
+    intruder = await database_sync_to_async(_connect)(other_buyer, ticket.pk)
+    connected, code = await intruder.connect(timeout=10)
+    assert (connected, code) == (False, 4403)
+    assert await intruder.receive_nothing(timeout=0.5)
+    # and the consumer ends cleanly (a handler that ran for it would have failed on its missing viewer)
+    await intruder.send_input({"type": "websocket.disconnect", "code": 4403})
+    await intruder.wait(timeout=5)
+
+
+async def test_a_reconnect_with_nothing_new_reads_no_messages(buyer, agent, order, monkeypatch):
+    """Most reconnects missed nothing: the scope query says so, and the
+    conversation is not read (a buyer's socket: one trip, one query)."""
+    import tickets.consumers
+
+    ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
+    seq = await _last_seq(ticket)
+    reads = []
+    original = tickets.consumers._stored_after
+    monkeypatch.setattr(tickets.consumers, "_stored_after", lambda *args: reads.append(args) or original(*args))
+    ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=seq)
+    assert (await ws.connect(timeout=10))[0]
+    assert [f for f in await _drain(ws) if f["type"] == "message"] == [] and reads == []
+    await ws.disconnect()
+    # one message behind: read, and sent once
+    ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=seq - 1)
+    assert (await ws.connect(timeout=10))[0]
+    assert [f["seq"] for f in await _drain(ws) if f["type"] == "message"] == [seq] and len(reads) == 1
+    await ws.disconnect()
