@@ -1,5 +1,6 @@
 """tickets/rules.py: who may see a ticket, as a predicate and as a filter,
-gives the same answers for every role and every kind of ticket."""
+gives the same answers for every role and every kind of ticket (and so does
+the chat socket's scope check, which reads the row and applies the predicate)."""
 
 import itertools
 
@@ -8,6 +9,7 @@ import pytest
 from accounts import roles
 from accounts.tests.factories import UserFactory
 from merchants.tests.factories import MerchantFactory, make_merchant_staff
+from tickets.consumers import _seen
 from tickets.models import Party, Ticket
 from tickets.rules import can_view, viewer_of, visibility_filter
 from tickets.selectors import tickets_visible_to
@@ -32,7 +34,9 @@ def test_the_predicate_and_the_filter_agree(buyer, other_buyer, agent, superviso
         condition = visibility_filter(viewer)
         by_query = (Ticket.objects.filter(pk=ticket.pk) if condition is None
                     else Ticket.objects.filter(condition, pk=ticket.pk)).exists()
-        assert by_rule == by_query == tickets_visible_to(user=person).filter(pk=ticket.pk).exists(), (person, ticket)
+        by_socket = _seen(viewer, ticket.pk) is not None
+        assert by_rule == by_query == by_socket == tickets_visible_to(user=person).filter(pk=ticket.pk).exists(), (
+            person, ticket)
         checked += 1
     assert checked == len(people) * 3
     # and the answers themselves
