@@ -6,8 +6,9 @@ import asyncio
 import functools
 import time
 
+from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import Exists, OuterRef, prefetch_related_objects
+from django.db.models import prefetch_related_objects
 
 from accounts import roles
 from accounts.logins import ip_and_device_of_scope
@@ -327,19 +328,48 @@ def _stored_up_to(viewer: Viewer, ticket_id: int) -> int | None:
     return None if seen is None else seen[0]
 
 
+REPLAY_LIMIT = 1000  # frames per replay: the page syncs again for the rest
+
+
 def _stored_after(viewer: Viewer, ticket_id: int, seq: int) -> list[dict]:
     """The frames of the messages after ``seq`` that the viewer may see, in
-    order (at most 1,000: the page syncs again for the rest). Attachments are
-    read only for the messages that have any: one query in all, most replays
-    have none."""
-    messages = (Message.objects.filter(ticket_id=ticket_id, seq__gt=seq).select_related("author")
-                .annotate(has_files=Exists(Attachment.objects.filter(message_id=OuterRef("pk"))))
-                .order_by("seq"))
-    if not sees_internal_notes(viewer):
-        messages = messages.filter(internal=False)
-    messages = list(messages[:1000])
+    order. One query, its SQL written once per process (the ORM spent four
+    times longer building it than PostgreSQL spent answering): the messages,
+    their authors' names and whether each has attachments, which are read
+    (one more query) only when some do."""
+    user_model = get_user_model()
+    messages = list(Message.objects.raw(_replay_sql(with_notes=sees_internal_notes(viewer)), [ticket_id, seq]))
+    for message in messages:
+        if message.author_id is not None:
+            # the fields ``User.name`` reads, so the frame names the author as everywhere else
+            message.author = user_model(pk=message.author_id, username=message.author_username,
+                                        display_name=message.author_display_name,
+                                        first_name=message.author_first_name, last_name=message.author_last_name)
     prefetch_related_objects([m for m in messages if m.has_files], "attachments")
     return [message_payload(m) for m in messages]
+
+
+@functools.cache
+def _replay_sql(*, with_notes: bool) -> str:
+    """The replay's ``SELECT``, names taken from the models."""
+    quote = connection.ops.quote_name
+    message, attachment, user = Message._meta, Attachment._meta, get_user_model()._meta
+
+    def column(meta, name: str) -> str:
+        return quote(meta.get_field(name).column)
+
+    fields = ", ".join(f"m.{quote(f.column)}" for f in message.concrete_fields)
+    author = ", ".join(f"u.{column(user, name)} AS author_{name}"
+                       for name in ("username", "display_name", "first_name", "last_name"))
+    return (
+        f"SELECT {fields}, {author}, EXISTS (SELECT 1 FROM {quote(attachment.db_table)} a"
+        f" WHERE a.{column(attachment, 'message')} = m.{quote(message.pk.column)}) AS has_files"
+        f" FROM {quote(message.db_table)} m"
+        f" LEFT JOIN {quote(user.db_table)} u ON u.{quote(user.pk.column)} = m.{column(message, 'author')}"
+        f" WHERE m.{column(message, 'ticket')} = %s AND m.{column(message, 'seq')} > %s"
+        + ("" if with_notes else f" AND NOT m.{column(message, 'internal')}")
+        + f" ORDER BY m.{column(message, 'seq')} LIMIT {REPLAY_LIMIT}"
+    )
 
 
 def _viewer_key(channel_name: str) -> str:

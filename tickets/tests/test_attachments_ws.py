@@ -64,3 +64,49 @@ async def test_a_frame_with_attachments_reaches_the_other_side(buyer, agent, ord
     replayed = await _next_of(late, "message")
     assert replayed["attachments"][0]["id"] == photo.pk
     await late.disconnect()
+
+
+def test_the_replay_reads_what_the_orm_reads(buyer, agent, order):
+    """The socket's replay is one SQL statement written by hand: its frames
+    equal ``message_payload`` of the messages as the ORM loads them (author
+    names, notes for staff only, a system notice without author, attachments
+    of the messages that have any), and it starts after the seq asked."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from tickets.consumers import _stored_after
+    from tickets.events import message_payload
+    from tickets.models import Ticket
+    from tickets.rules import viewer_of
+    from tickets.services.conversation import append_notice
+
+    ticket = ticket_in_state("assigned", buyer=buyer, agent=agent, order=order)
+    buyer.display_name = ""
+    buyer.first_name, buyer.last_name = "晓雨", "林"
+    buyer.save()
+    photo = services.upload_attachment(actor=buyer, ticket_id=ticket.pk, data=jpeg_with_exif())
+    pdf = services.upload_attachment(actor=buyer, ticket_id=ticket.pk, data=PDF)
+    services.post_message(actor=buyer, ticket_id=ticket.pk, body="看图", attachment_ids=[photo.pk, pdf.pk])
+    services.post_message(actor=agent, ticket_id=ticket.pk, body="内部：已核实", internal=True)
+    with transaction.atomic():
+        append_notice(ticket=Ticket.objects.select_for_update().get(pk=ticket.pk), notice="reopened",
+                      now=timezone.now())
+    services.post_message(actor=agent, ticket_id=ticket.pk, body="已为您处理")
+
+    def by_orm(viewer_sees_notes: bool, after: int) -> list[dict]:
+        messages = (Message.objects.filter(ticket=ticket, seq__gt=after).select_related("author")
+                    .prefetch_related("attachments").order_by("seq"))
+        if not viewer_sees_notes:
+            messages = messages.filter(internal=False)
+        return [message_payload(m) for m in messages]
+
+    staff, customer = viewer_of(agent), viewer_of(buyer)
+    everything = _stored_after(staff, ticket.pk, 0)
+    assert everything == by_orm(True, 0)
+    assert [f["internal"] for f in everything].count(True) == 1 and any(f["author_id"] is None for f in everything)
+    assert [len(f["attachments"]) for f in everything if f["attachments"]] == [2]
+    assert any(f["author"]["name"] == "晓雨 林" for f in everything)
+    assert _stored_after(customer, ticket.pk, 0) == by_orm(False, 0)
+    assert all(not f["internal"] for f in _stored_after(customer, ticket.pk, 0))
+    middle = everything[2]["seq"]
+    assert _stored_after(staff, ticket.pk, middle) == by_orm(True, middle) == everything[3:]
