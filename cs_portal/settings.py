@@ -35,7 +35,10 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "te
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "daphne",
+    # daphne's runserver serves the websockets too, so that command gets it; every
+    # other process (the servers, Celery, the tests) is spared importing it, which
+    # installs Twisted's reactor and took a quarter of a second of each start
+    *(["daphne"] if sys.argv[1:2] == ["runserver"] else []),
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
