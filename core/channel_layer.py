@@ -17,6 +17,9 @@ list-based ``RedisChannelLayer``, for three reasons found in production:
 
 What this module adds to channels-redis:
 
+- **Coalesced publishing.** What is published while a round trip to Redis
+  is out goes, in order, in the next one as a pipeline (the stock layer
+  makes one round trip per publish, one at a time under its lock).
 - ``group_send_sync``: one ``PUBLISH`` (a pipeline for several groups) on a
   process-wide synchronous client, for code that runs outside an event loop
   (a request's ``on_commit``, a Celery task). ``async_to_sync(group_send)``
@@ -52,7 +55,13 @@ _ASYNC_ONLY_OPTIONS = {"address", "master_name", "sentinels", "sentinel_kwargs"}
 
 
 class _Shard(RedisSingleShardConnection):
-    """One Redis host: publishes, and a receiver that survives Redis going away."""
+    """One Redis host: publishes coalesced into pipelines, and a receiver that
+    survives Redis going away."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._outbox: list[tuple[list[tuple[str, bytes]], asyncio.Future]] = []
+        self._sender: asyncio.Task | None = None
 
     async def _do_receiving(self) -> None:
         failed_since: float | None = None
@@ -77,14 +86,45 @@ class _Shard(RedisSingleShardConnection):
                 await asyncio.sleep(0.25)
 
 
+    # --- publishing: what callers publish while a round trip is out goes in the next one
+
+    async def publish(self, channel: str, message: bytes) -> None:
+        await self.publish_many([(channel, message)])
+
     async def publish_many(self, items: list[tuple[str, bytes]]) -> None:
-        """Several publishes in one round trip, in order."""
-        async with self._lock:
-            self._ensure_redis()
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for channel, data in items:
-                    pipe.publish(channel, data)
-                await pipe.execute()
+        """Publish ``items`` in order. While one round trip to Redis is out,
+        what others publish waits and goes in the next, as one pipeline: a
+        storm of sockets opening (each announces itself) costs a few round
+        trips instead of one each, and the order of publishing is kept."""
+        loop = asyncio.get_running_loop()
+        sent = loop.create_future()
+        self._outbox.append((items, sent))
+        if self._sender is None or self._sender.done():
+            self._sender = loop.create_task(self._send_outbox())
+        await sent
+
+    async def _send_outbox(self) -> None:
+        while self._outbox:
+            batch, self._outbox = self._outbox, []
+            items = [item for waiting, _ in batch for item in waiting]
+            try:
+                async with self._lock:
+                    self._ensure_redis()
+                    if len(items) == 1:
+                        await self._redis.publish(*items[0])
+                    else:
+                        async with self._redis.pipeline(transaction=False) as pipe:
+                            for channel, data in items:
+                                pipe.publish(channel, data)
+                            await pipe.execute()
+            except Exception as error:  # each caller decides what a lost wake-up means
+                for _, sent in batch:
+                    if not sent.done():
+                        sent.set_exception(error)
+            else:
+                for _, sent in batch:
+                    if not sent.done():  # a caller cancelled meanwhile (its socket closed)
+                        sent.set_result(None)
 
 
 class _LoopLayer(RedisPubSubLoopLayer):
