@@ -61,6 +61,7 @@ class _Shard(RedisSingleShardConnection):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._outbox: list[tuple[list[tuple[str, bytes]], asyncio.Future]] = []
+        self._sending = False  # a round trip of publishes is out
         self._sender: asyncio.Task | None = None
 
     async def _do_receiving(self) -> None:
@@ -92,39 +93,53 @@ class _Shard(RedisSingleShardConnection):
         await self.publish_many([(channel, message)])
 
     async def publish_many(self, items: list[tuple[str, bytes]]) -> None:
-        """Publish ``items`` in order. While one round trip to Redis is out,
-        what others publish waits and goes in the next, as one pipeline: a
-        storm of sockets opening (each announces itself) costs a few round
-        trips instead of one each, and the order of publishing is kept."""
-        loop = asyncio.get_running_loop()
-        sent = loop.create_future()
-        self._outbox.append((items, sent))
-        if self._sender is None or self._sender.done():
-            self._sender = loop.create_task(self._send_outbox())
-        await sent
+        """Publish ``items`` in order. With nothing on the way, at once, on the
+        caller's own turn (the chat writer's batches never wait for a task
+        switch). While a round trip is out, what others publish waits and goes
+        in the next one, as one pipeline: a storm of sockets opening and
+        closing (each announces itself) costs a few round trips instead of one
+        each, and the order of publishing is kept."""
+        if self._sending:
+            sent = asyncio.get_running_loop().create_future()
+            self._outbox.append((items, sent))
+            await sent
+            return
+        self._sending = True
+        try:
+            await self._round_trip(items)
+        finally:
+            if self._outbox:  # what came meanwhile goes on without holding this caller
+                self._sender = asyncio.get_running_loop().create_task(self._send_outbox())
+            else:
+                self._sending = False
 
     async def _send_outbox(self) -> None:
-        while self._outbox:
-            batch, self._outbox = self._outbox, []
-            items = [item for waiting, _ in batch for item in waiting]
-            try:
-                async with self._lock:
-                    self._ensure_redis()
-                    if len(items) == 1:
-                        await self._redis.publish(*items[0])
-                    else:
-                        async with self._redis.pipeline(transaction=False) as pipe:
-                            for channel, data in items:
-                                pipe.publish(channel, data)
-                            await pipe.execute()
-            except Exception as error:  # each caller decides what a lost wake-up means
-                for _, sent in batch:
-                    if not sent.done():
-                        sent.set_exception(error)
-            else:
-                for _, sent in batch:
-                    if not sent.done():  # a caller cancelled meanwhile (its socket closed)
-                        sent.set_result(None)
+        try:
+            while self._outbox:
+                batch, self._outbox = self._outbox, []
+                try:
+                    await self._round_trip([item for waiting, _ in batch for item in waiting])
+                except Exception as error:  # each caller decides what a lost wake-up means
+                    for _, sent in batch:
+                        if not sent.done():
+                            sent.set_exception(error)
+                else:
+                    for _, sent in batch:
+                        if not sent.done():  # a caller cancelled meanwhile (its socket closed)
+                            sent.set_result(None)
+        finally:
+            self._sending = False
+
+    async def _round_trip(self, items: list[tuple[str, bytes]]) -> None:
+        async with self._lock:
+            self._ensure_redis()
+            if len(items) == 1:
+                await self._redis.publish(*items[0])
+                return
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for channel, data in items:
+                    pipe.publish(channel, data)
+                await pipe.execute()
 
 
 class _LoopLayer(RedisPubSubLoopLayer):
