@@ -33,6 +33,16 @@ async def _last_seq(ticket) -> int:
     return await database_sync_to_async(lambda: Ticket.objects.get(pk=ticket.pk).last_seq)()
 
 
+def _replays_read(monkeypatch) -> list:
+    """The arguments of every replay read from now on (each still read)."""
+    import tickets.consumers
+
+    reads = []
+    original = tickets.consumers._stored_after
+    monkeypatch.setattr(tickets.consumers, "_stored_after", lambda *args: reads.append(args) or original(*args))
+    return reads
+
+
 async def _frames(comm, n):
     return [await comm.receive_json_from(timeout=5) for _ in range(n)]
 
@@ -238,13 +248,9 @@ async def test_internal_notes_never_reach_the_buyer_nor_cost_it_a_read(buyer, ag
     """Notes go to the staff-only group; the public frame after a note names
     the public message before it, so the buyer's socket sees no gap and reads
     nothing from the database."""
-    import tickets.consumers
-
     ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
     seq = await _last_seq(ticket)
-    reads = []
-    original = tickets.consumers._stored_after
-    monkeypatch.setattr(tickets.consumers, "_stored_after", lambda *a: reads.append(a) or original(*a))
+    reads = _replays_read(monkeypatch)
     buyer_ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=seq)
     agent_ws = await database_sync_to_async(_connect)(agent, ticket.pk, after_seq=seq)
     assert (await buyer_ws.connect(timeout=10))[0] and (await agent_ws.connect(timeout=10))[0]
@@ -493,13 +499,9 @@ async def test_a_refused_socket_hears_nothing_its_group_brought_while_it_opened(
 async def test_a_reconnect_with_nothing_new_reads_no_messages(buyer, agent, order, monkeypatch):
     """Most reconnects missed nothing: the scope query says so, and the
     conversation is not read (a buyer's socket: one trip, one query)."""
-    import tickets.consumers
-
     ticket = await database_sync_to_async(ticket_in_state)("assigned", buyer=buyer, agent=agent, order=order)
     seq = await _last_seq(ticket)
-    reads = []
-    original = tickets.consumers._stored_after
-    monkeypatch.setattr(tickets.consumers, "_stored_after", lambda *args: reads.append(args) or original(*args))
+    reads = _replays_read(monkeypatch)
     ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=seq)
     assert (await ws.connect(timeout=10))[0]
     assert [f for f in await _drain(ws) if f["type"] == "message"] == [] and reads == []
