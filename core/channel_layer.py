@@ -86,7 +86,6 @@ class _Shard(RedisSingleShardConnection):
                     logger.warning("channel layer: subscription connection lost; retrying", exc_info=True)
                 await asyncio.sleep(0.25)
 
-
     # --- publishing: what callers publish while a round trip is out goes in the next one
 
     async def publish(self, channel: str, message: bytes) -> None:
