@@ -12,12 +12,12 @@ Each statement is an ``INSERT … ON CONFLICT … DO UPDATE … WHERE … RETURN
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import CharField, Exists, F, Func, Q, Subquery
+from django.db.models import F
 
 from accounts.models import LoginEvent
 from compensation.models import AgentQuota, BlacklistEntry, BudgetDay, BuyerCounter, Policy
@@ -37,44 +37,27 @@ POLICY_CAPS = ("value_cap_fen", "coupon_fen", "coupon_max_fen", "coupon_days", "
                "daily_budget_fen")
 
 
-class _Host(Func):
-    """An address as the blacklist writes it: PostgreSQL's ``inet`` column
-    read without its netmask (``HOST``); SQLite stores the text already."""
-
-    template = "%(expressions)s"
-    output_field = CharField()
-
-    def as_postgresql(self, compiler, connection, **extra_context):
-        return self.as_sql(compiler, connection, template="HOST(%(expressions)s)", **extra_context)
-
-
 def caps_snapshot(*, agent_id: int, buyer_id: int | None, buyer_username: str, day: date, period: str,
                   now: datetime) -> Caps:
-    """The policy in force and what is used of it, in one query (two before
-    anyone changed the policy: reading the caps never writes its row). The
-    buyer is blacklisted by account, or by the address or device of the
-    buyer's latest login (a subquery of the same statement)."""
-    listed = Q(kind=BlacklistEntry.Kind.ACCOUNT, value=buyer_username)
-    if buyer_id is not None:
-        seen = LoginEvent.objects.filter(user_id=buyer_id).order_by("-at", "-id")
-        listed |= Q(kind=BlacklistEntry.Kind.IP, value=Subquery(seen.annotate(host=_Host("ip")).values("host")[:1]))
-        listed |= Q(kind=BlacklistEntry.Kind.DEVICE, value=Subquery(seen.exclude(device="").values("device")[:1]))
-    budget = BudgetDay.objects.filter(date=day)
-    used = {
-        "quota_used": Subquery(AgentQuota.objects.filter(agent_id=agent_id, period=period).values("used")[:1]),
-        "buyer_count": Subquery(BuyerCounter.objects.filter(buyer_id=buyer_id, date=day).values("count")[:1]),
-        "day_spent": Subquery(budget.values("spent_fen")[:1]),
-        "day_budget": Subquery(budget.values("budget_fen")[:1]),
-        "day_breaker": Subquery(budget.values("breaker_open")[:1]),
-        "blacklisted": Exists(BlacklistEntry.objects.filter(listed, expires_at__gt=now)),
-    }
-    row = Policy.objects.filter(pk=1).annotate(**used).values(*POLICY_CAPS, *used).first()
-    if row is None:
-        # nobody changed the policy yet: its defaults, and the same counts read
-        # beside the agent's own row (which exists: the agent is asking)
+    """The policy in force and what is used of it, in one query (reading the
+    caps never writes the policy's row: before anyone changed the policy its
+    defaults apply). The buyer is blacklisted by account, or by the address or
+    device of the buyer's latest login (subqueries of the same statement).
+
+    Every remedy, and every panel that shows the caps, asks this; its SQL is
+    written once per process from the models' names, because the ORM spent
+    ten times longer building the statement than the database answering it."""
+    ops = connection.ops
+    params = {"agent": agent_id, "period": period, "buyer": buyer_id, "username": buyer_username,
+              "day": ops.adapt_datefield_value(day), "now": ops.adapt_datetimefield_value(now),
+              "account": BlacklistEntry.Kind.ACCOUNT.value, "ip": BlacklistEntry.Kind.IP.value,
+              "device": BlacklistEntry.Kind.DEVICE.value}
+    with connection.cursor() as cursor:
+        cursor.execute(_caps_sql(connection.vendor), params)
+        row = dict(zip((*POLICY_CAPS, *_USED), cursor.fetchone()))
+    if row["value_cap_fen"] is None:  # nobody changed the policy yet: its defaults
         defaults = Policy()
-        row = {name: getattr(defaults, name) for name in POLICY_CAPS}
-        row.update(get_user_model().objects.filter(pk=agent_id).annotate(**used).values(*used).get())
+        row.update({name: getattr(defaults, name) for name in POLICY_CAPS})
     return Caps(
         value_cap_fen=row["value_cap_fen"], coupon_fen=row["coupon_fen"], coupon_max_fen=row["coupon_max_fen"],
         coupon_days=row["coupon_days"], agent_monthly_quota=row["agent_monthly_quota"],
@@ -83,6 +66,47 @@ def caps_snapshot(*, agent_id: int, buyer_id: int | None, buyer_username: str, d
         budget_fen=row["daily_budget_fen"] if row["day_budget"] is None else row["day_budget"],
         breaker_open=bool(row["day_breaker"]), blacklisted=bool(row["blacklisted"]),
     )
+
+
+_USED = ("quota_used", "buyer_count", "day_spent", "day_budget", "day_breaker", "blacklisted")
+
+
+@functools.cache
+def _caps_sql(vendor: str) -> str:
+    """``caps_snapshot``'s statement: the policy row (absent: NULLs) beside
+    one subquery per counter and the blacklist's ``EXISTS``, named from the
+    models. PostgreSQL keeps a login's address as ``inet``, read without its
+    netmask (``HOST``) as the blacklist writes it; SQLite stores the text."""
+    quote = connection.ops.quote_name
+
+    def table(model) -> str:
+        return quote(model._meta.db_table)
+
+    def col(model, name: str, alias: str = "") -> str:
+        return (f"{alias}." if alias else "") + quote(model._meta.get_field(name).column)
+
+    def counter(model, name: str, where: str) -> str:
+        return f"(SELECT {col(model, name)} FROM {table(model)} WHERE {where} LIMIT 1)"
+
+    ip = col(LoginEvent, "ip", "l")
+    latest_login = (f"FROM {table(LoginEvent)} l WHERE {col(LoginEvent, 'user', 'l')} = %(buyer)s{{extra}} "
+                    f"ORDER BY {col(LoginEvent, 'at', 'l')} DESC, {col(LoginEvent, 'id', 'l')} DESC LIMIT 1")
+    latest_ip = f"SELECT {f'HOST({ip})' if vendor == 'postgresql' else ip} " + latest_login.format(extra="")
+    latest_device = f"SELECT {col(LoginEvent, 'device', 'l')} " + latest_login.format(
+        extra=f" AND {col(LoginEvent, 'device', 'l')} <> ''")
+    kind, value = col(BlacklistEntry, "kind", "b"), col(BlacklistEntry, "value", "b")
+    day = f"{col(BudgetDay, 'date')} = %(day)s"
+    used = [
+        counter(AgentQuota, "used", f"{col(AgentQuota, 'agent')} = %(agent)s AND {col(AgentQuota, 'period')} = %(period)s"),
+        counter(BuyerCounter, "count", f"{col(BuyerCounter, 'buyer')} = %(buyer)s AND {col(BuyerCounter, 'date')} = %(day)s"),
+        counter(BudgetDay, "spent_fen", day), counter(BudgetDay, "budget_fen", day), counter(BudgetDay, "breaker_open", day),
+        f"EXISTS (SELECT 1 FROM {table(BlacklistEntry)} b WHERE {col(BlacklistEntry, 'expires_at', 'b')} > %(now)s AND ("
+        f"({kind} = %(account)s AND {value} = %(username)s) OR ({kind} = %(ip)s AND {value} = ({latest_ip})) "
+        f"OR ({kind} = %(device)s AND {value} = ({latest_device}))))",
+    ]
+    policy = ", ".join(col(Policy, name, "p") for name in POLICY_CAPS)
+    return (f"SELECT {policy}, {', '.join(used)} FROM (SELECT 1 AS one) AS one "
+            f"LEFT JOIN {table(Policy)} p ON {col(Policy, 'id', 'p')} = 1")
 
 
 def take_quota(*, agent_id: int, period: str, limit: int) -> bool:
