@@ -2,12 +2,13 @@
 
 The ledger is ``LEDGER_CHAINS`` hash chains side by side, not one: a remedy's
 entries go on chain ``remedy_id % LEDGER_CHAINS``, whose head row it locks
-(last but one of the global lock order, just before the day's budget). One
-chain was a row that every remedy on the platform locked and held until
-commit; with 16, parallel remedies rarely meet. Each chain is verifiable on
-its own exactly as the single chain was (``manage.py verify_ledger``): within
-a chain, entries are appended under its head's lock, so id order is append
-order. Entries written before the chains existed are chain 0.
+(after the order, before a refund's merchant account and the day's budget,
+in the global lock order). One chain was a row that every remedy on the
+platform locked and held until commit; with 16, parallel remedies rarely
+meet. Each chain is verifiable on its own exactly as the single chain was
+(``manage.py verify_ledger``): within a chain, entries are appended under
+its head's lock, so id order is append order. Entries written before the
+chains existed are chain 0.
 """
 
 from __future__ import annotations

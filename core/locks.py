@@ -6,11 +6,14 @@ other in a circle (PostgreSQL would break the circle by killing one of them):
 
     account → owner verification → risk hit → incident → bulk job → failed
     coupon → affected buyer → shipment → ticket → remedy → overtime request → agent profile → agent quota
-    → buyer counter → order → variant stock → resend task → fund hold → payout
-    → merchant account → ledger chain head → policy → day's budget
+    → buyer counter → order → ledger chain head → variant stock → resend task → fund hold → payout
+    → merchant account → policy → day's budget
 
 The day's budget comes last on purpose: every remedy on the platform spends
 it, so it is taken by the last statement before commit and held for no more.
+A merchant's account comes just before it, after the ledger chain's head:
+every payment and refund of that merchant meets on the row, so a remedy that
+refunds from escrow writes it (by difference, unread) after its ledger.
 
 Locks go through ``lock(queryset, kind)`` (a ``select_for_update`` that
 knows its kind) or ``taking(kind)`` for a lock that a conditional
@@ -30,8 +33,8 @@ from django.db import transaction
 ORDER = (
     "account", "owner_verification", "risk_hit", "incident", "bulk_job", "coupon_failure", "affected_buyer", "shipment",
     "ticket", "remedy",
-    "overtime_request", "agent_profile", "agent_quota", "buyer_counter", "order", "variant_stock", "resend_task", "fund_hold",
-    "payout", "merchant_account", "ledger_head", "policy", "budget_day",
+    "overtime_request", "agent_profile", "agent_quota", "buyer_counter", "order", "ledger_head", "variant_stock",
+    "resend_task", "fund_hold", "payout", "merchant_account", "policy", "budget_day",
 )
 _RANK = {kind: rank for rank, kind in enumerate(ORDER)}
 _STATE = "_cs_locks_held"

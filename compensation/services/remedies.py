@@ -9,9 +9,10 @@ commit together or not at all. No row is held platform-wide while it runs:
    (``compensation/rules.py``) decide: refused (422), approval (202) or
    self-service;
 3. self-service takes the agent's quota and the buyer's daily slot by
-   conditional updates (per person), carries the remedy out, and spends the
-   day's budget by one conditional update as the last statement before the
-   idempotency record and the commit;
+   conditional updates (per person), carries the remedy out (the ledger,
+   then a refund's merchant account, the rows other remedies meet on, at
+   its end), writes the idempotency record, and spends the day's budget by
+   one conditional update as the last statement before the commit;
 4. a conditional update that fails means another request took the last of
    a cap since step 2: the transaction rolls back and runs again once, and
    the fresh read routes it to approval. N parallel requests against a cap of
@@ -220,18 +221,17 @@ def _apply(*, actor, ticket_id: int, kind: str, reason: str, amount_fen, with_co
         remedy.auto_approve()
         remedy.execute(now=now)
         remedy.save()
-        RemedyEvent.objects.bulk_create([
-            RemedyEvent(remedy=remedy, kind="requested", actor=actor, created_at=now, data=requested),
-            _carry_out(remedy=remedy, ticket=ticket, actor=actor, caps=caps, now=now),
-        ])
+        _carry_out(remedy=remedy, ticket=ticket, actor=actor, caps=caps, now=now, events=[
+            RemedyEvent(remedy=remedy, kind="requested", actor=actor, created_at=now, data=requested)])
+        status_code = 201
+    body = remedy_body(remedy)
+    _record(scope=scope, key=key, digest=digest, status_code=status_code, body=body, now=now)
+    if status_code == 201:
         # the day's budget last: the one row every remedy shares is held only from here to the commit
         spent = counters.spend_budget(day=today, cost_fen=cost, now=now, default_budget_fen=caps.daily_budget_fen)
         if spent is None:
             raise _CapTaken()
         _publish_budget(spent)
-        status_code = 201
-    body = remedy_body(remedy)
-    _record(scope=scope, key=key, digest=digest, status_code=status_code, body=body, now=now)
     return RemedyResult(status_code, body, remedy.pk)
 
 
@@ -239,20 +239,18 @@ def _new_coupon_code() -> str:
     return "CP" + secrets.token_hex(6).upper()
 
 
-def _carry_out(*, remedy: Remedy, ticket: Ticket, actor, caps: Caps, now: datetime) -> RemedyEvent:
-    """Refund / resend / coupon, the ledger, the ticket's timeline and the
-    buyer's notice, under the caller's locks. Returns the (unsaved) executed
-    event for the caller to write with its others."""
-    lines: list[tuple[str, int, str]] = []
+def _carry_out(*, remedy: Remedy, ticket: Ticket, actor, caps: Caps, now: datetime,
+               events: list[RemedyEvent]) -> None:
+    """Refund / resend / coupon, the ticket's timeline, the buyer's notice,
+    the remedy's ``events`` with its executed one, and the ledger, under the
+    caller's locks. The rows other remedies share come last, so they are held
+    only from there to the commit: the ledger chain's head, then a refund's
+    merchant account (every refund and payment of that merchant meets there;
+    the day's budget, after it, is the caller's)."""
     told = []
     coupon_codes = []
+    coupon_lines: list[tuple[str, int, str]] = []
     if remedy.kind == Remedy.Kind.REFUND:
-        order, source = merchant_services.refund_order(order_id=remedy.order_id, ticket_id=ticket.pk, amount_fen=remedy.amount_fen,
-                                                       now=now)
-        source_account = {"escrow": f"escrow:order:{order.pk}", "hold": f"merchant:{order.merchant_id}",
-                          "balance": f"merchant:{order.merchant_id}"}[source]
-        lines += [(source_account, -remedy.amount_fen, f"refund ({source})"),
-                  (f"buyer:{remedy.buyer_id}", remedy.amount_fen, "refund")]
         told.append(f"退款 {format_fen(remedy.amount_fen)} 已原路退回")
     elif remedy.kind == Remedy.Kind.RESEND:
         task = merchant_services.create_resend_task(order=remedy.order, ticket_id=ticket.pk, reason=remedy.reason, now=now)
@@ -264,17 +262,27 @@ def _carry_out(*, remedy: Remedy, ticket: Ticket, actor, caps: Caps, now: dateti
             threshold_fen=0, issued_at=now, expires_at=now + timedelta(days=caps.coupon_days),
         )
         coupon_codes.append(coupon.code)
-        lines += [("platform:compensation", -coupon_value, "coupon"), (f"buyer_coupons:{remedy.buyer_id}", coupon_value, coupon.code)]
+        coupon_lines += [("platform:compensation", -coupon_value, "coupon"),
+                         (f"buyer_coupons:{remedy.buyer_id}", coupon_value, coupon.code)]
         told.append(f"{format_fen(coupon_value)} 无门槛优惠券（{coupon.code}）已发放到您的账户")
-    if lines:
-        ledger.post(remedy=remedy, lines=lines, now=now)
     TicketEvent.objects.create(ticket=ticket, kind="remedy_executed", actor=actor, created_at=now,
                                data={"remedy_id": remedy.pk, "kind": remedy.kind, "amount_fen": remedy.amount_fen,
                                      "with_coupon": remedy.with_coupon, "coupons": coupon_codes,
                                      "self_service": remedy.self_service})
     append_message(ticket=ticket, author=None, body="，".join(told) + "。", internal=False, now=now, notice="remedy_applied")
-    return RemedyEvent(remedy=remedy, kind="executed", actor=actor, created_at=now,
-                       data={"cost_fen": remedy.cost_fen, "coupons": coupon_codes})
+    RemedyEvent.objects.bulk_create([*events, RemedyEvent(remedy=remedy, kind="executed", actor=actor, created_at=now,
+                                                          data={"cost_fen": remedy.cost_fen, "coupons": coupon_codes})])
+    refund_lines: list[tuple[str, int, str]] = []
+    if remedy.kind == Remedy.Kind.REFUND:
+        order, source = merchant_services.lock_refundable(order_id=remedy.order_id, amount_fen=remedy.amount_fen)
+        source_account = {"escrow": f"escrow:order:{order.pk}", "hold": f"merchant:{order.merchant_id}",
+                          "balance": f"merchant:{order.merchant_id}"}[source]
+        refund_lines += [(source_account, -remedy.amount_fen, f"refund ({source})"),
+                         (f"buyer:{remedy.buyer_id}", remedy.amount_fen, "refund")]
+    if refund_lines or coupon_lines:
+        ledger.post(remedy=remedy, lines=refund_lines + coupon_lines, now=now)
+    if remedy.kind == Remedy.Kind.REFUND:
+        merchant_services.refund_order(order=order, source=source, amount_fen=remedy.amount_fen, now=now)
 
 
 def _publish_budget(state: counters.BudgetState) -> None:
@@ -345,10 +353,8 @@ def _approve(*, actor, remedy_id: int, reason: str, scope: str, key: str, digest
     counters.take_buyer_slot(buyer_id=remedy.buyer_id, day=timezone.localdate(now), cap=None)
     remedy.execute(now=now)
     remedy.save()
-    RemedyEvent.objects.bulk_create([
-        RemedyEvent(remedy=remedy, kind="approved", actor=actor, data={"reason": reason}, created_at=now),
-        _carry_out(remedy=remedy, ticket=ticket, actor=actor, caps=caps, now=now),
-    ])
+    _carry_out(remedy=remedy, ticket=ticket, actor=actor, caps=caps, now=now, events=[
+        RemedyEvent(remedy=remedy, kind="approved", actor=actor, data={"reason": reason}, created_at=now)])
     spent = counters.spend_budget(day=timezone.localdate(now), cost_fen=remedy.cost_fen, now=now,
                                   default_budget_fen=caps.daily_budget_fen, approved=True)
     _publish_budget(spent)

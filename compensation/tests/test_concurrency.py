@@ -105,3 +105,37 @@ def test_caps_hold_across_tickets_where_no_ticket_lock_lines_requests_up(buyer, 
     day = BudgetDay.objects.get()
     assert day.spent_fen == 2_500 and day.breaker_open
     assert ledger.verify().ok
+
+
+def test_refunds_and_payments_racing_on_one_merchants_escrow_lose_nothing(merchant):
+    """The merchant's account is added to by difference at the end of each
+    transaction, unread: 8 refunds from escrow on 8 orders and 8 orders paid,
+    all at once, leave the pending bucket equal to its movements."""
+    requires_postgres()
+    from django.db.models import Sum
+
+    from merchants import services as merchant_services
+    from merchants.models import MerchantAccount, Movement
+    from merchants.tests.factories import OrderFactory
+
+    Policy.objects.update_or_create(pk=1, defaults={"buyer_daily_cap": 100, "value_cap_fen": 10_000})
+    agents = [UserFactory(role=roles.AGENT) for _ in range(8)]
+    tickets = [remedy_ticket(buyer=UserFactory(role=roles.BUYER), agent=agents[i], merchant=merchant, amount_fen=3_000)
+               for i in range(8)]
+    unpaid = [OrderFactory(merchant=merchant, amount_fen=1_000) for _ in range(8)]
+    before = MerchantAccount.objects.get(merchant=merchant).pending_fen
+    assert before == 8 * 3_000
+
+    def one(i):
+        if i % 2:
+            return services.apply_remedy(actor=agents[i // 2], ticket_id=tickets[i // 2].pk, kind="refund",
+                                         amount_fen=1_200, reason="破损", idempotency_key=new_key()).status_code
+        return merchant_services.record_order_paid(order=unpaid[i // 2]).amount_fen
+
+    results, errors = race(one, 16)
+
+    assert errors == [] and sorted(results) == [201] * 8 + [1_000] * 8
+    pending = MerchantAccount.objects.get(merchant=merchant).pending_fen
+    assert pending == before - 8 * 1_200 + 8 * 1_000
+    assert pending == Movement.objects.filter(merchant=merchant, bucket="pending").aggregate(s=Sum("amount_fen"))["s"]
+    assert ledger.verify().ok

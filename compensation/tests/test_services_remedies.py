@@ -353,8 +353,9 @@ def test_the_ledger_is_chains_each_verifiable(buyer, agent, merchant, settings):
 def test_a_remedy_is_about_fifteen_statements_with_no_platform_wide_lock_held(
         buyer, agent, merchant, django_assert_max_num_queries, kind, extra, most):
     """Issue #11: no row every remedy locks while it runs its other statements
-    (the budget is the last statement before the idempotency record), and
-    about 15 statements (a refund also locks and moves the order's money: 19)."""
+    (the budget is the last statement before the commit, a refund's merchant
+    account the last before the idempotency record and the budget), and about
+    15 statements (a refund also locks and moves the order's money: 19)."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -367,6 +368,13 @@ def test_a_remedy_is_about_fifteen_statements_with_no_platform_wide_lock_held(
     sql = [q["sql"] for q in captured.captured_queries]
     budget = [i for i, s in enumerate(sql) if s.startswith("INSERT") and "compensation_budgetday" in s]
     assert len([i for i in budget if sql[i].startswith("INSERT")]) == 1  # spent once, by one statement
-    # after the budget's update only the idempotency record, then the commit
-    assert [s.split()[0] for s in sql[budget[0] + 1:]] in (["INSERT", "COMMIT"], ["INSERT", "RELEASE"])
+    # after the budget's update only the commit; the idempotency record just before it
+    assert [s.split()[0] for s in sql[budget[0] + 1:]] in (["COMMIT"], ["RELEASE"])
+    assert "compensation_idempotencyrecord" in sql[budget[0] - 1]
     assert not any("FOR UPDATE" in s and "budgetday" in s for s in sql)
+    account = [i for i, s in enumerate(sql) if "merchants_merchantaccount" in s]
+    if kind == "refund":  # from escrow: one update by difference, unread, after the ledger
+        assert len(account) == 1 and sql[account[0]].startswith("UPDATE") and account[0] == budget[0] - 2
+        assert max(i for i, s in enumerate(sql) if "compensation_ledgerhead" in s) < account[0]
+    else:
+        assert account == []

@@ -22,6 +22,7 @@ from merchants.services.money import (
     confirm_receipt,
     convert_hold_to_refund,
     deduct_deposit,
+    lock_refundable,
     place_dispute_hold,
     record_order_paid,
     refund_order,
@@ -45,7 +46,7 @@ __all__ = [
     "CREDIT_POLICY_FIELDS", "get_credit_policy", "review_payout", "update_credit_policy",
     "MAX_FEN", "MAX_ON_HAND", "RESEND_DEADLINE", "DisputeHold", "auto_confirm_orders", "cancel_order", "change_order",
     "compute_credit", "confirm_receipt", "convert_hold_to_refund", "create_resend_task", "credit_score_from",
-    "deduct_deposit", "fulfil_resend_task", "intercept_and_resend", "lock_shipment_of", "mark_missed_resends", "merchant_group", "place_dispute_hold",
+    "deduct_deposit", "fulfil_resend_task", "intercept_and_resend", "lock_refundable", "lock_shipment_of", "mark_missed_resends", "merchant_group", "place_dispute_hold",
     "recompute_credit_scores", "record_order_paid", "refund_order", "request_payout", "restore_order",
     "set_stock", "settle_dispute", "settle_payout", "ship_order", "top_up_deposit",
 ]

@@ -5,7 +5,7 @@ Each public function owns its transaction; ``_``-prefixed helpers and the
 functions that assert a caller's transaction run inside it (``tickets`` calls
 ``place_dispute_hold`` and ``settle_dispute`` inside its own ticket transaction,
 after the ticket lock, as the global lock order wants; remedies call
-``refund_order`` and ``convert_hold_to_refund``). ``check_amount`` and ``move``
+``lock_refundable``, ``refund_order`` and ``convert_hold_to_refund``). ``check_amount`` and ``move``
 are the two primitives every money write of the package uses.
 """
 
@@ -16,10 +16,11 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from accounts import roles
-from core.locks import lock
+from core.locks import lock, taking
 from merchants.errors import (
     AmountInvalid,
     ExceedsWithdrawable,
@@ -57,15 +58,30 @@ def move(account: MerchantAccount, *, bucket: str, kind: str, amount_fen: int, n
 # --- escrow -------------------------------------------------------------------
 
 
+def add_to_escrow(*, merchant_id: int, kind: str, amount_fen: int, now: datetime, **links) -> Movement:
+    """Add ``amount_fen`` (negative takes) to the merchant's pending bucket
+    and record the movement, without reading the account: one ``UPDATE`` by
+    difference, whose row lock lasts to the commit. Every paid order and every
+    refund from escrow of a merchant meets on that row, so a caller writes it
+    as late in its transaction as it can. The caller bounds the amount (a
+    refund by the locked order's refundable rest); the pending bucket's check
+    constraint stays the last word."""
+    assert transaction.get_connection().in_atomic_block, "runs inside the caller's transaction"
+    movement = Movement.objects.create(merchant_id=merchant_id, bucket="pending", kind=kind, amount_fen=amount_fen,
+                                       created_at=now, **links)
+    taking("merchant_account")
+    accounts = MerchantAccount.objects.filter(merchant_id=merchant_id)
+    if not accounts.update(pending_fen=F("pending_fen") + amount_fen, updated_at=now):
+        lock_account(merchant_id)  # the merchant's first money: the account is made, then added to
+        accounts.update(pending_fen=F("pending_fen") + amount_fen, updated_at=now)
+    return movement
+
+
 @transaction.atomic(durable=True)
 def record_order_paid(*, order: Order, now: datetime | None = None) -> Movement:
     """The buyer paid: the order's money enters escrow (pending)."""
-    now = now or timezone.now()
-    account = lock_account(order.merchant_id)
-    movement = move(account, bucket="pending", kind=Movement.Kind.ORDER_PAID, amount_fen=order.amount_fen,
-                     now=now, order=order)
-    account.save(update_fields=["pending_fen", "updated_at"])
-    return movement
+    return add_to_escrow(merchant_id=order.merchant_id, kind=Movement.Kind.ORDER_PAID, amount_fen=order.amount_fen,
+                         now=now or timezone.now(), order=order)
 
 
 def _release(order: Order, account: MerchantAccount, now: datetime, note: str) -> None:
@@ -274,40 +290,51 @@ def convert_hold_to_refund(*, order_id: int, amount_fen: int, now: datetime) -> 
     return hold
 
 
-def refund_order(*, order_id: int, ticket_id: int, amount_fen: int, now: datetime) -> tuple[Order, str]:
-    """Refund ``amount_fen`` of an order to its buyer (inside the remedy's
-    transaction): from the escrow while the money is pending; once released,
-    by converting the ticket's dispute hold, else from the merchant's balance
-    (available, then deposit). Returns the order and the source used."""
+def lock_refundable(*, order_id: int, amount_fen: int) -> tuple[Order, str]:
+    """The order, locked, with ``amount_fen`` left to refund, and where the
+    refund will come from: ``escrow`` while the money is pending; once
+    released, ``hold`` (the ticket's dispute hold is converted) or ``balance``
+    (the merchant's available money, then the deposit). Inside the remedy's
+    transaction, which writes its ledger between this and ``refund_order``."""
     assert transaction.get_connection().in_atomic_block, "runs inside the remedy's transaction"
     check_amount(amount_fen)
     order = lock(Order.objects, "order").get(pk=order_id)
     if amount_fen > order.refundable_fen:
         raise AmountInvalid(f"At most {order.refundable_fen} fen is left to refund on this order.")
     if order.escrow_status == Order.EscrowStatus.PENDING:
-        account = lock_account(order.merchant_id)
-        move(account, bucket="pending", kind=Movement.Kind.ORDER_REFUNDED, amount_fen=-amount_fen, now=now, order=order)
-        account.save(update_fields=["pending_fen", "updated_at"])
-        source = "escrow"
-    elif FundHold.objects.filter(status=FundHold.Status.HELD, order=order).exists():
-        convert_hold_to_refund(order_id=order.pk, amount_fen=amount_fen, now=now)
-        source = "hold"
-    else:
-        account = lock_account(order.merchant_id)
-        _take_refund_from_balance(account, amount_fen=amount_fen, now=now, order=order)
-        account.save(update_fields=["available_fen", "deposit_fen", "updated_at"])
-        source = "balance"
+        return order, "escrow"
+    if FundHold.objects.filter(status=FundHold.Status.HELD, order=order).exists():
+        return order, "hold"
+    return order, "balance"
+
+
+def refund_order(*, order: Order, source: str, amount_fen: int, now: datetime) -> Order:
+    """Refund ``amount_fen`` of an order to its buyer from ``source``, as
+    ``lock_refundable`` decided it under the order's lock. The merchant's
+    account is written last: from escrow by difference (the row every refund
+    and every payment of the merchant meets is held only from there to the
+    commit); from a hold or the balance locked and read, as they are bounded."""
+    assert transaction.get_connection().in_atomic_block, "runs inside the remedy's transaction"
     order.refunded_fen += amount_fen
     fields = ["refunded_fen"]
     if order.refunded_fen == order.amount_fen and order.escrow_status == Order.EscrowStatus.PENDING:
         order.escrow_status = Order.EscrowStatus.REFUNDED
         fields.append("escrow_status")
     order.save(update_fields=fields)
-    return order, source
+    if source == "escrow":
+        add_to_escrow(merchant_id=order.merchant_id, kind=Movement.Kind.ORDER_REFUNDED, amount_fen=-amount_fen, now=now,
+                      order=order)
+    elif source == "hold":
+        convert_hold_to_refund(order_id=order.pk, amount_fen=amount_fen, now=now)
+    else:
+        account = lock_account(order.merchant_id)
+        _take_refund_from_balance(account, amount_fen=amount_fen, now=now, order=order)
+        account.save(update_fields=["available_fen", "deposit_fen", "updated_at"])
+    return order
 
 
 __all__ = [
-    "MAX_FEN", "DisputeHold", "auto_confirm_orders", "check_amount", "confirm_receipt", "convert_hold_to_refund",
-    "deduct_deposit", "move", "place_dispute_hold", "record_order_paid", "refund_order", "settle_dispute",
+    "MAX_FEN", "DisputeHold", "add_to_escrow", "auto_confirm_orders", "check_amount", "confirm_receipt", "convert_hold_to_refund",
+    "deduct_deposit", "lock_refundable", "move", "place_dispute_hold", "record_order_paid", "refund_order", "settle_dispute",
     "top_up_deposit",
 ]

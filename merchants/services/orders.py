@@ -35,10 +35,9 @@ from merchants.errors import (
     UndoExpired,
     UndoUnavailable,
 )
-from merchants.locks import lock_account
 from merchants.models import Movement, Order, OrderCancellation, OrderChange, Shipment, VariantStock
 from merchants.selectors import merchant_id_for, options_after_shipment
-from merchants.services.money import move
+from merchants.services.money import add_to_escrow
 
 
 @transaction.atomic(durable=True)
@@ -186,10 +185,8 @@ def cancel_order(*, actor, order_id: int, reason: str, now: datetime | None = No
         raise OrderNotCancellable()
     returned = order.amount_fen - order.refunded_fen if order.escrow_status == Order.EscrowStatus.PENDING else 0
     if returned:
-        account = lock_account(order.merchant_id)
-        move(account, bucket="pending", kind=Movement.Kind.ORDER_CANCELLED, amount_fen=-returned, now=now,
-              order=order, note=reason)
-        account.save(update_fields=["pending_fen", "updated_at"])
+        add_to_escrow(merchant_id=order.merchant_id, kind=Movement.Kind.ORDER_CANCELLED, amount_fen=-returned, now=now,
+                      order=order, note=reason)
     mark = order.movements.order_by("-pk").values_list("pk", flat=True).first() or 0
     cancellation = OrderCancellation.objects.create(
         order=order, cancelled_by=actor, reason=reason, returned_fen=returned,
@@ -241,10 +238,9 @@ def restore_order(*, actor, order_id: int, now: datetime | None = None) -> Order
     if moved_since or order.escrow_status != Order.EscrowStatus.REFUNDED or order.refunded_fen != order.amount_fen:
         raise ChangedSinceCancel()
     if cancellation.returned_fen:
-        account = lock_account(order.merchant_id)
-        move(account, bucket="pending", kind=Movement.Kind.ORDER_RESTORED, amount_fen=cancellation.returned_fen,
-              now=now, order=order, note=f"cancellation #{cancellation.pk} undone")
-        account.save(update_fields=["pending_fen", "updated_at"])
+        add_to_escrow(merchant_id=order.merchant_id, kind=Movement.Kind.ORDER_RESTORED,
+                      amount_fen=cancellation.returned_fen, now=now, order=order,
+                      note=f"cancellation #{cancellation.pk} undone")
     order.status = Order.Status.PAID
     order.escrow_status = cancellation.escrow_status_before
     order.refunded_fen -= cancellation.returned_fen

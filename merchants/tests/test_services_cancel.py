@@ -175,7 +175,8 @@ def test_an_order_cancelled_outside_the_workbench_has_nothing_to_undo(merchant, 
 def test_partly_refunded_order_returns_only_what_escrow_still_holds(merchant, supervisor):
     order = _unshipped(merchant, amount_fen=10_000)
     with transaction.atomic():
-        services.refund_order(order_id=order.pk, ticket_id=1, amount_fen=3_000, now=timezone.now())
+        locked, source = services.lock_refundable(order_id=order.pk, amount_fen=3_000)
+        services.refund_order(order=locked, source=source, amount_fen=3_000, now=timezone.now())
     assert assert_books_balance(merchant).pending_fen == 7_000
 
     cancellation = services.cancel_order(actor=supervisor, order_id=order.pk, reason="盗号")
@@ -194,7 +195,8 @@ def test_partly_refunded_order_returns_only_what_escrow_still_holds(merchant, su
 def test_fully_refunded_unshipped_order_cancels_without_moving_money(merchant, supervisor):
     order = _unshipped(merchant, amount_fen=2_000)
     with transaction.atomic():
-        services.refund_order(order_id=order.pk, ticket_id=1, amount_fen=2_000, now=timezone.now())
+        locked, source = services.lock_refundable(order_id=order.pk, amount_fen=2_000)
+        services.refund_order(order=locked, source=source, amount_fen=2_000, now=timezone.now())
     movements = Movement.objects.count()
     cancellation = services.cancel_order(actor=supervisor, order_id=order.pk, reason="盗号")
     assert cancellation.returned_fen == 0 and Movement.objects.count() == movements

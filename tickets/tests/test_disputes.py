@@ -246,8 +246,8 @@ def test_a_refund_on_a_linked_dispute_converts_the_order_s_one_hold(buyer, relea
     second = open_ticket(buyer=buyer, order=released_order, category="wrong_item")
     fund(merchant, available_fen=50_000)
     with transaction.atomic():
-        order, source = merchant_services.refund_order(order_id=released_order.pk, ticket_id=second.pk, amount_fen=30_000,
-                                                       now=timezone.now())
+        order, source = merchant_services.lock_refundable(order_id=released_order.pk, amount_fen=30_000)
+        merchant_services.refund_order(order=order, source=source, amount_fen=30_000, now=timezone.now())
     assert source == "hold"
     assert FundHold.objects.get().status == "converted"
     assert MerchantAccount.objects.get(merchant=merchant).held_fen == 0
