@@ -27,18 +27,25 @@ DEFAULT_QUEUE = "general"
 DISPATCH_BATCH = 50
 
 
-RULES_CACHE_KEY = "tickets:routing-rules:v1"
+RULES_CACHE_KEY = "tickets:routing-rules:v2"
+ROUTING_CACHE_S = 300
 
 
-def _active_rules() -> list[RoutingRule]:
-    """The active rules in order, from the cache (one Redis read in production)
-    or the database; a rule or queue saved or deleted empties the cache
-    (``tickets.apps``), so every process routes by the new rules at once."""
-    rules = cache.get(RULES_CACHE_KEY)
-    if rules is None:
+def _routing() -> tuple[list[RoutingRule], Queue]:
+    """The active rules in order, and the general queue where a ticket that
+    no rule matches goes, from the cache (one Redis read per ticket in
+    production) or the database; a rule or queue saved or deleted empties the
+    cache (``tickets.apps``), so every process routes by the new rules at once."""
+    routing = cache.get(RULES_CACHE_KEY)
+    if routing is None:
         rules = list(RoutingRule.objects.filter(active=True).select_related("queue").order_by("priority", "pk"))
-        cache.set(RULES_CACHE_KEY, rules, timeout=300)
-    return rules
+        general, created = Queue.objects.get_or_create(code=DEFAULT_QUEUE, defaults={"name": "综合 General"})
+        routing = (rules, general)
+        if created:  # made by this transaction: cached once it commits, never a queue a rollback took back
+            transaction.on_commit(lambda: cache.set(RULES_CACHE_KEY, routing, timeout=ROUTING_CACHE_S))
+        else:
+            cache.set(RULES_CACHE_KEY, routing, timeout=ROUTING_CACHE_S)
+    return routing
 
 
 def forget_routing_rules(**_) -> None:
@@ -50,11 +57,11 @@ def forget_routing_rules(**_) -> None:
 
 def pick_queue(*, ticket: Ticket) -> Queue:
     """The queue of the first matching active rule, else the general queue."""
-    for rule in _active_rules():
+    rules, general = _routing()
+    for rule in rules:
         if rule.matches(category=ticket.category, party=ticket.party, grade=ticket.grade, language=ticket.language):
             return rule.queue
-    queue, _ = Queue.objects.get_or_create(code=DEFAULT_QUEUE, defaults={"name": "综合 General"})
-    return queue
+    return general
 
 
 @dataclass

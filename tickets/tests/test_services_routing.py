@@ -53,6 +53,45 @@ def test_no_rule_falls_back_to_general_queue(buyer, order):
     assert ticket.queue.code == "general"
 
 
+@pytest.mark.django_db
+def test_routing_is_read_from_the_cache_and_a_queue_saved_empties_it(queues, buyer, order):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    open_ticket(buyer=buyer, order=order, category="coupon_failure")  # fills the cache
+    with CaptureQueriesContext(connection) as captured:
+        ticket = services.open_ticket(actor=buyer, category="coupon_failure", subject="券", body="券用不了",
+                                      order_id=order.pk)
+    assert ticket.queue_id == queues["general"].pk
+    assert not [q for q in captured.captured_queries if "tickets_queue" in q["sql"] or "routingrule" in q["sql"]]
+    renamed = Queue.objects.create(code="general-2", name="综合二")
+    RoutingRule.objects.create(priority=30, category="coupon_failure", queue=renamed)
+    assert open_ticket(buyer=buyer, order=order, category="coupon_failure").queue.code == "general-2"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_general_queue_made_by_a_rolled_back_intake_is_not_cached(buyer, order):
+    from django.core.cache import cache
+    from django.db import transaction
+
+    from tickets.services.routing import RULES_CACHE_KEY
+
+    class Undo(Exception):
+        pass
+
+    from tickets.services.tickets import open_ticket_in
+
+    with pytest.raises(Undo), transaction.atomic():
+        open_ticket_in(actor=buyer, category="logistics_delay", subject="物流", body="没动", order_id=order.pk)
+        assert Queue.objects.filter(code="general").exists()
+        raise Undo
+    assert not Queue.objects.exists() and cache.get(RULES_CACHE_KEY) is None
+    ticket = open_ticket(buyer=buyer, order=order)
+    assert ticket.queue.code == "general" and Queue.objects.filter(pk=ticket.queue_id).exists()
+    rules, general = cache.get(RULES_CACHE_KEY)
+    assert general.pk == ticket.queue_id
+
+
 def _agent(name, **profile):
     user = UserFactory(role=roles.AGENT, username=name)
     make_agent_profile(user, **profile)
