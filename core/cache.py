@@ -5,7 +5,10 @@ its pools on that object: under ASGI every request built a new pool and
 opened a new TCP connection to Redis for its first cache read (py-spy on the
 intake benchmark: ~5 % of the worker's time in ``connect``). Here the pools
 live at module level, one per server, shared by every cache object of the
-process (redis-py pools are thread-safe and reset themselves after a fork).
+process (redis-py pools are thread-safe and reset themselves after a fork),
+and so does one ``redis.Redis`` per pool: Django built a new one for every
+cache operation, and each builds redis-py's table of some hundred response
+callbacks (a third of a cache read's CPU).
 """
 
 from __future__ import annotations
@@ -15,10 +18,19 @@ import threading
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 
 _POOLS: dict[tuple[str, tuple], object] = {}
+_CLIENTS: dict[int, object] = {}
 _LOCK = threading.Lock()
 
 
 class SharedPoolClient(RedisCacheClient):
+    def get_client(self, key=None, *, write=False):
+        pool = self._get_connection_pool(write)
+        client = _CLIENTS.get(id(pool))
+        if client is None:
+            with _LOCK:
+                client = _CLIENTS.setdefault(id(pool), self._client(connection_pool=pool))
+        return client
+
     def _get_connection_pool(self, write):
         server = self._servers[self._get_connection_pool_index(write)]
         key = (server, tuple(sorted((k, repr(v)) for k, v in self._pool_options.items())))
