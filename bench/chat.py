@@ -145,6 +145,7 @@ class ChatConfig(Config):
     reconnect_mode: str = "restart"
     prelude: int = 2
     relay: bool = True
+    deflate: bool = False  # clients offer permessage-deflate, as browsers do
     layer: str = "redis"  # the layer of the server being started
     loadavg: float = 0.0  # the 1-minute load average when the run started
 
@@ -573,11 +574,11 @@ class Fleet:
             try:
                 if first:
                     async with self.sem:
-                        ws = await connect(url, open_timeout=60, compression=None, ping_interval=None,
-                                           max_queue=None, additional_headers=headers)
+                        ws = await connect(url, open_timeout=60, compression=self.spec["compression"],
+                                           ping_interval=None, max_queue=None, additional_headers=headers)
                 else:
-                    ws = await connect(url, open_timeout=30, compression=None, ping_interval=None,
-                                       max_queue=None, additional_headers=headers)
+                    ws = await connect(url, open_timeout=30, compression=self.spec["compression"],
+                                       ping_interval=None, max_queue=None, additional_headers=headers)
             except Exception as exc:  # noqa: BLE001 - counted; the page sees a 1006 close and backs off
                 c.failed_connects += 1
                 c.first_failure = c.first_failure or f"{type(exc).__name__}: {exc}"[:200]
@@ -887,7 +888,8 @@ class Clients:
                 clients.append({"idx": 2 * i + 1, "partner": 2 * i, "ticket": p["ticket"],
                                 "cookie": p["agent_session"], "after_seq": base})
             spec = {"proc": k, "clients": clients, "ws_base": server.ws_base, "origin": server.base,
-                    "connect_concurrency": max(1, CONNECT_CONCURRENCY // procs), "sync_every": cfg.sync_every_s}
+                    "connect_concurrency": max(1, CONNECT_CONCURRENCY // procs), "sync_every": cfg.sync_every_s,
+                    "compression": "deflate" if cfg.deflate else None}
             parent, child = ctx.Pipe()
             proc = ctx.Process(target=client_entry, args=(child, spec), daemon=True)
             proc.start()
@@ -1538,6 +1540,8 @@ def parse_args(argv: list[str] | None = None) -> ChatConfig:
     parser.add_argument("--client-procs", default="auto",
                         help="client processes ('auto': 2 from 1,000 clients up, else 1)")
     parser.add_argument("--no-relay", action="store_true", help="skip the relay rows")
+    parser.add_argument("--deflate", action="store_true",
+                        help="clients offer permessage-deflate, as browsers do (default: no compression offered)")
     parser.add_argument("--ref", default="worktree",
                         help="code to measure: 'worktree' (default) or a git commit/branch (e.g. HEAD)")
     parser.add_argument("--keep-snapshot", action="store_true", help="keep the code snapshot after the run")
@@ -1572,6 +1576,7 @@ def parse_args(argv: list[str] | None = None) -> ChatConfig:
         scenarios=scenarios, clients=clients, seconds=a.seconds, warmup_s=a.warmup, grace_s=a.grace,
         period_s=a.period, slow_period_s=a.slow_period, sync_every_s=a.sync_every, agents=a.agents, layers=layers,
         client_procs=procs, reconnect_mode=a.reconnect_mode, prelude=a.prelude, relay=not a.no_relay,
+        deflate=a.deflate,
     )
 
 
