@@ -15,7 +15,7 @@ import os
 
 bind = os.environ.get("BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("WEB_WORKERS") or multiprocessing.cpu_count())
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "cs_portal.workers.Worker"  # uvicorn's, without permessage-deflate
 # the app is imported once in the master and forked: a worker that dies is
 # replaced in milliseconds, not the seconds Django takes to import, so its
 # sockets' pages find a live worker when they reconnect (no connection is

@@ -7,7 +7,8 @@ of the test's own.
 - Redis restarted during a session: the sockets recover and no message is lost;
 - an ASGI worker killed: its clients reconnect to the other and replay from
   their last seq;
-- a message sent through one worker reaches a socket on the other.
+- a message sent through one worker reaches a socket on the other;
+- a browser offering permessage-deflate gets uncompressed frames.
 
 The longer fault runs (minutes of load, every fault) are ``bench/rehearsal.py``.
 """
@@ -193,3 +194,21 @@ async def test_a_message_crosses_workers(served, buyer, agent, order):
     assert (message["seq"], message["author"]["id"]) == (seq + 1, agent.pk)
     for client in (buyer_chat, *agents):
         await client.close()
+
+
+async def test_a_browser_offering_compression_gets_uncompressed_frames(served, buyer, agent, order):
+    """Browsers offer permessage-deflate; production declines it (``cs_portal.workers``:
+    a compressor per socket costs more memory than chat frames save in bytes)."""
+    from websockets.asyncio.client import connect
+
+    ticket, (buyer_cookie, _), token = await _setup(buyer, agent, order)
+    url = f"{served.ws_base}/ws/tickets/{ticket.pk}/chat/"
+    async with connect(url, compression="deflate", origin=served.origin,
+                       additional_headers={"Cookie": f"sessionid={buyer_cookie}"}) as ws:
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
+        seq = await _post(served, token, ticket.pk, "没有压缩也送到")
+        while True:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+            if frame.get("type") == "message" and frame.get("seq") == seq:
+                assert frame["body"] == "没有压缩也送到"
+                break
