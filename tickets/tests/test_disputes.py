@@ -243,7 +243,7 @@ def test_one_order_carries_one_hold_however_many_tickets_dispute_it(buyer, relea
 @pytest.mark.django_db
 def test_a_refund_on_a_linked_dispute_converts_the_order_s_one_hold(buyer, released_order, merchant, agent):
     first = open_ticket(buyer=buyer, order=released_order, category="refund_request")
-    second = open_ticket(buyer=buyer, order=released_order, category="wrong_item")
+    open_ticket(buyer=buyer, order=released_order, category="wrong_item")  # links to the order's one hold
     fund(merchant, available_fen=50_000)
     with transaction.atomic():
         order, source = merchant_services.lock_refundable(order_id=released_order.pk, amount_fen=30_000)
