@@ -9,14 +9,32 @@ each consumer resolves the user (``resolve_user``: Channels' own lookup, with
 its checks of the backend and the session hash) on the thread pool, in the
 same call that reads what the socket needs, so a connect costs one thread hop
 and connects proceed in parallel, each on its own pooled connection.
+
+The common case, a session of Django's ``ModelBackend`` whose hash matches
+the user's under the current secret, reads the user in one statement written
+once per process (``core.rows``) instead of the backend's ORM query, which
+was a sixth of a connect's CPU; it returns exactly what Channels' lookup
+would. Every other case (no session, another backend, an inactive user, a
+hash that does not match, perhaps under a fallback secret) goes through
+Channels' lookup itself, which flushes the session as it always did.
 """
 
 from __future__ import annotations
 
-from channels.auth import UserLazyObject, get_user
+import functools
+
+from channels.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, UserLazyObject, get_user
 from channels.middleware import BaseMiddleware
 from channels.sessions import CookieMiddleware, SessionMiddleware
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.utils.crypto import constant_time_compare
 from django.utils.functional import empty
+
+from core.rows import Columns
+
+MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
 
 class DeferredAuthMiddleware(BaseMiddleware):
@@ -33,9 +51,50 @@ def resolve_user(scope):
     user = scope.get("user")
     if isinstance(user, UserLazyObject):
         if user._wrapped is empty:
-            user._wrapped = get_user.func(scope)  # Channels' lookup, unwrapped from its shared thread
+            # Channels' lookup, unwrapped from its shared thread, when the common case does not hold
+            user._wrapped = _verified_model_backend_user(scope.get("session")) or get_user.func(scope)
         return user._wrapped
     return user
+
+
+def _verified_model_backend_user(session):
+    """The session's user when the session is ``ModelBackend``'s, the user
+    exists and may log in (active, as the backend's ``user_can_authenticate``
+    asks), and the session's hash matches the user's under the current
+    secret: what Channels' ``get_user`` returns then. Else None."""
+    if session is None:
+        return None
+    try:
+        user_id = session[SESSION_KEY]
+        backend_path = session[BACKEND_SESSION_KEY]
+    except KeyError:
+        return None
+    session_hash = session.get(HASH_SESSION_KEY)
+    if backend_path != MODEL_BACKEND or backend_path not in settings.AUTHENTICATION_BACKENDS or not session_hash:
+        return None
+    model = get_user_model()
+    columns = _user_columns(model)
+    with connection.cursor() as cursor:
+        cursor.execute(_user_sql(model, connection.vendor), [model._meta.pk.to_python(user_id)])
+        row = cursor.fetchone()
+    user = columns.build(row) if row is not None else None
+    if user is None or not getattr(user, "is_active", True):
+        return None
+    if not constant_time_compare(session_hash, user.get_session_auth_hash()):
+        return None
+    return user
+
+
+@functools.cache
+def _user_columns(model) -> Columns:
+    return Columns(model, "u")
+
+
+@functools.cache
+def _user_sql(model, vendor: str) -> str:
+    quote = connection.ops.quote_name
+    return (f"SELECT {_user_columns(model).sql(connection)} FROM {quote(model._meta.db_table)} u "
+            f"WHERE u.{quote(model._meta.pk.column)} = %s")
 
 
 def DeferredAuthMiddlewareStack(inner):  # noqa: N802 (named like Channels' AuthMiddlewareStack)
