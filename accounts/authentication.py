@@ -19,7 +19,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 
 from accounts.models import ApiToken, User
 from accounts.services import token_digest
-from core.rows import Columns, cache_related, split
+from core.rows import Columns, cache_related, column, split, table
 
 
 class TokenExpired(exceptions.AuthenticationFailed):
@@ -73,8 +73,6 @@ def token_with_user(digest: str) -> ApiToken | None:
 
 @functools.cache
 def _token_sql(vendor: str) -> str:
-    quote = connection.ops.quote_name
-    user_fk = quote(ApiToken._meta.get_field("user").column)
-    return (f"SELECT {_TOKEN.sql(connection)}, {_USER.sql(connection)} FROM {quote(ApiToken._meta.db_table)} t "
-            f"JOIN {quote(User._meta.db_table)} u ON u.{quote(User._meta.pk.column)} = t.{user_fk} "
-            f"WHERE t.{quote(ApiToken._meta.get_field('digest').column)} = %s")
+    return (f"SELECT {_TOKEN.sql(connection)}, {_USER.sql(connection)} FROM {table(ApiToken)} t "
+            f"JOIN {table(User)} u ON {column(User, 'id', 'u')} = {column(ApiToken, 'user', 't')} "
+            f"WHERE {column(ApiToken, 'digest', 't')} = %s")

@@ -23,6 +23,8 @@ from accounts.models import LoginEvent
 from compensation.models import AgentQuota, BlacklistEntry, BudgetDay, BuyerCounter, Policy
 from compensation.rules import Caps
 from core.locks import taking
+from core.rows import column
+from core.rows import table as table_of
 
 
 def _in_transaction() -> None:
@@ -77,36 +79,31 @@ def _caps_sql(vendor: str) -> str:
     one subquery per counter and the blacklist's ``EXISTS``, named from the
     models. PostgreSQL keeps a login's address as ``inet``, read without its
     netmask (``HOST``) as the blacklist writes it; SQLite stores the text."""
-    quote = connection.ops.quote_name
-
-    def table(model) -> str:
-        return quote(model._meta.db_table)
-
-    def col(model, name: str, alias: str = "") -> str:
-        return (f"{alias}." if alias else "") + quote(model._meta.get_field(name).column)
 
     def counter(model, name: str, where: str) -> str:
-        return f"(SELECT {col(model, name)} FROM {table(model)} WHERE {where} LIMIT 1)"
+        return f"(SELECT {column(model, name)} FROM {table_of(model)} WHERE {where} LIMIT 1)"
 
-    ip = col(LoginEvent, "ip", "l")
-    latest_login = (f"FROM {table(LoginEvent)} l WHERE {col(LoginEvent, 'user', 'l')} = %(buyer)s{{extra}} "
-                    f"ORDER BY {col(LoginEvent, 'at', 'l')} DESC, {col(LoginEvent, 'id', 'l')} DESC LIMIT 1")
+    ip = column(LoginEvent, "ip", "l")
+    latest_login = (f"FROM {table_of(LoginEvent)} l WHERE {column(LoginEvent, 'user', 'l')} = %(buyer)s{{extra}} "
+                    f"ORDER BY {column(LoginEvent, 'at', 'l')} DESC, {column(LoginEvent, 'id', 'l')} DESC LIMIT 1")
     latest_ip = f"SELECT {f'HOST({ip})' if vendor == 'postgresql' else ip} " + latest_login.format(extra="")
-    latest_device = f"SELECT {col(LoginEvent, 'device', 'l')} " + latest_login.format(
-        extra=f" AND {col(LoginEvent, 'device', 'l')} <> ''")
-    kind, value = col(BlacklistEntry, "kind", "b"), col(BlacklistEntry, "value", "b")
-    day = f"{col(BudgetDay, 'date')} = %(day)s"
+    latest_device = f"SELECT {column(LoginEvent, 'device', 'l')} " + latest_login.format(
+        extra=f" AND {column(LoginEvent, 'device', 'l')} <> ''")
+    kind, value = column(BlacklistEntry, "kind", "b"), column(BlacklistEntry, "value", "b")
+    day = f"{column(BudgetDay, 'date')} = %(day)s"
+    agent = f"{column(AgentQuota, 'agent')} = %(agent)s AND {column(AgentQuota, 'period')} = %(period)s"
+    buyer = f"{column(BuyerCounter, 'buyer')} = %(buyer)s AND {column(BuyerCounter, 'date')} = %(day)s"
     used = [
-        counter(AgentQuota, "used", f"{col(AgentQuota, 'agent')} = %(agent)s AND {col(AgentQuota, 'period')} = %(period)s"),
-        counter(BuyerCounter, "count", f"{col(BuyerCounter, 'buyer')} = %(buyer)s AND {col(BuyerCounter, 'date')} = %(day)s"),
-        counter(BudgetDay, "spent_fen", day), counter(BudgetDay, "budget_fen", day), counter(BudgetDay, "breaker_open", day),
-        f"EXISTS (SELECT 1 FROM {table(BlacklistEntry)} b WHERE {col(BlacklistEntry, 'expires_at', 'b')} > %(now)s AND ("
-        f"({kind} = %(account)s AND {value} = %(username)s) OR ({kind} = %(ip)s AND {value} = ({latest_ip})) "
+        counter(AgentQuota, "used", agent), counter(BuyerCounter, "count", buyer),
+        counter(BudgetDay, "spent_fen", day), counter(BudgetDay, "budget_fen", day),
+        counter(BudgetDay, "breaker_open", day),
+        f"EXISTS (SELECT 1 FROM {table_of(BlacklistEntry)} b WHERE {column(BlacklistEntry, 'expires_at', 'b')} > %(now)s "
+        f"AND (({kind} = %(account)s AND {value} = %(username)s) OR ({kind} = %(ip)s AND {value} = ({latest_ip})) "
         f"OR ({kind} = %(device)s AND {value} = ({latest_device}))))",
     ]
-    policy = ", ".join(col(Policy, name, "p") for name in POLICY_CAPS)
+    policy = ", ".join(column(Policy, name, "p") for name in POLICY_CAPS)
     return (f"SELECT {policy}, {', '.join(used)} FROM (SELECT 1 AS one) AS one "
-            f"LEFT JOIN {table(Policy)} p ON {col(Policy, 'id', 'p')} = 1")
+            f"LEFT JOIN {table_of(Policy)} p ON {column(Policy, 'id', 'p')} = 1")
 
 
 def take_quota(*, agent_id: int, period: str, limit: int) -> bool:

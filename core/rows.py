@@ -15,8 +15,21 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+from django.db import connection as default_connection
 from django.db import connections
 from django.db.models import Model
+
+
+def table(model: type[Model]) -> str:
+    """The model's table, quoted, for a hand-written statement."""
+    return default_connection.ops.quote_name(model._meta.db_table)
+
+
+def column(model: type[Model], name: str, alias: str = "") -> str:
+    """The column of the model's field ``name``, quoted, under the table
+    alias ``alias`` when given."""
+    quoted = default_connection.ops.quote_name(model._meta.get_field(name).column)
+    return f"{alias}.{quoted}" if alias else quoted
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from django.db import connection
 from django.utils.crypto import constant_time_compare
 from django.utils.functional import empty
 
-from core.rows import Columns
+from core.rows import Columns, column, table
 
 MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
@@ -92,9 +92,8 @@ def _user_columns(model) -> Columns:
 
 @functools.cache
 def _user_sql(model, vendor: str) -> str:
-    quote = connection.ops.quote_name
-    return (f"SELECT {_user_columns(model).sql(connection)} FROM {quote(model._meta.db_table)} u "
-            f"WHERE u.{quote(model._meta.pk.column)} = %s")
+    return (f"SELECT {_user_columns(model).sql(connection)} FROM {table(model)} u "
+            f"WHERE {column(model, model._meta.pk.name, 'u')} = %s")
 
 
 def DeferredAuthMiddlewareStack(inner):  # noqa: N802 (named like Channels' AuthMiddlewareStack)

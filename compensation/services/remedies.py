@@ -54,7 +54,7 @@ from core.idempotency import request_hash, require_idempotency_key
 from core.money import format_fen
 from core.realtime import publish_on_commit
 from core.locks import lock, taking
-from core.rows import Columns, cache_related, split
+from core.rows import Columns, cache_related, column, split, table
 from merchants import services as merchant_services
 from merchants.models import Order
 from tickets.events import CONSOLE
@@ -139,21 +139,14 @@ _TICKET, _BUYER, _ORDER = Columns(Ticket, "t"), Columns(User, "b"), Columns(Orde
 
 @functools.cache
 def _lock_ticket_sql(vendor: str) -> str:
-    quote = connection.ops.quote_name
-
-    def table(model) -> str:
-        return quote(model._meta.db_table)
-
-    def col(model, name: str) -> str:
-        return quote(model._meta.get_field(name).column)
-
     locked = " FOR UPDATE OF t" if connection.features.has_select_for_update_of else ""
-    return (f"SELECT {_TICKET.sql(connection)}, {_BUYER.sql(connection)}, {_ORDER.sql(connection)}, "
-            f"EXISTS (SELECT 1 FROM {table(IdempotencyRecord)} i WHERE i.{col(IdempotencyRecord, 'scope')} = %(scope)s "
-            f"AND i.{col(IdempotencyRecord, 'key')} = %(key)s) "
-            f"FROM {table(Ticket)} t LEFT JOIN {table(User)} b ON b.{col(User, 'id')} = t.{col(Ticket, 'buyer')} "
-            f"LEFT JOIN {table(Order)} o ON o.{col(Order, 'id')} = t.{col(Ticket, 'order')} "
-            f"WHERE t.{col(Ticket, 'id')} = %(ticket)s{locked}")
+    key_used = (f"EXISTS (SELECT 1 FROM {table(IdempotencyRecord)} i WHERE {column(IdempotencyRecord, 'scope', 'i')} "
+                f"= %(scope)s AND {column(IdempotencyRecord, 'key', 'i')} = %(key)s)")
+    return (f"SELECT {_TICKET.sql(connection)}, {_BUYER.sql(connection)}, {_ORDER.sql(connection)}, {key_used} "
+            f"FROM {table(Ticket)} t "
+            f"LEFT JOIN {table(User)} b ON {column(User, 'id', 'b')} = {column(Ticket, 'buyer', 't')} "
+            f"LEFT JOIN {table(Order)} o ON {column(Order, 'id', 'o')} = {column(Ticket, 'order', 't')} "
+            f"WHERE {column(Ticket, 'id', 't')} = %(ticket)s{locked}")
 
 
 def _caps(*, actor, ticket: Ticket, now: datetime) -> Caps:
