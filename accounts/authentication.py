@@ -73,6 +73,6 @@ def token_with_user(digest: str) -> ApiToken | None:
 
 @functools.cache
 def _token_sql(vendor: str) -> str:
-    return (f"SELECT {_TOKEN.sql(connection)}, {_USER.sql(connection)} FROM {table(ApiToken)} t "
+    return (f"SELECT {_TOKEN.sql()}, {_USER.sql()} FROM {table(ApiToken)} t "
             f"JOIN {table(User)} u ON {column(User, 'id', 'u')} = {column(ApiToken, 'user', 't')} "
             f"WHERE {column(ApiToken, 'digest', 't')} = %s")

@@ -43,10 +43,13 @@ class Columns:
     def fields(self) -> tuple:
         return tuple(self.model._meta.concrete_fields)
 
-    def sql(self, connection) -> str:
+    def sql(self) -> str:
         """``alias."col", …`` in the order ``build`` reads them."""
-        quote = connection.ops.quote_name
-        return ", ".join(f"{self.alias}.{quote(field.column)}" for field in self.fields)
+        return ", ".join(column(self.model, field.name, self.alias) for field in self.fields)
+
+    @functools.cached_property
+    def _pk_index(self) -> int:
+        return self.fields.index(self.model._meta.pk)
 
     @property
     def width(self) -> int:
@@ -55,8 +58,7 @@ class Columns:
     def build(self, values, *, using: str = "default") -> Model | None:
         """The instance of one row's slice of values (None when its primary
         key is NULL: the outer side of a join that found nothing)."""
-        pk_index = self.fields.index(self.model._meta.pk)
-        if values[pk_index] is None:
+        if values[self._pk_index] is None:
             return None
         connection = connections[using]
         converted = []

@@ -92,7 +92,7 @@ def _user_columns(model) -> Columns:
 
 @functools.cache
 def _user_sql(model, vendor: str) -> str:
-    return (f"SELECT {_user_columns(model).sql(connection)} FROM {table(model)} u "
+    return (f"SELECT {_user_columns(model).sql()} FROM {table(model)} u "
             f"WHERE {column(model, model._meta.pk.name, 'u')} = %s")
 
 

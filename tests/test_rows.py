@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.authentication import token_with_user
@@ -39,7 +40,7 @@ def test_a_joined_row_builds_the_same_instances_as_select_related(buyer, agent, 
     quote = connection.ops.quote_name
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT {parts[0].sql(connection)}, {parts[1].sql(connection)}, {parts[2].sql(connection)}, 42 "
+            f"SELECT {parts[0].sql()}, {parts[1].sql()}, {parts[2].sql()}, 42 "
             f"FROM {quote(Ticket._meta.db_table)} t LEFT JOIN {quote(User._meta.db_table)} b ON b.id = t.buyer_id "
             f"LEFT JOIN {quote(Order._meta.db_table)} o ON o.id = t.order_id WHERE t.id = %s", [ticket.pk])
         row = cursor.fetchone()
@@ -52,16 +53,16 @@ def test_a_joined_row_builds_the_same_instances_as_select_related(buyer, agent, 
     assert built_order.released_at.tzinfo is not None and built_ticket.created_at == loaded.created_at
     assert extra == 42
     cache_related(built_ticket, "order", built_order)
-    with django_queries() as queries:
+    with CaptureQueriesContext(connection) as queries:
         assert built_ticket.order.refundable_fen == loaded.order.refundable_fen
-    assert queries == []
+    assert queries.captured_queries == []
 
 
 def test_the_outer_side_of_a_join_that_found_nothing_is_none(buyer):
     ticket = open_ticket(buyer=buyer)  # no order
     order = Columns(Order, "o")
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {order.sql(connection)} FROM {connection.ops.quote_name(Ticket._meta.db_table)} t "
+        cursor.execute(f"SELECT {order.sql()} FROM {connection.ops.quote_name(Ticket._meta.db_table)} t "
                        f"LEFT JOIN {connection.ops.quote_name(Order._meta.db_table)} o ON o.id = t.order_id "
                        f"WHERE t.id = %s", [ticket.pk])
         (built,) = split(cursor.fetchone(), order)
@@ -70,10 +71,10 @@ def test_the_outer_side_of_a_join_that_found_nothing_is_none(buyer):
 
 def test_a_token_and_its_user_in_one_statement(buyer):
     key = issue_api_token(user=buyer).key
-    with django_queries() as queries:
+    with CaptureQueriesContext(connection) as queries:
         token = token_with_user(token_digest(key))
         assert token.user.username == buyer.username and token.user.is_active
-    assert len(queries) == 1
+    assert len(queries.captured_queries) == 1
     same_fields(token, ApiToken.objects.get(digest=token_digest(key)))
     same_fields(token.user, User.objects.get(pk=buyer.pk))
     assert token_with_user(token_digest("not-a-key")) is None
@@ -91,13 +92,14 @@ def test_the_api_answers_an_expired_or_unknown_token_with_401_and_a_good_one_wit
 def test_the_ticket_a_remedy_locks_comes_with_its_buyer_order_and_whether_the_key_was_used(buyer, agent, merchant):
     ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
     with transaction.atomic():
-        with django_queries() as queries:
+        with CaptureQueriesContext(connection) as captured:
             locked = remedies._lock_ticket(actor=agent, ticket_id=ticket.pk, scope="remedy:1", key="k1")
             assert locked.buyer.username == buyer.username and locked.order.amount_fen == ticket.order.amount_fen
-        assert len([q for q in queries if "tickets_ticket" in q]) == 1
+        ticket_reads = [q["sql"] for q in captured.captured_queries if "tickets_ticket" in q["sql"]]
+        assert len(ticket_reads) == 1
         assert locked.key_used is False
         if connection.features.has_select_for_update_of:
-            assert "FOR UPDATE OF" in [q for q in queries if "tickets_ticket" in q][0]
+            assert "FOR UPDATE OF" in ticket_reads[0]
     IdempotencyRecord.objects.create(scope="remedy:1", key="k1", request_hash="x", status_code=201, response={"id": 1},
                                      created_at=timezone.now())
     with transaction.atomic():
@@ -106,18 +108,3 @@ def test_the_ticket_a_remedy_locks_comes_with_its_buyer_order_and_whether_the_ke
     with transaction.atomic():  # someone the rule does not let see the ticket: as if it did not exist
         assert remedies._lock_ticket(actor=User.objects.create(username="stranger"), ticket_id=ticket.pk,
                                      scope="remedy:1", key="k1") is None
-
-
-class django_queries:
-    """The SQL run inside the block, as a list of strings."""
-
-    def __enter__(self) -> list[str]:
-        from django.test.utils import CaptureQueriesContext
-
-        self._capture = CaptureQueriesContext(connection).__enter__()
-        self._sql: list[str] = []
-        return self._sql
-
-    def __exit__(self, *exc) -> None:
-        self._capture.__exit__(*exc)
-        self._sql.extend(q["sql"] for q in self._capture.captured_queries)

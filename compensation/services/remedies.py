@@ -142,7 +142,7 @@ def _lock_ticket_sql(vendor: str) -> str:
     locked = " FOR UPDATE OF t" if connection.features.has_select_for_update_of else ""
     key_used = (f"EXISTS (SELECT 1 FROM {table(IdempotencyRecord)} i WHERE {column(IdempotencyRecord, 'scope', 'i')} "
                 f"= %(scope)s AND {column(IdempotencyRecord, 'key', 'i')} = %(key)s)")
-    return (f"SELECT {_TICKET.sql(connection)}, {_BUYER.sql(connection)}, {_ORDER.sql(connection)}, {key_used} "
+    return (f"SELECT {_TICKET.sql()}, {_BUYER.sql()}, {_ORDER.sql()}, {key_used} "
             f"FROM {table(Ticket)} t "
             f"LEFT JOIN {table(User)} b ON {column(User, 'id', 'b')} = {column(Ticket, 'buyer', 't')} "
             f"LEFT JOIN {table(Order)} o ON {column(Order, 'id', 'o')} = {column(Ticket, 'order', 't')} "

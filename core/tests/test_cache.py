@@ -1,7 +1,11 @@
 """core.cache: one Redis pool per process, and a cache that degrades to a
 miss when Redis is away instead of failing the request."""
 
+import os
 import socket
+import threading
+
+import pytest
 
 from core.cache import SharedPoolRedisCache
 
@@ -27,13 +31,8 @@ def test_cache_objects_share_one_pool_per_server():
 
 
 def test_cache_objects_share_one_client_per_pool_and_it_serves_threads():
-    import os
-    import threading
-
     url = os.environ.get("REDIS_URL")
     if not url:
-        import pytest
-
         pytest.skip("needs Redis (REDIS_URL)")
     first = SharedPoolRedisCache(url, {})
     second = SharedPoolRedisCache(url, {})
