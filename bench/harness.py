@@ -11,8 +11,8 @@
 - **The server**: ``Server`` starts the app the way production runs it
   (``--server prod``, the default: gunicorn with ``--config
   python:cs_portal.gunicorn``, ``WEB_WORKERS=--workers`` uvicorn workers on
-  one loopback port, as ``scripts/serve`` starts it minus supervisord and
-  Celery) or as one daphne process (``--server daphne``, the layout of the
+  one loopback port bound first by ``deploy/listen_first.py`` where the code
+  has it, as ``scripts/serve`` starts it minus supervisord and Celery) or as one daphne process (``--server daphne``, the layout of the
   older figures), with production settings (DEBUG=0) minus the https-only
   switches. ``Server.cpu_s()`` is the CPU of the whole process tree: the
   gunicorn master, every worker alive, and those that already exited (a
@@ -408,7 +408,10 @@ class Server:
             return [DAPHNE, "-b", "127.0.0.1", "-p", str(self.port), "cs_portal.asgi:application"]
         if not (self.app / "cs_portal" / "gunicorn.py").exists():
             raise SystemExit(f"--server prod: {self.app} has no cs_portal/gunicorn.py (use --server daphne for this ref)")
-        return [GUNICORN, "--config", "python:cs_portal.gunicorn", "cs_portal.asgi:application"]
+        gunicorn = [GUNICORN, "--config", "python:cs_portal.gunicorn", "cs_portal.asgi:application"]
+        listen_first = self.app / "deploy" / "listen_first.py"
+        # as deploy/supervisord.conf starts it: the port bound before the app imports
+        return [sys.executable, str(listen_first), *gunicorn] if listen_first.exists() else gunicorn
 
     @property
     def pid(self) -> int:

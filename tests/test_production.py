@@ -8,7 +8,9 @@ of the test's own.
 - an ASGI worker killed: its clients reconnect to the other and replay from
   their last seq;
 - a message sent through one worker reaches a socket on the other;
-- a browser offering permessage-deflate gets uncompressed frames.
+- a browser offering permessage-deflate gets uncompressed frames;
+- a cold start holds the connections made while the app imports and answers
+  them once its workers are up (``deploy/listen_first.py``).
 
 The longer fault runs (minutes of load, every fault) are ``bench/rehearsal.py``.
 """
@@ -19,6 +21,11 @@ import asyncio
 import json
 import os
 import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -27,7 +34,7 @@ from django.db import connection
 from django.test import Client
 
 from accounts.services import issue_api_token
-from tests.live import ChatClient, PrivateRedis, serve, stop
+from tests.live import BIN, ROOT, ChatClient, PrivateRedis, child_env, free_port, serve, stop
 from tickets.models import Ticket
 from tickets.tests.factories import ticket_in_state
 
@@ -212,3 +219,56 @@ async def test_a_browser_offering_compression_gets_uncompressed_frames(served, b
             if frame.get("type") == "message" and frame.get("seq") == seq:
                 assert frame["body"] == "没有压缩也送到"
                 break
+
+
+def test_a_cold_start_holds_connections_until_the_workers_answer(tmp_path):
+    """``deploy/listen_first.py`` binds before gunicorn imports the app, as
+    supervisord starts it: a page reconnecting while the server starts is held
+    in the backlog and answered once the workers are up, instead of refused
+    until gunicorn binds (after the import, most of the start-up)."""
+    port = free_port()
+    env = child_env(DATABASE_URL=_database_url(), REDIS_URL=os.environ["REDIS_URL"], DEBUG="0",
+                    SECRET_KEY="cold-start-test", ALLOWED_HOSTS="127.0.0.1", SECURE_SSL_REDIRECT="0",
+                    SECURE_COOKIES="0", SECURE_HSTS_SECONDS="0", BIND=f"127.0.0.1:{port}", WEB_WORKERS="1")
+    started = time.monotonic()
+    with (tmp_path / "gunicorn.log").open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "deploy" / "listen_first.py"), str(BIN / "gunicorn"),
+             "--config", "python:cs_portal.gunicorn", "cs_portal.asgi:application"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        while True:
+            try:
+                conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+                break
+            except ConnectionRefusedError:
+                assert process.poll() is None and time.monotonic() - started < 30, "never listened"
+                time.sleep(0.01)
+        connected = time.monotonic() - started
+        with conn:
+            conn.sendall(b"GET /api/v1/tickets/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            conn.settimeout(0.02)
+            first_worker, response = None, b""
+            while time.monotonic() - started < 60:
+                if first_worker is None and _children(process.pid):
+                    first_worker = time.monotonic() - started
+                try:
+                    chunk = conn.recv(65536)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    break
+                response += chunk
+        assert response.startswith(b"HTTP/1.1 401"), response[:200]
+        # held from the first moments of the start-up, not from its end
+        assert first_worker is not None and connected < first_worker / 2, (connected, first_worker)
+    finally:
+        process.terminate()
+        process.wait(timeout=40)
+
+
+def _children(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
