@@ -17,6 +17,7 @@ from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
+from accounts import roles
 from accounts.models import ApiToken, User
 from accounts.services import token_digest
 from core.rows import Columns, cache_related, column, split, table
@@ -58,21 +59,24 @@ _TOKEN, _USER = Columns(ApiToken, "t"), Columns(User, "u")
 
 def token_with_user(digest: str) -> ApiToken | None:
     """The token of ``digest`` with its user, as
-    ``ApiToken.objects.select_related("user")`` builds them, in one statement
-    written once per process: every API request asks, and the ORM spent more
-    CPU building the query than PostgreSQL spent answering it."""
+    ``ApiToken.objects.select_related("user")`` builds them, and the user's
+    role groups (held on the user: the request's permission checks read no
+    cache), in one statement written once per process: every API request
+    asks, and the ORM spent more CPU building the query than PostgreSQL spent
+    answering it."""
     with connection.cursor() as cursor:
         cursor.execute(_token_sql(connection.vendor), [digest])
         row = cursor.fetchone()
     if row is None:
         return None
-    token, user = split(row, _TOKEN, _USER)
+    token, user, groups = split(row, _TOKEN, _USER)
     cache_related(token, "user", user)
+    roles.remember_role_groups(user, roles.role_group_names(groups))
     return token
 
 
 @functools.cache
 def _token_sql(vendor: str) -> str:
-    return (f"SELECT {_TOKEN.sql()}, {_USER.sql()} FROM {table(ApiToken)} t "
+    return (f"SELECT {_TOKEN.sql()}, {_USER.sql()}, {roles.role_groups_column('u', vendor)} FROM {table(ApiToken)} t "
             f"JOIN {table(User)} u ON {column(User, 'id', 'u')} = {column(ApiToken, 'user', 't')} "
             f"WHERE {column(ApiToken, 'digest', 't')} = %s")

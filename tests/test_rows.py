@@ -11,6 +11,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from accounts import roles
 from accounts.authentication import token_with_user
 from accounts.models import ApiToken, User
 from accounts.services import issue_api_token, token_digest
@@ -78,6 +79,31 @@ def test_a_token_and_its_user_in_one_statement(buyer):
     same_fields(token, ApiToken.objects.get(digest=token_digest(key)))
     same_fields(token.user, User.objects.get(pk=buyer.pk))
     assert token_with_user(token_digest("not-a-key")) is None
+
+
+def test_the_token_s_user_holds_its_role_groups_from_the_same_statement(agent, supervisor, monkeypatch):
+    from django.contrib.auth.models import Group
+    from django.core.cache import cache
+
+    def no_cache_read(*args, **kwargs):
+        raise AssertionError("the role groups came with the token's statement")
+
+    keys = {user.pk: issue_api_token(user=user).key for user in (agent, supervisor)}
+    bare = User.objects.create_user(username="no_groups")
+    keys[bare.pk] = issue_api_token(user=bare).key
+    monkeypatch.setattr(cache, "get", no_cache_read)
+    for user_id, key in keys.items():
+        token = token_with_user(token_digest(key))
+        with CaptureQueriesContext(connection) as queries:
+            held = roles.role_permissions(token.user)
+        assert queries.captured_queries == []
+        assert held == roles.remember_role_groups(User(pk=user_id), User.objects.get(pk=user_id).groups
+                                                  .values_list("name", flat=True))
+    assert roles.is_supervisor(token_with_user(token_digest(keys[supervisor.pk])).user)
+    assert roles.role_permissions(token_with_user(token_digest(keys[bare.pk])).user) == frozenset()
+    # a change of groups shows on the next request's read: nothing cached in between
+    agent.groups.add(Group.objects.get(name=roles.SUPERVISOR))
+    assert roles.is_supervisor(token_with_user(token_digest(keys[agent.pk])).user)
 
 
 def test_the_api_answers_an_expired_or_unknown_token_with_401_and_a_good_one_with_the_user(client, buyer):
