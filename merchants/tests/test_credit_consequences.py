@@ -133,3 +133,32 @@ def test_the_standing_api_and_the_portal_explain_why(api, client, merchant, merc
     page = client.get("/merchant/credit/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert 'data-rule="payout_review" data-active="true"' in page
     assert "below 60 (your score: 45)" in page
+
+
+# --- the score and the policy in force, read together -------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_score_and_the_policy_in_force_come_in_one_statement(merchant, supervisor, django_assert_num_queries):
+    from merchants.services.credit_policy import score_and_policy
+
+    low_credit(merchant, score=52)
+    assert not CreditPolicy.objects.exists()
+    with django_assert_num_queries(1):
+        score, policy = score_and_policy(merchant_id=merchant.pk)
+    defaults = CreditPolicy()
+    assert score == 52
+    assert [getattr(policy, f) for f in services.CREDIT_POLICY_FIELDS] == \
+        [getattr(defaults, f) for f in services.CREDIT_POLICY_FIELDS]
+
+    services.update_credit_policy(actor=supervisor, changes={"short_resend_below": 80, "short_resend_hours": 12})
+    with django_assert_num_queries(1):
+        score, policy = score_and_policy(merchant_id=merchant.pk)
+    saved = CreditPolicy.objects.get(pk=1)
+    assert score == 52 and policy.pk == 1
+    for name in (*services.CREDIT_POLICY_FIELDS, "updated_at"):
+        assert getattr(policy, name) == getattr(saved, name), name
+    assert (policy.short_resend_below, policy.short_resend_hours) == (80, 12)
+
+    unknown, policy = score_and_policy(merchant_id=merchant.pk + 10_000)
+    assert unknown is None and policy.short_resend_hours == 12
