@@ -28,6 +28,7 @@ from compensation.models import (
     BudgetDay,
     Coupon,
     LedgerEntry,
+    LedgerHead,
     Policy,
     PolicyChange,
     Remedy,
@@ -343,6 +344,22 @@ def test_the_ledger_is_chains_each_verifiable(buyer, agent, merchant, settings):
     victim = LedgerEntry.objects.filter(chain=2).order_by("id").first()
     LedgerEntry.objects.filter(pk=victim.pk).update(memo="tampered")
     assert ledger.verify().bad_hashes == [victim.pk]
+
+
+@pytest.mark.django_db
+def test_a_chain_without_its_head_row_gets_one_on_its_first_entry(buyer, agent, merchant):
+    # a chain beyond those the migration made (LEDGER_CHAINS raised) has no head row yet
+    LedgerHead.objects.all().delete()
+    Policy.objects.update_or_create(pk=1, defaults={"buyer_daily_cap": 100})
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    remedy_ids = [_apply(agent, ticket, kind="coupon").remedy_id for _ in range(3)]
+    heads = {head.chain: head for head in LedgerHead.objects.all()}
+    assert set(heads) == {ledger.chain_of(pk) for pk in remedy_ids}
+    assert sum(head.entries for head in heads.values()) == 6
+    for chain, head in heads.items():
+        assert head.pk == chain + 1
+        assert head.last_hash == LedgerEntry.objects.filter(chain=chain).order_by("id").last().hash
+    assert ledger.verify().ok
 
 
 @pytest.mark.django_db
