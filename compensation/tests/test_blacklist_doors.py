@@ -282,3 +282,25 @@ def test_policy_api_reads_and_changes_the_new_settings(api, supervisor):
     assert changed.status_code == 200 and changed.json()["blacklist_window_days"] == 7
     bad = api(supervisor).patch("/api/v1/compensation/policy/", {"blacklist_window_days": 0}, format="json")
     assert bad.status_code == 400
+
+
+# --- what is listed, in one statement ----------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_listed_answers_the_active_entries_with_their_latest_expiry_in_one_statement(django_assert_num_queries):
+    from compensation.services.blacklist import listed as listed_now
+
+    now = timezone.now()
+    listed("account", "buyer_a", days=2)
+    longest = listed("account", "buyer_a", days=9)
+    listed("ip", "10.0.0.9", days=1)
+    BlacklistEntry.objects.create(kind="device", value="dev-1", reason="test", window_days=1,
+                                  expires_at=now - timedelta(seconds=1), created_at=now - timedelta(days=1))
+    listed("device", "buyer_a")  # another kind with the same value lists nothing for the account
+    with django_assert_num_queries(1):
+        found = listed_now(account="buyer_a", ip="10.0.0.9", device="dev-1", now=now)
+    assert found == {"account": longest.expires_at, "ip": BlacklistEntry.objects.get(kind="ip").expires_at}
+    assert listed_now(account="buyer_b", ip="10.0.0.8", device="dev-2", now=now) == {}
+    with django_assert_num_queries(0):
+        assert listed_now(now=now) == {}
