@@ -9,7 +9,7 @@ into the backlog while the app imports, and the workers answer them the
 moment they are up.
 
 This binds ``BIND`` (``host:port``, as gunicorn reads it; default
-``0.0.0.0:8000``) with a backlog of ``WEB_BACKLOG`` (default 4096), hands the
+``0.0.0.0:8000``) with the backlog of ``cs_portal/gunicorn.py`` (4,096), hands the
 socket over as systemd's socket activation does (file descriptor 3,
 ``LISTEN_FDS=1``, ``LISTEN_PID`` = this process), and replaces itself with
 PROGRAM, so PROGRAM keeps this process id. gunicorn serves an inherited socket
@@ -26,6 +26,7 @@ import socket
 import sys
 
 SD_LISTEN_FDS_START = 3
+BACKLOG = 4096  # cs_portal/gunicorn.py's backlog, which gunicorn sets again on the socket it inherits
 
 
 def address(bind: str) -> tuple[str, int] | None:
@@ -53,7 +54,7 @@ def main(argv: list[str]) -> None:
     where = address(os.environ.get("BIND", "0.0.0.0:8000"))
     if where is not None:
         try:
-            sock = listen(where, int(os.environ.get("WEB_BACKLOG", "4096")))
+            sock = listen(where, BACKLOG)
         except OSError as error:
             sys.exit(f"listen_first: cannot listen on {where[0]}:{where[1]}: {error.strerror}")
         if sock.fileno() != SD_LISTEN_FDS_START:
