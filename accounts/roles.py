@@ -13,6 +13,8 @@ import json
 
 from django.contrib.auth.models import Group, Permission
 
+from core.rows import column, table
+
 BUYER = "buyer"
 AGENT = "agent"
 SUPERVISOR = "supervisor"
@@ -80,9 +82,7 @@ def role_groups_column(user_alias: str, vendor: str) -> str:
     """For a hand-written statement over the user table (under the alias
     ``user_alias``): a column holding the names of the user's groups, as a
     JSON array; ``role_group_names`` reads its value."""
-    from django.contrib.auth import get_user_model
-
-    from core.rows import column, table
+    from django.contrib.auth import get_user_model  # the app registry is ready by the first statement
 
     user_model = get_user_model()
     through = user_model.groups.through

@@ -12,8 +12,9 @@
   (``--server prod``, the default: gunicorn with ``--config
   python:cs_portal.gunicorn``, ``WEB_WORKERS=--workers`` uvicorn workers on
   one loopback port bound first by ``deploy/listen_first.py`` where the code
-  has it, as ``scripts/serve`` starts it minus supervisord and Celery) or as one daphne process (``--server daphne``, the layout of the
-  older figures), with production settings (DEBUG=0) minus the https-only
+  has it, as ``scripts/serve`` starts it minus supervisord and Celery) or as
+  one daphne process (``--server daphne``, the layout of the older figures),
+  with production settings (DEBUG=0) minus the https-only
   switches. ``Server.cpu_s()`` is the CPU of the whole process tree: the
   gunicorn master, every worker alive, and those that already exited (a
   killed worker, a restarted master).

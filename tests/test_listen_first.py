@@ -82,3 +82,11 @@ def test_a_unix_socket_address_is_passed_through_to_the_program_unbound():
                           timeout=30)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "none"
+
+
+def test_without_a_program_it_says_how_to_call_it_and_binds_nothing():
+    port = free_port()
+    done = subprocess.run([sys.executable, str(SCRIPT)], cwd=ROOT, env=child_env(BIND=f"127.0.0.1:{port}"),
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert "listen_first.py PROGRAM" in done.stderr
