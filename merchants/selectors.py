@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ObjectDoesNotExist
+from django.db import connection
 from django.db.models import Count, Min, QuerySet
 
 from accounts.roles import is_agent, is_buyer, is_merchant_staff, is_supervisor
 from core.errors import NotFound, PermissionDenied
+from core.rows import Columns, cache_related, column, split, table
 from merchants import rules
 from merchants.escrow import Figures
 from merchants.models import (
@@ -22,6 +25,7 @@ from merchants.models import (
     OrderChange,
     Payout,
     ResendTask,
+    Shipment,
     ShipmentIntercept,
     VariantStock,
 )
@@ -57,9 +61,52 @@ def orders_visible_to(*, user) -> QuerySet[Order]:
     return orders.none()
 
 
+def visible_order(*, user, order_id: int) -> Order | None:
+    """The order ``orders_visible_to(user=user).filter(pk=order_id).first()``
+    finds, with its merchant and shipment as that query's ``select_related``
+    leaves them, in one statement written once per process and scope: ticket
+    intake looks up the buyer's order on every ticket, and the ORM spent ~1.8
+    ms of CPU building that one query (ten times the round trip)."""
+    if is_agent(user):
+        scope, value = "", None
+    elif is_merchant_staff(user):
+        scope, value = "merchant", merchant_id_for(user=user)
+    elif is_buyer(user):
+        scope, value = "buyer", user.pk
+    else:
+        return None
+    if scope and value is None:  # merchant staff without a merchant see nothing
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(_visible_order_sql(connection.vendor, scope), {"order": order_id, "scope": value})
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    order, merchant, shipment = split(row, _ORDER, _MERCHANT, _SHIPMENT)
+    cache_related(order, "merchant", merchant)
+    cache_related(order, "shipment", shipment)  # None: order.shipment raises DoesNotExist, as after select_related
+    if shipment is not None:
+        cache_related(shipment, "order", order)
+    return order
+
+
+_ORDER, _MERCHANT, _SHIPMENT = Columns(Order, "o"), Columns(Merchant, "m"), Columns(Shipment, "s")
+
+
+@functools.cache
+def _visible_order_sql(vendor: str, scope: str) -> str:
+    where = f"{column(Order, 'id', 'o')} = %(order)s"
+    if scope:
+        where += f" AND {column(Order, scope, 'o')} = %(scope)s"
+    return (f"SELECT {_ORDER.sql()}, {_MERCHANT.sql()}, {_SHIPMENT.sql()} FROM {table(Order)} o "
+            f"JOIN {table(Merchant)} m ON {column(Merchant, 'id', 'm')} = {column(Order, 'merchant', 'o')} "
+            f"LEFT JOIN {table(Shipment)} s ON {column(Shipment, 'order', 's')} = {column(Order, 'id', 'o')} "
+            f"WHERE {where}")
+
+
 def get_order_for(*, user, order_id: int) -> Order:
     """One order the viewer may see; anything else is a 404 that reveals nothing."""
-    order = orders_visible_to(user=user).filter(pk=order_id).first()
+    order = visible_order(user=user, order_id=order_id)
     if order is None:
         raise NotFound("Order not found.")
     return order

@@ -13,7 +13,7 @@ from accounts import roles
 from core import doors
 from merchants import services as merchant_services
 from merchants.models import Order
-from merchants.selectors import merchant_id_for, orders_visible_to
+from merchants.selectors import merchant_id_for, visible_order
 from tickets import search, sla
 from tickets.errors import (
     AssigneeInvalid,
@@ -96,7 +96,7 @@ def open_ticket_in(
     is_staff = roles.is_agent(actor)
     order = None
     if order_id is not None:
-        order = orders_visible_to(user=actor).filter(pk=order_id).first()
+        order = visible_order(user=actor, order_id=order_id)
         if order is None:
             raise OrderNotFound()
 
