@@ -7,9 +7,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from django_fsm import ConcurrentTransition
 
 from accounts import roles
 from accounts.authentication import token_with_user
@@ -18,9 +19,9 @@ from accounts.services import issue_api_token, token_digest
 from compensation.models import IdempotencyRecord
 from compensation.services import remedies
 from compensation.tests.factories import remedy_ticket
-from core.rows import Columns, cache_related, split
+from core.rows import Columns, cache_related, insert, split
 from merchants.models import Order
-from tickets.models import Ticket
+from tickets.models import Ticket, TicketEvent
 from tickets.tests.factories import open_ticket
 
 pytestmark = pytest.mark.django_db
@@ -132,3 +133,73 @@ def test_the_ticket_a_remedy_locks_comes_with_its_buyer_order_and_whether_the_ke
     with transaction.atomic():  # someone the rule does not let see the ticket: as if it did not exist
         assert remedies._lock_ticket(actor=User.objects.create(username="stranger"), ticket_id=ticket.pk,
                                      scope="remedy:1", key="k1") is None
+
+
+# --- insert -------------------------------------------------------------------------------------
+
+
+def _stored_alike(inserted, saved, *, skip=("id",)) -> None:
+    """``inserted`` (by ``insert``) and ``saved`` (by ``save()``) load back
+    alike, but for the fields in ``skip``."""
+    a, b = type(inserted).objects.get(pk=inserted.pk), type(saved).objects.get(pk=saved.pk)
+    for field in a._meta.concrete_fields:
+        if field.name not in skip:
+            assert getattr(a, field.attname) == getattr(b, field.attname), field.name
+
+
+def test_insert_stores_what_save_stores(buyer, agent, merchant):
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    now = timezone.now()
+    data = {"remedy_id": 7, "coupons": ["CP1"], "note": "补发"}
+    inserted = TicketEvent(ticket=ticket, kind="remedy_executed", actor=agent, created_at=now, data=data)
+    saved = TicketEvent(ticket=ticket, kind="remedy_executed", actor=agent, created_at=now, data=data)
+    with CaptureQueriesContext(connection) as queries:
+        insert(inserted)
+    saved.save()
+    assert len(queries) == 1 and queries[0]["sql"].startswith("INSERT")
+    assert inserted.pk and inserted.pk != saved.pk and not inserted._state.adding
+    _stored_alike(inserted, saved)
+    assert TicketEvent.objects.get(pk=inserted.pk).data == data  # JSON, not text
+
+
+def test_insert_several_rows_in_one_statement_each_with_its_key(buyer, agent, merchant):
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    now = timezone.now()
+    events = [TicketEvent(ticket=ticket, kind=f"k{n}", actor=None, created_at=now, data={"n": n}) for n in range(3)]
+    with CaptureQueriesContext(connection) as queries:
+        insert(*events)
+    assert len(queries) == 1
+    assert [TicketEvent.objects.get(pk=event.pk).data for event in events] == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+
+def test_insert_applies_auto_now_and_a_state_machine_saves_as_after_save(buyer, merchant):
+    """A ticket inserted has ``updated_at`` set as ``save()`` sets it, and its
+    next save updates it, checking the state it was stored in."""
+    before = timezone.now()
+    ticket = Ticket(subject="s", category="logistics_delay", party="buyer", channel="web", grade="general", tier=1,
+                    language="zh", buyer=buyer, merchant=merchant, created_at=before)
+    insert(ticket)
+    assert ticket.updated_at >= before
+    stored = Ticket.objects.get(pk=ticket.pk)
+    assert stored.status == Ticket.Status.NEW and stored.updated_at == ticket.updated_at
+    ticket.subject = "changed"
+    ticket.save()
+    assert Ticket.objects.count() == 1 and Ticket.objects.get(pk=ticket.pk).subject == "changed"
+    # another request moved the ticket on meanwhile: the state machine refuses the stale save
+    Ticket.objects.filter(pk=ticket.pk).update(status=Ticket.Status.CLOSED)
+    ticket.subject = "stale"
+    with pytest.raises(ConcurrentTransition):
+        ticket.save()
+
+
+def test_insert_refuses_what_it_cannot_store_as_save_would(buyer, agent, merchant):
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    now = timezone.now()
+    with pytest.raises(ValueError):
+        insert(TicketEvent.objects.create(ticket=ticket, kind="x", created_at=now, data={}))  # stored already
+    with pytest.raises(ValueError):
+        insert(TicketEvent(ticket=ticket, kind="x", created_at=now, data={}), IdempotencyRecord())  # two models
+    insert(IdempotencyRecord(scope="s", key="k", request_hash="h", status_code=201, response={}, created_at=now))
+    with pytest.raises(IntegrityError), transaction.atomic():
+        insert(IdempotencyRecord(scope="s", key="k", request_hash="h2", status_code=201, response={}, created_at=now))
+    assert IdempotencyRecord.objects.filter(scope="s", key="k").get().request_hash == "h"

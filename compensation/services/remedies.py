@@ -54,7 +54,7 @@ from core.idempotency import request_hash, require_idempotency_key
 from core.money import format_fen
 from core.realtime import publish_on_commit
 from core.locks import lock, taking
-from core.rows import Columns, cache_related, column, split, table
+from core.rows import Columns, cache_related, column, insert, split, table
 from merchants import services as merchant_services
 from merchants.models import Order
 from tickets.events import CONSOLE
@@ -109,8 +109,8 @@ def _idempotent(*, scope: str, key: str, digest: str, run, checked_inside: bool 
 
 
 def _record(*, scope: str, key: str, digest: str, status_code: int, body: dict, now: datetime) -> None:
-    IdempotencyRecord.objects.create(scope=scope, key=key, request_hash=digest, status_code=status_code,
-                                     response=body, created_at=now)
+    insert(IdempotencyRecord(scope=scope, key=key, request_hash=digest, status_code=status_code, response=body,
+                             created_at=now))
 
 
 def _lock_ticket(*, actor, ticket_id: int, scope: str, key: str) -> Ticket | None:
@@ -228,13 +228,13 @@ def _apply(*, actor, ticket_id: int, kind: str, reason: str, amount_fen, with_co
     requested = {"kind": kind, "amount_fen": amount, "with_coupon": with_coupon}
     if reasons:
         remedy.route_to_approval(reasons=reasons)
-        remedy.save()
-        RemedyEvent.objects.bulk_create([
+        insert(remedy)
+        insert(
             RemedyEvent(remedy=remedy, kind="requested", actor=actor, created_at=now, data=requested),
             RemedyEvent(remedy=remedy, kind="pending_approval", actor=actor, data={"reasons": reasons}, created_at=now),
-        ])
-        TicketEvent.objects.create(ticket=ticket, kind="remedy_requested", actor=actor, created_at=now,
-                                   data={"remedy_id": remedy.pk, "kind": kind, "amount_fen": amount, "reasons": reasons})
+        )
+        insert(TicketEvent(ticket=ticket, kind="remedy_requested", actor=actor, created_at=now,
+                           data={"remedy_id": remedy.pk, "kind": kind, "amount_fen": amount, "reasons": reasons}))
         if rules.REASON_BREAKER in reasons and not caps.breaker_open:
             opened = counters.open_breaker_if_over(day=today, cost_fen=cost, now=now,
                                                    default_budget_fen=caps.daily_budget_fen)
@@ -250,7 +250,7 @@ def _apply(*, actor, ticket_id: int, kind: str, reason: str, amount_fen, with_co
             raise _CapTaken()
         remedy.auto_approve()
         remedy.execute(now=now)
-        remedy.save()
+        insert(remedy)
         _carry_out(remedy=remedy, ticket=ticket, actor=actor, caps=caps, now=now, events=[
             RemedyEvent(remedy=remedy, kind="requested", actor=actor, created_at=now, data=requested)])
         status_code = 201
@@ -287,21 +287,22 @@ def _carry_out(*, remedy: Remedy, ticket: Ticket, actor, caps: Caps, now: dateti
         told.append(f"已要求商家在 {timezone.localtime(task.deadline_at):%m月%d日 %H:%M} 前为您补发")
     coupon_value = remedy.amount_fen if remedy.kind == Remedy.Kind.COUPON else remedy.coupon_fen
     if coupon_value:
-        coupon = Coupon.objects.create(
+        coupon = Coupon(
             code=_new_coupon_code(), buyer_id=remedy.buyer_id, remedy=remedy, value_fen=coupon_value,
             threshold_fen=0, issued_at=now, expires_at=now + timedelta(days=caps.coupon_days),
         )
+        insert(coupon)
         coupon_codes.append(coupon.code)
         coupon_lines += [("platform:compensation", -coupon_value, "coupon"),
                          (f"buyer_coupons:{remedy.buyer_id}", coupon_value, coupon.code)]
         told.append(f"{format_fen(coupon_value)} 无门槛优惠券（{coupon.code}）已发放到您的账户")
-    TicketEvent.objects.create(ticket=ticket, kind="remedy_executed", actor=actor, created_at=now,
-                               data={"remedy_id": remedy.pk, "kind": remedy.kind, "amount_fen": remedy.amount_fen,
-                                     "with_coupon": remedy.with_coupon, "coupons": coupon_codes,
-                                     "self_service": remedy.self_service})
+    insert(TicketEvent(ticket=ticket, kind="remedy_executed", actor=actor, created_at=now,
+                       data={"remedy_id": remedy.pk, "kind": remedy.kind, "amount_fen": remedy.amount_fen,
+                             "with_coupon": remedy.with_coupon, "coupons": coupon_codes,
+                             "self_service": remedy.self_service}))
     append_message(ticket=ticket, author=None, body="，".join(told) + "。", internal=False, now=now, notice="remedy_applied")
-    RemedyEvent.objects.bulk_create([*events, RemedyEvent(remedy=remedy, kind="executed", actor=actor, created_at=now,
-                                                          data={"cost_fen": remedy.cost_fen, "coupons": coupon_codes})])
+    insert(*events, RemedyEvent(remedy=remedy, kind="executed", actor=actor, created_at=now,
+                                data={"cost_fen": remedy.cost_fen, "coupons": coupon_codes}))
     refund_lines: list[tuple[str, int, str]] = []
     if remedy.kind == Remedy.Kind.REFUND:
         order, source = merchant_services.lock_refundable(order_id=remedy.order_id, amount_fen=remedy.amount_fen)

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from accounts import roles
 from core.locks import lock, taking
+from core.rows import insert
 from merchants.errors import (
     AmountInvalid,
     ExceedsWithdrawable,
@@ -50,9 +51,10 @@ def move(account: MerchantAccount, *, bucket: str, kind: str, amount_fen: int, n
     record the movement; the caller saves the account."""
     field = {"pending": "pending_fen", "available": "available_fen", "deposit": "deposit_fen"}[bucket]
     setattr(account, field, getattr(account, field) + amount_fen)
-    return Movement.objects.create(
-        merchant_id=account.merchant_id, bucket=bucket, kind=kind, amount_fen=amount_fen, created_at=now, **links
-    )
+    movement = Movement(merchant_id=account.merchant_id, bucket=bucket, kind=kind, amount_fen=amount_fen,
+                        created_at=now, **links)
+    insert(movement)
+    return movement
 
 
 # --- escrow -------------------------------------------------------------------
@@ -67,8 +69,9 @@ def add_to_escrow(*, merchant_id: int, kind: str, amount_fen: int, now: datetime
     refund by the locked order's refundable rest); the pending bucket's check
     constraint stays the last word."""
     assert transaction.get_connection().in_atomic_block, "runs inside the caller's transaction"
-    movement = Movement.objects.create(merchant_id=merchant_id, bucket="pending", kind=kind, amount_fen=amount_fen,
-                                       created_at=now, **links)
+    movement = Movement(merchant_id=merchant_id, bucket="pending", kind=kind, amount_fen=amount_fen, created_at=now,
+                        **links)
+    insert(movement)
     taking("merchant_account")
     accounts = MerchantAccount.objects.filter(merchant_id=merchant_id)
     if not accounts.update(pending_fen=F("pending_fen") + amount_fen, updated_at=now):

@@ -11,6 +11,7 @@ from django.utils import timezone
 from core.errors import InvalidInput
 from core.locks import lock
 from core.realtime import publish_on_commit
+from core.rows import insert
 from accounts import roles
 from merchants import rules
 from merchants.errors import AlreadyIntercepted, InterceptUnavailable, NotFound, PermissionDenied, TaskNotOpen
@@ -33,10 +34,9 @@ def create_resend_task(*, order: Order, ticket_id: int, reason: str, now: dateti
         score, policy = score_and_policy(merchant_id=order.merchant_id)
         hours = rules.resend_deadline_hours(score=100 if score is None else score, policy=policy)
         deadline = timedelta(hours=hours)
-    task = ResendTask.objects.create(
-        merchant_id=order.merchant_id, order=order, ticket_id=ticket_id, reason=reason[:255],
-        deadline_at=now + deadline, created_at=now,
-    )
+    task = ResendTask(merchant_id=order.merchant_id, order=order, ticket_id=ticket_id, reason=reason[:255],
+                      deadline_at=now + deadline, created_at=now)
+    insert(task)
     publish_on_commit([merchant_group(order.merchant_id)], {"type": "resend.task", "task_id": task.pk,
                                                            "order_no": order.order_no,
                                                            "deadline_at": task.deadline_at.isoformat()})

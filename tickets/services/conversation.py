@@ -12,6 +12,7 @@ from django.utils import translation
 from django.utils.translation import gettext, gettext_noop
 
 from accounts import roles
+from core.rows import insert
 from tickets import events, search
 from tickets.models import Attachment, Channel, Message, Ticket
 from tickets.services.attachments import claim_attachments
@@ -55,10 +56,11 @@ def append_message(
         # searching their own tickets must not find a staff note's words)
         update += _extend_search_text(ticket, [body])
     ticket.save(update_fields=update)
-    message = Message.objects.create(
+    message = Message(
         ticket=ticket, seq=ticket.last_seq, author=author, author_role=role, body=body,
         internal=internal, client_msg_id=client_msg_id, created_at=now, notice=notice, waited_from=waited_from,
     )
+    insert(message)
     claim_attachments(message=message, attachments=attachments or [])
     events.message_posted(message, prev_public_seq=prev_public_seq)
     return message

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from accounts import roles
 from core import doors
+from core.rows import insert
 from merchants import services as merchant_services
 from merchants.models import Order
 from merchants.selectors import merchant_id_for, visible_order
@@ -187,18 +188,17 @@ def _create_ticket(*, actor, category, subject, body, party, channel, grade, lan
     ticket.start_sla(now=now)
     queue = pick_queue(ticket=ticket)
     ticket.route(queue=queue, now=now)  # new → open, on the row before it exists
-    ticket.save()
-    TicketEvent.objects.bulk_create([
+    insert(ticket)
+    insert(
         TicketEvent(ticket=ticket, kind="created", actor=actor_or_none, created_at=now,
                     data={"category": category, "channel": channel, "grade": grade, "party": party,
                           "due_at": ticket.due_at.isoformat()}),
         TicketEvent(ticket=ticket, kind="route", actor=None, created_at=now,
                     data={"from": Ticket.Status.NEW, "to": ticket.status, "queue": queue.code}),
-    ])
-    message = Message.objects.create(
-        ticket=ticket, seq=1, author=actor_or_none, author_role=author_role_of(actor_or_none), body=body,
-        internal=False, created_at=now,
     )
+    message = Message(ticket=ticket, seq=1, author=actor_or_none, author_role=author_role_of(actor_or_none), body=body,
+                      internal=False, created_at=now)
+    insert(message)
     events.message_posted(message, prev_public_seq=0)
     if ticket.channel == Channel.CHAT:
         # before the dispute's money: agent profiles come before orders in the lock order (core/locks.py)
