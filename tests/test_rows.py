@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_fsm import ConcurrentTransition
@@ -19,7 +19,7 @@ from accounts.services import issue_api_token, token_digest
 from compensation.models import IdempotencyRecord
 from compensation.services import remedies
 from compensation.tests.factories import remedy_ticket
-from core.rows import Columns, cache_related, insert, split
+from core.rows import Columns, cache_related, insert, split, update
 from merchants.models import Order
 from tickets.models import Ticket, TicketEvent
 from tickets.tests.factories import open_ticket
@@ -203,3 +203,44 @@ def test_insert_refuses_what_it_cannot_store_as_save_would(buyer, agent, merchan
     with pytest.raises(IntegrityError), transaction.atomic():
         insert(IdempotencyRecord(scope="s", key="k", request_hash="h2", status_code=201, response={}, created_at=now))
     assert IdempotencyRecord.objects.filter(scope="s", key="k").get().request_hash == "h"
+
+
+# --- update -------------------------------------------------------------------------------------
+
+
+def test_update_writes_what_save_update_fields_writes(buyer, agent, merchant):
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    twin = Ticket.objects.get(pk=ticket.pk)
+    before = Ticket.objects.get(pk=ticket.pk).updated_at
+    ticket.last_seq, ticket.search_text = 9, "快递 延误"
+    with CaptureQueriesContext(connection) as queries:
+        update(ticket, ["last_seq", "search_text", "updated_at"])
+    assert len(queries) == 1 and queries[0]["sql"].startswith("UPDATE")
+    stored = Ticket.objects.get(pk=ticket.pk)
+    assert (stored.last_seq, stored.search_text) == (9, "快递 延误")
+    assert stored.updated_at == ticket.updated_at and stored.updated_at > before  # auto_now, as save() does
+    assert stored.subject == twin.subject  # only the fields named
+    # the row's next save expects the state it was written in
+    ticket.subject = "again"
+    ticket.save()
+    assert Ticket.objects.get(pk=ticket.pk).subject == "again"
+
+
+def test_update_refuses_a_state_changed_meanwhile_and_a_row_gone(buyer, agent, merchant):
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    Ticket.objects.filter(pk=ticket.pk).update(status=Ticket.Status.CLOSED)
+    ticket.last_seq = 42
+    with pytest.raises(ConcurrentTransition), transaction.atomic():
+        update(ticket, ["last_seq"])
+    assert Ticket.objects.get(pk=ticket.pk).last_seq != 42
+    order = Order.objects.get(pk=ticket.order_id)
+    order.refunded_fen = 100
+    update(order, ["refunded_fen"])
+    assert Order.objects.get(pk=order.pk).refunded_fen == 100
+    gone = Order.objects.get(pk=order.pk)
+    Order.objects.filter(pk=order.pk).update(order_no="moved")  # a plain model: no state to compare
+    gone.pk = 10**9
+    with pytest.raises(DatabaseError), transaction.atomic():
+        update(gone, ["refunded_fen"])
+    with pytest.raises(ValueError):
+        update(Order(), ["refunded_fen"])

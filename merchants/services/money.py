@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from accounts import roles
 from core.locks import lock, taking
-from core.rows import insert
+from core.rows import insert, update
 from merchants.errors import (
     AmountInvalid,
     ExceedsWithdrawable,
@@ -323,7 +323,7 @@ def refund_order(*, order: Order, source: str, amount_fen: int, now: datetime) -
     if order.refunded_fen == order.amount_fen and order.escrow_status == Order.EscrowStatus.PENDING:
         order.escrow_status = Order.EscrowStatus.REFUNDED
         fields.append("escrow_status")
-    order.save(update_fields=fields)
+    update(order, fields)
     if source == "escrow":
         add_to_escrow(merchant_id=order.merchant_id, kind=Movement.Kind.ORDER_REFUNDED, amount_fen=-amount_fen, now=now,
                       order=order)

@@ -12,7 +12,7 @@ from django.utils import translation
 from django.utils.translation import gettext, gettext_noop
 
 from accounts import roles
-from core.rows import insert
+from core import rows
 from tickets import events, search
 from tickets.models import Attachment, Channel, Message, Ticket
 from tickets.services.attachments import claim_attachments
@@ -55,12 +55,12 @@ def append_message(
         # people's public words are searchable (internal notes are not: a buyer
         # searching their own tickets must not find a staff note's words)
         update += _extend_search_text(ticket, [body])
-    ticket.save(update_fields=update)
+    rows.update(ticket, update)
     message = Message(
         ticket=ticket, seq=ticket.last_seq, author=author, author_role=role, body=body,
         internal=internal, client_msg_id=client_msg_id, created_at=now, notice=notice, waited_from=waited_from,
     )
-    insert(message)
+    rows.insert(message)
     claim_attachments(message=message, attachments=attachments or [])
     events.message_posted(message, prev_public_seq=prev_public_seq)
     return message
@@ -148,16 +148,16 @@ def _copy_attachments(*, originals: list[Message], copies: list[Message], ticket
             copy.pk = copy.id = ids[copy.seq]
     copy_of = {original.pk: copy for original, copy in zip(originals, copies)}
     moved: dict[int, list[Attachment]] = {}
-    rows = []
+    copied = []
     for attachment in Attachment.objects.filter(message_id__in=list(copy_of)).order_by("pk"):
         copy = copy_of[attachment.message_id]
         row = Attachment(ticket=ticket, uploaded_by_id=attachment.uploaded_by_id, message=copy, file=attachment.file.name,
                          thumbnail=attachment.thumbnail.name, content_type=attachment.content_type,
                          size_bytes=attachment.size_bytes, created_at=attachment.created_at)
-        rows.append(row)
+        copied.append(row)
         moved.setdefault(copy.seq, []).append(row)
-    if rows:
-        Attachment.objects.bulk_create(rows)
+    if copied:
+        Attachment.objects.bulk_create(copied)
     for copy in copies:
         copy._prefetched_objects_cache = {"attachments": moved.get(copy.seq, [])}
 
