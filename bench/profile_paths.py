@@ -2,13 +2,16 @@
 application called directly (no server, no client, no network), so the figure
 is the app's own CPU per request and nothing else's.
 
-    .venv/bin/python bench/profile_paths.py [--requests 200] [--paths remedy,intake,read] [--profile 25]
+    .venv/bin/python bench/profile_paths.py [--requests 200] [--rounds 5] [--paths remedy,intake,read] [--profile 25]
 
 Uses its own database (``cs_bench_profile``, loopback PostgreSQL) and Redis
 db 10, set up as ``bench/remedies.py`` sets up its own (4 agents, tickets
 assigned, budget and caps out of the way). For each path it prints the CPU per
 request (``time.process_time``: this process only, so PostgreSQL's and Redis's
-CPU are not in it), the wall time, the SQL statements per request, and with
+CPU are not in it) as the median and the best of ``--rounds`` rounds of
+``--requests`` each (a round that shared the machine with something else
+shows as an outlier, not as a shift), the wall time, the SQL statements per
+request, and with
 ``--profile N`` the N functions with the most CPU of their own and the N with
 the most in total (cProfile timed by ``time.process_time``: time waiting on the
 database or Redis does not count, which is what a CPU-bound server pays).
@@ -33,6 +36,7 @@ import io
 import json
 import os
 import pstats
+import statistics
 import subprocess
 import sys
 import time
@@ -130,35 +134,35 @@ class Caller:
         return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
 
 
-def requests_for(path: str, data: dict, count: int):
+def requests_for(path: str, data: dict, count: int, offset: int = 0):
     """(method, path, token, body, headers, expected statuses) for ``count`` requests."""
     if path == "remedy":
         kinds = [{"kind": "coupon"}, {"kind": "resend", "with_coupon": True}, {"kind": "refund", "amount_fen": 100}]
         agent = data["agents"][0]
-        for n in range(count):
+        for n in range(offset, offset + count):
             ticket = agent["tickets"][n % len(agent["tickets"])]
             yield ("POST", f"/api/v1/tickets/{ticket}/remedies/", agent["token"],
                    {**kinds[n % len(kinds)], "reason": "双十一延误补偿"}, {"Idempotency-Key": f"profile-{n}"}, {201})
     elif path == "intake":
         buyer = data["buyer"]
-        for n in range(count):
+        for n in range(offset, offset + count):
             order = buyer["orders"][n % len(buyer["orders"])]
             yield ("POST", "/api/v1/tickets/", buyer["token"],
                    {"category": "logistics_delay", "subject": f"快递没到 {n}", "body": "已经五天了", "order_id": order},
                    {}, {201})
     elif path == "read":
         agent = data["agents"][1]
-        for n in range(count):
+        for n in range(offset, offset + count):
             ticket = agent["tickets"][n % len(agent["tickets"])]
             yield ("GET", f"/api/v1/tickets/{ticket}/", agent["token"], None, {}, {200})
     else:
         raise SystemExit(f"unknown path {path!r}")
 
 
-def measure(caller: Caller, path: str, data: dict, count: int, profile_top: int) -> dict:
+def measure(caller: Caller, path: str, data: dict, count: int, profile_top: int, offset: int = 0) -> dict:
     # warm: imports, caches, the first connection
-    for method, url, token, body, headers, expected in requests_for(path, data, 3):
-        headers = {k: f"warm-{v}" for k, v in headers.items()}
+    for method, url, token, body, headers, expected in requests_for(path, data, 3, offset):
+        headers = {k: f"warm-{offset}-{v}" for k, v in headers.items()}
         status, answer = caller.request(method, url, token, body, headers)
         if status not in expected:
             raise SystemExit(f"{path}: warm-up answered {status}: {answer[:300]!r}")
@@ -174,7 +178,7 @@ def measure(caller: Caller, path: str, data: dict, count: int, profile_top: int)
         statements[0] += 1
         return original(self, *args, **kwargs)
 
-    batch = list(requests_for(path, data, count))
+    batch = list(requests_for(path, data, count, offset))
     # one profiler on the event loop's thread, one on the request's thread
     # (middleware, view, service), each timed by its own thread's CPU, merged
     loop_profiler = cProfile.Profile(time.thread_time) if profile_top else None
@@ -226,7 +230,8 @@ def top_functions(loop_profiler: cProfile.Profile, view_profiler: cProfile.Profi
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=200, help="requests per path (default 200)")
+    parser.add_argument("--requests", type=int, default=200, help="requests per path and round (default 200)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per path (default 5)")
     parser.add_argument("--paths", default="remedy,intake,read")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="print the N functions with the most CPU (own, then total) per path")
@@ -246,13 +251,21 @@ def main() -> None:
     caller = Caller()
     results = []
     for path in args.paths.split(","):
-        result = measure(caller, path.strip(), data, args.requests, args.profile)
+        rounds = [measure(caller, path.strip(), data, args.requests, args.profile, offset=n * args.requests)
+                  for n in range(args.rounds)]
+        cpu = sorted(r["cpu_ms"] for r in rounds)
+        result = {"path": path.strip(), "requests": args.requests, "rounds": args.rounds,
+                  "cpu_ms": statistics.median(cpu), "cpu_ms_best": cpu[0],
+                  "wall_ms": statistics.median(r["wall_ms"] for r in rounds),
+                  "statements": statistics.mean(r["statements"] for r in rounds),
+                  "statuses": {k: sum(r["statuses"].get(k, 0) for r in rounds) for k in rounds[0]["statuses"]},
+                  "cpu_ms_rounds": [round(r["cpu_ms"], 2) for r in rounds]}
         results.append(result)
-        print(f"{result['path']:>7}: {result['cpu_ms']:6.2f} ms CPU, {result['wall_ms']:6.2f} ms wall, "
-              f"{result['statements']:.1f} statements per request ({result['requests']} requests, "
-              f"statuses {result['statuses']})")
-        if "profile" in result:
-            print(result["profile"])
+        print(f"{result['path']:>7}: {result['cpu_ms']:6.2f} ms CPU (best {result['cpu_ms_best']:.2f}), "
+              f"{result['wall_ms']:6.2f} ms wall, {result['statements']:.1f} statements per request "
+              f"({args.rounds} rounds of {args.requests}, statuses {result['statuses']})")
+        if args.profile:
+            print(rounds[-1]["profile"])
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 
