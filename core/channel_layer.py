@@ -24,6 +24,8 @@ What this module adds to channels-redis:
   process-wide synchronous client, for code that runs outside an event loop
   (a request's ``on_commit``, a Celery task). ``async_to_sync(group_send)``
   would start a thread, an event loop and a connection pool per call.
+  ``group_send_many_sync``: several events so, in one pipeline (what an HTTP
+  request published, ``core.realtime.published_together``).
 - **Recovery.** When the subscription connection fails (Redis restarted), the
   receiver logs it once, keeps trying (redis-py resubscribes on reconnect) and
   then wakes every socket of the process with ``{"type": "layer.reconnected"}``
@@ -225,17 +227,23 @@ class RedisPubSubLayer(RedisPubSubChannelLayer):
         trip per Redis host however many groups. Raises on a Redis error (the
         caller decides whether a lost wake-up matters)."""
         names = [groups] if isinstance(groups, str) else list(groups)
-        data = self.serialize(message)
-        by_host: dict[int, list[str]] = {}
-        for group in names:
-            channel = self.group_channel(group)
-            by_host.setdefault(_consistent_hash(channel, len(self._hosts)), []).append(channel)
-        for index, channels in by_host.items():
+        self.group_send_many_sync([(names, message)])
+
+    def group_send_many_sync(self, events: Iterable[tuple[Iterable[str], dict[str, Any]]]) -> None:
+        """Publish each ``(groups, message)`` from synchronous code, in order:
+        one round trip per Redis host however many. Raises on a Redis error."""
+        by_host: dict[int, list[tuple[str, bytes]]] = {}
+        for names, message in events:
+            data = self.serialize(message)
+            for group in names:
+                channel = self.group_channel(group)
+                by_host.setdefault(_consistent_hash(channel, len(self._hosts)), []).append((channel, data))
+        for index, publishes in by_host.items():
             client = self._sync_client(index)
-            if len(channels) == 1:
-                client.publish(channels[0], data)
+            if len(publishes) == 1:
+                client.publish(*publishes[0])
             else:
                 with client.pipeline(transaction=False) as pipe:
-                    for channel in channels:
+                    for channel, data in publishes:
                         pipe.publish(channel, data)
                     pipe.execute()

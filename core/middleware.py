@@ -14,6 +14,22 @@ from django.utils.deprecation import MiddlewareMixin
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 from core.errors import DomainError, ServiceUnavailable, is_outage
+from core.realtime import published_together
+
+
+class PublishTogetherMiddleware:
+    """What the request's transactions publish after they commit goes to the
+    channel layer in one round trip once the view has answered
+    (``core.realtime.published_together``); first in the chain, so nothing
+    the request publishes escapes it. Sync: the chain runs on the request's
+    thread (``core.asgi_http``)."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request):
+        with published_together():
+            return self.get_response(request)
 
 
 class DomainErrorMiddleware(MiddlewareMixin):

@@ -62,6 +62,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # first: what any part of the request publishes goes out together at its end
+    "core.middleware.PublishTogetherMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "core.middleware.StaticFilesMiddleware",  # WhiteNoise, async under ASGI
     "django.contrib.sessions.middleware.SessionMiddleware",
