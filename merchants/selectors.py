@@ -48,17 +48,29 @@ def merchant_for(*, user) -> Merchant | None:
     return Merchant.objects.filter(pk=merchant_id).first() if merchant_id else None
 
 
+def _order_scope(*, user) -> tuple[str, int | None] | None:
+    """Which orders ``user`` sees, the one rule for both readers below:
+    ``("", None)`` every order (staff), ``(field, value)`` the orders whose
+    ``field`` is ``value`` (a buyer their own, merchant staff their
+    merchant's), None none."""
+    if is_agent(user):
+        return "", None
+    if is_merchant_staff(user):
+        merchant_id = merchant_id_for(user=user)
+        return ("merchant", merchant_id) if merchant_id else None
+    if is_buyer(user):
+        return "buyer", user.pk
+    return None
+
+
 def orders_visible_to(*, user) -> QuerySet[Order]:
     """A buyer sees their own orders, merchant staff their merchant's, staff all."""
     orders = Order.objects.select_related("merchant", "shipment")
-    if is_agent(user):
-        return orders
-    if is_merchant_staff(user):
-        merchant_id = merchant_id_for(user=user)
-        return orders.filter(merchant_id=merchant_id) if merchant_id else orders.none()
-    if is_buyer(user):
-        return orders.filter(buyer=user)
-    return orders.none()
+    scope = _order_scope(user=user)
+    if scope is None:
+        return orders.none()
+    field, value = scope
+    return orders.filter(**{f"{field}_id": value}) if field else orders
 
 
 def visible_order(*, user, order_id: int) -> Order | None:
@@ -67,18 +79,12 @@ def visible_order(*, user, order_id: int) -> Order | None:
     leaves them, in one statement written once per process and scope: ticket
     intake looks up the buyer's order on every ticket, and the ORM spent ~1.8
     ms of CPU building that one query (ten times the round trip)."""
-    if is_agent(user):
-        scope, value = "", None
-    elif is_merchant_staff(user):
-        scope, value = "merchant", merchant_id_for(user=user)
-    elif is_buyer(user):
-        scope, value = "buyer", user.pk
-    else:
+    scope = _order_scope(user=user)
+    if scope is None:
         return None
-    if scope and value is None:  # merchant staff without a merchant see nothing
-        return None
+    field, value = scope
     with connection.cursor() as cursor:
-        cursor.execute(_visible_order_sql(connection.vendor, scope), {"order": order_id, "scope": value})
+        cursor.execute(_visible_order_sql(connection.vendor, field), {"order": order_id, "scope": value})
         row = cursor.fetchone()
     if row is None:
         return None
@@ -94,10 +100,10 @@ _ORDER, _MERCHANT, _SHIPMENT = Columns(Order, "o"), Columns(Merchant, "m"), Colu
 
 
 @functools.cache
-def _visible_order_sql(vendor: str, scope: str) -> str:
+def _visible_order_sql(vendor: str, field: str) -> str:
     where = f"{column(Order, 'id', 'o')} = %(order)s"
-    if scope:
-        where += f" AND {column(Order, scope, 'o')} = %(scope)s"
+    if field:
+        where += f" AND {column(Order, field, 'o')} = %(scope)s"
     return (f"SELECT {_ORDER.sql()}, {_MERCHANT.sql()}, {_SHIPMENT.sql()} FROM {table(Order)} o "
             f"JOIN {table(Merchant)} m ON {column(Merchant, 'id', 'm')} = {column(Order, 'merchant', 'o')} "
             f"LEFT JOIN {table(Shipment)} s ON {column(Shipment, 'order', 's')} = {column(Order, 'id', 'o')} "
