@@ -1,5 +1,5 @@
 """Model instances from a hand-written ``SELECT``, as the ORM builds them,
-and new instances stored by an ``INSERT`` written once per model.
+and instances stored by an ``INSERT`` or ``UPDATE`` written once per model.
 
 A few statements run on every request or every remedy (the API token and its
 user, the ticket a remedy locks with its buyer and order), and the ORM spends
@@ -200,9 +200,6 @@ def update(instance: Model, fields: list[str] | tuple[str, ...], *, using: str =
         params.append(field.get_db_prep_save(value, connection=connection))
     params.append(model._meta.pk.get_db_prep_value(instance.pk, connection))
     states = _initial_states(instance)
-    if any(states[field.attname] is None for field in statement.state_fields):  # "= NULL" would match nothing
-        instance.save(update_fields=fields, using=using)
-        return
     for field in statement.state_fields:
         params.append(field.get_db_prep_value(states[field.attname], connection))
     with connection.cursor() as cursor:
@@ -240,6 +237,8 @@ def _update_sql(model: type[Model], alias: str, vendor: str, names: tuple[str, .
     state_fields = ()
     if issubclass(model, ConcurrentTransitionMixin):
         state_fields = tuple(field for field in meta.concrete_fields if isinstance(field, FSMFieldMixin))
+        if any(field.null for field in state_fields):  # "state = NULL" would match no row
+            raise ValueError(f"update() compares {meta.object_name}'s state, which may be NULL: use save().")
     quote = connection.ops.quote_name
     sql = (f"UPDATE {quote(meta.db_table)} SET {', '.join(f'{quote(field.column)} = %s' for field in fields)} "
            f"WHERE {' AND '.join(f'{quote(field.column)} = %s' for field in (meta.pk, *state_fields))}")

@@ -244,3 +244,23 @@ def test_update_refuses_a_state_changed_meanwhile_and_a_row_gone(buyer, agent, m
         update(gone, ["refunded_fen"])
     with pytest.raises(ValueError):
         update(Order(), ["refunded_fen"])
+
+
+def test_update_refuses_a_state_machine_whose_state_may_be_null():
+    """``state = NULL`` matches no row: such a model would always seem moved on."""
+    from django.db import models
+    from django.test.utils import isolate_apps
+    from django_fsm import ConcurrentTransitionMixin, FSMField
+
+    with isolate_apps("tickets"):  # a model of the test's own, left out of the app registry
+        class Nullable(ConcurrentTransitionMixin, models.Model):
+            state = FSMField(null=True)
+
+            class Meta:
+                app_label = "tickets"
+                managed = False
+
+    stored = Nullable(pk=1, state="a")
+    stored._state.adding = False  # as if loaded
+    with pytest.raises(ValueError, match="may be NULL"):
+        update(stored, ["state"])
