@@ -10,8 +10,9 @@ assigned, budget and caps out of the way). For each path it prints the CPU per
 request (``time.process_time``: this process only, so PostgreSQL's and Redis's
 CPU are not in it) as the median and the best of ``--rounds`` rounds of
 ``--requests`` each (a round that shared the machine with something else
-shows as an outlier, not as a shift), the wall time, the SQL statements per
-request, and with
+shows as an outlier, not as a shift), the wall time, PostgreSQL's CPU per
+request (every ``postgres`` process's, so run it on an otherwise idle
+database server), the SQL statements per request, and with
 ``--profile N`` the N functions with the most CPU of their own and the N with
 the most in total (cProfile timed by ``time.process_time``: time waiting on the
 database or Redis does not count, which is what a CPU-bound server pays).
@@ -196,6 +197,9 @@ def measure(caller: Caller, path: str, data: dict, count: int, profile_top: int,
     if profile_top:
         handler.get_response = profiled_get_response
     statuses: dict[int, int] = {}
+    from bench.harness import cpu_by_command
+
+    pg0 = cpu_by_command(("postgres",))
     cpu0, wall0 = time.process_time(), time.perf_counter()
     CursorWrapper._execute_with_wrappers = counted
     try:
@@ -212,7 +216,9 @@ def measure(caller: Caller, path: str, data: dict, count: int, profile_top: int,
         CursorWrapper._execute_with_wrappers = original
         handler.__dict__.pop("get_response", None)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    pg = cpu_by_command(("postgres",)) - pg0
     result = {"path": path, "requests": count, "cpu_ms": 1000 * cpu / count, "wall_ms": 1000 * wall / count,
+              "pg_ms": 1000 * pg / count,
               "statements": statements[0] / count, "statuses": statuses}
     if profile_top:
         result["profile"] = top_functions(loop_profiler, view_profiler, profile_top)
@@ -257,12 +263,14 @@ def main() -> None:
         result = {"path": path.strip(), "requests": args.requests, "rounds": args.rounds,
                   "cpu_ms": statistics.median(cpu), "cpu_ms_best": cpu[0],
                   "wall_ms": statistics.median(r["wall_ms"] for r in rounds),
+                  "pg_ms": statistics.median(r["pg_ms"] for r in rounds),
                   "statements": statistics.mean(r["statements"] for r in rounds),
                   "statuses": {k: sum(r["statuses"].get(k, 0) for r in rounds) for k in rounds[0]["statuses"]},
                   "cpu_ms_rounds": [round(r["cpu_ms"], 2) for r in rounds]}
         results.append(result)
         print(f"{result['path']:>7}: {result['cpu_ms']:6.2f} ms CPU (best {result['cpu_ms_best']:.2f}), "
-              f"{result['wall_ms']:6.2f} ms wall, {result['statements']:.1f} statements per request "
+              f"{result['wall_ms']:6.2f} ms wall, {result['pg_ms']:5.2f} ms PostgreSQL CPU, "
+              f"{result['statements']:.1f} statements per request "
               f"({args.rounds} rounds of {args.requests}, statuses {result['statuses']})")
         if args.profile:
             print(rounds[-1]["profile"])

@@ -5,7 +5,9 @@ beside ``pgbench -N`` on the same server in the same run.
 
 Uses its own databases (``cs_bench_remedies`` for the app, ``cs_bench_pgbench``
 for pgbench; loopback only) and Redis db 7. Prints remedies/s, p50/p99 and the
-status codes; pgbench tps alone and during the load; the ratio of remedies/s
+status codes; the remedies alone first (no pgbench: what the machine gives them,
+and the server's, PostgreSQL's and the client's CPU per remedy), then beside
+pgbench with the cores each side took; pgbench tps alone and during the load; the ratio of remedies/s
 to pgbench tps; where one remedy's time goes (SQL statements, time in SQL,
 time waiting for the budget-day row lock); and the two exactness checks
 (``verify_ledger``, budget spent = sum of executed costs).
@@ -34,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import Server, add_server_args, check_server_args  # noqa: E402
+from bench.harness import CpuMeter, Server, add_server_args, check_server_args, cpu_by_command  # noqa: E402
 PY = sys.executable
 APP_DB = "postgres://postgres@127.0.0.1:5432/cs_bench_remedies"
 PGBENCH_DB = "cs_bench_pgbench"
@@ -144,7 +146,8 @@ def pgbench(seconds: int, clients: int) -> float:
     return float(line.split("=")[1].split()[0])
 
 
-async def load(base: str, agents: list[dict], seconds: float, concurrency: int) -> tuple[list[float], dict[int, int]]:
+async def load(base: str, agents: list[dict], seconds: float, concurrency: int,
+               key_prefix: str = "") -> tuple[list[float], dict[int, int]]:
     latencies: list[float] = []
     codes: dict[int, int] = {}
     deadline = time.monotonic() + seconds
@@ -158,7 +161,7 @@ async def load(base: str, agents: list[dict], seconds: float, concurrency: int) 
             body = {**kinds[n % len(kinds)], "reason": "双十一延误补偿"}
             start = time.perf_counter()
             response = await client.post(f"{base}/api/v1/tickets/{ticket}/remedies/", json=body,
-                                         headers={**headers, "Idempotency-Key": f"a{index}-{n}"})
+                                         headers={**headers, "Idempotency-Key": f"{key_prefix}a{index}-{n}"})
             latencies.append((time.perf_counter() - start) * 1000)
             codes[response.status_code] = codes.get(response.status_code, 0) + 1
             n += 1
@@ -196,13 +199,22 @@ def main() -> None:
     base = server.base
     try:
         asyncio.run(load(base, agents, 3, 4))  # warm-up
+        # the remedies alone first: what the machine gives them when nothing else runs,
+        # and where one remedy's CPU goes (the server's processes, PostgreSQL's)
+        pg0 = cpu_by_command(("postgres",))
+        with CpuMeter(server) as alone:
+            alone_latencies, _ = asyncio.run(load(base, agents, args.seconds, args.concurrency, key_prefix="alone-"))
+        alone_pg = cpu_by_command(("postgres",)) - pg0
         tps_alone = pgbench(args.seconds, args.concurrency)
-        with subprocess.Popen(["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-N", "-c", str(args.concurrency), "-j", "2",
-                               "-T", str(args.seconds), PGBENCH_DB], stdout=subprocess.PIPE, text=True) as beside:
+        pg0 = cpu_by_command(("postgres",))
+        with CpuMeter(server) as beside_cpu, subprocess.Popen(
+                ["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-N", "-c", str(args.concurrency), "-j", "2",
+                 "-T", str(args.seconds), PGBENCH_DB], stdout=subprocess.PIPE, text=True) as beside:
             start = time.perf_counter()
             latencies, codes = asyncio.run(load(base, agents, args.seconds, args.concurrency))
             elapsed = time.perf_counter() - start
             out, _ = beside.communicate()
+        beside_pg = cpu_by_command(("postgres",)) - pg0
         tps_beside = float(next(line for line in out.splitlines() if line.startswith("tps")).split("=")[1].split()[0])
     finally:
         server.stop()
@@ -215,6 +227,15 @@ def main() -> None:
     print(f"\nremedies through the API: {done} in {elapsed:.1f}s = {rate:.1f}/s with {args.concurrency} agents "
           f"({server.label}); p50 {statistics.median(latencies):.0f} ms, p99 {latencies[int(done * 0.99) - 1]:.0f} ms; "
           f"status codes {dict(sorted(codes.items()))}")
+    alone_n = len(alone_latencies)
+    alone_rate = alone_n / alone.wall
+    print(f"remedies alone (no pgbench): {alone_rate:.1f}/s, p50 {statistics.median(alone_latencies):.0f} ms; per remedy "
+          f"{1000 * alone.server / alone_n:.1f} ms server CPU, {1000 * alone_pg / alone_n:.1f} ms PostgreSQL CPU, "
+          f"{1000 * alone.client / alone_n:.1f} ms client CPU; machine {alone.machine_cores:.2f} cores busy")
+    print(f"beside pgbench: server {beside_cpu.server / beside_cpu.wall:.2f} cores "
+          f"({1000 * beside_cpu.server / done:.1f} ms per remedy), PostgreSQL (both loads) "
+          f"{beside_pg / beside_cpu.wall:.2f} cores, client {beside_cpu.client / beside_cpu.wall:.2f}; "
+          f"machine {beside_cpu.machine_cores:.2f} cores busy")
     print(f"pgbench -N, {args.concurrency} clients: {tps_alone:.0f} tps alone, {tps_beside:.0f} tps beside the API load")
     print(f"ratio remedies/s : pgbench tps (alone) = 1 : {tps_alone / rate:.0f}  ({rate / tps_alone:.4f})")
     if profile["statements_under_lock"] is None:
