@@ -12,7 +12,7 @@ from accounts.logins import ip_and_device
 from accounts.models import ApiToken
 from accounts.services import lift_lockout, log_in_for_token, revoke_api_token
 from core import doors
-from core.api import error_response
+from core.api import Input, error_response
 
 class LoginThrottle(AnonRateThrottle):
     """A cap on token exchanges per client address (successful ones too);
@@ -33,7 +33,7 @@ class TokenApi(GenericAPIView):
     authentication_classes = []
     throttle_classes = [LoginThrottle]
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "TokenInput"
 
@@ -100,7 +100,7 @@ class LockoutResetApi(APIView):
     """Lift a login lockout (supervisors): the failures of an account, of a
     client address, or of either when both are given; audited."""
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "LockoutResetInput"
 

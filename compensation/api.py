@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from accounts import roles
 from compensation import selectors, services
 from compensation.models import BlacklistEntry, Policy, Remedy
-from core.api import IntegerField, filter_choice
+from core.api import Input, IntegerField, filter_choice
 from core.errors import PermissionDenied
 
 
@@ -28,7 +28,7 @@ class RemedyResultOutput(serializers.Serializer):
 class TicketRemediesApi(GenericAPIView):
     serializer_class = RemedyResultOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "RemedyInput"
 
@@ -84,7 +84,7 @@ class RemedyDecisionApi(GenericAPIView):
     serializer_class = RemedyOutput
     approve = True
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "RemedyDecisionInput"
 
@@ -145,7 +145,7 @@ class PolicyOutput(serializers.ModelSerializer):
 class PolicyApi(GenericAPIView):
     serializer_class = PolicyOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "PolicyInput"
 
@@ -184,7 +184,7 @@ class PolicyApi(GenericAPIView):
 class BreakerResetApi(GenericAPIView):
     serializer_class = BudgetOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "BreakerResetInput"
 
@@ -210,7 +210,7 @@ class BlacklistOutput(serializers.ModelSerializer):
 class BlacklistApi(GenericAPIView):
     serializer_class = BlacklistOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "BlacklistInput"
 

@@ -1,4 +1,5 @@
-"""API plumbing shared by every app: the error format and pagination."""
+"""API plumbing shared by every app: the error format, pagination and the
+base of every call's input (``Input``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
+from django.utils.functional import cached_property
 from rest_framework import exceptions, parsers, serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -104,6 +106,67 @@ class IntegerField(serializers.IntegerField):
         if isinstance(data, str) and not _INTEGER.fullmatch(data.strip()):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class Input(serializers.Serializer):
+    """An API call's input: validated into ``validated_data``, never saved.
+
+    DRF builds a serializer's fields anew for every instance, a deep copy of
+    the declared ones with their validators (``Serializer.get_fields``): on
+    ticket intake a twentieth of the request's CPU, for fields that are the
+    same every time. An input's fields keep no state while they validate
+    (what they find goes into the call's own dicts and errors), so an
+    ``Input`` builds them once per class and every instance shares them. They
+    are bound to an instance made without data or context, so they keep no
+    request alive and never see one: a field that would read its context or
+    its parent (a ``HiddenField``, a related field's queryset, a default or a
+    validator that asks for its context) cannot be declared on an ``Input``
+    (``TypeError`` when the class is made; write a plain ``Serializer``).
+    ``validate_<field>`` and ``validate`` still run on the call's own
+    instance. The fields read ``partial`` from the instance they are bound
+    to, so an ``Input`` is never partial. Errors come out exactly as DRF's
+    (core/tests/test_api_input.py).
+    """
+
+    def __init__(self, *args, **kwargs):
+        if kwargs.get("partial"):
+            raise TypeError(f"{type(self).__qualname__} is an Input: its shared fields cannot be partial")
+        super().__init__(*args, **kwargs)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name, field in cls._declared_fields.items():
+            if reason := _reads_its_context(field):
+                raise TypeError(f"{cls.__qualname__}.{name}: {reason}; an Input's fields are shared by every call")
+
+    @cached_property
+    def fields(self):
+        cls = type(self)
+        shared = cls.__dict__.get("_shared_fields")
+        if shared is None:
+            # two threads may both build them once; either copy serves
+            shared = serializers.Serializer.fields.func(cls())
+            cls._shared_fields = shared
+        return shared
+
+
+def _reads_its_context(field) -> str | None:
+    """Why ``field`` (or a child of it) depends on the serializer it is bound
+    to or its context, else None."""
+    from rest_framework.relations import ManyRelatedField, RelatedField
+
+    if isinstance(field, serializers.HiddenField | RelatedField | ManyRelatedField | serializers.SerializerMethodField):
+        return f"a {type(field).__name__} reads its serializer or its context"
+    if getattr(field.default, "requires_context", False):
+        return "its default asks for the context"
+    if any(getattr(v, "requires_context", False) for v in field.validators):
+        return "a validator asks for the context"
+    if isinstance(field, serializers.BaseSerializer) and not isinstance(field, Input | serializers.ListSerializer):
+        return "a nested serializer that is not an Input"
+    for child in (getattr(field, "child", None),):
+        if child is not None and (reason := _reads_its_context(child)):
+            return reason
+    return None
 
 
 class Pagination(PageNumberPagination):

@@ -8,14 +8,14 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
 from accounts import roles
-from core.api import IntegerField
+from core.api import Input, IntegerField
 from core.errors import PermissionDenied
 from incidents import selectors, services
 from incidents.errors import IncidentNotFound, InvalidInput
 from incidents.models import AffectedBuyer, BulkJob, CouponFailure, Incident, LogisticsEvent
 
 
-class LogisticsEventInput(serializers.Serializer):
+class LogisticsEventInput(Input):
     class Meta:
         ref_name = "LogisticsEventInput"
 
@@ -84,7 +84,7 @@ def _incident(incident_id: int) -> Incident:
 class IncidentListApi(GenericAPIView):
     serializer_class = IncidentOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "IncidentInput"
 
@@ -134,7 +134,7 @@ class IncidentTicketsApi(GenericAPIView):
 
     serializer_class = LinkOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "IncidentLinkInput"
 
@@ -159,7 +159,7 @@ class IncidentTicketsApi(GenericAPIView):
 class IncidentCloseApi(GenericAPIView):
     serializer_class = IncidentOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "IncidentReviewInput"
 
@@ -202,7 +202,7 @@ class BulkJobListApi(GenericAPIView):
 
     serializer_class = BulkJobOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "BulkJobInput"
 
@@ -316,7 +316,7 @@ class CouponFailureListApi(GenericAPIView):
 
     serializer_class = CouponFailureOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "CouponFailureInput"
 
@@ -356,7 +356,7 @@ class CouponFailureBuyersApi(GenericAPIView):
 
     serializer_class = AffectedBuyerOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "CouponFailureBuyersInput"
 

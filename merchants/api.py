@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from accounts import roles
 from accounts.logins import ip_and_device
-from core.api import IntegerField, filter_choice
+from core.api import Input, IntegerField, filter_choice
 from core.errors import PermissionDenied
 from core.money import format_fen
 from core.parsing import parse_optional_id
@@ -306,7 +306,7 @@ class PayoutOutput(serializers.ModelSerializer):
 class MerchantPayoutsApi(GenericAPIView):
     serializer_class = PayoutOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "PayoutInput"
 
@@ -387,7 +387,7 @@ class MerchantTasksApi(GenericAPIView):
 class ResendFulfilApi(GenericAPIView):
     serializer_class = ResendTaskOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "ResendFulfilInput"
 
@@ -415,7 +415,7 @@ class OrderChangeOutput(serializers.ModelSerializer):
 class OrderChangeApi(GenericAPIView):
     serializer_class = OrderChangeOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "OrderChangeInput"
 
@@ -454,7 +454,7 @@ class MerchantStockApi(GenericAPIView):
 
     serializer_class = StockRowOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "StockInput"
 
@@ -538,7 +538,7 @@ class CreditPolicyApi(GenericAPIView):
 
     serializer_class = CreditPolicyOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "CreditPolicyInput"
 
@@ -584,7 +584,7 @@ class PayoutReviewApi(GenericAPIView):
     serializer_class = PayoutOutput
     approve = True
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "PayoutReviewInput"
 

@@ -10,7 +10,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
 from accounts.models import User
-from core.api import IntegerField, filter_choice
+from core.api import Input, IntegerField, filter_choice
 from core.parsing import parse_optional_id
 from risk import rules, selectors, services
 from risk.models import RiskHit
@@ -33,7 +33,7 @@ class RiskCheckApi(GenericAPIView):
 
     serializer_class = RiskCheckOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "RiskCheckInput"
 
@@ -98,7 +98,7 @@ class RiskHitListApi(GenericAPIView):
         return self.get_paginated_response(RiskHitOutput(page, many=True).data)
 
 
-class ReasonInput(serializers.Serializer):
+class ReasonInput(Input):
     class Meta:
         ref_name = "RiskReasonInput"
 
@@ -147,7 +147,7 @@ class RiskUnfreezeApi(GenericAPIView):
 
     serializer_class = RiskAccountOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "RiskUnfreezeInput"
 
@@ -196,7 +196,7 @@ class RiskCancelOrdersApi(GenericAPIView):
 
     serializer_class = BulkOrdersOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "RiskCancelOrdersInput"
 
@@ -217,7 +217,7 @@ class RiskRestoreOrdersApi(GenericAPIView):
 
     serializer_class = BulkOrdersOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "RiskRestoreOrdersInput"
 

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 
 from accounts import roles
 from accounts.logins import ip_and_device
-from core.api import IntegerField, JSONParser, filter_choice
+from core.api import Input, IntegerField, JSONParser, filter_choice
 from core.errors import NotFound, PermissionDenied
 from core.parsing import int_or_none, parse_int
 from tickets import events, rules, selectors, services, sla
@@ -130,7 +130,7 @@ LIST_PARAMS = [
 class TicketListApi(GenericAPIView):
     serializer_class = TicketOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "TicketListInput"
 
@@ -180,7 +180,7 @@ class TicketDetailApi(GenericAPIView):
 class TicketTransitionApi(GenericAPIView):
     serializer_class = TicketDetailOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "TicketTransitionInput"
 
@@ -206,7 +206,7 @@ class TicketReportUpApi(GenericAPIView):
 
     serializer_class = TicketDetailOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "TicketReportUpInput"
 
@@ -228,7 +228,7 @@ class TicketMergeApi(GenericAPIView):
 
     serializer_class = TicketDetailOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "TicketMergeInput"
 
@@ -259,7 +259,7 @@ class TicketTagsApi(GenericAPIView):
 
     serializer_class = TicketDetailOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "TicketTagsInput"
 
@@ -307,7 +307,7 @@ class SavedViewListApi(GenericAPIView):
 
     serializer_class = SavedViewOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "SavedViewInput"
 
@@ -367,7 +367,7 @@ class TicketInterceptResendApi(GenericAPIView):
 
     serializer_class = InterceptOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "TicketInterceptResendInput"
 
@@ -438,7 +438,7 @@ class MessageOutput(serializers.ModelSerializer):
 class TicketMessagesApi(GenericAPIView):
     serializer_class = MessageOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "TicketMessagesInput"
 
@@ -489,7 +489,7 @@ class RatingOutput(serializers.ModelSerializer):
 class TicketRatingApi(GenericAPIView):
     serializer_class = RatingOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "TicketRatingInput"
 
@@ -544,7 +544,7 @@ class PlaybookOutput(serializers.ModelSerializer):
 class PlaybookListApi(GenericAPIView):
     serializer_class = PlaybookOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "PlaybookListInput"
 
@@ -576,7 +576,7 @@ class PlaybookListApi(GenericAPIView):
 class PlaybookDetailApi(GenericAPIView):
     serializer_class = PlaybookOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "PlaybookEditInput"
 
@@ -644,7 +644,7 @@ class AgentMeApi(GenericAPIView):
 class AgentPresenceApi(GenericAPIView):
     serializer_class = AgentMeOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "AgentPresenceInput"
 
@@ -671,7 +671,7 @@ class OvertimeOutput(serializers.ModelSerializer):
 class OvertimeRequestApi(GenericAPIView):
     serializer_class = OvertimeOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "OvertimeRequestInput"
 
@@ -737,7 +737,7 @@ class MerchantResponseApi(GenericAPIView):
     serializer_class = TicketEventOutput
     parser_classes = [MultiPartParser, JSONParser]
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "MerchantResponseInput"
 
@@ -782,7 +782,7 @@ class TicketAttachmentsApi(GenericAPIView):
     serializer_class = AttachmentOutput
     parser_classes = [MultiPartParser]
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "TicketAttachmentsInput"
 

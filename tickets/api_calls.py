@@ -8,7 +8,7 @@ from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
-from core.api import IntegerField
+from core.api import Input, IntegerField
 from core.errors import InvalidInput
 from core.parsing import parse_id
 from tickets import selectors
@@ -74,7 +74,7 @@ class CallerLookupApi(GenericAPIView):
 class PhoneCallApi(GenericAPIView):
     serializer_class = PhoneCallOutput
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         class Meta:
             ref_name = "PhoneCallInput"
 
