@@ -150,6 +150,16 @@ class Input(serializers.Serializer):
         return shared
 
 
+def schema_doc_excludes() -> list:
+    """The classes whose docstrings stay out of the OpenAPI schema
+    (``GET_LIB_DOC_EXCLUDES``): drf-spectacular's list of DRF's own, and
+    ``Input``, whose docstring is for the engineers, not the API's readers
+    (drf-spectacular would give it to every input that has none)."""
+    from drf_spectacular.plumbing import get_lib_doc_excludes
+
+    return [*get_lib_doc_excludes(), Input]
+
+
 def _reads_its_context(field) -> str | None:
     """Why ``field`` (or a child of it) depends on the serializer it is bound
     to or its context, else None."""

@@ -323,6 +323,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_INCLUDE_SCHEMA": False,
+    # core.api.Input's docstring is not an input's description
+    "GET_LIB_DOC_EXCLUDES": "core.api.schema_doc_excludes",
     # core/urls.py: <id:...> is a row id (a 64-bit integer)
     "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "format": "int64", "minimum": 1}},
     "ENUM_NAME_OVERRIDES": {

@@ -139,3 +139,16 @@ def test_a_nested_input_is_shared_too():
 def test_an_input_is_never_partial():
     with pytest.raises(TypeError, match="cannot be partial"):
         Shared(data={}, partial=True)
+
+
+def test_the_schema_gives_no_input_its_base_class_docstring():
+    import inspect
+
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    components = schema["components"]["schemas"]
+    inputs = [name for name in components if name.endswith("InputRequest")]
+    assert inputs, "the schema names its inputs …InputRequest"
+    leaked = [name for name, body in components.items() if body.get("description") == inspect.cleandoc(Input.__doc__)]
+    assert leaked == []
