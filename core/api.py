@@ -173,10 +173,8 @@ def _reads_its_context(field) -> str | None:
         return "a validator asks for the context"
     if isinstance(field, serializers.BaseSerializer) and not isinstance(field, Input | serializers.ListSerializer):
         return "a nested serializer that is not an Input"
-    for child in (getattr(field, "child", None),):
-        if child is not None and (reason := _reads_its_context(child)):
-            return reason
-    return None
+    child = getattr(field, "child", None)  # a list's or a dict's items, a list serializer's rows
+    return _reads_its_context(child) if child is not None else None
 
 
 class Pagination(PageNumberPagination):
