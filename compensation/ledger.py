@@ -40,10 +40,11 @@ def entry_hash(*, prev_hash: str, remedy_id: int, account: str, amount_fen: int,
 
 def post(*, remedy: Remedy, lines: list[tuple[str, int, str]], now: datetime) -> None:
     """Append ``(account, amount_fen, memo)`` lines for one remedy; they must
-    sum to zero. Three statements, inside the remedy's transaction: lock the
-    chain's head, insert the entries, move the head. They are written once
-    per process (every executed remedy posts; the ORM spent more CPU building
-    them than PostgreSQL spent running them)."""
+    sum to zero. Inside the remedy's transaction: lock the chain's head, then
+    insert the entries and move the head, on PostgreSQL in one statement (a
+    round trip less for every remedy that posts), elsewhere in two. They are
+    written once per process (every executed remedy posts; the ORM spent more
+    CPU building them than PostgreSQL spent running them)."""
     if sum(amount for _, amount, _ in lines) != 0:
         raise ValueError("ledger lines of a remedy must balance")
     if not lines:
@@ -56,9 +57,13 @@ def post(*, remedy: Remedy, lines: list[tuple[str, int, str]], now: datetime) ->
         digest = entry_hash(prev_hash=prev, remedy_id=remedy.pk, account=account, amount_fen=amount, memo=memo)
         params += [remedy.pk, chain, account, amount, memo, created_at, prev, digest]
         prev = digest
+    move = [prev, len(lines), head_id]
     with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(connection.vendor, len(lines)), params)
-        cursor.execute(_move_head_sql(connection.vendor), [prev, len(lines), head_id])
+        if connection.vendor == "postgresql":
+            cursor.execute(_insert_and_move_sql(len(lines)), params + move)
+        else:
+            cursor.execute(_insert_sql(connection.vendor, len(lines)), params)
+            cursor.execute(_move_head_sql(connection.vendor), move)
 
 
 def _lock_head(chain: int) -> tuple[int, str]:
@@ -89,6 +94,12 @@ def _insert_sql(vendor: str, rows: int) -> str:
     values = "(" + ", ".join(["%s"] * len(_ENTRY_FIELDS)) + ")"
     return (f"INSERT INTO {table(LedgerEntry)} ({', '.join(column(LedgerEntry, name) for name in _ENTRY_FIELDS)}) "
             f"VALUES {', '.join([values] * rows)}")
+
+
+@functools.cache
+def _insert_and_move_sql(rows: int) -> str:
+    # PostgreSQL runs a data-modifying WITH once and to completion, read or not
+    return f"WITH entries AS ({_insert_sql('postgresql', rows)}) {_move_head_sql('postgresql')}"
 
 
 @functools.cache

@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -344,6 +345,36 @@ def test_the_ledger_is_chains_each_verifiable(buyer, agent, merchant, settings):
     victim = LedgerEntry.objects.filter(chain=2).order_by("id").first()
     LedgerEntry.objects.filter(pk=victim.pk).update(memo="tampered")
     assert ledger.verify().bad_hashes == [victim.pk]
+
+
+@pytest.mark.django_db
+def test_posting_locks_the_head_then_writes_entries_and_head_in_one_statement_on_postgresql(
+        buyer, agent, merchant):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    Policy.objects.update_or_create(pk=1, defaults={"buyer_daily_cap": 100})
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    remedy = Remedy.objects.get(pk=_apply(agent, ticket, kind="coupon").remedy_id)
+    chain = ledger.chain_of(remedy.pk)
+    head_before = LedgerHead.objects.get(chain=chain)
+    lines = [("platform:compensation", -300, "test"), (f"buyer:{buyer.pk}", 200, "test"), ("x", 100, "test")]
+    # when
+    with transaction.atomic(), CaptureQueriesContext(connection) as captured:
+        ledger.post(remedy=remedy, lines=lines, now=timezone.now())
+    # then: the head locked, then one statement (PostgreSQL) or two for the entries and the head's move
+    statements = [q["sql"] for q in captured.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
+    assert "compensation_ledgerhead" in statements[0]
+    if connection.vendor == "postgresql":
+        assert "FOR UPDATE" in statements[0] and len(statements) == 2
+    else:
+        assert len(statements) == 3
+    entries = list(LedgerEntry.objects.filter(remedy=remedy, memo="test").order_by("id"))
+    assert [(e.account, e.amount_fen) for e in entries] == [(a, n) for a, n, _ in lines]
+    assert entries[0].prev_hash == head_before.last_hash
+    head = LedgerHead.objects.get(chain=chain)
+    assert head.last_hash == entries[-1].hash and head.entries == head_before.entries + 3
+    assert ledger.verify().ok
 
 
 @pytest.mark.django_db
