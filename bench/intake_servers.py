@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -40,20 +39,17 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import Server, cpu_by_command, free_port, pct, proc_cpu_s, tree_cpu_s  # noqa: E402
+from bench.harness import (  # noqa: E402
+    Config, Server, cpu_by_command, free_port, pct, proc_cpu_s, recreate_database, tree_cpu_s,
+)
 from bench.remedies import SETUP  # noqa: E402
 
 PY = sys.executable
 DB = "cs_bench_intake"
 REDIS_DB = "11"
 GRANIAN = Path(PY).parent / "granian"
-ENV = {
-    **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SQLITE_PATH")},
-    "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}", "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
-    "DEBUG": "0", "SECRET_KEY": "bench-intake-servers-only-" + "x" * 30, "ALLOWED_HOSTS": "127.0.0.1,localhost",
-    "SECURE_SSL_REDIRECT": "0", "SECURE_COOKIES": "0", "SECURE_HSTS_SECONDS": "0", "LOG_LEVEL": "WARNING",
-    "DJANGO_SETTINGS_MODULE": "cs_portal.settings", "PYTHONPATH": str(ROOT),
-}
+CFG = Config(database_url=f"postgres://postgres@127.0.0.1:5432/{DB}", redis_url=f"redis://127.0.0.1:6379/{REDIS_DB}")
+ENV = {**CFG.app_env(), "DJANGO_SETTINGS_MODULE": "cs_portal.settings", "PYTHONPATH": str(ROOT)}
 
 BUYERS = r'''
 import json, django
@@ -75,13 +71,7 @@ def run(args: list[str]) -> str:
 
 
 def set_up() -> list[dict]:
-    def psql(sql: str) -> None:
-        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc", sql], check=True,
-                       capture_output=True)
-
-    psql(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
-    psql(f'CREATE DATABASE "{DB}"')
-    subprocess.run(["redis-cli", "-n", REDIS_DB, "flushdb"], check=True, capture_output=True)
+    recreate_database(CFG)  # refuses anything but a loopback database named for a bench
     run(["manage.py", "migrate", "--noinput", "-v0"])
     run(["-c", SETUP, "2", "40"])  # 64 buyers, 80 shipped orders
     subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", DB, "-qc", "VACUUM ANALYZE"], check=True,
