@@ -2,7 +2,7 @@
 application called directly (no server, no client, no network), so the figure
 is the app's own CPU per request and nothing else's.
 
-    .venv/bin/python bench/profile_paths.py [--requests 200] [--rounds 5] [--paths remedy,intake,read] [--profile 25]
+    .venv/bin/python bench/profile_paths.py [--requests 200] [--rounds 5] [--paths remedy,intake,read] [--profile 25] [--sql 3]
 
 Uses its own database (``cs_bench_profile``, loopback PostgreSQL) and Redis
 db 10, set up as ``bench/remedies.py`` sets up its own (4 agents, tickets
@@ -160,7 +160,8 @@ def requests_for(path: str, data: dict, count: int, offset: int = 0):
         raise SystemExit(f"unknown path {path!r}")
 
 
-def measure(caller: Caller, path: str, data: dict, count: int, profile_top: int, offset: int = 0) -> dict:
+def measure(caller: Caller, path: str, data: dict, count: int, profile_top: int, offset: int = 0,
+            show_sql: int = 0) -> dict:
     # warm: imports, caches, the first connection
     for method, url, token, body, headers, expected in requests_for(path, data, 3, offset):
         headers = {k: f"warm-{offset}-{v}" for k, v in headers.items()}
@@ -174,9 +175,12 @@ def measure(caller: Caller, path: str, data: dict, count: int, profile_top: int,
 
     statements = [0]
     original = CursorWrapper._execute_with_wrappers
+    sql_by_request: list[list[str]] = []
 
     def counted(self, *args, **kwargs):
         statements[0] += 1
+        if len(sql_by_request) <= show_sql and sql_by_request:
+            sql_by_request[-1].append(" ".join(str(args[0]).split()))
         return original(self, *args, **kwargs)
 
     batch = list(requests_for(path, data, count, offset))
@@ -206,6 +210,7 @@ def measure(caller: Caller, path: str, data: dict, count: int, profile_top: int,
         if loop_profiler:
             loop_profiler.enable()
         for method, url, token, body, headers, expected in batch:
+            sql_by_request.append([])
             status, answer = caller.request(method, url, token, body, headers)
             statuses[status] = statuses.get(status, 0) + 1
             if status not in expected:
@@ -220,6 +225,8 @@ def measure(caller: Caller, path: str, data: dict, count: int, profile_top: int,
     result = {"path": path, "requests": count, "cpu_ms": 1000 * cpu / count, "wall_ms": 1000 * wall / count,
               "pg_ms": 1000 * pg / count,
               "statements": statements[0] / count, "statuses": statuses}
+    if show_sql:
+        result["sql"] = [(f"{method} {url}", sql) for (method, url, *_), sql in zip(batch, sql_by_request[:show_sql])]
     if profile_top:
         result["profile"] = top_functions(loop_profiler, view_profiler, profile_top)
     return result
@@ -241,6 +248,8 @@ def main() -> None:
     parser.add_argument("--paths", default="remedy,intake,read")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="print the N functions with the most CPU (own, then total) per path")
+    parser.add_argument("--sql", type=int, default=0, metavar="N",
+                        help="print every SQL statement of the first N requests of each path's first round")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
 
@@ -257,7 +266,8 @@ def main() -> None:
     caller = Caller()
     results = []
     for path in args.paths.split(","):
-        rounds = [measure(caller, path.strip(), data, args.requests, args.profile, offset=n * args.requests)
+        rounds = [measure(caller, path.strip(), data, args.requests, args.profile, offset=n * args.requests,
+                          show_sql=args.sql if n == 0 else 0)
                   for n in range(args.rounds)]
         cpu = sorted(r["cpu_ms"] for r in rounds)
         result = {"path": path.strip(), "requests": args.requests, "rounds": args.rounds,
@@ -272,6 +282,10 @@ def main() -> None:
               f"{result['wall_ms']:6.2f} ms wall, {result['pg_ms']:5.2f} ms PostgreSQL CPU, "
               f"{result['statements']:.1f} statements per request "
               f"({args.rounds} rounds of {args.requests}, statuses {result['statuses']})")
+        for request, sql in rounds[0].get("sql", ()):
+            print(f"  {request}: {len(sql)} statements")
+            for n, statement in enumerate(sql, 1):
+                print(f"    {n:2}. {statement[:240]}")
         if args.profile:
             print(rounds[-1]["profile"])
     if args.json:

@@ -1,7 +1,7 @@
 """Benchmark: 16 agents applying remedies through the HTTP API on PostgreSQL,
 beside ``pgbench -N`` on the same server in the same run.
 
-    .venv/bin/python bench/remedies.py [--seconds 20] [--concurrency 16] [--server prod|daphne] [--workers 2]
+    .venv/bin/python bench/remedies.py [--seconds 20] [--concurrency 16] [--pgbench-clients 16] [--server prod|daphne] [--workers 2]
 
 Uses its own databases (``cs_bench_remedies`` for the app, ``cs_bench_pgbench``
 for pgbench; loopback only) and Redis db 7. Prints remedies/s, p50/p99 and the
@@ -147,9 +147,10 @@ def pgbench(seconds: int, clients: int) -> float:
 
 
 async def load(base: str, agents: list[dict], seconds: float, concurrency: int,
-               key_prefix: str = "") -> tuple[list[float], dict[int, int]]:
+               key_prefix: str = "") -> tuple[list[float], dict[int, int], dict[str, int]]:
     latencies: list[float] = []
     codes: dict[int, int] = {}
+    errors: dict[str, int] = {}
     deadline = time.monotonic() + seconds
     kinds = [{"kind": "coupon"}, {"kind": "resend", "with_coupon": True}, {"kind": "refund", "amount_fen": 100}]
 
@@ -160,8 +161,19 @@ async def load(base: str, agents: list[dict], seconds: float, concurrency: int,
             ticket = spec["tickets"][n % len(spec["tickets"])]
             body = {**kinds[n % len(kinds)], "reason": "双十一延误补偿"}
             start = time.perf_counter()
-            response = await client.post(f"{base}/api/v1/tickets/{ticket}/remedies/", json=body,
-                                         headers={**headers, "Idempotency-Key": f"{key_prefix}a{index}-{n}"})
+            while True:
+                try:
+                    response = await client.post(f"{base}/api/v1/tickets/{ticket}/remedies/", json=body,
+                                                 headers={**headers, "Idempotency-Key": f"{key_prefix}a{index}-{n}"})
+                    break
+                except httpx.TransportError as exc:
+                    # a connection that failed under the request: retried with the same
+                    # Idempotency-Key, as API.md tells a client to (applied at most once)
+                    name = f"{type(exc).__name__} ({type(exc.__cause__ or exc.__context__).__name__}: "\
+                           f"{exc.__cause__ or exc.__context__ or exc})"
+                    errors[name] = errors.get(name, 0) + 1
+                    print(f"[{time.strftime('%H:%M:%S')}] agent {index}, remedy {n}: {name} after "
+                          f"{time.perf_counter() - start:.2f} s; retried", file=sys.stderr)
             latencies.append((time.perf_counter() - start) * 1000)
             codes[response.status_code] = codes.get(response.status_code, 0) + 1
             n += 1
@@ -169,7 +181,7 @@ async def load(base: str, agents: list[dict], seconds: float, concurrency: int,
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(limits=limits, timeout=30) as client:
         await asyncio.gather(*(agent_loop(client, i, agents[i % len(agents)]) for i in range(concurrency)))
-    return latencies, codes
+    return latencies, codes, errors
 
 
 def main() -> None:
@@ -177,6 +189,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--tickets-per-agent", type=int, default=30)
+    parser.add_argument("--pgbench-clients", type=int, default=16, help="pgbench's clients (default 16)")
     add_server_args(parser)
     args = parser.parse_args()
     check_server_args(parser, args)
@@ -203,15 +216,15 @@ def main() -> None:
         # and where one remedy's CPU goes (the server's processes, PostgreSQL's)
         pg0 = cpu_by_command(("postgres",))
         with CpuMeter(server) as alone:
-            alone_latencies, _ = asyncio.run(load(base, agents, args.seconds, args.concurrency, key_prefix="alone-"))
+            alone_latencies, _, alone_errors = asyncio.run(load(base, agents, args.seconds, args.concurrency, key_prefix="alone-"))
         alone_pg = cpu_by_command(("postgres",)) - pg0
-        tps_alone = pgbench(args.seconds, args.concurrency)
+        tps_alone = pgbench(args.seconds, args.pgbench_clients)
         pg0 = cpu_by_command(("postgres",))
         with CpuMeter(server) as beside_cpu, subprocess.Popen(
-                ["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-N", "-c", str(args.concurrency), "-j", "2",
+                ["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-N", "-c", str(args.pgbench_clients), "-j", "2",
                  "-T", str(args.seconds), PGBENCH_DB], stdout=subprocess.PIPE, text=True) as beside:
             start = time.perf_counter()
-            latencies, codes = asyncio.run(load(base, agents, args.seconds, args.concurrency))
+            latencies, codes, errors = asyncio.run(load(base, agents, args.seconds, args.concurrency))
             elapsed = time.perf_counter() - start
             out, _ = beside.communicate()
         beside_pg = cpu_by_command(("postgres",)) - pg0
@@ -227,16 +240,21 @@ def main() -> None:
     print(f"\nremedies through the API: {done} in {elapsed:.1f}s = {rate:.1f}/s with {args.concurrency} agents "
           f"({server.label}); p50 {statistics.median(latencies):.0f} ms, p99 {latencies[int(done * 0.99) - 1]:.0f} ms; "
           f"status codes {dict(sorted(codes.items()))}")
+    for phase, failed in (("alone", alone_errors), ("beside pgbench", errors)):
+        for name, count in failed.items():
+            print(f"  {phase}: {count} × {name}; each retried with the same Idempotency-Key")
     alone_n = len(alone_latencies)
     alone_rate = alone_n / alone.wall
-    print(f"remedies alone (no pgbench): {alone_rate:.1f}/s, p50 {statistics.median(alone_latencies):.0f} ms; per remedy "
+    alone_latencies.sort()
+    print(f"remedies alone (no pgbench): {alone_rate:.1f}/s, p50 {statistics.median(alone_latencies):.0f} ms, "
+          f"p99 {alone_latencies[int(alone_n * 0.99) - 1]:.0f} ms; per remedy "
           f"{1000 * alone.server / alone_n:.1f} ms server CPU, {1000 * alone_pg / alone_n:.1f} ms PostgreSQL CPU, "
           f"{1000 * alone.client / alone_n:.1f} ms client CPU; machine {alone.machine_cores:.2f} cores busy")
     print(f"beside pgbench: server {beside_cpu.server / beside_cpu.wall:.2f} cores "
           f"({1000 * beside_cpu.server / done:.1f} ms per remedy), PostgreSQL (both loads) "
           f"{beside_pg / beside_cpu.wall:.2f} cores, client {beside_cpu.client / beside_cpu.wall:.2f}; "
           f"machine {beside_cpu.machine_cores:.2f} cores busy")
-    print(f"pgbench -N, {args.concurrency} clients: {tps_alone:.0f} tps alone, {tps_beside:.0f} tps beside the API load")
+    print(f"pgbench -N, {args.pgbench_clients} clients: {tps_alone:.0f} tps alone, {tps_beside:.0f} tps beside the API load")
     print(f"ratio remedies/s : pgbench tps (alone) = 1 : {tps_alone / rate:.0f}  ({rate / tps_alone:.4f})")
     if profile["statements_under_lock"] is None:
         lock_note = "no budget-day row lock (SELECT ... FOR UPDATE) taken"

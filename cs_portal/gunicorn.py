@@ -5,6 +5,7 @@ Every value comes from the environment, so one machine's shape is set where
 it is started: ``WEB_WORKERS``, ``BIND``, ``FORWARDED_ALLOW_IPS`` (the
 balancers whose ``X-Forwarded-*`` headers are believed), ``ACCESS_LOG`` (off
 by default: one line per request costs CPU at peak; the balancer logs),
+``WEB_KEEPALIVE`` (seconds an idle HTTP connection is kept, below),
 ``WEB_WARMUP`` (1: the master loads what workers would, ``cs_portal.warmup``),
 ``WEB_GC_THRESHOLD`` (the workers' ``gc.set_threshold``) and ``WEB_SLOW_GC_MS``
 (a collection longer than this is logged: it stalls every socket of its worker).
@@ -25,7 +26,15 @@ preload_app = os.environ.get("WEB_PRELOAD", "1") == "1"
 timeout = int(os.environ.get("WEB_WORKER_TIMEOUT", "30"))
 # on a deploy or a stop, sockets close with 1012 and the pages come back at once
 graceful_timeout = int(os.environ.get("WEB_GRACEFUL_TIMEOUT", "20"))
-keepalive = 5
+# An idle keep-alive connection is closed by whichever side times out first, and
+# a request sent on it just as the server closes it is lost: the connection is
+# reset under it and the client cannot tell whether it ran. Behind a balancer that
+# keeps upstream connections (nginx 60 s, AWS ALB 60 s by default) the server
+# must outlast it, so the balancer always closes first. With uvicorn's 5 s, 3 in
+# 200 connections reused at the 5 s mark on a busy worker were reset
+# (PERFORMANCE.md, 2026-12-04 night). Set it above the balancer's idle timeout
+# (Google's: 600 s, so 620).
+keepalive = int(os.environ.get("WEB_KEEPALIVE", "75"))
 backlog = 4096
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = "-" if os.environ.get("ACCESS_LOG", "0") == "1" else None

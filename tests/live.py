@@ -83,6 +83,11 @@ class Served:
     def ws_base(self) -> str:
         return self.base.replace("http://", "ws://")
 
+    @property
+    def address(self) -> tuple[str, int]:
+        host, _, port = self.base.removeprefix("http://").rpartition(":")
+        return host, int(port)
+
     def worker_pids(self) -> set[int]:
         """The ASGI worker processes (gunicorn's children)."""
         return {pid for pid, cmd in _processes() if "gunicorn" in cmd and _parent(_parent(pid)) == self.process.pid}

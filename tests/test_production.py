@@ -3,7 +3,8 @@ processes: ``scripts/serve`` with two ASGI workers on PostgreSQL and a Redis
 of the test's own.
 
 - an idle chat socket and an idle console socket stay open for 60 s and still
-  receive the next message;
+  receive the next message, and an idle keep-alive HTTP connection still
+  answers (a balancer's upstream connection: the server must outlast its 60 s);
 - Redis restarted during a session: the sockets recover and no message is lost;
 - an ASGI worker killed: its clients reconnect to the other and replay from
   their last seq;
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -94,6 +96,24 @@ def _assert_each_once_in_order(client: ChatClient, bodies: list[str]) -> None:
     assert [b for b in client.bodies() if b in bodies] == bodies
 
 
+def _keep_alive_get(sock: socket.socket, token: str) -> int:
+    """One ``GET`` on an open HTTP/1.1 connection, the answer read whole; its status."""
+    sock.sendall(f"GET /api/v1/tickets/?page_size=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 f"Authorization: Token {token}\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection instead of answering"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    headers = dict(line.split(b":", 1) for line in head.split(b"\r\n")[1:])
+    headers = {k.strip().lower(): v.strip() for k, v in headers.items()}
+    assert b"transfer-encoding" not in headers, "expected a Content-Length answer"
+    while len(body) < int(headers[b"content-length"]):
+        body += sock.recv(65536)
+    return int(head.split()[1])
+
+
 async def test_idle_chat_and_console_sockets_stay_open_for_a_minute(served, buyer, agent, order):
     import websockets
 
@@ -101,11 +121,20 @@ async def test_idle_chat_and_console_sockets_stay_open_for_a_minute(served, buye
     chat = _chat(served, ticket.pk, buyer_cookie)
     chat.start(after_seq=ticket.last_seq)
     await asyncio.wait_for(chat.connected.wait(), 10)
+    # and a keep-alive HTTP connection, as a balancer keeps its upstream ones
+    http = socket.create_connection(served.address, timeout=10)
+    assert _keep_alive_get(http, token) == 200
     async with websockets.connect(f"{served.ws_base}/ws/console/", ping_interval=None,
                                   additional_headers={"Origin": served.origin, "Cookie": f"sessionid={agent_cookie}"}) as console:
         # given: nothing at all crosses either socket for a minute (no pings either)
         await asyncio.sleep(61)
         assert console.close_code is None and chat.closes == []
+        # the HTTP connection outlasted a balancer's 60 s idle timeout: the
+        # server has not closed it (a balancer reusing it would lose the request)
+        readable, _, _ = select.select([http], [], [], 0)
+        assert readable == [], "the server closed an idle keep-alive connection within 61 s"
+        assert _keep_alive_get(http, token) == 200
+        http.close()
         # then: both still hear the next message
         seq = await _post(served, token, ticket.pk, "还在吗？")
         await chat.wait_for(lambda c: c.last_seq >= seq, timeout=10)
