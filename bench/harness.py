@@ -110,6 +110,37 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def connections_by_process(port: int, pids: list[int]) -> dict[int, int]:
+    """How many established TCP connections on local ``port`` each of ``pids``
+    holds now (its accepted clients), from /proc: the socket inodes among each
+    process's descriptors, matched against the kernel's connection table."""
+    established = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 01: ESTABLISHED
+                established.add(fields[9])
+    counts = {}
+    for pid in pids:
+        count = 0
+        try:
+            for fd in os.scandir(f"/proc/{pid}/fd"):
+                try:
+                    target = os.readlink(fd.path)
+                except OSError:
+                    continue
+                if target.startswith("socket:[") and target[8:-1] in established:
+                    count += 1
+        except OSError:
+            pass
+        counts[pid] = count
+    return counts
+
+
 def process_tree(pid: int) -> list[int]:
     """``pid`` and all its descendants alive now."""
     parents: dict[int, list[int]] = {}
@@ -482,7 +513,11 @@ class Server:
 
     def start(self) -> None:
         self.launch()
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop(timeout=5)  # a server that never came up is not left behind, respawning its workers
+            raise
 
     def worker_pids(self) -> list[int]:
         """gunicorn's workers (its children); daphne: the process itself."""

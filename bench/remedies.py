@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -36,7 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import CpuMeter, Server, add_server_args, check_server_args, cpu_by_command  # noqa: E402
+from bench.harness import (CpuMeter, Server, add_server_args, check_server_args, connections_by_process,  # noqa: E402
+                           cpu_by_command, proc_cpu_s)
 PY = sys.executable
 APP_DB = "postgres://postgres@127.0.0.1:5432/cs_bench_remedies"
 PGBENCH_DB = "cs_bench_pgbench"
@@ -184,6 +186,35 @@ async def load(base: str, agents: list[dict], seconds: float, concurrency: int,
     return latencies, codes, errors
 
 
+class WorkerSplit:
+    """How a phase fell on the server's workers: each one's accepted connections
+    halfway through, and each one's share of a core over the phase."""
+
+    def __init__(self, server: Server, seconds: float) -> None:
+        self.server, self.seconds = server, seconds
+        self.connections: dict[int, int] = {}
+
+    def __enter__(self) -> "WorkerSplit":
+        self.pids = sorted(self.server.worker_pids())
+        self.cpu0 = {pid: proc_cpu_s(pid) for pid in self.pids}
+        self.t0 = time.monotonic()
+        self.timer = threading.Timer(self.seconds / 2, self._sample)
+        self.timer.start()
+        return self
+
+    def _sample(self) -> None:
+        self.connections = connections_by_process(self.server.port, self.pids)
+
+    def __exit__(self, *exc) -> None:
+        self.timer.cancel()
+        wall = time.monotonic() - self.t0
+        self.cores = {pid: (proc_cpu_s(pid) - self.cpu0[pid]) / wall for pid in self.pids}
+
+    def __str__(self) -> str:
+        return (f"connections {'/'.join(str(self.connections.get(pid, '?')) for pid in self.pids)}, "
+                f"cores {'/'.join(f'{self.cores[pid]:.2f}' for pid in self.pids)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=20)
@@ -215,12 +246,12 @@ def main() -> None:
         # the remedies alone first: what the machine gives them when nothing else runs,
         # and where one remedy's CPU goes (the server's processes, PostgreSQL's)
         pg0 = cpu_by_command(("postgres",))
-        with CpuMeter(server) as alone:
+        with CpuMeter(server) as alone, WorkerSplit(server, args.seconds) as alone_split:
             alone_latencies, _, alone_errors = asyncio.run(load(base, agents, args.seconds, args.concurrency, key_prefix="alone-"))
         alone_pg = cpu_by_command(("postgres",)) - pg0
         tps_alone = pgbench(args.seconds, args.pgbench_clients)
         pg0 = cpu_by_command(("postgres",))
-        with CpuMeter(server) as beside_cpu, subprocess.Popen(
+        with CpuMeter(server) as beside_cpu, WorkerSplit(server, args.seconds) as beside_split, subprocess.Popen(
                 ["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-N", "-c", str(args.pgbench_clients), "-j", "2",
                  "-T", str(args.seconds), PGBENCH_DB], stdout=subprocess.PIPE, text=True) as beside:
             start = time.perf_counter()
@@ -254,6 +285,9 @@ def main() -> None:
           f"({1000 * beside_cpu.server / done:.1f} ms per remedy), PostgreSQL (both loads) "
           f"{beside_pg / beside_cpu.wall:.2f} cores, client {beside_cpu.client / beside_cpu.wall:.2f}; "
           f"machine {beside_cpu.machine_cores:.2f} cores busy")
+    if server.kind == "prod":
+        print(f"per worker (each one's accepted connections halfway, its share of a core): alone {alone_split}; "
+              f"beside pgbench {beside_split}")
     print(f"pgbench -N, {args.pgbench_clients} clients: {tps_alone:.0f} tps alone, {tps_beside:.0f} tps beside the API load")
     print(f"ratio remedies/s : pgbench tps (alone) = 1 : {tps_alone / rate:.0f}  ({rate / tps_alone:.4f})")
     if profile["statements_under_lock"] is None:

@@ -10,6 +10,7 @@ of the test's own.
   their last seq;
 - a message sent through one worker reaches a socket on the other;
 - a browser offering permessage-deflate gets uncompressed frames;
+- sixteen connections opened together fall on both workers;
 - a cold start holds the connections made while the app imports and answers
   them once its workers are up (``deploy/listen_first.py``).
 
@@ -248,6 +249,32 @@ async def test_a_browser_offering_compression_gets_uncompressed_frames(served, b
             if frame.get("type") == "message" and frame.get("seq") == seq:
                 assert frame["body"] == "没有压缩也送到"
                 break
+
+
+async def test_connections_opened_together_are_shared_by_the_workers(served):
+    """A burst of keep-alive connections (a balancer refilling its pool) falls
+    on both workers, not all on the first to wake (``cs_portal.workers``)."""
+    host, port = served.address
+    workers = served.worker_pids()
+    assert len(workers) == 2
+
+    async def one() -> asyncio.StreamWriter:
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"GET /api/v1/tickets/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        await writer.drain()
+        assert (await reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 401")
+        return writer
+
+    for _ in range(3):
+        writers = await asyncio.gather(*(one() for _ in range(16)))
+        held = subprocess.run(["ss", "-Htnp", "state", "established", f"sport = :{port}"], capture_output=True,
+                              text=True, check=True).stdout
+        per_worker = {pid: held.count(f"pid={pid},") for pid in workers}
+        assert sum(per_worker.values()) == 16, held
+        assert min(per_worker.values()) >= 5, per_worker
+        for writer in writers:
+            writer.close()
+        await asyncio.sleep(2)  # the next burst from level ground (the board's accepts decay)
 
 
 def test_a_cold_start_holds_connections_until_the_workers_answer(tmp_path):
