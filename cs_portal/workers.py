@@ -113,11 +113,14 @@ class AcceptBoard:
         return self._decayed(self._values[base + 2], self._values[base + 3], now)
 
     def least_of_others(self, slot: int, now: float) -> float | None:
-        """The fewest recent accepts among the other live workers (None: none live)."""
+        """The fewest recent accepts among the other live workers (None: none
+        live). A worker serving several sockets holds a slot for each; its
+        other slots are not other workers."""
         values, least = self._values, None
+        pid = values[slot * self._FIELDS]
         for other in range(self.SLOTS):
             base = other * self._FIELDS
-            if other == slot or values[base] == 0 or now - values[base + 1] > self.STALE_S:
+            if values[base] in (0, pid) or now - values[base + 1] > self.STALE_S:
                 continue
             count = self._decayed(values[base + 2], values[base + 3], now)
             if least is None or count < least:
@@ -144,7 +147,7 @@ class FairShareServer:
     LEAD = 1.0  # accepts this worker may be ahead of the least of the others
 
     def __init__(self, loop: asyncio.AbstractEventLoop, protocol_factory, sock: socket.socket,
-                 board: AcceptBoard = BOARD) -> None:
+                 board: AcceptBoard = BOARD, worker: int | None = None) -> None:
         self._loop = loop
         self._protocol_factory = protocol_factory
         self._sock = sock
@@ -154,7 +157,8 @@ class FairShareServer:
         self._serving = True
         self._resume: asyncio.TimerHandle | None = None
         self._waiting_since: float | None = None
-        self._slot = board.take_slot(os.getpid(), time.monotonic())
+        # the worker it accepts for: its process
+        self._slot = board.take_slot(worker or os.getpid(), time.monotonic())
         sock.setblocking(False)
         self._beat()
         self._read()

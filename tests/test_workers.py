@@ -45,7 +45,9 @@ class Worker:
     def _run(self) -> None:
         self.loop = Loop()
         asyncio.set_event_loop(self.loop)
-        self.server = FairShareServer(self.loop, lambda: Answer(self.name), self.sock, board=self.board)
+        # each thread stands in for a worker process of its own
+        self.server = FairShareServer(self.loop, lambda: Answer(self.name), self.sock, board=self.board,
+                                      worker=threading.get_ident())
         self.ready.set()
         self.loop.run_forever()
         self.loop.close()
@@ -238,6 +240,11 @@ def test_the_board_decays_accepts_and_finds_the_least_live_peer():
     assert board.least_of_others(a, now + AcceptBoard.STALE_S + 0.1) is None  # b's heartbeat too old
     board.beat(b, now + 1)
     assert board.least_of_others(a, now + 1) == pytest.approx(0.5)
+    # a worker's slot for a second socket is not another worker
+    board.give_back(b)
+    same = board.take_slot(pid=1, now=now + 1)
+    assert board.least_of_others(a, now + 1) is None
+    assert board.least_of_others(same, now + 1) is None
 
 
 def test_the_board_has_room_for_a_machine_of_workers_and_says_when_full():
