@@ -163,14 +163,17 @@ async def load(base: str, agents: list[dict], seconds: float, concurrency: int,
             ticket = spec["tickets"][n % len(spec["tickets"])]
             body = {**kinds[n % len(kinds)], "reason": "双十一延误补偿"}
             start = time.perf_counter()
-            while True:
+            for attempt in range(1, 6):
                 try:
                     response = await client.post(f"{base}/api/v1/tickets/{ticket}/remedies/", json=body,
                                                  headers={**headers, "Idempotency-Key": f"{key_prefix}a{index}-{n}"})
                     break
                 except httpx.TransportError as exc:
                     # a connection that failed under the request: retried with the same
-                    # Idempotency-Key, as API.md tells a client to (applied at most once)
+                    # Idempotency-Key, as API.md tells a client to (applied at most once);
+                    # a server that fails five times running is down, and the run ends
+                    if attempt == 5:
+                        raise
                     name = f"{type(exc).__name__} ({type(exc.__cause__ or exc.__context__).__name__}: "\
                            f"{exc.__cause__ or exc.__context__ or exc})"
                     errors[name] = errors.get(name, 0) + 1
