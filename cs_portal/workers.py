@@ -83,10 +83,7 @@ class AcceptBoard:
             for slot in range(self.SLOTS):
                 base = slot * self._FIELDS
                 if values[base] == 0 or now - values[base + 1] > self.STALE_S:
-                    values[base:base + self._FIELDS] = memoryview(bytes(self._FIELDS * 8)).cast("d")
-                    values[base] = pid
-                    values[base + 1] = now
-                    values[base + 3] = now
+                    values[base], values[base + 1], values[base + 2], values[base + 3] = pid, now, 0.0, now
                     return slot
         return -1  # more live workers than slots: this one does not take part
 

@@ -10,12 +10,14 @@ checks the same through gunicorn's two worker processes.
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import threading
 import time
 
 import pytest
 
+from cs_portal import workers as workers_module
 from cs_portal.workers import AcceptBoard, FairShareServer, Loop
 
 
@@ -254,3 +256,35 @@ def test_the_board_has_room_for_a_machine_of_workers_and_says_when_full():
     assert slots == set(range(AcceptBoard.SLOTS))
     assert board.take_slot(pid=10_000, now=now) == -1
     assert board.accepted(-1, now) == 0  # a worker without a slot takes part in nothing
+
+
+class OutOfDescriptorsOnce:
+    """The listening socket, whose first ``accept`` fails as a process out of
+    file descriptors does (EMFILE)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.failed = sock, 0
+
+    def __getattr__(self, name):
+        return getattr(self.sock, name)
+
+    def accept(self):
+        if not self.failed:
+            self.failed += 1
+            raise OSError(errno.EMFILE, "Too many open files")
+        return self.sock.accept()
+
+
+def test_out_of_descriptors_pauses_accepting_then_serves_what_waited(listening, workers, monkeypatch):
+    monkeypatch.setattr(workers_module, "ACCEPT_RETRY_DELAY_S", 0.3)
+    failing = OutOfDescriptorsOnce(listening)
+    worker = workers("a", failing, AcceptBoard())
+    pauses = count_pauses(worker)
+    started = time.monotonic()
+    conn = socket.create_connection(listening.getsockname(), timeout=5)
+    conn.sendall(b"?")
+    # the connection waited in the backlog through the pause, then was served
+    assert conn.recv(16) == b"a"
+    assert failing.failed == 1 and pauses == [0.3]
+    assert time.monotonic() - started >= 0.3
+    conn.close()
