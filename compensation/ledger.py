@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from core.locks import taking
-from core.rows import column, table
+from core.rows import column, table, write
 from compensation.models import LedgerEntry, LedgerHead, Remedy
 
 GENESIS = "0" * 64
@@ -42,7 +42,8 @@ def post(*, remedy: Remedy, lines: list[tuple[str, int, str]], now: datetime) ->
     """Append ``(account, amount_fen, memo)`` lines for one remedy; they must
     sum to zero. Inside the remedy's transaction: lock the chain's head, then
     insert the entries and move the head, on PostgreSQL in one statement (a
-    round trip less for every remedy that posts), elsewhere in two. They are
+    round trip less for every remedy that posts; inside the remedy's
+    ``sent_together`` it goes with the next statement), elsewhere in two. They are
     written once per process (every executed remedy posts; the ORM spent more
     CPU building them than PostgreSQL spent running them)."""
     if sum(amount for _, amount, _ in lines) != 0:
@@ -58,12 +59,12 @@ def post(*, remedy: Remedy, lines: list[tuple[str, int, str]], now: datetime) ->
         params += [remedy.pk, chain, account, amount, memo, created_at, prev, digest]
         prev = digest
     move = [prev, len(lines), head_id]
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(_insert_and_move_sql(len(lines)), params + move)
-        else:
-            cursor.execute(_insert_sql(connection.vendor, len(lines)), params)
-            cursor.execute(_move_head_sql(connection.vendor), move)
+    # unread: inside the remedy's rows.sent_together they go with its next statement
+    if connection.vendor == "postgresql":
+        write(_insert_and_move_sql(len(lines)), params + move)
+    else:
+        write(_insert_sql(connection.vendor, len(lines)), params)
+        write(_move_head_sql(connection.vendor), move)
 
 
 def _lock_head(chain: int) -> tuple[int, str]:

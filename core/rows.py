@@ -17,14 +17,23 @@ instance no longer "adding"), and ``update`` writes fields of a stored one as
 intake and a remedy each insert into five to eight tables and every message
 moves its ticket's counters, and building each statement cost the ORM as
 much CPU as its round trip or more.
+
+``sent_together`` goes one step further on PostgreSQL: inside it, the writes
+whose results nothing reads right away (``insert``, ``update``, ``write``) are
+held and go to the server in one message with the next statement that is
+run, in the order they were made, so a remedy's dozen statements take a few
+round trips instead of one each.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from django.db import DatabaseError, connections
+import psycopg
+from django.db import DatabaseError, connections, transaction
 from django.db import connection as default_connection
 from django.db.models import Model
 from django.db.models.expressions import DatabaseDefault
@@ -133,15 +142,30 @@ def insert(*instances: Model, using: str = "default") -> None:
             if isinstance(value, DatabaseDefault) or hasattr(value, "resolve_expression"):
                 raise ValueError(f"insert() takes plain values, not {value!r} in {model.__name__}.{field.name}.")
             params.append(field.get_db_prep_save(value, connection=connection))
+    held = _held(connection, model)
+    if held is not None:
+        for instance in instances:  # a key held back is a NULL column: refused, as save() refuses it
+            instance._prepare_related_fields_for_save(operation_name="insert")
+        held.add(statement.sql, params, read=lambda cursor: _stored(
+            instances, [row[0] for row in cursor.fetchall()] if statement.returning else [], using=using))
+        return
     with connection.cursor() as cursor:
         cursor.execute(statement.sql, params)
         if statement.returning:
             keys = [row[0] for row in cursor.fetchall()]
         elif statement.auto_pk:  # one row, no RETURNING on this backend
             keys = [connection.ops.last_insert_id(cursor, model._meta.db_table, model._meta.pk.column)]
-    pk = model._meta.pk
+        else:
+            keys = []
+    _stored(instances, keys, using=using)
+
+
+def _stored(instances: tuple[Model, ...], keys: list, *, using: str) -> None:
+    """Instances just inserted: their keys (when the database made them), no
+    longer "adding"."""
+    pk = type(instances[0])._meta.pk
     for index, instance in enumerate(instances):
-        if statement.auto_pk:
+        if keys:
             setattr(instance, pk.attname, keys[index])
         instance._state.adding = False
         instance._state.db = using
@@ -202,15 +226,25 @@ def update(instance: Model, fields: list[str] | tuple[str, ...], *, using: str =
     states = _initial_states(instance)
     for field in statement.state_fields:
         params.append(field.get_db_prep_value(states[field.attname], connection))
-    with connection.cursor() as cursor:
-        cursor.execute(statement.sql, params)
-        updated = cursor.rowcount
-    if not updated:
-        if statement.state_fields and model._base_manager.using(using).filter(pk=instance.pk).exists():
-            raise ConcurrentTransition("Cannot save object! The state has been changed since fetched from the database!")
-        raise DatabaseError("Save with update_fields did not affect any rows.")
+    held = _held(connection, model)
+    if held is not None:
+        held.add(statement.sql, params, read=lambda cursor: _updated(instance, statement, cursor.rowcount, using=using))
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(statement.sql, params)
+            updated = cursor.rowcount
+        _updated(instance, statement, updated, using=using)
     if statement.state_fields:
         instance._update_initial_state()
+
+
+def _updated(instance: Model, statement: _Update, updated: int, *, using: str) -> None:
+    """``update``'s statement wrote ``updated`` rows: none is an error."""
+    if updated:
+        return
+    if statement.state_fields and type(instance)._base_manager.using(using).filter(pk=instance.pk).exists():
+        raise ConcurrentTransition("Cannot save object! The state has been changed since fetched from the database!")
+    raise DatabaseError("Save with update_fields did not affect any rows.")
 
 
 def _initial_states(instance: Model) -> dict:
@@ -243,3 +277,133 @@ def _update_sql(model: type[Model], alias: str, vendor: str, names: tuple[str, .
     sql = (f"UPDATE {quote(meta.db_table)} SET {', '.join(f'{quote(field.column)} = %s' for field in fields)} "
            f"WHERE {' AND '.join(f'{quote(field.column)} = %s' for field in (meta.pk, *state_fields))}")
     return _Update(sql=sql, fields=fields, state_fields=state_fields)
+
+
+# --- statements sent together ---------------------------------------------------------------
+
+
+def write(sql: str, params=None, *, using: str = "default") -> None:
+    """Run a statement whose result nobody reads (an ``INSERT`` or ``UPDATE``
+    without ``RETURNING``): held inside ``sent_together``, else run now."""
+    connection = connections[using]
+    held = _held(connection, None)
+    if held is not None:
+        held.add(sql, params)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+@contextmanager
+def sent_together(*models: type[Model], using: str = "default") -> Iterator[None]:
+    """Inside, on PostgreSQL: ``insert`` and ``update`` of ``models``, and
+    ``write``, hold their statements, and the next statement anything runs on
+    the connection (a read, a lock, a savepoint, an insert of another model)
+    takes them to the server in one message, ahead of itself and in the order
+    they were made; what is still held at the end of the block goes in one
+    message then. So writes that nothing waits for cost no round trip of
+    their own.
+
+    Each runs as it would have alone, in the same order, taking the same
+    locks: a statement that fails raises from the statement that carried it
+    (an ``IntegrityError`` of a held ``INSERT`` from the next read), and the
+    transaction is lost either way. Until it is sent, a held instance has no
+    primary key and is still "adding": ``models`` are those whose keys the
+    code inside does not read (``insert`` refuses an instance whose foreign
+    key points at one held, as ``save()`` refuses an unsaved related object;
+    a model left out is inserted at once, its key read). Needs the caller's
+    transaction; an exception out of the block drops what is held and marks
+    the transaction for rollback. Elsewhere (SQLite, or PostgreSQL with
+    server-side binding, which cannot send several statements in one
+    message) every statement runs at once, as outside."""
+    connection = connections[using]
+    if not connection.in_atomic_block:
+        raise transaction.TransactionManagementError("sent_together() needs the caller's transaction.")
+    if getattr(connection, "rows_held", None) is not None or not _can_hold(connection):
+        yield
+        return
+    held = _Held(connection, models)
+    connection.rows_held = held
+    try:
+        with connection.execute_wrapper(held):
+            yield
+            held.flush()
+    except BaseException:
+        if held.statements:
+            held.statements.clear()
+            transaction.set_rollback(True, using=using)
+        raise
+    finally:
+        connection.rows_held = None
+        held.close()
+
+
+def _held(connection, model: type[Model] | None) -> _Held | None:
+    """The connection's held statements, if ``model``'s writes (``None``:
+    ``write``'s) are held now."""
+    held = getattr(connection, "rows_held", None)
+    return held if held is not None and (model is None or model in held.models) else None
+
+
+def _can_hold(connection) -> bool:
+    """PostgreSQL through psycopg with client-side binding (Django's default):
+    one ``Query`` message may carry several statements."""
+    if connection.vendor != "postgresql":
+        return False
+    connection.ensure_connection()
+    return issubclass(connection.connection.cursor_factory, psycopg.ClientCursor)
+
+
+class _Held:
+    """The statements held on one connection, each as the literal SQL psycopg
+    would send for it, with what reads its result when it comes back. Also
+    the connection's execute wrapper that sends them with the next statement."""
+
+    def __init__(self, connection, models: tuple[type[Model], ...]) -> None:
+        self.connection = connection
+        self.models = frozenset(models)
+        self.statements: list[tuple[str, Callable | None]] = []
+        self._literals = psycopg.ClientCursor(connection.connection)
+
+    def add(self, sql: str, params, read: Callable | None = None) -> None:
+        self.statements.append((self._literal(sql, params), read))
+
+    def _literal(self, sql: str, params) -> str:
+        # what ClientCursor.execute would send; params None: the text as it is, % and all
+        return sql if params is None else self._literals.mogrify(sql, params)
+
+    def __call__(self, execute, sql, params, many, context):
+        if not self.statements:
+            return execute(sql, params, many, context)
+        if many:
+            self.flush()
+            return execute(sql, params, many, context)
+        statements, self.statements = self.statements, []
+        result = execute(";\n".join([text for text, _ in statements] + [self._literal(sql, params)]),
+                         None, many, context)
+        self._read(statements, context["cursor"].cursor)  # leaves the cursor on the caller's result
+        return result
+
+    def close(self) -> None:
+        self._literals.close()
+
+    def flush(self) -> None:
+        if not self.statements:
+            return
+        statements, self.statements = self.statements, []
+        with self.connection.cursor() as cursor:
+            cursor.execute(";\n".join(text for text, _ in statements))
+            self._read(statements, cursor.cursor)
+
+    def _read(self, statements: list[tuple[str, Callable | None]], cursor) -> None:
+        try:
+            for index, (_, read) in enumerate(statements):
+                if index:
+                    cursor.nextset()
+                if read is not None:
+                    read(cursor)
+        except BaseException:
+            # a held write refused after the statements behind it ran: the transaction must not commit
+            transaction.set_rollback(True, using=self.connection.alias)
+            raise
+        cursor.nextset()

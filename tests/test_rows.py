@@ -19,7 +19,7 @@ from accounts.services import issue_api_token, token_digest
 from compensation.models import IdempotencyRecord
 from compensation.services import remedies
 from compensation.tests.factories import remedy_ticket
-from core.rows import Columns, cache_related, insert, split, update
+from core.rows import Columns, cache_related, column, insert, sent_together, split, table, update, write
 from merchants.models import Order
 from tickets.models import Ticket, TicketEvent
 from tickets.tests.factories import open_ticket
@@ -264,3 +264,119 @@ def test_update_refuses_a_state_machine_whose_state_may_be_null():
     stored._state.adding = False  # as if loaded
     with pytest.raises(ValueError, match="may be NULL"):
         update(stored, ["state"])
+
+
+# --- statements sent together -------------------------------------------------------------------
+
+
+def _statements(queries) -> list[str]:
+    return [statement for query in queries for statement in query["sql"].split(";\n")]
+
+
+def test_writes_held_go_with_the_next_statement_in_order_and_store_what_they_would_alone(buyer, agent, merchant):
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    now = timezone.now()
+    events = [TicketEvent(ticket=ticket, kind="k", actor=agent, created_at=now, data={"n": n, "q": "it's 100%"})
+              for n in range(2)]
+    ticket.last_seq = 7
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        with sent_together(TicketEvent, Ticket):
+            insert(*events)
+            update(ticket, ["last_seq"])
+            write(f"UPDATE {table(Ticket)} SET {column(Ticket, 'subject')} = %s WHERE id = %s", ["50% 'off'", ticket.pk])
+            if connection.vendor == "postgresql":
+                assert len(queries) == 0 and events[0].pk is None and events[0]._state.adding  # nothing sent yet
+            with connection.cursor() as cursor:  # a read carries them
+                cursor.execute("SELECT last_seq, subject FROM tickets_ticket WHERE id = %s", [ticket.pk])
+                read = cursor.fetchone()
+    assert read == (7, "50% 'off'")  # the read ran after the writes, and its own result came back
+    statements = _statements(queries.captured_queries)
+    assert [s.split()[0] for s in statements] == ["INSERT", "UPDATE", "UPDATE", "SELECT"]
+    assert len(queries) == (1 if connection.vendor == "postgresql" else 4)
+    assert all(event.pk and not event._state.adding for event in events)
+    assert [TicketEvent.objects.get(pk=event.pk).data for event in events] == [
+        {"n": 0, "q": "it's 100%"}, {"n": 1, "q": "it's 100%"}]
+    assert Ticket.objects.get(pk=ticket.pk).last_seq == 7
+
+
+def test_what_is_still_held_at_the_end_goes_in_one_message_and_a_model_not_named_goes_at_once(buyer, agent, merchant):
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    now = timezone.now()
+    event = TicketEvent(ticket=ticket, kind="k", actor=agent, created_at=now, data={})
+    record = IdempotencyRecord(scope="s", key="k", request_hash="h", status_code=201, response={}, created_at=now)
+    last = TicketEvent(ticket=ticket, kind="last", actor=agent, created_at=now, data={})
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        with sent_together(TicketEvent):
+            insert(event)
+            insert(record)  # not named: sent at once, taking the held event with it; its key is read
+            assert record.pk and event.pk
+            insert(last)
+    assert last.pk and TicketEvent.objects.filter(pk__in=[event.pk, last.pk]).count() == 2
+    if connection.vendor == "postgresql":
+        assert [len(query["sql"].split(";\n")) for query in queries.captured_queries] == [2, 1]
+    else:
+        assert len(queries) == 3
+
+
+def test_insert_refuses_a_foreign_key_to_an_instance_still_held(buyer, agent, merchant):
+    from compensation.models import Remedy, RemedyEvent
+
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    now = timezone.now()
+    remedy = Remedy(ticket=ticket, order=ticket.order, buyer=buyer, requested_by=agent, kind="coupon", amount_fen=500,
+                    reason="r", created_at=now)
+    if connection.vendor != "postgresql":
+        pytest.skip("nothing is held elsewhere")
+    with pytest.raises(ValueError, match="unsaved related object"), transaction.atomic(), \
+            sent_together(Remedy, RemedyEvent):
+        insert(remedy)
+        insert(RemedyEvent(remedy=remedy, kind="requested", actor=agent, created_at=now, data={}))
+    assert not Remedy.objects.exists()
+
+
+def test_a_held_insert_refused_raises_from_the_statement_that_carried_it_and_nothing_is_kept(buyer, agent, merchant):
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    now = timezone.now()
+    insert(IdempotencyRecord(scope="s", key="k", request_hash="h", status_code=201, response={}, created_at=now))
+    events_before = TicketEvent.objects.count()
+    with pytest.raises(IntegrityError), transaction.atomic(), sent_together(TicketEvent, IdempotencyRecord):
+        insert(TicketEvent(ticket=ticket, kind="k", actor=agent, created_at=now, data={}))
+        insert(IdempotencyRecord(scope="s", key="k", request_hash="h2", status_code=201, response={}, created_at=now))
+        Ticket.objects.get(pk=ticket.pk)  # carries the held statements on PostgreSQL
+    assert TicketEvent.objects.count() == events_before
+    assert IdempotencyRecord.objects.get(scope="s", key="k").request_hash == "h"
+
+
+def test_a_held_update_refused_raises_as_alone_and_the_transaction_cannot_commit(buyer, agent, merchant):
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    Ticket.objects.filter(pk=ticket.pk).update(status=Ticket.Status.CLOSED)
+    ticket.last_seq = 42
+    event = TicketEvent(ticket=ticket, kind="after", actor=agent, created_at=timezone.now(), data={})
+    with transaction.atomic():
+        with pytest.raises(ConcurrentTransition), sent_together(Ticket, TicketEvent):
+            update(ticket, ["last_seq"])
+            insert(event)  # on PostgreSQL it ran, in the same message, after the refused update
+        if connection.vendor == "postgresql":  # caught inside the transaction: marked for rollback all the same
+            assert transaction.get_rollback()
+        transaction.set_rollback(True)  # SQLite refused it at once, before the insert; the caller rolls back
+    assert Ticket.objects.get(pk=ticket.pk).last_seq != 42
+    assert not TicketEvent.objects.filter(kind="after").exists()
+
+
+def test_an_exception_out_of_the_block_drops_what_is_held_and_the_transaction_rolls_back(buyer, agent, merchant):
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    with transaction.atomic():
+        with pytest.raises(RuntimeError), sent_together(TicketEvent):
+            insert(TicketEvent(ticket=ticket, kind="dropped", actor=agent, created_at=timezone.now(), data={}))
+            raise RuntimeError("the caller gave up")
+        if connection.vendor == "postgresql":  # held and dropped: the transaction must not commit without it
+            assert transaction.get_rollback()
+        transaction.set_rollback(True)  # SQLite ran it at once; the caller rolls back as a caller would
+    assert not TicketEvent.objects.filter(kind="dropped").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sent_together_needs_a_transaction():
+    with pytest.raises(transaction.TransactionManagementError):
+        with sent_together(TicketEvent):
+            pass
