@@ -23,7 +23,7 @@ from accounts.models import LoginEvent
 from compensation.models import AgentQuota, BlacklistEntry, BudgetDay, BuyerCounter, Policy
 from compensation.rules import Caps
 from core.locks import taking
-from core.rows import column
+from core.rows import Result, column, write
 from core.rows import table as table_of
 
 
@@ -106,41 +106,40 @@ def _caps_sql(vendor: str) -> str:
             f"LEFT JOIN {table_of(Policy)} p ON {column(Policy, 'id', 'p')} = 1")
 
 
-def take_quota(*, agent_id: int, period: str, limit: int) -> bool:
+def take_quota(*, agent_id: int, period: str, limit: int) -> Result:
     """One self-service remedy of the agent's month, if fewer than ``limit``
-    (the policy's quota now, not when the month began) are used."""
+    (the policy's quota now, not when the month began) are used: taken when
+    the result's ``row`` is not None (inside ``core.rows.sent_together``,
+    known once the statement has been sent)."""
     _in_transaction()
     if limit <= 0:
-        return False
+        return Result.known(None)
     taking("agent_quota")
     table = _q(AgentQuota._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (agent_id, period, used) VALUES (%s, %s, 1) "
-            f"ON CONFLICT (agent_id, period) DO UPDATE SET used = {table}.used + 1 "
-            f"WHERE {table}.used < %s RETURNING used",
-            [agent_id, period, limit],
-        )
-        return cursor.fetchone() is not None
+    return write(
+        f"INSERT INTO {table} (agent_id, period, used) VALUES (%s, %s, 1) "
+        f"ON CONFLICT (agent_id, period) DO UPDATE SET used = {table}.used + 1 "
+        f"WHERE {table}.used < %s RETURNING used",
+        [agent_id, period, limit],
+    )
 
 
-def take_buyer_slot(*, buyer_id: int, day: date, cap: int | None) -> bool:
+def take_buyer_slot(*, buyer_id: int, day: date, cap: int | None) -> Result:
     """One of the buyer's remedies today, if fewer than ``cap`` were given
-    (``cap=None``: a supervisor's approval, counted but never refused)."""
+    (``cap=None``: a supervisor's approval, counted but never refused): taken
+    when the result's ``row`` is not None, as ``take_quota``."""
     _in_transaction()
     if cap is not None and cap <= 0:
-        return False
+        return Result.known(None)
     taking("buyer_counter")
     table = _q(BuyerCounter._meta.db_table)
     c = _q("count")
     condition = f" WHERE {table}.{c} < %s" if cap is not None else ""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (buyer_id, date, {c}) VALUES (%s, %s, 1) "
-            f"ON CONFLICT (buyer_id, date) DO UPDATE SET {c} = {table}.{c} + 1{condition} RETURNING {c}",
-            [buyer_id, connection.ops.adapt_datefield_value(day), *([cap] if cap is not None else [])],
-        )
-        return cursor.fetchone() is not None
+    return write(
+        f"INSERT INTO {table} (buyer_id, date, {c}) VALUES (%s, %s, 1) "
+        f"ON CONFLICT (buyer_id, date) DO UPDATE SET {c} = {table}.{c} + 1{condition} RETURNING {c}",
+        [buyer_id, connection.ops.adapt_datefield_value(day), *([cap] if cap is not None else [])],
+    )
 
 
 @dataclass(frozen=True)

@@ -282,16 +282,58 @@ def _update_sql(model: type[Model], alias: str, vendor: str, names: tuple[str, .
 # --- statements sent together ---------------------------------------------------------------
 
 
-def write(sql: str, params=None, *, using: str = "default") -> None:
-    """Run a statement whose result nobody reads (an ``INSERT`` or ``UPDATE``
-    without ``RETURNING``): held inside ``sent_together``, else run now."""
+class Result:
+    """What a statement run by ``write`` answered: its first ``row`` (None
+    when it returned none) and its ``rowcount``. Inside ``sent_together``
+    they are known once the statement has gone to the server; asking sooner
+    is an error, never a guess."""
+
+    __slots__ = ("_row", "_rowcount", "_sent")
+
+    def __init__(self) -> None:
+        self._sent = False
+
+    @classmethod
+    def known(cls, row=None, rowcount: int = 0) -> Result:
+        """An answer known without asking the database."""
+        result = cls()
+        result._row, result._rowcount, result._sent = row, rowcount, True
+        return result
+
+    def _take(self, cursor) -> None:
+        self._row = cursor.fetchone() if cursor.description else None
+        self._rowcount = cursor.rowcount
+        self._sent = True
+
+    def _answer(self):
+        if not self._sent:
+            raise RuntimeError("The statement is held: its result is known once the next statement has been sent.")
+
+    @property
+    def row(self):
+        self._answer()
+        return self._row
+
+    @property
+    def rowcount(self) -> int:
+        self._answer()
+        return self._rowcount
+
+
+def write(sql: str, params=None, *, using: str = "default") -> Result:
+    """Run a statement whose result is not needed at once (an ``INSERT`` or
+    ``UPDATE``, with ``RETURNING`` or without): held inside
+    ``sent_together``, else run now. Its ``Result`` answers once it is sent."""
     connection = connections[using]
+    result = Result()
     held = _held(connection, None)
     if held is not None:
-        held.add(sql, params)
-        return
+        held.add(sql, params, read=result._take)
+        return result
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+        result._take(cursor)
+    return result
 
 
 @contextmanager

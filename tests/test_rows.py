@@ -380,3 +380,21 @@ def test_sent_together_needs_a_transaction():
     with pytest.raises(transaction.TransactionManagementError):
         with sent_together(TicketEvent):
             pass
+
+
+def test_a_held_statement_s_result_is_known_once_sent_and_asking_sooner_is_an_error(buyer, agent, merchant):
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    sql = f"UPDATE {table(Ticket)} SET {column(Ticket, 'last_seq')} = %s WHERE id = %s RETURNING id"
+    with transaction.atomic(), sent_together(TicketEvent):
+        moved, missed = write(sql, [5, ticket.pk]), write(sql, [6, -1])
+        if connection.vendor == "postgresql":
+            with pytest.raises(RuntimeError, match="held"):
+                moved.row  # noqa: B018 - asking is the test
+        insert(IdempotencyRecord(scope="s", key="k", request_hash="h", status_code=201, response={},
+                                 created_at=timezone.now()))  # a model not named: sent, carrying both
+        assert (moved.row, moved.rowcount) == ((ticket.pk,), 1)
+        assert (missed.row, missed.rowcount) == (None, 0)
+    assert Ticket.objects.get(pk=ticket.pk).last_seq == 5
+    # outside the block it runs at once
+    with transaction.atomic():
+        assert write(sql, [7, ticket.pk]).row == (ticket.pk,)
