@@ -46,3 +46,8 @@ class AccountsConfig(AppConfig):
         m2m_changed.connect(_groups_changed, sender=User.groups.through, dispatch_uid="accounts.role_cache")
         # the API token's security scheme in the OpenAPI schema
         import accounts.schema  # noqa: F401
+        # a socket's user comes with its role groups, as an API token's does (no cache read per connect)
+        from accounts import roles
+        from core import ws_auth
+
+        ws_auth.read_with_user(roles.role_groups_column, roles.remember_role_group_names)

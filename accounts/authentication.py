@@ -71,7 +71,7 @@ def token_with_user(digest: str) -> ApiToken | None:
         return None
     token, user, groups = split(row, _TOKEN, _USER)
     cache_related(token, "user", user)
-    roles.remember_role_groups(user, roles.role_group_names(groups))
+    roles.remember_role_group_names(user, groups)
     return token
 
 

@@ -78,6 +78,11 @@ def remember_role_groups(user, names) -> frozenset[str]:
     return held
 
 
+def remember_role_group_names(user, value) -> None:
+    """``remember_role_groups`` from a ``role_groups_column`` value."""
+    remember_role_groups(user, role_group_names(value))
+
+
 def role_groups_column(user_alias: str, vendor: str) -> str:
     """For a hand-written statement over the user table (under the alias
     ``user_alias``): a column holding the names of the user's groups, as a

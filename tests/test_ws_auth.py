@@ -45,6 +45,24 @@ def test_a_good_session_gives_channels_user_in_one_statement(buyer):
     assert resolve_user(_scope(_session(buyer))).pk == buyer.pk
 
 
+def test_the_user_s_role_groups_come_in_the_same_statement_and_the_role_asks_nothing_more(buyer, agent):
+    from django.core.cache import cache
+
+    from accounts import roles
+
+    for user, is_role in ((buyer, roles.is_buyer), (agent, roles.is_agent)):
+        session = _session(user)
+        list(session.keys())
+        cache.delete(roles._cache_key(user.pk))
+        with CaptureQueriesContext(connection) as queries:
+            fast = _verified_model_backend_user(session)
+            assert is_role(fast)  # from the row's groups: no query, no cache read
+        assert len(queries.captured_queries) == 1
+        assert cache.get(roles._cache_key(user.pk)) is None
+        slow = get_user.func({"session": session})
+        assert roles.role_permissions(fast) == roles.role_permissions(slow)
+
+
 def test_a_session_from_before_a_password_change_is_refused_and_flushed(buyer):
     session = _session(buyer)
     buyer.set_password("another-pass-8765")
