@@ -251,11 +251,11 @@ def _apply(*, actor, ticket_id: int, kind: str, reason: str, amount_fen, with_co
             body = remedy_body(remedy)
             _record(scope=scope, key=key, digest=digest, status_code=202, body=body, now=now)
         return RemedyResult(202, body, remedy.pk)
-    # From here nothing reads the keys of the rows named below: on PostgreSQL each write goes to the server
-    # with the next statement run. The quota and the buyer's slot go with the remedy's insert, their answers
-    # read after it (a cap taken meanwhile rolls all three back); the rest with the ledger's head (a refund's
-    # order first) and the day's budget.
-    with sent_together(Coupon, TicketEvent, Ticket, Message, RemedyEvent, Order, Movement, IdempotencyRecord):
+    # From here nothing reads the keys of the rows a remedy carried out writes: on PostgreSQL each write goes to
+    # the server with the next statement run. The quota and the buyer's slot go with the remedy's insert, their
+    # answers read after it (a cap taken meanwhile rolls all three back); the rest with the ledger's head (a
+    # refund's order first) and the day's budget.
+    with sent_together(*_CARRIED_OUT):
         quota = counters.take_quota(agent_id=actor.pk, period=period_of(now), limit=caps.agent_monthly_quota)
         slot = counters.take_buyer_slot(buyer_id=ticket.buyer_id, day=today, cap=caps.buyer_daily_cap)
         remedy.auto_approve()
@@ -273,6 +273,11 @@ def _apply(*, actor, ticket_id: int, kind: str, reason: str, amount_fen, with_co
         raise _CapTaken()
     _publish_budget(spent)
     return RemedyResult(201, body, remedy.pk)
+
+
+# what carrying a remedy out writes and nothing reads the keys of before the commit (``_carry_out``, the
+# idempotency record): held inside ``sent_together`` and sent with the next statement that reads
+_CARRIED_OUT = (Coupon, TicketEvent, Ticket, Message, RemedyEvent, Order, Movement, IdempotencyRecord)
 
 
 def _new_coupon_code() -> str:
@@ -391,15 +396,16 @@ def _approve(*, actor, remedy_id: int, reason: str, scope: str, key: str, digest
     if remedy.kind == Remedy.Kind.REFUND and remedy.amount_fen > remedy.order.refundable_fen:
         raise AmountInvalid("Less is left to refund on the order than this remedy asks.")
     remedy.approve(by=actor, reason=reason, now=now)
-    counters.take_buyer_slot(buyer_id=remedy.buyer_id, day=timezone.localdate(now), cap=None)
-    remedy.execute(now=now)
-    remedy.save()
-    _carry_out(remedy=remedy, ticket=ticket, actor=actor, caps=caps, now=now, events=[
-        RemedyEvent(remedy=remedy, kind="approved", actor=actor, data={"reason": reason}, created_at=now)])
-    spent = counters.spend_budget(day=timezone.localdate(now), cost_fen=remedy.cost_fen, now=now,
-                                  default_budget_fen=caps.daily_budget_fen, approved=True)
+    with sent_together(*_CARRIED_OUT):  # as a self-service remedy's, after the remedy's own update
+        counters.take_buyer_slot(buyer_id=remedy.buyer_id, day=timezone.localdate(now), cap=None)  # never refused
+        remedy.execute(now=now)
+        remedy.save()
+        _carry_out(remedy=remedy, ticket=ticket, actor=actor, caps=caps, now=now, events=[
+            RemedyEvent(remedy=remedy, kind="approved", actor=actor, data={"reason": reason}, created_at=now)])
+        spent = counters.spend_budget(day=timezone.localdate(now), cost_fen=remedy.cost_fen, now=now,
+                                      default_budget_fen=caps.daily_budget_fen, approved=True)
+        _record(scope=scope, key=key, digest=digest, status_code=200, body={"id": remedy.pk}, now=now)
     _publish_budget(spent)
-    _record(scope=scope, key=key, digest=digest, status_code=200, body={"id": remedy.pk}, now=now)
     return RemedyResult(200, {"id": remedy.pk}, remedy.pk)
 
 
