@@ -230,7 +230,7 @@ class FairShareServer:
         except OSError as error:
             if error.errno not in _OUT_OF_RESOURCES:
                 raise
-            log.error("accept failed (%s): pausing accepts for %.0f s", error.strerror, ACCEPT_RETRY_DELAY_S)
+            log.error("accept failed (%s): pausing accepts for %g s", error.strerror, ACCEPT_RETRY_DELAY_S)
             self._pause(ACCEPT_RETRY_DELAY_S)
             return
         self._board.accepted(self._slot, now)
