@@ -12,7 +12,9 @@ CPU are not in it) as the median and the best of ``--rounds`` rounds of
 ``--requests`` each (a round that shared the machine with something else
 shows as an outlier, not as a shift), the wall time, PostgreSQL's CPU per
 request (every ``postgres`` process's, so run it on an otherwise idle
-database server), the SQL statements per request, and with
+database server), the SQL statements and round trips per request (a statement
+held by ``core.rows.sent_together`` goes with the next one: a statement, not a
+round trip), and with
 ``--profile N`` the N functions with the most CPU of their own and the N with
 the most in total (cProfile timed by ``time.process_time``: time waiting on the
 database or Redis does not count, which is what a CPU-bound server pays).
@@ -173,8 +175,12 @@ def measure(caller: Caller, path: str, data: dict, count: int, profile_top: int,
     # runs on a thread of its own, with that thread's connection)
     from django.db.backends.utils import CursorWrapper
 
-    statements = [0]
-    original = CursorWrapper._execute_with_wrappers
+    # a statement held by core.rows.sent_together goes to the server with the next one executed: it is
+    # counted as a statement when held, and only the executed ones are round trips
+    from core.rows import _Held
+
+    statements, held = [0], [0]
+    original, original_add = CursorWrapper._execute_with_wrappers, _Held.add
     sql_by_request: list[list[str]] = []
 
     def counted(self, *args, **kwargs):
@@ -182,6 +188,12 @@ def measure(caller: Caller, path: str, data: dict, count: int, profile_top: int,
         if len(sql_by_request) <= show_sql and sql_by_request:
             sql_by_request[-1].append(" ".join(str(args[0]).split()))
         return original(self, *args, **kwargs)
+
+    def counted_held(self, sql, *args, **kwargs):
+        held[0] += 1
+        if len(sql_by_request) <= show_sql and sql_by_request:
+            sql_by_request[-1].append("(held) " + " ".join(str(sql).split()))
+        return original_add(self, sql, *args, **kwargs)
 
     batch = list(requests_for(path, data, count, offset))
     # one profiler on the event loop's thread, one on the request's thread
@@ -205,7 +217,7 @@ def measure(caller: Caller, path: str, data: dict, count: int, profile_top: int,
 
     pg0 = cpu_by_command(("postgres",))
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    CursorWrapper._execute_with_wrappers = counted
+    CursorWrapper._execute_with_wrappers, _Held.add = counted, counted_held
     try:
         if loop_profiler:
             loop_profiler.enable()
@@ -218,13 +230,14 @@ def measure(caller: Caller, path: str, data: dict, count: int, profile_top: int,
         if loop_profiler:
             loop_profiler.disable()
     finally:
-        CursorWrapper._execute_with_wrappers = original
+        CursorWrapper._execute_with_wrappers, _Held.add = original, original_add
         handler.__dict__.pop("get_response", None)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     pg = cpu_by_command(("postgres",)) - pg0
     result = {"path": path, "requests": count, "cpu_ms": 1000 * cpu / count, "wall_ms": 1000 * wall / count,
               "pg_ms": 1000 * pg / count,
-              "statements": statements[0] / count, "statuses": statuses}
+              "statements": (statements[0] + held[0]) / count, "round_trips": statements[0] / count,
+              "statuses": statuses}
     if show_sql:
         result["sql"] = [(f"{method} {url}", sql) for (method, url, *_), sql in zip(batch, sql_by_request[:show_sql])]
     if profile_top:
@@ -275,15 +288,16 @@ def main() -> None:
                   "wall_ms": statistics.median(r["wall_ms"] for r in rounds),
                   "pg_ms": statistics.median(r["pg_ms"] for r in rounds),
                   "statements": statistics.mean(r["statements"] for r in rounds),
+                  "round_trips": statistics.mean(r["round_trips"] for r in rounds),
                   "statuses": {k: sum(r["statuses"].get(k, 0) for r in rounds) for k in rounds[0]["statuses"]},
                   "cpu_ms_rounds": [round(r["cpu_ms"], 2) for r in rounds]}
         results.append(result)
         print(f"{result['path']:>7}: {result['cpu_ms']:6.2f} ms CPU (best {result['cpu_ms_best']:.2f}), "
               f"{result['wall_ms']:6.2f} ms wall, {result['pg_ms']:5.2f} ms PostgreSQL CPU, "
-              f"{result['statements']:.1f} statements per request "
+              f"{result['statements']:.1f} statements in {result['round_trips']:.1f} round trips per request "
               f"({args.rounds} rounds of {args.requests}, statuses {result['statuses']})")
         for request, sql in rounds[0].get("sql", ()):
-            print(f"  {request}: {len(sql)} statements")
+            print(f"  {request}: {len(sql)} statements, {sum(not text.startswith('(held)') for text in sql)} round trips")
             for n, statement in enumerate(sql, 1):
                 print(f"    {n:2}. {statement[:240]}")
         if args.profile:
