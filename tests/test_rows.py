@@ -398,3 +398,36 @@ def test_a_held_statement_s_result_is_known_once_sent_and_asking_sooner_is_an_er
     # outside the block it runs at once
     with transaction.atomic():
         assert write(sql, [7, ticket.pk]).row == (ticket.pk,)
+
+
+def test_an_executemany_inside_the_block_sends_what_is_held_first(buyer, agent, merchant):
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    now = timezone.now()
+    first = TicketEvent(ticket=ticket, kind="first", actor=agent, created_at=now, data={})
+    with transaction.atomic(), sent_together(TicketEvent):
+        insert(first)
+        with connection.cursor() as cursor:  # several parameter sets: not carried, sent after what is held
+            cursor.executemany(f"UPDATE {table(Ticket)} SET {column(Ticket, 'last_seq')} = %s WHERE id = %s",
+                               [(11, ticket.pk), (12, ticket.pk)])
+        assert first.pk is not None
+    assert Ticket.objects.get(pk=ticket.pk).last_seq == 12
+    assert TicketEvent.objects.filter(pk=first.pk, kind="first").exists()
+
+
+def test_with_server_side_binding_nothing_is_held(buyer, agent, merchant):
+    """One message may carry several statements only with client-side binding
+    (Django's default); a server-binding cursor runs each at once."""
+    import psycopg
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's binding")
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    event = TicketEvent(ticket=ticket, kind="k", actor=agent, created_at=timezone.now(), data={})
+    factory = connection.connection.cursor_factory
+    connection.connection.cursor_factory = psycopg.Cursor
+    try:
+        with transaction.atomic(), CaptureQueriesContext(connection) as queries, sent_together(TicketEvent):
+            insert(event)
+            assert event.pk is not None and len(queries) == 1  # sent at once, its key read
+    finally:
+        connection.connection.cursor_factory = factory
