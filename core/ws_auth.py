@@ -50,9 +50,12 @@ _WITH_USER: list[tuple[Callable[[str, str], str], Callable[[Any, Any], None]]] =
 def read_with_user(column: Callable[[str, str], str], keep: Callable[[Any, Any], None]) -> None:
     """Read one more column with the socket's user (``column(alias, vendor)``,
     a scalar subquery over the user's row) and hand its value to ``keep``
-    with the user. Called by an app's ``ready()``, before the first connect."""
-    _WITH_USER.append((column, keep))
-    _user_sql.cache_clear()
+    with the user. Called by an app's ``ready()``, before the first connect
+    (a second call with the same pair, as a ``ready()`` run again makes,
+    changes nothing)."""
+    if (column, keep) not in _WITH_USER:
+        _WITH_USER.append((column, keep))
+        _user_sql.cache_clear()
 
 
 class DeferredAuthMiddleware(BaseMiddleware):

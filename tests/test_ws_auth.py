@@ -61,6 +61,14 @@ def test_the_user_s_role_groups_come_in_the_same_statement_and_the_role_asks_not
         assert cache.get(roles._cache_key(user.pk)) is None
         slow = get_user.func({"session": session})
         assert roles.role_permissions(fast) == roles.role_permissions(slow)
+    # the app registering again (its ready() run twice) reads the column once
+    from django.apps import apps
+
+    from core import ws_auth
+
+    before = list(ws_auth._WITH_USER)
+    apps.get_app_config("accounts").ready()
+    assert ws_auth._WITH_USER == before
 
 
 def test_a_session_from_before_a_password_change_is_refused_and_flushed(buyer):
