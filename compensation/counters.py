@@ -113,7 +113,7 @@ def take_quota(*, agent_id: int, period: str, limit: int) -> Result:
     known once the statement has been sent)."""
     _in_transaction()
     if limit <= 0:
-        return Result.known(None)
+        return Result.nothing()
     taking("agent_quota")
     table = _q(AgentQuota._meta.db_table)
     return write(
@@ -130,7 +130,7 @@ def take_buyer_slot(*, buyer_id: int, day: date, cap: int | None) -> Result:
     when the result's ``row`` is not None, as ``take_quota``."""
     _in_transaction()
     if cap is not None and cap <= 0:
-        return Result.known(None)
+        return Result.nothing()
     taking("buyer_counter")
     table = _q(BuyerCounter._meta.db_table)
     c = _q("count")

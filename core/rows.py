@@ -294,10 +294,10 @@ class Result:
         self._sent = False
 
     @classmethod
-    def known(cls, row=None, rowcount: int = 0) -> Result:
-        """An answer known without asking the database."""
+    def nothing(cls) -> Result:
+        """The answer of a statement not worth sending (no row, none written)."""
         result = cls()
-        result._row, result._rowcount, result._sent = row, rowcount, True
+        result._row, result._rowcount, result._sent = None, 0, True
         return result
 
     def _take(self, cursor) -> None:
