@@ -63,7 +63,8 @@ class LoginEvent(models.Model):
         SESSION = "session", _("Browser session")
         TOKEN = "token", _("API token")
 
-    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="login_events")
+    # indexed by login_user_recent, which leads with it
+    user = models.ForeignKey(User, on_delete=models.CASCADE, db_index=False, related_name="login_events")
     at = models.DateTimeField(_("at"), default=timezone.now)
     ip = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
     device = models.CharField(_("device"), max_length=128, blank=True,

@@ -107,7 +107,10 @@ class AgentQuota(models.Model):
     """An agent's self-service remedies in one month (``period`` = YYYY-MM).
     The limit is the policy's quota in force at each request, not a copy."""
 
-    agent = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="remedy_quotas")
+    # indexed by quota_agent_period_unique, which leads with it
+    agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, db_index=False, related_name="remedy_quotas"
+    )
     period = models.CharField(_("period"), max_length=7)
     used = models.PositiveIntegerField(_("used"), default=0)
 
@@ -123,7 +126,10 @@ class AgentQuota(models.Model):
 class BuyerCounter(models.Model):
     """Remedies a buyer received on one day."""
 
-    buyer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="remedy_counters")
+    # indexed by buyercounter_unique, which leads with it
+    buyer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, db_index=False, related_name="remedy_counters"
+    )
     date = models.DateField(_("date"))
     count = models.PositiveIntegerField(_("count"), default=0)
 
@@ -185,7 +191,10 @@ class Remedy(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
         FAILED = "failed", _("Failed")
 
     ticket = models.ForeignKey(Ticket, on_delete=models.PROTECT, related_name="remedies")
-    order = models.ForeignKey(Order, on_delete=models.PROTECT, null=True, blank=True, related_name="remedies")
+    # indexed by remedy_order_status, which leads with it
+    order = models.ForeignKey(
+        Order, on_delete=models.PROTECT, db_index=False, null=True, blank=True, related_name="remedies"
+    )
     buyer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="remedies_received")
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="remedies_requested")
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
@@ -267,7 +276,10 @@ class RemedyEvent(models.Model):
 
 
 class Coupon(models.Model):
-    code = models.CharField(_("code"), max_length=20, unique=True)
+    # unique by coupon_code_unique: a constraint rather than unique=True, which on
+    # PostgreSQL adds a second index for LIKE 'prefix%' that no query uses and
+    # every remedy's coupon would write
+    code = models.CharField(_("code"), max_length=20)
     buyer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="coupons")
     remedy = models.ForeignKey(Remedy, on_delete=models.PROTECT, related_name="coupons")
     value_fen = models.BigIntegerField(_("value (fen)"))
@@ -279,7 +291,10 @@ class Coupon(models.Model):
         verbose_name = _("coupon")
         verbose_name_plural = _("coupons")
         ordering = ["-issued_at"]
-        constraints = [models.CheckConstraint(condition=models.Q(value_fen__gt=0), name="coupon_value_positive")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(value_fen__gt=0), name="coupon_value_positive"),
+            models.UniqueConstraint(fields=["code"], name="coupon_code_unique"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.code} {self.value_fen}"
@@ -331,14 +346,17 @@ class LedgerEntry(models.Model):
     memo = models.CharField(_("memo"), max_length=128, blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
     prev_hash = models.CharField(_("previous hash"), max_length=64)
-    hash = models.CharField(_("hash"), max_length=64, unique=True)
+    hash = models.CharField(_("hash"), max_length=64)  # unique by ledger_hash_unique (as Coupon.code)
 
     class Meta:
         verbose_name = _("ledger entry")
         verbose_name_plural = _("ledger entries")
         ordering = ["id"]
         indexes = [models.Index(fields=["chain", "id"], name="ledger_chain_order")]
-        constraints = [models.CheckConstraint(condition=~models.Q(amount_fen=0), name="ledger_amount_nonzero")]
+        constraints = [
+            models.CheckConstraint(condition=~models.Q(amount_fen=0), name="ledger_amount_nonzero"),
+            models.UniqueConstraint(fields=["hash"], name="ledger_hash_unique"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.account} {self.amount_fen:+d} (remedy #{self.remedy_id})"

@@ -80,7 +80,8 @@ class Incident(models.Model):
 
 
 class IncidentTicket(models.Model):
-    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="links")
+    # indexed by incident_ticket_unique, which leads with it
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, db_index=False, related_name="links")
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="incident_links")
     added_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
                                  related_name="+")
@@ -223,7 +224,8 @@ class BulkJobItem(models.Model):
         FAILED = "failed", _("Failed")
         UNDONE = "undone", _("Undone")
 
-    job = models.ForeignKey(BulkJob, on_delete=models.CASCADE, related_name="items")
+    # indexed by bulk_item_once_per_job, which leads with it
+    job = models.ForeignKey(BulkJob, on_delete=models.CASCADE, db_index=False, related_name="items")
     target_id = models.PositiveBigIntegerField(_("ticket, order or affected buyer id"))
     status = models.CharField(_("status"), max_length=8, choices=Status.choices, default=Status.PENDING)
     result = models.JSONField(_("result"), default=dict, blank=True)
@@ -279,7 +281,8 @@ class AffectedBuyer(models.Model):
         SKIPPED = "skipped", _("Skipped")
         FAILED = "failed", _("Refused")
 
-    failure = models.ForeignKey(CouponFailure, on_delete=models.CASCADE, related_name="buyers")
+    # indexed by affectedbuyer_once_per_failure, which leads with it
+    failure = models.ForeignKey(CouponFailure, on_delete=models.CASCADE, db_index=False, related_name="buyers")
     buyer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     source = models.CharField(_("found by"), max_length=8, choices=Source.choices)
     # the buyer's coupon-failure ticket (the compensation lands on it) and its order (cashback)

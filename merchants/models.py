@@ -49,8 +49,10 @@ class Order(models.Model):
         REFUNDED = "refunded", _("Refunded")
 
     order_no = models.CharField(_("order no."), max_length=32, unique=True)
-    buyer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders")
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="orders")
+    # indexed by the (buyer, placed_at) index, which leads with it
+    buyer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, db_index=False, related_name="orders")
+    # indexed by the (merchant, placed_at) index, which leads with it
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, db_index=False, related_name="orders")
     items = models.JSONField(_("items"), default=list, help_text="[{sku, name, variant, qty, price_fen}]")
     amount_fen = models.BigIntegerField(_("amount (fen)"))
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PAID)
@@ -186,7 +188,8 @@ class Movement(models.Model):
         ORDER_CANCELLED = "order_cancelled", _("Order cancelled, returned to the buyer")
         ORDER_RESTORED = "order_restored", _("Cancelled order restored into escrow")
 
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="movements")
+    # indexed by movement_merchant_bucket, which leads with it
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, db_index=False, related_name="movements")
     bucket = models.CharField(_("bucket"), max_length=16, choices=Bucket.choices)
     kind = models.CharField(_("kind"), max_length=24, choices=Kind.choices)
     amount_fen = models.BigIntegerField(_("amount (fen)"))
@@ -215,7 +218,8 @@ class FundHold(models.Model):
         RELEASED = "released", _("Released")
         CONVERTED = "converted", _("Converted to refund")
 
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="holds")
+    # indexed by hold_merchant_status, which leads with it
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, db_index=False, related_name="holds")
     order = models.ForeignKey("Order", on_delete=models.PROTECT, related_name="holds")
     ticket_id = models.BigIntegerField(_("ticket id"), db_index=True)
     amount_fen = models.BigIntegerField(_("amount (fen)"))
@@ -256,7 +260,8 @@ class Payout(models.Model):
         FAILED = "failed", _("Failed")
         REJECTED = "rejected", _("Rejected on review")
 
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="payouts")
+    # indexed by payout_idempotency_unique, which leads with it
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, db_index=False, related_name="payouts")
     amount_fen = models.BigIntegerField(_("amount (fen)"))
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.REQUESTED)
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
@@ -294,7 +299,8 @@ class ResendTask(models.Model):
         FULFILLED = "fulfilled", _("Fulfilled")
         MISSED = "missed", _("Missed")
 
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="resend_tasks")
+    # indexed by resend_merchant_status, which leads with it
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, db_index=False, related_name="resend_tasks")
     order = models.ForeignKey("Order", on_delete=models.PROTECT, related_name="resend_tasks")
     ticket_id = models.BigIntegerField(_("ticket id"), db_index=True)
     reason = models.CharField(_("reason"), max_length=255)
@@ -337,7 +343,8 @@ class OrderChange(models.Model):
 class CreditScore(models.Model):
     """A merchant's credit score as computed at one time, with its parts."""
 
-    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="credit_scores")
+    # indexed by credit_merchant_recent, which leads with it
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, db_index=False, related_name="credit_scores")
     score = models.PositiveSmallIntegerField(_("score"))
     dispute_rate = models.FloatField(_("dispute rate"))
     on_time_shipping = models.FloatField(_("on-time shipping"))
@@ -441,7 +448,8 @@ class VariantStock(models.Model):
     gives one back to the old ("if stock allows", the order-platform measures).
     A variant without a row has none in stock."""
 
-    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="stock")
+    # indexed by stock_one_row_per_variant, which leads with it
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, db_index=False, related_name="stock")
     sku = models.CharField(_("SKU"), max_length=64)
     variant = models.CharField(_("variant"), max_length=64)
     on_hand = models.PositiveIntegerField(_("on hand"), default=0)

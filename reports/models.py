@@ -13,7 +13,8 @@ class ExportRecord(models.Model):
         REMEDIES = "remedies", _("Remedies")
         LEDGER = "ledger", _("Ledger")
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    # indexed by export_user_recent, which leads with it
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, db_index=False, related_name="+")
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
     filters = models.JSONField(_("filters"), default=dict)
     client_ip = models.GenericIPAddressField(_("client address"), null=True, blank=True)

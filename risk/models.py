@@ -33,7 +33,10 @@ class RiskHit(models.Model):
         DISMISSED = "dismissed", _("Dismissed")
         ACTIONED = "actioned", _("Actioned")
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="risk_hits")
+    # indexed by riskhit_user_rule, which leads with it
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, db_index=False, related_name="risk_hits"
+    )
     rule = models.CharField(_("rule"), max_length=32, choices=Rule.choices)
     evidence = models.JSONField(_("evidence"), default=dict)
     first_order_at = models.DateTimeField(_("first order of the burst"))
@@ -74,7 +77,10 @@ class AccountAction(models.Model):
         RESTORE_ORDERS = "restore_orders", _("Cancelled orders restored")
         DISMISS_HIT = "dismiss_hit", _("Hit dismissed")
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="risk_actions")
+    # indexed by riskaction_user_recent, which leads with it
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, db_index=False, related_name="risk_actions"
+    )
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     hit = models.ForeignKey(RiskHit, on_delete=models.SET_NULL, null=True, blank=True, related_name="actions")
@@ -108,7 +114,10 @@ class OwnerVerification(models.Model):
         PASSED = "passed", _("Passed")
         FAILED = "failed", _("Failed")
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="owner_verifications")
+    # indexed by verification_user_recent, which leads with it
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, db_index=False, related_name="owner_verifications"
+    )
     checked_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     phone_matched = models.BooleanField(_("registered phone matched"), default=False)
     email_matched = models.BooleanField(_("registered e-mail matched"), default=False)

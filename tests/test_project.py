@@ -123,3 +123,60 @@ def test_every_app_with_tests_is_collected():
     testpaths = set(config["pytest"]["testpaths"].split())
     with_tests = {p.parent.parent.name for p in ROOT.glob("*/tests/__init__.py")}
     assert with_tests <= testpaths
+
+
+# Indexes every write pays for and no read needs. A btree index on columns
+# that lead another index of the same table answers nothing the longer one
+# cannot (a foreign key's own index beside a composite that starts with it,
+# Django's default), and the ``varchar_pattern_ops`` twin PostgreSQL gets for
+# a ``unique=True`` CharField serves only ``LIKE 'prefix%'``. The tickets
+# table had four of the first kind: 21 indexes to write for every ticket
+# inserted and every update that is not heap-only (PERFORMANCE.md, 2026-12-05).
+PATTERN_OPS_ALLOWED = {
+    # looked up with LIKE 'prefix%' (or a twin of a column outside the hot paths)
+    "accounts_user", "accounts_apitoken", "django_session", "incidents_couponfailure",
+    "incidents_logisticsevent", "merchants_merchant", "merchants_order", "tickets_queue", "tickets_quickreply",
+}
+
+
+def _indexes(cursor) -> list[tuple[str, str, list[str], bool, str]]:
+    cursor.execute("""
+        SELECT t.relname, c.relname, string_to_array(i.indkey::text, ' '),
+               i.indpred IS NOT NULL OR i.indexprs IS NOT NULL, pg_get_indexdef(i.indexrelid)
+        FROM pg_index i
+        JOIN pg_class c ON c.oid = i.indexrelid
+        JOIN pg_class t ON t.oid = i.indrelid
+        JOIN pg_am am ON am.oid = c.relam
+        JOIN pg_namespace n ON n.oid = t.relnamespace
+        WHERE n.nspname = current_schema() AND am.amname = 'btree'
+    """)
+    return cursor.fetchall()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_no_index_of_ours_is_led_by_another_or_a_pattern_twin():
+    from django.apps import apps
+    from django.db import connection
+
+    from tests.concurrency import requires_postgres
+
+    requires_postgres()
+    # our models' tables (not the many-to-many tables Django makes for AbstractUser's groups)
+    ours = {model._meta.db_table for model in apps.get_models()
+            if model._meta.app_label in LAYERS and not model._meta.auto_created}
+    with connection.cursor() as cursor:
+        indexes = [row for row in _indexes(cursor) if row[0] in ours]
+    assert len(indexes) > 50  # the query sees our schema
+    redundant = [
+        f"{short} (covered by {long})"
+        for table, short, keys, partial, definition in indexes
+        if not partial and "UNIQUE" not in definition and "pattern_ops" not in definition
+        for other_table, long, other_keys, other_partial, _ in indexes
+        if other_table == table and long != short and not other_partial
+        and len(other_keys) > len(keys) and other_keys[:len(keys)] == keys
+    ]
+    assert redundant == []
+    twins = sorted(table for table, _name, _keys, _partial, definition in indexes
+                   if "pattern_ops" in definition and table not in PATTERN_OPS_ALLOWED)
+    assert twins == []

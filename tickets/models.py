@@ -185,14 +185,22 @@ class Ticket(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
     grade = models.CharField(_("grade"), max_length=8, choices=sla.GRADE_CHOICES, default=sla.GRADE_GENERAL)
     tier = models.PositiveSmallIntegerField(_("tier"), choices=sla.TIER_CHOICES, default=sla.TIER_AGENT)
     language = models.CharField(_("language"), max_length=8, choices=Language.choices, default=Language.ZH)
-    queue = models.ForeignKey(Queue, on_delete=models.PROTECT, null=True, blank=True, related_name="tickets")
-    buyer = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="buyer_tickets"
+    # indexed by ticket_queue_status, which leads with it
+    queue = models.ForeignKey(
+        Queue, on_delete=models.PROTECT, db_index=False, null=True, blank=True, related_name="tickets"
     )
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, null=True, blank=True, related_name="tickets")
+    # indexed by ticket_buyer_recent, which leads with it
+    buyer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, db_index=False, null=True, blank=True, related_name="buyer_tickets"
+    )
+    # indexed by ticket_merchant_recent, which leads with it
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.PROTECT, db_index=False, null=True, blank=True, related_name="tickets"
+    )
     order = models.ForeignKey(Order, on_delete=models.PROTECT, null=True, blank=True, related_name="tickets")
+    # indexed by ticket_assignee_status, which leads with it
     assignee = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="assigned_tickets"
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, db_index=False, null=True, blank=True, related_name="assigned_tickets"
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
@@ -385,7 +393,8 @@ class TicketTag(models.Model):
     (PostgreSQL's ArrayField and its GIN index do not exist on SQLite, the
     embedded default), and the names are normalised by ``tickets.tags``."""
 
-    ticket = models.ForeignKey("Ticket", on_delete=models.CASCADE, related_name="tags")
+    # indexed by tickettag_ticket_name_unique, which leads with it
+    ticket = models.ForeignKey("Ticket", on_delete=models.CASCADE, db_index=False, related_name="tags")
     name = models.CharField(_("name"), max_length=32)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
@@ -405,7 +414,10 @@ class SavedView(models.Model):
     the known filter keys, as strings, validated by the same parser as the
     list's query (``tickets.filters``)."""
 
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_views")
+    # indexed by savedview_owner_name_unique, which leads with it
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, db_index=False, related_name="saved_views"
+    )
     name = models.CharField(_("name"), max_length=40)
     filters = models.JSONField(_("filters"), default=dict, blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
@@ -423,7 +435,8 @@ class SavedView(models.Model):
 class TicketEvent(models.Model):
     """The append-only timeline: who did what to the ticket, and when."""
 
-    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="events")
+    # indexed by ticketevent_ticket, which leads with it
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, db_index=False, related_name="events")
     kind = models.CharField(_("kind"), max_length=32)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
@@ -448,7 +461,8 @@ class Message(models.Model):
         MERCHANT = "merchant", _("Merchant")
         SYSTEM = "system", _("System")
 
-    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="messages")
+    # indexed by message_ticket_seq_unique, which leads with it
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, db_index=False, related_name="messages")
     seq = models.PositiveIntegerField(_("seq"))
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
@@ -494,7 +508,8 @@ class ReadMark(models.Model):
     they have seen. It only moves forward. Agents' marks give the console's
     unread counts; the buyer's and the merchant's give read receipts."""
 
-    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="read_marks")
+    # indexed by read_mark_ticket_user_unique, which leads with it
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, db_index=False, related_name="read_marks")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     seq = models.PositiveIntegerField(_("read up to seq"), default=0)
     updated_at = models.DateTimeField(_("updated at"), default=timezone.now)
@@ -599,7 +614,8 @@ class AgentProfile(models.Model):
 class AgentSkill(models.Model):
     """An agent may be auto-assigned chats of this category."""
 
-    profile = models.ForeignKey(AgentProfile, on_delete=models.CASCADE, related_name="skills")
+    # indexed by agentskill_unique, which leads with it
+    profile = models.ForeignKey(AgentProfile, on_delete=models.CASCADE, db_index=False, related_name="skills")
     category = models.CharField(_("category"), max_length=32, choices=Category.choices)
 
     class Meta:
@@ -614,7 +630,10 @@ class AgentSkill(models.Model):
 class WorkSession(models.Model):
     """A stretch of time online; the shift counts them (continuous or split)."""
 
-    agent = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="work_sessions")
+    # indexed by worksession_agent_start, which leads with it
+    agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, db_index=False, related_name="work_sessions"
+    )
     started_at = models.DateTimeField(_("started at"))
     ended_at = models.DateTimeField(_("ended at"), null=True, blank=True)
 
@@ -665,7 +684,8 @@ class OvertimeRequest(models.Model):
 class SlaBreach(models.Model):
     """One breach of one deadline: the unique key makes the sweep idempotent."""
 
-    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="breaches")
+    # indexed by slabreach_ticket_due_unique, which leads with it
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, db_index=False, related_name="breaches")
     due_at = models.DateTimeField(_("due at"))
     grade = models.CharField(_("grade"), max_length=8, choices=sla.GRADE_CHOICES)
     tier_before = models.PositiveSmallIntegerField(_("tier before"))
@@ -750,7 +770,8 @@ class Attachment(models.Model):
     whoever sees that message (an internal note's by staff only). Files go
     through Django's storage API, served only by the scoped view."""
 
-    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="attachments")
+    # indexed by attachment_ticket_uploader, which leads with it
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, db_index=False, related_name="attachments")
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     message = models.ForeignKey(
         Message, on_delete=models.CASCADE, null=True, blank=True, related_name="attachments",
