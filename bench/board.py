@@ -78,11 +78,11 @@ def seed(n_tickets: int, n_messages: int, rng: random.Random) -> dict:
                 closed, status = created + timedelta(minutes=rng.randint(10, 240)), "merged"
         tickets.append((i + 1, "快递三天没动了", rng.choice(CATEGORIES), "buyer", "chat" if chat else "web", "3", 1,
                         "zh-hans", buyer.pk, status, created, created, answered, resolved, closed, n_messages,
-                        n_messages, created, ""))
+                        n_messages, created, "", n_messages))
     copy_rows("tickets_ticket",
               ["id", "subject", "category", "party", "channel", "grade", "tier", "language", "buyer_id", "status",
                "created_at", "updated_at", "first_response_at", "resolved_at", "closed_at", "last_seq",
-               "last_public_seq", "last_message_at", "search_text"], tickets)
+               "last_public_seq", "last_message_at", "search_text", "searched_seq"], tickets)
     messages = ((t[0], seq, buyer.pk if seq % 2 else agent.pk, "buyer" if seq % 2 else "agent", rng.choice(BODIES),
                  False, "", t[10] + timedelta(seconds=seq * 30)) for t in tickets for seq in range(1, n_messages + 1))
     copy_rows("tickets_message", ["ticket_id", "seq", "author_id", "author_role", "body", "internal", "notice",

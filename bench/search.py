@@ -111,14 +111,14 @@ def seed(n_tickets: int, n_messages: int, rng: random.Random) -> dict:
         text = search.extend("", subject, order_no, buyer[1], buyer[2], buyer[3], *bodies)
         tickets.append((i + 1, subject, "logistics_delay", "buyer", "web", "3", 1, "zh-hans", buyer[0], merchant.pk,
                         oid, status, created, created, created + timedelta(minutes=30), n_messages, n_messages,
-                        created, text))
+                        created, text, n_messages))
         for seq, body in enumerate(bodies, start=1):
             messages.append((i + 1, seq, buyer[0] if seq % 2 else agent.pk, "buyer" if seq % 2 else "agent", body,
                              False, "", created))
     copy_rows("tickets_ticket",
               ["id", "subject", "category", "party", "channel", "grade", "tier", "language", "buyer_id",
                "merchant_id", "order_id", "status", "created_at", "updated_at", "due_at", "last_seq",
-               "last_public_seq", "last_message_at", "search_text"], tickets)
+               "last_public_seq", "last_message_at", "search_text", "searched_seq"], tickets)
     copy_rows("tickets_message",
               ["ticket_id", "seq", "author_id", "author_role", "body", "internal", "notice", "created_at"], messages)
     with connection.cursor() as cursor:

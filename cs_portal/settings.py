@@ -171,6 +171,8 @@ CELERY_TIMEZONE = "Asia/Shanghai"
 # same table inline beside the server in the embedded default.
 CELERY_BEAT_SCHEDULE = {
     "sla-sweep": {"task": "tickets.tasks.sla_sweep", "schedule": timedelta(seconds=30)},
+    # what was said reaches the tickets' search text (tickets.services.conversation.fold_search_text)
+    "search-fold": {"task": "tickets.tasks.fold_search_text", "schedule": timedelta(seconds=15)},
     "shift-reminders": {"task": "tickets.tasks.shift_reminders", "schedule": timedelta(minutes=1)},
     "auto-confirm": {"task": "merchants.tasks.auto_confirm", "schedule": timedelta(minutes=10)},
     "resend-deadlines": {"task": "tickets.tasks.resend_deadlines", "schedule": timedelta(minutes=1)},

@@ -15,6 +15,7 @@ from tickets.models import (
     ReadMark,
     RoutingRule,
     SavedView,
+    SearchFold,
     SlaBreach,
     Ticket,
     TicketEvent,
@@ -193,3 +194,16 @@ class TicketTagAdmin(admin.ModelAdmin):
 class SavedViewAdmin(admin.ModelAdmin):
     list_display = ("owner", "name")
     raw_id_fields = ("owner",)
+
+
+@admin.register(SearchFold)
+class SearchFoldAdmin(admin.ModelAdmin):
+    """Where the periodic search fold has got to: to look at, not to set."""
+
+    list_display = ("through",)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

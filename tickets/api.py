@@ -118,7 +118,8 @@ LIST_PARAMS = [
     OpenApiParameter("overdue", bool),
     OpenApiParameter("merchant", int),
     OpenApiParameter("q", str, description="search: subject, message bodies, order no., buyer name or phone "
-                                           "(every word must match), or a ticket id"),
+                                           "(every word must match), or a ticket id; the words of a message "
+                                           "after the opening request are found within about 15 s"),
     OpenApiParameter("category", str, description="one category or a comma-separated list"),
     OpenApiParameter("channel", str, description="one channel or a comma-separated list"),
     OpenApiParameter("tier", int, description="1 agent, 2 team lead, 3 head, 4 all levels"),

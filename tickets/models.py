@@ -235,9 +235,13 @@ class Ticket(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
         verbose_name=_("merged into"),
     )
     # what a search matches (``tickets.search``): subject, order no., the buyer's
-    # names and phone, the public conversation; kept by the services that write
-    # them, indexed by pg_trgm on PostgreSQL (migration 0007)
+    # names and phone, the public conversation; indexed by pg_trgm on PostgreSQL
+    # (migration 0009). Intake writes the ticket's own part with its opening
+    # request; what is said later is folded in by ``fold_search_text`` every few
+    # seconds, up to ``searched_seq``: appended per message, every message rewrote
+    # the ticket's row into all its indexes (PERFORMANCE.md, 2026-12-05)
     search_text = models.TextField(_("search text"), blank=True, default="", editable=False)
+    searched_seq = models.PositiveIntegerField(_("searched up to seq"), default=0, editable=False)
 
     class Meta:
         verbose_name = _("ticket")
@@ -432,6 +436,16 @@ class SavedView(models.Model):
         return f"{self.owner_id}: {self.name}"
 
 
+class SearchFold(models.Model):
+    """One row (pk 1): ``fold_search_text`` has looked at every message
+    stamped before ``through`` (less its slack)."""
+
+    through = models.DateTimeField(_("through"), null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"search folded through {self.through}"
+
+
 class TicketEvent(models.Model):
     """The append-only timeline: who did what to the ticket, and when."""
 
@@ -489,6 +503,8 @@ class Message(models.Model):
             # the chat report's replies of a period, read from the index alone on PostgreSQL
             models.Index(fields=["created_at"], include=["waited_from", "author", "ticket"],
                          condition=models.Q(waited_from__isnull=False), name="message_chat_reply"),
+            # what was said since the search fold's last run (``fold_search_text``)
+            models.Index(fields=["created_at"], name="message_created"),
         ]
         constraints = [
             models.UniqueConstraint(fields=["ticket", "seq"], name="message_ticket_seq_unique"),

@@ -5,10 +5,14 @@ Pure functions, no models (the migration that fills the column imports them).
 
 Why a column of its own: a search covers the subject, the conversation, the
 order no. and the buyer's name and phone, four tables. Matching each through
-a join cannot use one index, so the services that write any of them keep one
-lowercased text per ticket, and PostgreSQL indexes it with one ``pg_trgm``
-GIN index (``tickets/migrations/0009_tags_views_search.py``); SQLite scans it
-with ``LIKE`` (the embedded default, small).
+a join cannot use one index, so one lowercased text per ticket holds them all,
+and PostgreSQL indexes it with one ``pg_trgm`` GIN index
+(``tickets/migrations/0009_tags_views_search.py``); SQLite scans it with
+``LIKE`` (the embedded default, small). Intake writes the ticket's own part and
+its opening request; what is said later comes in batches, every 15 s
+(``tickets.services.conversation.fold_search_text``), not with each message:
+the index makes every change of the text a new version of the ticket's row in
+all its indexes, with the trigrams of the whole text taken again.
 
 Why bigrams: Chinese has no spaces, and a trigram index cannot find a
 two-character word (快递, 退款: the most common kind of Chinese search term)

@@ -13,6 +13,13 @@ def sla_sweep() -> int:
     return len(sweep_sla())
 
 
+@shared_task(name="tickets.tasks.fold_search_text")
+def fold_search_text() -> int:
+    from tickets.services import fold_search_text
+
+    return fold_search_text()
+
+
 @shared_task(name="tickets.tasks.shift_reminders")
 def shift_reminders() -> int:
     from tickets.services import send_shift_reminders

@@ -5,6 +5,7 @@ Public entry points own their transaction (``atomic(durable=True)``); the
 """
 
 from tickets.services.attachments import upload_attachment
+from tickets.services.conversation import fold_search_text
 from tickets.services.knowledge import add_playbook, edit_playbook, render_quick_reply
 from tickets.services.merchant_side import Upload, respond_as_merchant
 from tickets.services.merge import merge_tickets
@@ -24,6 +25,7 @@ from tickets.services.tickets import open_system_ticket, open_ticket, report_up,
 
 __all__ = [
     "Upload", "add_playbook", "create_saved_view", "decide_overtime", "delete_saved_view", "dispatch_chats", "edit_playbook",
+    "fold_search_text",
     "intercept_and_resend", "mark_read", "merge_tickets", "open_system_ticket", "open_ticket", "pick_queue", "post_message",
     "set_ticket_tags",
     "rate_ticket", "render_quick_reply", "report_up", "respond_as_merchant", "request_overtime", "send_shift_reminders", "set_presence",

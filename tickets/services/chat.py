@@ -27,12 +27,12 @@ from django.utils import timezone
 
 from core import doors
 from core.errors import DomainError
-from tickets import events, search
+from tickets import events
 from tickets.errors import AttachmentUnavailable, Conflict, InvalidInput, TicketNotFound
 from tickets.models import Attachment, Message, ReadMark, Ticket
 from tickets.services.attachments import claimable
 from tickets.services.conversation import buyer_wait
-from core.locks import taking
+from tickets.locks import lock_ticket_rows
 from tickets import rules
 from tickets.rules import Viewer, can_view
 
@@ -181,11 +181,7 @@ def store_chat_batch(*, posts: list[ChatPost], reads: list[ChatRead], now: datet
         _insert_messages([m for m, _, _ in new_messages])
         if claims:
             _claim_attachments(claims)
-        said: dict[int, list[str]] = {}
-        for message, _, ticket_id in new_messages:
-            said.setdefault(ticket_id, []).append(message.body)
-        _update_counters(tickets=list(changed.values()), now=now,
-                         searchable={pk: search.document(*bodies) for pk, bodies in said.items()})
+        _update_counters(tickets=list(changed.values()), now=now)
     moved = _store_reads(reads=reads, tickets=tickets, now=now)
     all_events = [event for _, stored, _ in new_messages for event in stored.events]
     for read, seq in moved:
@@ -226,24 +222,15 @@ class _TicketRow:
 
 
 def _lock_tickets(ticket_ids: list[int]) -> dict[int, _TicketRow]:
-    taking("ticket")
-    table = connection.ops.quote_name(Ticket._meta.db_table)
-    marks = ", ".join(["%s"] * len(ticket_ids))
-    for_update = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT id, status, buyer_id, merchant_id, party, assignee_id, last_seq, last_public_seq, "
-            f"first_response_at, channel, buyer_waiting_since FROM {table} WHERE id IN ({marks}) ORDER BY id{for_update}",
-            ticket_ids,
-        )
-        rows = {}
-        for row in cursor.fetchall():
-            ticket = _TicketRow(*row)
-            if isinstance(ticket.buyer_waiting_since, str):  # SQLite hands back text
-                ticket.buyer_waiting_since = connection.ops.convert_datetimefield_value(
-                    ticket.buyer_waiting_since, None, connection)
-            rows[row[0]] = ticket
-        return rows
+    rows = {}
+    for row in lock_ticket_rows(ticket_ids, "id, status, buyer_id, merchant_id, party, assignee_id, last_seq, "
+                                            "last_public_seq, first_response_at, channel, buyer_waiting_since"):
+        ticket = _TicketRow(*row)
+        if isinstance(ticket.buyer_waiting_since, str):  # SQLite hands back text
+            ticket.buyer_waiting_since = connection.ops.convert_datetimefield_value(
+                ticket.buyer_waiting_since, None, connection)
+        rows[row[0]] = ticket
+    return rows
 
 
 def _repeated_client_ids(wanted: set[tuple[int, str]]) -> set[tuple[int, str]]:
@@ -297,28 +284,29 @@ def _claim_attachments(claims: list[tuple[int, int, int]]) -> None:
             raise AttachmentUnavailable()
 
 
-def _update_counters(*, tickets: list[_TicketRow], now: datetime, searchable: dict[int, str]) -> None:
+def _update_counters(*, tickets: list[_TicketRow], now: datetime) -> None:
     """The batch's tickets' counters in one UPDATE from a VALUES list (Django's
     bulk_update builds a CASE per field per row in Python: most of a batch's
-    time at a thousand messages a second). The same statement appends what
-    was said to each ticket's search text (``tickets.search``), within its cap."""
+    time at a thousand messages a second). No indexed column changes (what
+    was said reaches the search text with the next fold), so on PostgreSQL
+    the ticket's row is updated in place, with no index entry (heap-only),
+    but for a first response, once per ticket."""
     table = connection.ops.quote_name(Ticket._meta.db_table)
-    rows = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(tickets))
+    rows = ", ".join(["(%s, %s, %s, %s, %s)"] * len(tickets))
     params: list = []
     for ticket in tickets:
         params += [ticket.pk, ticket.last_seq, ticket.last_public_seq, 1 if ticket.first_response_at == now else 0,
-                   searchable.get(ticket.pk, ""), connection.ops.adapt_datetimefield_value(ticket.buyer_waiting_since)]
+                   connection.ops.adapt_datetimefield_value(ticket.buyer_waiting_since)]
     stamp = connection.ops.adapt_datetimefield_value(now)
     # a column of NULLs in VALUES is text to PostgreSQL: say what it holds
     waiting = "v.waiting::timestamptz" if connection.vendor == "postgresql" else "v.waiting"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH v(id, last_seq, last_public_seq, responded, said, waiting) AS (VALUES {rows}) "
+            f"WITH v(id, last_seq, last_public_seq, responded, waiting) AS (VALUES {rows}) "
             f"UPDATE {table} SET last_seq = v.last_seq, last_public_seq = v.last_public_seq, "
             f"buyer_waiting_since = {waiting}, "
             f"last_message_at = %s, updated_at = %s, first_response_at = CASE "
-            f"WHEN {table}.first_response_at IS NULL AND v.responded = 1 THEN %s ELSE {table}.first_response_at END, "
-            f"search_text = substr({table}.search_text || v.said, 1, {int(search.SEARCH_TEXT_MAX)}) "
+            f"WHEN {table}.first_response_at IS NULL AND v.responded = 1 THEN %s ELSE {table}.first_response_at END "
             f"FROM v WHERE {table}.id = v.id",
             [*params, stamp, stamp, stamp],
         )

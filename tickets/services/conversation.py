@@ -1,20 +1,23 @@
 """Appending to a ticket's conversation inside the caller's transaction:
-people's messages and the system's notices, with a gap-free ``seq``."""
+people's messages and the system's notices, with a gap-free ``seq``; and the
+search fold, which brings what was said into the tickets' search text."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import reduce
+from operator import or_
 
-from django.db import transaction
-from django.db.models import F, Value
-from django.db.models.functions import Concat, Substr
-from django.utils import translation
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone, translation
 from django.utils.translation import gettext, gettext_noop
 
 from accounts import roles
 from core import rows
 from tickets import events, search
-from tickets.models import Attachment, Channel, Message, Ticket
+from tickets.locks import lock_ticket_rows
+from tickets.models import Attachment, Channel, Message, SearchFold, Ticket
 from tickets.services.attachments import claim_attachments
 
 
@@ -51,10 +54,7 @@ def append_message(
         ticket.first_response_at = now
         update.append("first_response_at")
     waited_from = _answer_wait(ticket, role=role, internal=internal, now=now, update=update)
-    if not internal and not notice:
-        # people's public words are searchable (internal notes are not: a buyer
-        # searching their own tickets must not find a staff note's words)
-        update += _extend_search_text(ticket, [body])
+    # its words reach the ticket's search text with the next fold (``fold_search_text``)
     rows.update(ticket, update)
     message = Message(
         ticket=ticket, seq=ticket.last_seq, author=author, author_role=role, body=body,
@@ -91,22 +91,6 @@ def _answer_wait(ticket: Ticket, *, role: str, internal: bool, now: datetime, up
         ticket.buyer_waiting_since = waiting
         update.append("buyer_waiting_since")
     return waited_from
-
-
-def _extend_search_text(ticket: Ticket, bodies: list[str]) -> list[str]:
-    """Append ``bodies`` to the ticket's search text, on the row the caller
-    saves next (the fields to add to its ``update_fields``); the ticket is
-    locked, so the text read with it is current. Where it was loaded without
-    the column, one UPDATE appends in the database instead."""
-    if not bodies:
-        return []
-    if "search_text" in ticket.get_deferred_fields():
-        addition = search.document(*bodies)
-        Ticket.objects.filter(pk=ticket.pk).update(
-            search_text=Substr(Concat(F("search_text"), Value(addition)), 1, search.SEARCH_TEXT_MAX))
-        return []
-    ticket.search_text = search.extend(ticket.search_text, *bodies)
-    return ["search_text"]
 
 
 # What the conversation is told when the ticket moves, in the ticket's language.
@@ -188,9 +172,93 @@ def append_copies(*, ticket: Ticket, messages: list[Message], now: datetime) -> 
     _copy_attachments(originals=messages, copies=copies, ticket=ticket)
     ticket.last_seq, ticket.last_public_seq = seq, public_seq
     ticket.last_message_at = now
-    update = ["last_seq", "last_public_seq", "last_message_at", "updated_at"]
-    update += _extend_search_text(ticket, [m.body for m in messages if not m.internal and not m.notice])
-    ticket.save(update_fields=update)
+    # a merge is rare and its copies keep their original times, which the
+    # periodic fold does not look back to: the target's text takes them now
+    ticket.save(update_fields=["last_seq", "last_public_seq", "last_message_at", "updated_at",
+                               *_fold_locked(ticket)])
     for copy, before in zip(copies, prev_public):
         events.message_posted(copy, prev_public_seq=before)
     return copies
+
+
+# --- the search fold ---------------------------------------------------------------------
+#
+# What people say after a ticket's opening request reaches its search text
+# (``Ticket.search_text``, ``tickets.search``) here, a ticket's new messages at
+# once, rather than with each message: the text is under a trigram index, so
+# every append wrote a new version of the ticket's row into all its indexes and
+# PostgreSQL took the trigrams of the whole conversation again (two fifths of
+# its CPU per chat message; PERFORMANCE.md, 2026-12-05). A word is searchable
+# within about one fold's period (15 s: the beat schedule, settings) of being said.
+
+# a message is looked for this long before the last fold began: its time is
+# taken before its transaction commits, and a transaction of a few seconds
+# must not hide it from the fold that ran meanwhile
+FOLD_SLACK = timedelta(minutes=1)
+FOLD_CHUNK = 200  # tickets locked together, each chunk in a short transaction of its own
+
+
+def fold_search_text(*, now: datetime | None = None) -> int:
+    """Bring into each ticket's search text the public words said since its
+    ``searched_seq``, for every ticket with a message stamped since the last
+    fold began (less ``FOLD_SLACK``). Returns how many tickets changed.
+
+    Exact under concurrency: a message takes its seq under its ticket's lock
+    and commits with the ticket's new ``last_seq``, and the fold reads a
+    ticket's messages under the same lock, so it sees every message up to the
+    ``last_seq`` it records; a message committed later is above it and waits
+    for the next fold. Two folds at once change each ticket once."""
+    now = now or timezone.now()
+    state, _ = SearchFold.objects.get_or_create(pk=1)
+    said = Message.objects.order_by()
+    if state.through is not None:
+        said = said.filter(created_at__gte=state.through - FOLD_SLACK)
+    ticket_ids = sorted(set(said.values_list("ticket_id", flat=True).distinct()))
+    changed = sum(_fold_chunk(ticket_ids[i:i + FOLD_CHUNK]) for i in range(0, len(ticket_ids), FOLD_CHUNK))
+    SearchFold.objects.filter(Q(through__isnull=True) | Q(through__lt=now), pk=1).update(through=now)
+    return changed
+
+
+@transaction.atomic
+def _fold_chunk(ticket_ids: list[int]) -> int:
+    lagging = lock_ticket_rows(ticket_ids, "id, search_text, searched_seq, last_seq",
+                               where="last_public_seq > searched_seq")
+    if not lagging:
+        return 0
+    bodies = _said_since({ticket_id: searched for ticket_id, _, searched, _ in lagging})
+    values = [(ticket_id, search.extend(text, *bodies.get(ticket_id, [])), last_seq)
+              for ticket_id, text, _, last_seq in lagging]
+    table = connection.ops.quote_name(Ticket._meta.db_table)
+    rows_sql = ", ".join(["(%s, %s, %s)"] * len(values))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH v(id, text, seq) AS (VALUES {rows_sql}) "
+            f"UPDATE {table} SET search_text = v.text, searched_seq = v.seq FROM v WHERE {table}.id = v.id",
+            [value for row in values for value in row],
+        )
+    return len(values)
+
+
+def _said_since(searched: dict[int, int]) -> dict[int, list[str]]:
+    """Each ticket's searchable bodies after its seq, in order: people's public
+    words (internal notes are not searchable: a buyer searching their own
+    tickets must not find a staff note's words; nor are the system's notices)."""
+    after = reduce(or_, (Q(ticket_id=ticket_id, seq__gt=seq) for ticket_id, seq in searched.items()))
+    bodies: dict[int, list[str]] = {}
+    for ticket_id, body in (Message.objects.filter(after, internal=False, notice="")
+                            .order_by("ticket_id", "seq").values_list("ticket_id", "body")):
+        bodies.setdefault(ticket_id, []).append(body)
+    return bodies
+
+
+def _fold_locked(ticket: Ticket) -> list[str]:
+    """The fold for one ticket the caller has locked: its text and mark set on
+    the instance; returns the fields to save."""
+    if ticket.last_public_seq <= ticket.searched_seq:
+        return []
+    if "search_text" in ticket.get_deferred_fields():
+        ticket.refresh_from_db(fields=["search_text"])
+    ticket.search_text = search.extend(ticket.search_text,
+                                       *_said_since({ticket.pk: ticket.searched_seq}).get(ticket.pk, []))
+    ticket.searched_seq = ticket.last_seq
+    return ["search_text", "searched_seq"]

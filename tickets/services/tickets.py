@@ -176,7 +176,7 @@ def _create_ticket(*, actor, category, subject, body, party, channel, grade, lan
         order=order, created_by=actor, created_at=now,
         # the opening message is seq 1
         last_seq=1, last_public_seq=1, last_message_at=now,
-        search_text=search_text_for(subject=subject, order=order, buyer=buyer, body=body),
+        search_text=search_text_for(subject=subject, order=order, buyer=buyer, body=body), searched_seq=1,
     )
     actor_or_none = actor if actor is not None and actor.is_authenticated else None
     # a buyer's request opens a wait for the first reply (the chat report)

@@ -11,7 +11,7 @@ from merchants.tests.factories import OrderFactory
 from tickets import search, services
 from tickets.errors import InvalidTag, InvalidViewFilters, TicketNotFound, TooManyTags, TooManyViews, ViewNameTaken
 from tickets.models import SavedView, Ticket, TicketEvent, TicketTag
-from tickets.selectors import VIEWS_PER_AGENT
+from tickets.selectors import VIEWS_PER_AGENT, search_condition
 from tickets.services.chat import ChatPost, store_chat_batch
 from tickets.rules import viewer_of
 from tickets.tags import normalize_tag, normalize_tags
@@ -101,33 +101,104 @@ def test_only_staff_tag(buyer, merchant_user, order):
 # --- search text is kept by every write path ---------------------------------------------
 
 
+def _found(term: str) -> list[int]:
+    return sorted(Ticket.objects.filter(search_condition(term)).values_list("pk", flat=True))
+
+
 @pytest.mark.django_db
-def test_search_text_follows_messages_but_not_internal_notes(agent, buyer, order):
+def test_search_text_follows_messages_with_the_fold_but_not_internal_notes(agent, buyer, order):
     ticket = ticket_in_state("assigned", buyer=buyer, agent=agent, order=order)
+    own = Ticket.objects.get(pk=ticket.pk).search_text
+    assert order.order_no.lower() in own and buyer.username in own and search.document("请帮我查一下物流") in own
     services.post_message(actor=agent, ticket_id=ticket.pk, body="已联系顺丰加急处理")
     services.post_message(actor=agent, ticket_id=ticket.pk, body="内部备注 secretword", internal=True)
-    text = Ticket.objects.get(pk=ticket.pk).search_text
-    assert " 顺丰 " in text and "secretword" not in text
-    assert order.order_no.lower() in text and buyer.username in text
+    # a message leaves the ticket's indexed text alone: its words come with the fold
+    assert Ticket.objects.get(pk=ticket.pk).search_text == own and _found("顺丰") == []
+    assert services.fold_search_text() == 1
+    stored = Ticket.objects.get(pk=ticket.pk)
+    assert " 顺丰 " in stored.search_text and "secretword" not in stored.search_text
+    assert stored.searched_seq == stored.last_seq
+    # notices ("assigned") are not searchable; the opening request is there once
+    assert stored.search_text.count(search.document("请帮我查一下物流").strip()) == 1
+    assert _found("顺丰") == [ticket.pk] and _found("secretword") == []
+    assert services.fold_search_text() == 0  # nothing new: nothing written
 
 
 @pytest.mark.django_db(transaction=True)
-def test_chat_batch_appends_to_search_text_in_its_one_update(agent, buyer, order):
+def test_chat_batch_leaves_the_search_text_to_the_fold(agent, buyer, order):
     ticket = ticket_in_state("assigned", buyer=buyer, agent=agent, order=order)
+    own = Ticket.objects.get(pk=ticket.pk).search_text
     viewer = viewer_of(buyer)
     store_chat_batch(posts=[ChatPost(viewer=viewer, ticket_id=ticket.pk, body="包裹外箱压坏了", client_msg_id=None),
                             ChatPost(viewer=viewer, ticket_id=ticket.pk, body="photo attached", client_msg_id="c1")],
                      reads=[])
+    assert Ticket.objects.get(pk=ticket.pk).search_text == own
+    services.fold_search_text()
     text = Ticket.objects.get(pk=ticket.pk).search_text
-    assert " 包裹 裹外 外箱 箱压 压坏 坏了 " in text and "photo attached" in text
+    assert text.startswith(own.rstrip()) and text.endswith(" 包裹 裹外 外箱 箱压 压坏 坏了 photo attached ")
+    assert _found("外箱压坏") == [ticket.pk] and _found("photo") == [ticket.pk]
+
+
+@pytest.mark.django_db
+def test_the_fold_looks_back_to_its_last_run_and_keeps_the_cap(agent, buyer, order, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tickets.models import Message, SearchFold
+    from tickets.services import conversation
+
+    old = ticket_in_state("assigned", buyer=buyer, agent=agent, order=order)
+    services.post_message(actor=buyer, ticket_id=old.pk, body="很久以前 walrus")
+    services.fold_search_text()
+    # a message stamped before the last fold began, less the slack, is not looked for again
+    # (a merge's copies keep their times: the merge folds its target itself, below)
+    services.post_message(actor=buyer, ticket_id=old.pk, body="晚到的 narwhal")
+    Message.objects.filter(ticket=old).update(created_at=timezone.now() - conversation.FOLD_SLACK - timedelta(minutes=5))
+    assert services.fold_search_text() == 0 and _found("narwhal") == []
+    # an outage of the beat: the next fold looks back to where the last one began
+    SearchFold.objects.update(through=timezone.now() - timedelta(hours=3))
+    assert services.fold_search_text() == 1 and _found("narwhal") == [old.pk]
+    # the text keeps its cap, the ticket's own part first
+    monkeypatch.setitem(search.extend.__kwdefaults__, "limit", 200)
+    services.post_message(actor=buyer, ticket_id=old.pk, body="x" * 500)
+    services.fold_search_text()
+    assert len(Ticket.objects.get(pk=old.pk).search_text) == 200
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_folds_racing_messages_lose_no_word_and_repeat_none(agent, buyer, order):
+    from tests.concurrency import race, requires_postgres
+
+    requires_postgres()
+    ticket = ticket_in_state("assigned", buyer=buyer, agent=agent, order=order)
+    words = [f"word{i:02d}" for i in range(12)]
+
+    def work(i: int):
+        if i % 3 == 0:
+            return services.fold_search_text()
+        return services.post_message(actor=buyer if i % 2 else agent, ticket_id=ticket.pk, body=words[i])
+
+    _, errors = race(work, len(words))
+    assert errors == []
+    services.fold_search_text()
+    stored = Ticket.objects.get(pk=ticket.pk)
+    assert [w for w in words if f" {w} " in stored.search_text] == [w for i, w in enumerate(words) if i % 3]
+    assert all(stored.search_text.count(f" {w} ") == 1 for i, w in enumerate(words) if i % 3)
+    assert stored.searched_seq == stored.last_seq
 
 
 @pytest.mark.django_db
 def test_merge_brings_the_source_conversation_into_the_target_search(agent, buyer, order):
     target = open_ticket(buyer=buyer, order=order, body="第一次反映")
     source = open_ticket(buyer=buyer, order=order, body="重复的投诉 zebra")
+    services.post_message(actor=agent, ticket_id=source.pk, body="内部 giraffe", internal=True)
     services.merge_tickets(actor=agent, ticket_id=source.pk, into_ticket_id=target.pk)
-    assert "zebra" in Ticket.objects.get(pk=target.pk).search_text
+    # at once: the copies keep their original times, which the periodic fold does not look back to
+    stored = Ticket.objects.get(pk=target.pk)
+    assert "zebra" in stored.search_text and "giraffe" not in stored.search_text
+    assert stored.searched_seq == stored.last_seq
 
 
 # --- API: tags ---------------------------------------------------------------------------
@@ -208,6 +279,7 @@ def test_search_finds_by_subject_body_order_name_and_phone(api, agent, buyer, ot
     services.transition_ticket(actor=agent, ticket_id=mine.pk, name="assign")
     services.post_message(actor=agent, ticket_id=mine.pk, body="已经联系仓库 warehouse 加急")
     theirs = open_ticket(buyer=other_buyer, order=other_order, subject="优惠券无法使用", body="coupon failed")
+    services.fold_search_text()  # the beat's, every 15 s: what was said after the opening request
 
     def ids(user, term):
         response = api(user).get("/api/v1/tickets/", {"q": term})
