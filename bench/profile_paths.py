@@ -2,7 +2,7 @@
 application called directly (no server, no client, no network), so the figure
 is the app's own CPU per request and nothing else's.
 
-    .venv/bin/python bench/profile_paths.py [--requests 200] [--rounds 5] [--paths remedy,intake,read] [--profile 25] [--sql 3]
+    .venv/bin/python bench/profile_paths.py [--requests 200] [--rounds 5] [--paths remedy,intake,read,floor] [--profile 25] [--sql 3]
 
 Uses its own database (``cs_bench_profile``, loopback PostgreSQL) and Redis
 db 10, set up as ``bench/remedies.py`` sets up its own (4 agents, tickets
@@ -24,7 +24,10 @@ The paths:
 - ``remedy``: ``POST /api/v1/tickets/{id}/remedies/`` by the assigned agent,
   coupon, resend with coupon and refund in turn (each a new Idempotency-Key);
 - ``intake``: ``POST /api/v1/tickets/`` by a buyer on their own order;
-- ``read``: ``GET /api/v1/tickets/{id}/`` by the assigned agent.
+- ``read``: ``GET /api/v1/tickets/{id}/`` by the assigned agent;
+- ``floor``: ``GET /api/v1/tickets/{id}/`` of a ticket that does not exist, by
+  an agent (404): the token's statement, one lookup and the error's answer,
+  what any authenticated API call costs before its own work.
 
 Run it at two commits in the same sitting (a worktree for the parent) to see
 what a change bought: the machine's speed moves from hour to hour.
@@ -37,6 +40,7 @@ import asyncio
 import cProfile
 import io
 import json
+import logging
 import os
 import pstats
 import statistics
@@ -158,6 +162,10 @@ def requests_for(path: str, data: dict, count: int, offset: int = 0):
         for n in range(offset, offset + count):
             ticket = agent["tickets"][n % len(agent["tickets"])]
             yield ("GET", f"/api/v1/tickets/{ticket}/", agent["token"], None, {}, {200})
+    elif path == "floor":
+        agent = data["agents"][1]
+        for _ in range(count):
+            yield ("GET", "/api/v1/tickets/999999999/", agent["token"], None, {}, {404})
     else:
         raise SystemExit(f"unknown path {path!r}")
 
@@ -258,7 +266,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=200, help="requests per path and round (default 200)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per path (default 5)")
-    parser.add_argument("--paths", default="remedy,intake,read")
+    parser.add_argument("--paths", default="remedy,intake,read,floor")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="print the N functions with the most CPU (own, then total) per path")
     parser.add_argument("--sql", type=int, default=0, metavar="N",
@@ -272,6 +280,8 @@ def main() -> None:
     import django
 
     django.setup()
+    # the floor path's 404s: Django logs a warning for each, which a call that succeeds does not pay
+    logging.getLogger("django.request").setLevel(logging.ERROR)
     data = seed(agents_n=4, per_agent=max(30, args.requests // 3 + 10))
     subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", DB_NAME, "-qc", "VACUUM ANALYZE"], check=True,
                    capture_output=True)
