@@ -110,6 +110,20 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def gunicorn_workers(pid: int) -> list[int]:
+    """The ASGI workers of the server started as ``pid``: gunicorn's children,
+    under ``deploy/listen_first.py`` when that holds the port (during a deploy,
+    the workers of both servers); a commit from before it held the port
+    became gunicorn itself."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    if b"listen_first.py" not in command:
+        return children_of(pid)
+    return [worker for master in children_of(pid) for worker in children_of(master)]
+
+
 def connections_by_process(port: int, pids: list[int]) -> dict[int, int]:
     """How many established TCP connections on local ``port`` each of ``pids``
     holds now (its accepted clients), from /proc: the socket inodes among each
@@ -520,10 +534,10 @@ class Server:
             raise
 
     def worker_pids(self) -> list[int]:
-        """gunicorn's workers (its children); daphne: the process itself."""
+        """gunicorn's workers (``gunicorn_workers``); daphne: the process itself."""
         if self.proc is None or self.proc.poll() is not None:
             return []
-        return children_of(self.proc.pid) if self.kind == "prod" else [self.proc.pid]
+        return gunicorn_workers(self.proc.pid) if self.kind == "prod" else [self.proc.pid]
 
     def signal(self, sig: int) -> float:
         """Send ``sig`` to the master (daphne: the process); returns the monotonic time."""

@@ -98,9 +98,9 @@ from bench.harness import (  # noqa: E402  (the harness every benchmark shares)
     PYTHON,
     Config,
     check_targets,
-    children_of,
     cpu_by_command,
     free_port,
+    gunicorn_workers,
     log,
     machine_busy,
     manage,
@@ -280,8 +280,8 @@ class Serve:
             return 0
 
     def web_workers(self) -> list[int]:
-        master = self.pid("web")
-        return children_of(master) if master else []
+        holder = self.pid("web")  # deploy/listen_first.py, gunicorn's parent
+        return gunicorn_workers(holder) if holder else []
 
     def cpu_s(self) -> float:
         return tree_cpu_s(self.proc.pid) if self.proc and self.proc.poll() is None else float("nan")

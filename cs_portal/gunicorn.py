@@ -36,6 +36,11 @@ graceful_timeout = int(os.environ.get("WEB_GRACEFUL_TIMEOUT", "20"))
 # (Google's: 600 s, so 620).
 keepalive = int(os.environ.get("WEB_KEEPALIVE", "75"))
 backlog = 4096
+# gunicorn's control socket (``gunicornc``) sits at one path per user
+# ($HOME/.gunicorn/gunicorn.ctl): every server of the machine, a deploy's new
+# one beside the old included, would take it from the one before. Signals
+# through supervisord are the interface (deploy/listen_first.py: HUP deploys).
+control_socket_disable = True
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = "-" if os.environ.get("ACCESS_LOG", "0") == "1" else None
 errorlog = "-"
@@ -53,6 +58,23 @@ def post_fork(server, worker):
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLD)
     _log_slow_collections(server.log)
+
+
+# deploy/listen_first.py, which holds the port, reads from this pipe when a
+# server it started for a deploy is up: the master's "workers N" once the app is
+# loaded, then each worker's "worker PID" (its hooks, below)
+_HOLDER_FD = int(os.environ.pop("CS_READY_FD", "") or -1)
+if _HOLDER_FD >= 0:
+    os.set_inheritable(_HOLDER_FD, False)  # the workers have it through fork; no program they start does
+
+
+def _tell_holder(line: str) -> None:
+    if _HOLDER_FD < 0:
+        return
+    try:
+        os.write(_HOLDER_FD, f"{line}\n".encode())  # one write under PIPE_BUF: lines never interleave
+    except OSError:  # the holder stopped reading (it exits, or this server is up already)
+        pass
 
 
 GC_THRESHOLD = tuple(int(x) for x in os.environ.get("WEB_GC_THRESHOLD", "50000,50,100").split(","))
@@ -84,6 +106,7 @@ def when_ready(server):
     load what the workers' first requests would (``cs_portal.warmup``)."""
     import time
 
+    _tell_holder(f"workers {server.num_workers}")
     if os.environ.get("WEB_WARMUP", "1") != "1":
         return
     from cs_portal.warmup import warm_up
@@ -91,6 +114,12 @@ def when_ready(server):
     started = time.perf_counter()
     templates = warm_up()
     server.log.info("warmed up in %.2f s (%d templates)", time.perf_counter() - started, templates)
+
+
+def post_worker_init(worker):
+    """In each worker, about to serve: tell the socket's holder (a deploy
+    waits for every new worker before it stops the old server)."""
+    _tell_holder(f"worker {worker.pid}")
 
 
 def on_exit(server):

@@ -89,8 +89,14 @@ class Served:
         return host, int(port)
 
     def worker_pids(self) -> set[int]:
-        """The ASGI worker processes (gunicorn's children)."""
-        return {pid for pid, cmd in _processes() if "gunicorn" in cmd and _parent(_parent(pid)) == self.process.pid}
+        """The ASGI worker processes (gunicorn's children, under the port's
+        holder ``deploy/listen_first.py``, under supervisord)."""
+        return {pid for pid, cmd in _processes()
+                if "gunicorn" in cmd and "listen_first" not in cmd and _parent(_parent(_parent(pid))) == self.process.pid}
+
+    def holder_pid(self) -> int:
+        """``deploy/listen_first.py``, which holds the port: a deploy is its ``SIGHUP``."""
+        return next(pid for pid, cmd in _processes() if "listen_first.py" in cmd and _parent(pid) == self.process.pid)
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")

@@ -1,13 +1,19 @@
-"""``deploy/listen_first.py``: the port bound before the server imports, and
-handed over as systemd's socket activation does. The cold start it serves
-(a connection held until the workers are up) is in ``test_production.py``."""
+"""``deploy/listen_first.py``: the port bound before the server imports,
+handed over as systemd's socket activation does, and held across a deploy
+(a new server started beside the old, the old stopped once the new is up).
+The cold start and the deploy through gunicorn itself are in
+``test_production.py``."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
 import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +96,206 @@ def test_without_a_program_it_says_how_to_call_it_and_binds_nothing():
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 1
     assert "listen_first.py PROGRAM" in done.stderr
+
+
+# --- the holder: deploys and stops -----------------------------------------------------------
+
+# a stand-in for gunicorn with cs_portal/gunicorn.py's hooks: it reads what it is from a file
+# when it starts (the "code on disk"), reports its start on CS_READY_FD as the hooks do, and
+# answers every connection on the held socket with that text and its pid
+_SERVER = r"""
+import os, signal, socket, sys, time
+what = open(sys.argv[1]).read().strip()
+if what == "crash":
+    sys.exit(3)
+if what == "records-hup":  # speaks no protocol: a HUP is its own business
+    signal.signal(signal.SIGHUP, lambda *a: open(sys.argv[1] + ".hup", "a").write("hup\n"))
+else:
+    ready = int(os.environ["CS_READY_FD"])
+    os.write(ready, b"workers 2\n")
+    time.sleep(0.3)  # importing the app
+    os.write(ready, f"worker {os.getpid()}-a\n".encode())
+    if what != "half-up":
+        os.write(ready, f"worker {os.getpid()}-b\n".encode())
+stopping = []
+signal.signal(signal.SIGTERM, lambda *a: stopping.append(1))
+sock = socket.socket(fileno=3)
+sock.settimeout(0.05)
+while not stopping:
+    try:
+        conn, _ = sock.accept()
+    except (TimeoutError, InterruptedError):
+        continue
+    with conn:
+        try:
+            conn.recv(1024)
+            conn.sendall(f"{what} {os.getpid()}".encode())
+        except OSError:  # a client that only checked the port is open
+            pass
+sys.exit(int(os.environ.get("STOP_STATUS", "0")))
+"""
+
+
+class Held:
+    """listen_first.py holding a port for the stand-in server."""
+
+    def __init__(self, tmp_path, what: str, **env: str) -> None:
+        self.code = tmp_path / "code.txt"
+        self.code.write_text(what)
+        server = tmp_path / "server.py"
+        server.write_text(_SERVER)
+        self.port = free_port()
+        self.log = (tmp_path / "holder.log").open("w+")
+        self.process = subprocess.Popen([sys.executable, str(SCRIPT), sys.executable, str(server), str(self.code)],
+                                        cwd=ROOT, env=child_env(BIND=f"127.0.0.1:{self.port}", **env),
+                                        stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        for _ in range(500):  # bound in milliseconds; from then on a refusal is a failure
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except ConnectionRefusedError:
+                time.sleep(0.01)
+
+    def ask(self, timeout: float = 10) -> str:
+        """What the server answers (a refused connection fails the test)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as conn:
+            conn.sendall(b"?")
+            return conn.recv(1024).decode()
+
+    def until(self, predicate, timeout: float = 20) -> list[str]:
+        """Ask every 20 ms until ``predicate(answer)``; every answer, in order."""
+        answers, started = [], time.monotonic()
+        while time.monotonic() - started < timeout:
+            answers.append(self.ask())
+            if predicate(answers[-1]):
+                return answers
+            time.sleep(0.02)
+        raise AssertionError(f"never: {answers[-3:]}")
+
+    def serving(self, what: str) -> str:
+        """Ask until the server answering is ``what``; its pid."""
+        return self.until(lambda answer: answer.startswith(f"{what} "))[-1].split()[1]
+
+    def deploy(self, what: str) -> None:
+        """New "code" on disk, then the deploy."""
+        self.code.write_text(what)
+        self.process.send_signal(signal.SIGHUP)
+
+    def logged(self) -> str:
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def wait_logged(self, text: str, timeout: float = 10) -> None:
+        assert _eventually(lambda: text in self.logged(), timeout), self.logged()[-2000:]
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=20)
+
+
+@pytest.fixture
+def hold(tmp_path):
+    """``hold(what, **env)``: a holder with the stand-in server, stopped (and
+    killed, with whatever it started, if it will not stop) after the test."""
+    made: list[Held] = []
+
+    def start(what: str, **env: str) -> Held:
+        made.append(Held(tmp_path, what, **env))
+        return made[-1]
+
+    yield start
+    for held in made:
+        if held.process.poll() is None:
+            try:
+                held.stop()
+            except subprocess.TimeoutExpired:
+                os.killpg(held.process.pid, signal.SIGKILL)
+        held.log.close()
+
+
+def _eventually(predicate, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+
+
+def test_a_deploy_serves_the_new_code_without_a_refused_connection(hold):
+    held = hold("v1")
+    try:
+        old = held.serving("v1")
+        held.deploy("v2")
+        answers = held.until(lambda answer: answer.startswith("v2"))  # each ask() fails on a refusal
+        assert {a.split()[0] for a in answers} <= {"v1", "v2"}
+        new = answers[-1].split()[1]
+        assert new != old
+        assert _eventually(lambda: not _alive(int(old)))  # the old server is stopped once the new one is up
+        assert held.ask().split() == ["v2", new]
+        assert "deploy: new server" in held.logged() and f"old server {old} exited (0)" in held.logged()
+    finally:
+        assert held.stop() == 0
+
+
+def test_a_new_server_that_fails_to_start_leaves_the_old_one_serving(hold):
+    held = hold("v1")
+    try:
+        pid = held.serving("v1")
+        held.deploy("crash")
+        held.wait_logged("exited (3) before it was up")
+        assert held.ask().split() == ["v1", pid]  # still the old one
+        held.deploy("v3")  # the fix, deployed
+        held.serving("v3")
+    finally:
+        assert held.stop() == 0
+
+
+def test_a_new_server_not_up_in_time_is_stopped_and_the_old_one_serves_on(hold):
+    held = hold("v1", DEPLOY_TIMEOUT="1")
+    try:
+        pid = held.serving("v1")
+        held.deploy("half-up")  # one of its two workers never starts
+        held.wait_logged("not up within 1 s (1 of 2 workers)")
+        time.sleep(0.3)  # it is stopped; nobody answers for it
+        assert {held.ask().split()[1] for _ in range(20)} == {pid}
+    finally:
+        assert held.stop() == 0
+
+
+def test_a_program_that_does_not_report_its_start_gets_the_hup_itself(hold, tmp_path):
+    held = hold("records-hup")
+    try:
+        pid = held.serving("records-hup")
+        held.process.send_signal(signal.SIGHUP)
+        assert _eventually(lambda: (tmp_path / "code.txt.hup").exists())
+        assert (tmp_path / "code.txt.hup").read_text() == "hup\n"
+        assert held.ask().split()[1] == pid  # no second server
+    finally:
+        assert held.stop() == 0
+
+
+def test_a_stop_waits_for_the_server_and_exits_with_its_status(hold):
+    held = hold("v1", STOP_STATUS="5")
+    pid = held.serving("v1")
+    assert held.stop() == 5
+    assert not _alive(int(pid))
+    with pytest.raises(ConnectionRefusedError):  # the port goes with its holder
+        held.ask(timeout=1)
+
+
+def test_a_server_that_exits_by_itself_takes_its_holder_with_it(hold):
+    held = hold("v1")
+    pid = int(held.serving("v1"))
+    os.kill(pid, signal.SIGKILL)
+    assert held.process.wait(timeout=10) == 128 + signal.SIGKILL  # supervisord starts both again

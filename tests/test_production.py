@@ -11,6 +11,9 @@ of the test's own.
 - a message sent through one worker reaches a socket on the other;
 - a browser offering permessage-deflate gets uncompressed frames;
 - sixteen connections opened together fall on both workers;
+- a deploy (``SIGHUP`` to ``deploy/listen_first.py``) starts new workers
+  beside the old ones and closes the old ones' sockets only once the new are
+  up: no request refused or failed, every chat socket back on a new worker;
 - a cold start holds the connections made while the app imports and answers
   them once its workers are up (``deploy/listen_first.py``).
 
@@ -90,6 +93,16 @@ def _chat(served, ticket_id: int, cookie: str) -> ChatClient:
     return ChatClient(url=f"{served.ws_base}/ws/tickets/{ticket_id}/chat/", cookie=cookie, origin=served.origin)
 
 
+async def _buyer_on_chat(served, buyer, agent, order) -> tuple[Ticket, ChatClient, str, str]:
+    """A ticket with its buyer's chat page open: the ticket, the page, the
+    agent's session cookie and API token."""
+    ticket, (buyer_cookie, agent_cookie), token = await _setup(buyer, agent, order)
+    chat = _chat(served, ticket.pk, buyer_cookie)
+    chat.start(after_seq=ticket.last_seq)
+    await asyncio.wait_for(chat.connected.wait(), 10)
+    return ticket, chat, agent_cookie, token
+
+
 def _assert_each_once_in_order(client: ChatClient, bodies: list[str]) -> None:
     assert [m for m in client.messages if m.get("duplicate")] == []
     seqs = [m["seq"] for m in client.messages]
@@ -118,10 +131,7 @@ def _keep_alive_get(sock: socket.socket, token: str) -> int:
 async def test_idle_chat_and_console_sockets_stay_open_for_a_minute(served, buyer, agent, order):
     import websockets
 
-    ticket, (buyer_cookie, agent_cookie), token = await _setup(buyer, agent, order)
-    chat = _chat(served, ticket.pk, buyer_cookie)
-    chat.start(after_seq=ticket.last_seq)
-    await asyncio.wait_for(chat.connected.wait(), 10)
+    ticket, chat, agent_cookie, token = await _buyer_on_chat(served, buyer, agent, order)
     # and a keep-alive HTTP connection, as a balancer keeps its upstream ones
     http = socket.create_connection(served.address, timeout=10)
     assert _keep_alive_get(http, token) == 200
@@ -151,10 +161,7 @@ async def test_idle_chat_and_console_sockets_stay_open_for_a_minute(served, buye
 async def test_redis_restarted_mid_session_loses_no_message(served, buyer, agent, order):
     import websockets
 
-    ticket, (buyer_cookie, agent_cookie), token = await _setup(buyer, agent, order)
-    chat = _chat(served, ticket.pk, buyer_cookie)
-    chat.start(after_seq=ticket.last_seq)
-    await asyncio.wait_for(chat.connected.wait(), 10)
+    ticket, chat, agent_cookie, token = await _buyer_on_chat(served, buyer, agent, order)
     console = await websockets.connect(f"{served.ws_base}/ws/console/", ping_interval=None,
                                        additional_headers={"Origin": served.origin, "Cookie": f"sessionid={agent_cookie}"})
     await _post(served, token, ticket.pk, "一")
@@ -181,10 +188,7 @@ async def test_redis_restarted_mid_session_loses_no_message(served, buyer, agent
 
 
 async def test_a_killed_worker_s_clients_reconnect_and_replay(served, buyer, agent, order):
-    ticket, (buyer_cookie, _), token = await _setup(buyer, agent, order)
-    chat = _chat(served, ticket.pk, buyer_cookie)
-    chat.start(after_seq=ticket.last_seq)
-    await asyncio.wait_for(chat.connected.wait(), 10)
+    ticket, chat, _, token = await _buyer_on_chat(served, buyer, agent, order)
     await _post(served, token, ticket.pk, "甲")
     await chat.wait_for(lambda c: "甲" in c.bodies())
     victim = int(chat.served_by[-1].rsplit(":", 1)[1])
@@ -277,6 +281,50 @@ async def test_connections_opened_together_are_shared_by_the_workers(served):
         await asyncio.sleep(2)  # the next burst from level ground (the board's accepts decay)
 
 
+async def test_a_deploy_brings_the_new_workers_up_before_the_old_ones_close(served, buyer, agent, order):
+    """``supervisorctl signal HUP web``: ``deploy/listen_first.py`` starts a new
+    gunicorn (the code on disk, imported anew) beside the running one on the
+    port it holds, and stops the old one once every new worker is up."""
+    ticket, chat, _, token = await _buyer_on_chat(served, buyer, agent, order)
+    await _post(served, token, ticket.pk, "甲")
+    await chat.wait_for(lambda c: "甲" in c.bodies())
+    old_workers = served.worker_pids()
+    holder = served.holder_pid()
+
+    statuses: list[int] = []
+    deployed = asyncio.Event()
+
+    async def keep_asking() -> None:  # an API client all through the deploy: a refusal raises here
+        async with httpx.AsyncClient(base_url=served.base, timeout=10) as http:
+            while not deployed.is_set():
+                answer = await http.get("/api/v1/tickets/?page_size=1", headers={"Authorization": f"Token {token}"})
+                statuses.append(answer.status_code)
+                await asyncio.sleep(0.02)
+
+    asking = asyncio.create_task(keep_asking())
+    # when: the deploy
+    os.kill(holder, signal.SIGHUP)
+    # then: the old worker closes the buyer's socket as a restart (1012) once the new ones are up, and the
+    # page is back at once on a new worker, with what was said meanwhile
+    await chat.wait_for(lambda c: 1012 in c.closes, timeout=60)
+    await _post(served, token, ticket.pk, "乙")
+    await chat.wait_for(lambda c: "乙" in c.bodies(), timeout=20)
+    assert int(chat.served_by[-1].rsplit(":", 1)[1]) not in old_workers
+    deadline = time.monotonic() + 30
+    while served.worker_pids() & old_workers and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert not served.worker_pids() & old_workers and len(served.worker_pids()) == len(old_workers)
+    deployed.set()
+    await asking
+    assert len(statuses) > 10 and set(statuses) == {200}
+    _assert_each_once_in_order(chat, ["甲", "乙"])
+    while "old server" not in served.log_text() and time.monotonic() < deadline:  # its master too
+        await asyncio.sleep(0.1)
+    assert "deploy: new server" in served.log_text() and "exited (0)" in served.log_text()
+    assert served.holder_pid() == holder
+    await chat.close()
+
+
 def test_a_cold_start_holds_connections_until_the_workers_answer(tmp_path):
     """``deploy/listen_first.py`` binds before gunicorn imports the app, as
     supervisord starts it: a page reconnecting while the server starts is held
@@ -307,7 +355,7 @@ def test_a_cold_start_holds_connections_until_the_workers_answer(tmp_path):
             conn.settimeout(0.02)
             first_worker, response = None, b""
             while time.monotonic() - started < 60:
-                if first_worker is None and _children(process.pid):
+                if first_worker is None and any(_children(int(master)) for master in _children(process.pid)):
                     first_worker = time.monotonic() - started
                 try:
                     chunk = conn.recv(65536)
@@ -333,3 +381,18 @@ def _children(pid: int) -> list[str]:
         return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
         return []
+
+
+def test_the_celery_worker_is_stopped_warm_and_killed_only_after_its_wait():
+    """``supervisorctl restart worker`` (a deploy, a stop) sends TERM to the
+    worker alone, whose warm shutdown lets running tasks finish; sent to its
+    process group, the pool's processes died mid-task (WorkerLostError, seen
+    with a six-second task). The group is killed only after ``stopwaitsecs``."""
+    import configparser
+
+    conf = configparser.RawConfigParser(inline_comment_prefixes=(";",))
+    conf.read(ROOT / "deploy" / "supervisord.conf")
+    worker = conf["program:worker"]
+    assert worker["stopsignal"] == "TERM"
+    assert worker.getboolean("stopasgroup") is False and worker.getboolean("killasgroup") is True
+    assert int(worker["stopwaitsecs"]) >= 60
