@@ -213,7 +213,7 @@ class Holder:
 
     def _watch_deploy(self) -> None:
         incoming = self.incoming
-        if incoming is None:
+        if incoming is None or self.stopping:  # a stop has told every server to go already
             return
         if incoming.ready and self.current is not None:
             old = self.current
@@ -246,8 +246,9 @@ class Holder:
         elif self.incoming is not None and pid == self.incoming.pid:
             self.incoming.close()
             self.incoming = None
-            log(f"deploy failed: new server {pid} exited ({exit_code(status)}) before it was up; "
-                f"the old one ({self.current.pid if self.current else '-'}) goes on serving")
+            if not self.stopping:
+                log(f"deploy failed: new server {pid} exited ({exit_code(status)}) before it was up; "
+                    f"the old one ({self.current.pid if self.current else '-'}) goes on serving")
         elif self.current is not None and pid == self.current.pid:
             self.current.close()
             self.current, self.status = None, exit_code(status)

@@ -299,3 +299,14 @@ def test_a_server_that_exits_by_itself_takes_its_holder_with_it(hold):
     pid = int(held.serving("v1"))
     os.kill(pid, signal.SIGKILL)
     assert held.process.wait(timeout=10) == 128 + signal.SIGKILL  # supervisord starts both again
+
+
+def test_a_stop_during_a_deploy_stops_both_servers(hold):
+    held = hold("v1")
+    old = int(held.serving("v1"))
+    held.deploy("half-up")  # never up: the deploy is still waiting when the stop comes
+    held.wait_logged("deploy: new server")
+    new = int(held.logged().split("deploy: new server ")[1].split()[0])
+    assert held.stop() == 0
+    assert not _alive(old) and not _alive(new)
+    assert "deploy failed" not in held.logged()
