@@ -43,6 +43,9 @@ window and the time until each kind of client recovered):
 
 - ``worker``: SIGKILL to the ASGI worker holding the most chat sockets
   (gunicorn forks a new one);
+- ``deploy``: ``supervisorctl signal HUP web``, a deploy (``deploy/listen_first.py``
+  starts a new server beside the running one and stops the old one once every
+  new worker is up; its chat sockets close with 1012 and come back);
 - ``celery``: SIGKILL to the Celery worker (its main process and its pool)
   while the bulk macro job is between 10 % and 70 % done; supervisord starts
   it again and the stalled-job sweep (every 15 s, after 30 s of silence)
@@ -87,7 +90,6 @@ import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -113,7 +115,7 @@ from bench.harness import (  # noqa: E402  (the harness every benchmark shares)
 )
 
 BIN = Path(PYTHON).parent
-FAULTS = ("worker", "celery", "redis", "postgres")
+FAULTS = ("worker", "deploy", "celery", "redis", "postgres")
 WAVE_REGION = "广东"
 WAVE_CARRIER = "中通快递"
 REQUEST_TIMEOUT_S = 10.0  # every HTTP request
@@ -1352,6 +1354,8 @@ class Rehearsal:
         plan = []
         if "worker" in self.cfg.faults:
             plan.append(Fault("worker", 0.12 * d))
+        if "deploy" in self.cfg.faults:
+            plan.append(Fault("deploy", 0.40 * d))
         if "celery" in self.cfg.faults:
             plan.append(Fault("celery", float("nan"), detail="when the bulk macro job is 10-70 % done"))
         if "redis" in self.cfg.faults:
@@ -1402,6 +1406,20 @@ class Rehearsal:
                 await asyncio.sleep(0.05)
             fault.end = self.rec.now()
             fault.extra["workers_after"] = workers
+        elif fault.name == "deploy":
+            old = set(await loop.run_in_executor(None, self.serve.web_workers))
+            fault.start = self.rec.now()
+            await loop.run_in_executor(None, self.serve.ctl, "signal", "HUP", "web")
+            self.rec.note(f"FAULT deploy: HUP to the port's holder; old workers {sorted(old)}")
+            while self.rec.now() - fault.start < 90:
+                workers = set(await loop.run_in_executor(None, self.serve.web_workers))
+                if len(workers) >= self.cfg.workers and not workers & old:
+                    break
+                await asyncio.sleep(0.05)
+            fault.end = self.rec.now()
+            fault.detail = (f"supervisorctl signal HUP web: a new server beside the old, the old workers "
+                            f"{sorted(old)} gone after {fault.end - fault.start:.1f} s")
+            fault.extra["workers_after"] = sorted(workers)
         elif fault.name == "redis":
             fault.start = self.rec.now()
             self.redis.kill()
