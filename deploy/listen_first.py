@@ -39,9 +39,11 @@ process waits for it and exits with its status. If the server exits by
 itself, so does this process, with its status (supervisord restarts both).
 
 Imports nothing but the standard library: it starts in milliseconds and holds
-a few megabytes. Under systemd, a ``.socket`` unit holds the port instead; a
-``unix:`` or ``fd://`` address is passed through unchanged and PROGRAM is run
-in this process's place.
+a few megabytes. Under systemd it can be the service itself (``ExecReload=/bin/kill
+-HUP $MAINPID``); with a ``.socket`` unit, which keeps the port open even while
+the service restarts, it takes the socket systemd hands it (``LISTEN_FDS=1`` for
+this process) instead of binding one. A ``unix:`` or ``fd://`` address is passed
+through unchanged and PROGRAM is run in this process's place.
 """
 
 from __future__ import annotations
@@ -77,6 +79,15 @@ def listen(where: tuple[str, int], backlog: int) -> socket.socket:
     sock.bind(where)
     sock.listen(backlog)
     return sock
+
+
+def handed_over() -> bool:
+    """systemd's socket activation handed this process one socket (descriptor 3)."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()) or os.environ.get("LISTEN_FDS") != "1":
+        return False
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):  # each server started gets its own
+        os.environ.pop(name, None)
+    return True
 
 
 def log(message: str) -> None:
@@ -271,6 +282,9 @@ class Holder:
 def main(argv: list[str]) -> None:
     if not argv:
         sys.exit(__doc__.split("\n", 1)[0])
+    if handed_over():  # systemd's .socket unit holds the port already: hold it from here
+        holder = Holder(argv, deploy_timeout=float(os.environ.get("DEPLOY_TIMEOUT", "120")))
+        sys.exit(holder.run())
     where = address(os.environ.get("BIND", "0.0.0.0:8000"))
     if where is None:  # nothing to hold: the program binds its own
         os.execv(argv[0], argv)

@@ -310,3 +310,19 @@ def test_a_stop_during_a_deploy_stops_both_servers(hold):
     assert held.stop() == 0
     assert not _alive(old) and not _alive(new)
     assert "deploy failed" not in held.logged()
+
+
+def test_a_socket_systemd_hands_over_is_held_and_passed_on_instead_of_binding_one(tmp_path):
+    # as a .socket unit starts the service: descriptor 3 listening, LISTEN_PID naming the process
+    held_by_systemd = socket.socket()
+    held_by_systemd.bind(("127.0.0.1", 0))
+    held_by_systemd.listen()
+    port = held_by_systemd.getsockname()[1]
+    systemd = ("import os, sys; os.dup2(int(sys.argv[1]), 3); os.environ.update(LISTEN_FDS='1', "
+               "LISTEN_PID=str(os.getpid())); os.execv(sys.executable, [sys.executable, *sys.argv[2:]])")
+    with held_by_systemd:
+        done = subprocess.run([sys.executable, "-c", systemd, str(held_by_systemd.fileno()), str(SCRIPT),
+                               sys.executable, "-c", _INHERITOR], pass_fds=[held_by_systemd.fileno()], cwd=ROOT,
+                              env=child_env(BIND="127.0.0.1:1"), capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "True", str(port), "1"]  # its child got systemd's socket, not port 1
