@@ -161,7 +161,7 @@ class Holder:
     def __init__(self, argv: list[str], deploy_timeout: float) -> None:
         self.argv = argv
         self.deploy_timeout = deploy_timeout
-        self.current = Generation(argv)
+        self.current: Generation | None = None  # started by run(), once the signals are ours
         self.incoming: Generation | None = None
         self.retiring: dict[int, Generation] = {}
         self.stopping = False
@@ -175,6 +175,7 @@ class Holder:
         for number in (*FORWARDED, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(number, lambda number, frame: signals.append(number))
         signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+        self.current = Generation(self.argv)
         while True:
             fds = [wake_read, *(g.ready_fd for g in self._generations() if g.ready_fd is not None)]
             readable, _, _ = select.select(fds, [], [], 1.0)
