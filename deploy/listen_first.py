@@ -60,6 +60,7 @@ BACKLOG = 4096  # cs_portal/gunicorn.py's backlog, which gunicorn sets again on 
 READY_FD = "CS_READY_FD"
 STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 FORWARDED = (*STOPS, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
+HANDLED = (*FORWARDED, signal.SIGHUP, signal.SIGCHLD)  # the holder's own handlers
 
 
 def address(bind: str) -> tuple[str, int] | None:
@@ -105,9 +106,17 @@ class Generation:
 
     def __init__(self, argv: list[str]) -> None:
         read, write = os.pipe()
+        # a signal the holder forwards to the child before it has exec'd PROGRAM would be taken by
+        # the holder's handlers the child inherited, and lost: held back across the fork, the
+        # child meets it (a stop) with the default action, the parent with its own handlers
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
         pid = os.fork()
         if pid == 0:  # the child: the socket and the pipe handed over, then PROGRAM
             try:
+                for number in HANDLED:
+                    signal.signal(number, signal.SIG_DFL)
+                signal.set_wakeup_fd(-1)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
                 os.close(read)
                 os.set_inheritable(write, True)
                 os.set_inheritable(SD_LISTEN_FDS_START, True)
@@ -115,6 +124,7 @@ class Generation:
                 os.execv(argv[0], argv)
             finally:
                 os._exit(127)  # exec failed: the parent sees the status
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
         os.close(write)
         self.pid, self.ready_fd = pid, read
         self.started = time.monotonic()
@@ -172,7 +182,7 @@ class Holder:
         for fd in (wake_read, wake_write):
             os.set_blocking(fd, False)
         signals: list[int] = []
-        for number in (*FORWARDED, signal.SIGHUP, signal.SIGCHLD):
+        for number in HANDLED:
             signal.signal(number, lambda number, frame: signals.append(number))
         signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
         self.current = Generation(self.argv)
