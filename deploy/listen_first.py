@@ -262,9 +262,9 @@ class Holder:
             self._exited(pid, status)
 
     def _exited(self, pid: int, status: int) -> None:
-        if pid in self.retiring:
+        if pid in self.retiring:  # an old server after a deploy, or a new one that was not up in time
             self.retiring.pop(pid).close()
-            log(f"old server {pid} exited ({exit_code(status)})")
+            log(f"stopped server {pid} exited ({exit_code(status)})")
         elif self.incoming is not None and pid == self.incoming.pid:
             self.incoming.close()
             self.incoming = None
@@ -290,12 +290,16 @@ class Holder:
             pass
 
 
+def hold(argv: list[str]) -> None:
+    """Run PROGRAM under the socket on descriptor 3, through deploys, until it stops."""
+    sys.exit(Holder(argv, deploy_timeout=float(os.environ.get("DEPLOY_TIMEOUT", "120"))).run())
+
+
 def main(argv: list[str]) -> None:
     if not argv:
         sys.exit(__doc__.split("\n", 1)[0])
     if handed_over():  # systemd's .socket unit holds the port already: hold it from here
-        holder = Holder(argv, deploy_timeout=float(os.environ.get("DEPLOY_TIMEOUT", "120")))
-        sys.exit(holder.run())
+        hold(argv)
     where = address(os.environ.get("BIND", "0.0.0.0:8000"))
     if where is None:  # nothing to hold: the program binds its own
         os.execv(argv[0], argv)
@@ -308,8 +312,7 @@ def main(argv: list[str]) -> None:
         # inherited holds it, and handing ours over would close that
         sys.exit(f"listen_first: file descriptor {SD_LISTEN_FDS_START} is taken; start it without extra "
                  "descriptors open (supervisord and systemd do)")
-    holder = Holder(argv, deploy_timeout=float(os.environ.get("DEPLOY_TIMEOUT", "120")))
-    sys.exit(holder.run())
+    hold(argv)
 
 
 if __name__ == "__main__":

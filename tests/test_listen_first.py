@@ -109,7 +109,8 @@ what = open(sys.argv[1]).read().strip()
 if what == "crash":
     sys.exit(3)
 if what == "records-hup":  # speaks no protocol: a HUP is its own business
-    signal.signal(signal.SIGHUP, lambda *a: open(sys.argv[1] + ".hup", "a").write("hup\n"))
+    for number in (signal.SIGHUP, signal.SIGUSR1):
+        signal.signal(number, lambda n, f: open(sys.argv[1] + ".hup", "a").write(f"{signal.Signals(n).name}\n"))
 else:
     ready = int(os.environ["CS_READY_FD"])
     os.write(ready, b"workers 2\n")
@@ -243,7 +244,7 @@ def test_a_deploy_serves_the_new_code_without_a_refused_connection(hold):
         assert new != old
         assert _eventually(lambda: not _alive(int(old)))  # the old server is stopped once the new one is up
         assert held.ask().split() == ["v2", new]
-        assert "deploy: new server" in held.logged() and f"old server {old} exited (0)" in held.logged()
+        assert "deploy: new server" in held.logged() and f"stopped server {old} exited (0)" in held.logged()
     finally:
         assert held.stop() == 0
 
@@ -273,13 +274,15 @@ def test_a_new_server_not_up_in_time_is_stopped_and_the_old_one_serves_on(hold):
         assert held.stop() == 0
 
 
-def test_a_program_that_does_not_report_its_start_gets_the_hup_itself(hold, tmp_path):
+def test_a_program_that_does_not_report_its_start_gets_the_hup_itself_as_every_other_signal(hold, tmp_path):
     held = hold("records-hup")
+    received = tmp_path / "code.txt.hup"
     try:
         pid = held.serving("records-hup")
         held.process.send_signal(signal.SIGHUP)
-        assert _eventually(lambda: (tmp_path / "code.txt.hup").exists())
-        assert (tmp_path / "code.txt.hup").read_text() == "hup\n"
+        assert _eventually(lambda: received.exists())
+        held.process.send_signal(signal.SIGUSR1)  # forwarded to the running server in any case
+        assert _eventually(lambda: received.read_text() == "SIGHUP\nSIGUSR1\n")
         assert held.ask().split()[1] == pid  # no second server
     finally:
         assert held.stop() == 0
@@ -326,3 +329,13 @@ def test_a_socket_systemd_hands_over_is_held_and_passed_on_instead_of_binding_on
                               env=child_env(BIND="127.0.0.1:1"), capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["1", "True", str(port), "1"]  # its child got systemd's socket, not port 1
+
+
+def test_a_second_deploy_while_one_is_under_way_is_ignored(hold):
+    held = hold("v1")
+    held.serving("v1")
+    held.deploy("half-up")  # not up until the timeout
+    held.wait_logged("deploy: new server")
+    held.process.send_signal(signal.SIGHUP)
+    held.wait_logged("one is under way already")
+    assert held.logged().count("deploy: new server") == 1

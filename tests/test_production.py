@@ -318,7 +318,7 @@ async def test_a_deploy_brings_the_new_workers_up_before_the_old_ones_close(serv
     await asking
     assert len(statuses) > 10 and set(statuses) == {200}
     _assert_each_once_in_order(chat, ["甲", "乙"])
-    while "old server" not in served.log_text() and time.monotonic() < deadline:  # its master too
+    while "stopped server" not in served.log_text() and time.monotonic() < deadline:  # its master too
         await asyncio.sleep(0.1)
     assert "deploy: new server" in served.log_text() and "exited (0)" in served.log_text()
     assert served.holder_pid() == holder
