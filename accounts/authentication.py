@@ -20,7 +20,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from accounts import roles
 from accounts.models import ApiToken, User
 from accounts.services import token_digest
-from core.rows import Columns, cache_related, column, split, table
+from core.rows import Columns, cache_related, column, prepared_cursor, split, table
 
 
 class TokenExpired(exceptions.AuthenticationFailed):
@@ -64,7 +64,7 @@ def token_with_user(digest: str) -> ApiToken | None:
     cache), in one statement written once per process: every API request
     asks, and the ORM spent more CPU building the query than PostgreSQL spent
     answering it."""
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_token_sql(connection.vendor), [digest])
         row = cursor.fetchone()
     if row is None:

@@ -23,7 +23,7 @@ from accounts.models import LoginEvent
 from compensation.models import AgentQuota, BlacklistEntry, BudgetDay, BuyerCounter, Policy
 from compensation.rules import Caps
 from core.locks import taking
-from core.rows import Result, column, write
+from core.rows import Result, column, prepared_cursor, write
 from core.rows import table as table_of
 
 
@@ -54,7 +54,7 @@ def caps_snapshot(*, agent_id: int, buyer_id: int | None, buyer_username: str, d
               "day": ops.adapt_datefield_value(day), "now": ops.adapt_datetimefield_value(now),
               "account": BlacklistEntry.Kind.ACCOUNT.value, "ip": BlacklistEntry.Kind.IP.value,
               "device": BlacklistEntry.Kind.DEVICE.value}
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_caps_sql(connection.vendor), params)
         row = dict(zip((*POLICY_CAPS, *_USED), cursor.fetchone()))
     if row["value_cap_fen"] is None:  # nobody changed the policy yet: its defaults

@@ -36,6 +36,7 @@ import psycopg
 from django.db import DatabaseError, connections, transaction
 from django.db import connection as default_connection
 from django.db.models import Model
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models.expressions import DatabaseDefault
 from django_fsm import ConcurrentTransition, ConcurrentTransitionMixin, FSMFieldMixin
 
@@ -110,6 +111,90 @@ def split(row, *parts: Columns, using: str = "default") -> tuple:
         built.append(part.build(row[start:start + part.width], using=using))
         start += part.width
     return (*built, *row[start:])
+
+
+@contextmanager
+def prepared_cursor(using: str = "default") -> Iterator:
+    """A cursor (Django's wrapper: logged, counted, execute wrappers applied)
+    whose statements PostgreSQL parses and plans once per connection and
+    then only executes: psycopg's prepared statements, with the parameters
+    sent apart from the text (server-side binding).
+
+    For the few reads every request or every socket makes, written once per
+    process (the API token and its user, the ticket a remedy locks, the
+    caps, a socket's scope and replay): with the parameters inlined, as
+    Django's cursor sends every statement, PostgreSQL parsed and planned each
+    of them anew, 0.18-0.31 ms of its CPU for a wide join it then executes in
+    0.05 (PERFORMANCE.md). One statement per ``execute``; elsewhere (SQLite)
+    the ordinary cursor."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        raw = _PreparedCursor(connection.connection)
+        _same_timezone(connection, raw)
+        connection.validate_thread_sharing()
+        cursor = _PreparedDebugWrapper(raw, connection) if connection.queries_logged else connection.make_cursor(raw)
+    with cursor:
+        yield cursor
+
+
+def _prepared_cursor_class():
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    class PreparedCursor(ServerBindingCursor):
+        """Prepares its statements on their first run on a connection, and
+        runs them prepared after that. Django keeps psycopg's preparing off on
+        its connections (``prepare_threshold`` None, for poolers that could not
+        keep prepared statements; PgBouncer can since 1.21, docs/SCALING.md),
+        which also ignores ``prepare=True``: it is turned on for this
+        statement alone, so every other statement stays as Django sends it,
+        uncounted by psycopg's cache."""
+
+        def execute(self, query, params=None, *, prepare=None, binary=None):
+            connection = self.connection
+            turned_on = connection.prepare_threshold is None
+            if turned_on:
+                connection.prepare_threshold = _ONLY_WHEN_ASKED
+            try:
+                return super().execute(query, params, prepare=True if prepare is None else prepare, binary=binary)
+            finally:
+                if turned_on:
+                    connection.prepare_threshold = None
+
+    return PreparedCursor
+
+
+class _PreparedDebugWrapper(CursorDebugWrapper):
+    """Django's debug cursor (``connection.queries``, the ``django.db.backends``
+    log, the tests' query captures) for a prepared cursor: the statement
+    logged with its values in place, as Django logs any other (it reads them
+    from a client-side cursor, which this is not)."""
+
+    def execute(self, sql, params=None):
+        with self.debug_sql(self.db.ops.compose_sql(sql, params) if params is not None else sql, params):
+            return CursorWrapper.execute(self, sql, params)
+
+
+# psycopg prepares a statement after this many runs unless asked sooner: never, here
+_ONLY_WHEN_ASKED = 2**31 - 1
+_PreparedCursor = _prepared_cursor_class()
+
+
+def _same_timezone(connection, cursor) -> None:
+    """What Django's ``create_cursor`` does for each of its cursors: dates
+    read in the connection's time zone."""
+    from django.db.backends.postgresql.psycopg_any import register_tzloader
+    from psycopg.pq import Format
+
+    loader = connection.connection.adapters.get_loader(connection.connection.adapters.types["timestamptz"].oid,
+                                                       Format.TEXT)
+    if connection.timezone != loader.timezone:
+        register_tzloader(connection.timezone, cursor)
 
 
 def cache_related(instance: Model, name: str, related: Model | None) -> None:
@@ -417,7 +502,8 @@ class _Held:
     def __call__(self, execute, sql, params, many, context):
         if not self.statements:
             return execute(sql, params, many, context)
-        if many:
+        if many or not isinstance(context["cursor"].cursor, psycopg.ClientCursor):
+            # several rows of parameters, or a prepared statement (one statement a message): the held ones first
             self.flush()
             return execute(sql, params, many, context)
         statements, self.statements = self.statements, []

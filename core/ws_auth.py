@@ -38,7 +38,7 @@ from django.db import connection
 from django.utils.crypto import constant_time_compare
 from django.utils.functional import empty
 
-from core.rows import Columns, column, table
+from core.rows import Columns, column, prepared_cursor, table
 
 MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
@@ -95,7 +95,7 @@ def _verified_model_backend_user(session):
         return None
     model = get_user_model()
     columns = _user_columns(model)
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_user_sql(model, connection.vendor), [model._meta.pk.to_python(user_id)])
         row = cursor.fetchone()
     user = columns.build(row[:columns.width]) if row is not None else None

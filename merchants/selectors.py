@@ -12,7 +12,7 @@ from django.db.models import Count, Min, QuerySet
 
 from accounts.roles import is_agent, is_buyer, is_merchant_staff, is_supervisor
 from core.errors import NotFound, PermissionDenied
-from core.rows import Columns, cache_related, column, split, table
+from core.rows import Columns, cache_related, column, prepared_cursor, split, table
 from merchants import rules
 from merchants.escrow import Figures
 from merchants.models import (
@@ -83,7 +83,7 @@ def visible_order(*, user, order_id: int) -> Order | None:
     if scope is None:
         return None
     field, value = scope
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_visible_order_sql(connection.vendor, field), {"order": order_id, "scope": value})
         row = cursor.fetchone()
     if row is None:

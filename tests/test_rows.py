@@ -19,7 +19,8 @@ from accounts.services import issue_api_token, token_digest
 from compensation.models import IdempotencyRecord
 from compensation.services import remedies
 from compensation.tests.factories import remedy_ticket
-from core.rows import Columns, cache_related, column, insert, sent_together, split, table, update, write
+from core.rows import (Columns, cache_related, column, insert, prepared_cursor, sent_together, split, table, update,
+                       write)
 from merchants.models import Order
 from tickets.models import Ticket, TicketEvent
 from tickets.tests.factories import open_ticket
@@ -431,3 +432,77 @@ def test_with_server_side_binding_nothing_is_held(buyer, agent, merchant):
             assert event.pk is not None and len(queries) == 1  # sent at once, its key read
     finally:
         connection.connection.cursor_factory = factory
+
+
+# --- prepared statements -------------------------------------------------------------------------
+
+
+def _prepared_here() -> list[str]:
+    """The statements PostgreSQL holds prepared for this connection."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def test_a_prepared_cursor_answers_as_the_ordinary_one_and_postgres_plans_it_once(buyer, agent, merchant):
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    Order.objects.filter(pk=ticket.order_id).update(items=[{"sku": "S1", "qty": 2}])
+    parts = Columns(Ticket, "t"), Columns(Order, "o")
+    sql = (f"SELECT {parts[0].sql()}, {parts[1].sql()} FROM {table(Ticket)} t "
+           f"LEFT JOIN {table(Order)} o ON {column(Order, 'id', 'o')} = {column(Ticket, 'order', 't')} "
+           f"WHERE {column(Ticket, 'id', 't')} = %(ticket)s AND {column(Ticket, 'subject', 't')} <> %(subject)s")
+    params = {"ticket": ticket.pk, "subject": "50% 'off'"}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        expected = cursor.fetchone()
+    answers = []
+    for _ in range(3):
+        with prepared_cursor() as cursor:
+            cursor.execute(sql, params)
+            answers.append(cursor.fetchone())
+    assert answers == [expected] * 3  # dates with their zone, JSON decoded, as Django's cursor reads them
+    built_ticket, built_order = split(answers[-1], *parts)
+    same_fields(built_ticket, Ticket.objects.get(pk=ticket.pk))
+    assert built_order.items == [{"sku": "S1", "qty": 2}]
+    if connection.vendor == "postgresql":
+        prepared = [statement for statement in _prepared_here() if column(Ticket, "subject", "t") in statement]
+        assert len(prepared) == 1 and "$1" in prepared[0]  # parsed and planned once, run three times
+        assert connection.connection.prepare_threshold is None  # Django's statements stay unprepared
+        with connection.cursor() as cursor:
+            for _ in range(6):
+                cursor.execute(f"SELECT count(*) FROM {table(Ticket)} WHERE id = %s", [ticket.pk])
+        assert not [statement for statement in _prepared_here() if "count(*)" in statement]
+
+
+def test_a_prepared_statement_is_logged_and_counted_with_its_values(buyer):
+    token = issue_api_token(user=buyer)
+    with CaptureQueriesContext(connection) as queries:
+        found = token_with_user(token_digest(token.key))
+    assert found.user == buyer
+    assert len(queries) == 1 and token_digest(token.key) in queries.captured_queries[0]["sql"]
+
+
+def test_a_prepared_read_inside_sent_together_sends_what_is_held_first_and_sees_it(buyer, agent, merchant):
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    event = TicketEvent(ticket=ticket, kind="held", actor=agent, created_at=timezone.now(), data={})
+    with transaction.atomic(), sent_together(TicketEvent):
+        insert(event)
+        with prepared_cursor() as cursor:
+            cursor.execute(f"SELECT count(*) FROM {table(TicketEvent)} WHERE {column(TicketEvent, 'kind')} = %s",
+                           ["held"])
+            assert cursor.fetchone() == (1,)
+        assert event.pk is not None and not event._state.adding
+    assert TicketEvent.objects.filter(pk=event.pk, kind="held").exists()
+
+
+def test_a_prepared_statement_that_fails_raises_django_s_error_and_the_next_one_runs(buyer):
+    failing = ["SELECT no_such_column FROM tickets_ticket WHERE id = %s"]  # refused when PostgreSQL parses it
+    if connection.vendor == "postgresql":
+        failing.append("SELECT 1 / %s")  # parsed and prepared, refused when it runs
+    for sql in failing:
+        with pytest.raises(DatabaseError), transaction.atomic():
+            with prepared_cursor() as cursor:
+                cursor.execute(sql, [0])
+        with prepared_cursor() as cursor:
+            cursor.execute("SELECT 1 + %s", [1])
+            assert cursor.fetchone() == (2,)

@@ -16,6 +16,7 @@ from core.consumers import BAD_REQUEST, FORBIDDEN, NOT_AUTHENTICATED, LiveConsum
 from core.errors import DomainError, InvalidInput
 from core.ws_auth import resolve_user
 from core.parsing import MAX_INT, parse_optional_int
+from core.rows import prepared_cursor
 from tickets import chat_writer
 from tickets.errors import TicketNotFound
 from tickets.events import BOARD, CONSOLE, agent_group, message_payload, staff_group, ticket_group, tier_group
@@ -301,7 +302,7 @@ def _seen(viewer: Viewer, ticket_id: int) -> tuple[int, int | None] | None:
     page's ``sync`` (one per socket every 20 s) asks, and the ORM took five
     times longer to build the query than PostgreSQL took to answer it. The
     rule is ``can_view``, the one the API and the pages apply."""
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_ticket_scope_sql(), [ticket_id])
         row = cursor.fetchone()
     if row is None:

@@ -19,7 +19,7 @@ from compensation.errors import InvalidInput, PermissionDenied
 from compensation.models import BlacklistEntry, BuyerCounter
 from compensation.services.policy import get_policy
 from core.errors import Blacklisted
-from core.rows import Columns, column, table
+from core.rows import Columns, column, prepared_cursor, table
 from tickets.models import Ticket
 
 Kind = BlacklistEntry.Kind
@@ -45,7 +45,7 @@ def _listed_pairs(pairs, *, now: datetime | None) -> dict[tuple[str, str], datet
     params = [connection.ops.adapt_datetimefield_value(now or timezone.now())]
     for kind, value in pairs:
         params += [kind, value]
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_listed_sql(connection.vendor, len(pairs)), params)
         rows = cursor.fetchall()
     found: dict[tuple[str, str], datetime] = {}

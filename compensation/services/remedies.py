@@ -57,7 +57,7 @@ from core.idempotency import request_hash, require_idempotency_key
 from core.money import format_fen
 from core.realtime import publish_on_commit
 from core.locks import lock, taking
-from core.rows import Columns, cache_related, column, insert, sent_together, split, table
+from core.rows import Columns, cache_related, column, insert, prepared_cursor, sent_together, split, table
 from merchants import services as merchant_services
 from merchants.models import Movement, Order
 from tickets.events import CONSOLE
@@ -123,7 +123,7 @@ def _lock_ticket(*, actor, ticket_id: int, scope: str, key: str) -> Ticket | Non
     database answers in a tenth of that). None: not visible (``can_view``,
     the rule every page and endpoint applies)."""
     taking("ticket")
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_lock_ticket_sql(connection.vendor), {"ticket": ticket_id, "scope": scope, "key": key})
         row = cursor.fetchone()
     if row is None:

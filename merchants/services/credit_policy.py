@@ -12,7 +12,7 @@ from accounts import roles
 from core.errors import InvalidInput, PermissionDenied
 from core.locks import lock
 from core.realtime import publish_on_commit
-from core.rows import Columns, column, table
+from core.rows import Columns, column, prepared_cursor, table
 from merchants.models import CreditPolicy, CreditPolicyChange, Merchant
 
 CREDIT_POLICY_FIELDS = ("dispute_hold_below", "payout_review_below", "short_resend_below", "resend_hours",
@@ -32,7 +32,7 @@ def score_and_policy(*, merchant_id: int) -> tuple[int | None, CreditPolicy]:
     deadline; both inside their transactions). The score is None for an
     unknown merchant. The statement is written once per process: the ORM's
     five subqueries cost more CPU to build than PostgreSQL spent answering."""
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_score_and_policy_sql(connection.vendor), [merchant_id])
         row = cursor.fetchone()
     if row is None:
