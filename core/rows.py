@@ -234,7 +234,7 @@ def insert(*instances: Model, using: str = "default") -> None:
         held.add(statement.sql, params, read=lambda cursor: _stored(
             instances, [row[0] for row in cursor.fetchall()] if statement.returning else [], using=using))
         return
-    with connection.cursor() as cursor:
+    with _cursor_for_one(connection) as cursor:
         cursor.execute(statement.sql, params)
         if statement.returning:
             keys = [row[0] for row in cursor.fetchall()]
@@ -315,7 +315,7 @@ def update(instance: Model, fields: list[str] | tuple[str, ...], *, using: str =
     if held is not None:
         held.add(statement.sql, params, read=lambda cursor: _updated(instance, statement, cursor.rowcount, using=using))
     else:
-        with connection.cursor() as cursor:
+        with _cursor_for_one(connection) as cursor:
             cursor.execute(statement.sql, params)
             updated = cursor.rowcount
         _updated(instance, statement, updated, using=using)
@@ -415,7 +415,7 @@ def write(sql: str, params=None, *, using: str = "default") -> Result:
     if held is not None:
         held.add(sql, params, read=result._take)
         return result
-    with connection.cursor() as cursor:
+    with _cursor_for_one(connection) as cursor:
         cursor.execute(sql, params)
         result._take(cursor)
     return result
@@ -463,6 +463,17 @@ def sent_together(*models: type[Model], using: str = "default") -> Iterator[None
     finally:
         connection.rows_held = None
         held.close()
+
+
+def _cursor_for_one(connection):
+    """The cursor for a statement of ``insert``, ``update`` or ``write`` that
+    runs now: prepared (each is written once per model and shape, and runs
+    again and again), unless statements are held on the connection, which the
+    ordinary cursor takes with it in the same message."""
+    held = getattr(connection, "rows_held", None)
+    if held is not None and held.statements:
+        return connection.cursor()
+    return prepared_cursor(connection.alias)
 
 
 def _held(connection, model: type[Model] | None) -> _Held | None:
