@@ -36,6 +36,7 @@ import psycopg
 from django.db import DatabaseError, connections, transaction
 from django.db import connection as default_connection
 from django.db.models import Model
+from django.db.backends.postgresql.base import ServerBindingCursor
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models.expressions import DatabaseDefault
 from django_fsm import ConcurrentTransition, ConcurrentTransitionMixin, FSMFieldMixin
@@ -120,13 +121,14 @@ def prepared_cursor(using: str = "default") -> Iterator:
     then only executes: psycopg's prepared statements, with the parameters
     sent apart from the text (server-side binding).
 
-    For the few reads every request or every socket makes, written once per
-    process (the API token and its user, the ticket a remedy locks, the
-    caps, a socket's scope and replay): with the parameters inlined, as
-    Django's cursor sends every statement, PostgreSQL parsed and planned each
-    of them anew, 0.18-0.31 ms of its CPU for a wide join it then executes in
-    0.05 (PERFORMANCE.md). One statement per ``execute``; elsewhere (SQLite)
-    the ordinary cursor."""
+    For the statements every request or socket makes, written once per
+    process: the reads (the API token and its user, the ticket a remedy
+    locks, the caps, a socket's user and scope) and what ``insert``,
+    ``update`` and ``write`` run when nothing is held. With the parameters
+    inlined, as Django's cursor sends every statement, PostgreSQL parsed and
+    planned each of them anew: 0.18-0.31 ms of its CPU for a wide join it
+    then executes in 0.05 (PERFORMANCE.md). One statement per ``execute``;
+    elsewhere (SQLite) the ordinary cursor."""
     connection = connections[using]
     if connection.vendor != "postgresql":
         with connection.cursor() as cursor:
@@ -143,30 +145,27 @@ def prepared_cursor(using: str = "default") -> Iterator:
         yield cursor
 
 
-def _prepared_cursor_class():
-    from django.db.backends.postgresql.base import ServerBindingCursor
+class _PreparedCursor(ServerBindingCursor):
+    """Prepares its statements on their first run on a connection, and runs
+    them prepared after that. Django keeps psycopg's preparing off on its
+    connections (``prepare_threshold`` None, for poolers that could not keep
+    prepared statements; PgBouncer can since 1.21, docs/SCALING.md), which
+    also ignores ``prepare=True``: it is turned on for this statement alone,
+    so every other statement stays as Django sends it, uncounted by psycopg's
+    cache."""
 
-    class PreparedCursor(ServerBindingCursor):
-        """Prepares its statements on their first run on a connection, and
-        runs them prepared after that. Django keeps psycopg's preparing off on
-        its connections (``prepare_threshold`` None, for poolers that could not
-        keep prepared statements; PgBouncer can since 1.21, docs/SCALING.md),
-        which also ignores ``prepare=True``: it is turned on for this
-        statement alone, so every other statement stays as Django sends it,
-        uncounted by psycopg's cache."""
-
-        def execute(self, query, params=None, *, prepare=None, binary=None):
-            connection = self.connection
-            turned_on = connection.prepare_threshold is None
+    def execute(self, query, params=None, *, prepare=None, binary=None):
+        connection = self.connection
+        turned_on = connection.prepare_threshold is None
+        if turned_on:
+            connection.prepare_threshold = _ONLY_WHEN_ASKED
+        if connection.prepared_max < _PREPARED_MAX:
+            connection.prepared_max = _PREPARED_MAX
+        try:
+            return super().execute(query, params, prepare=True if prepare is None else prepare, binary=binary)
+        finally:
             if turned_on:
-                connection.prepare_threshold = _ONLY_WHEN_ASKED
-            try:
-                return super().execute(query, params, prepare=True if prepare is None else prepare, binary=binary)
-            finally:
-                if turned_on:
-                    connection.prepare_threshold = None
-
-    return PreparedCursor
+                connection.prepare_threshold = None
 
 
 class _PreparedDebugWrapper(CursorDebugWrapper):
@@ -182,7 +181,10 @@ class _PreparedDebugWrapper(CursorDebugWrapper):
 
 # psycopg prepares a statement after this many runs unless asked sooner: never, here
 _ONLY_WHEN_ASKED = 2**31 - 1
-_PreparedCursor = _prepared_cursor_class()
+# prepared statements a connection keeps (psycopg's default 100, then the least recently used is
+# dropped, a DEALLOCATE round trip each time): a pooled connection serves every kind of request,
+# and the statements above (every model's insert and row count, every update's fields) are fewer
+_PREPARED_MAX = 300
 
 
 def _same_timezone(connection, cursor) -> None:

@@ -468,6 +468,7 @@ def test_a_prepared_cursor_answers_as_the_ordinary_one_and_postgres_plans_it_onc
         prepared = [statement for statement in _prepared_here() if column(Ticket, "subject", "t") in statement]
         assert len(prepared) == 1 and "$1" in prepared[0]  # parsed and planned once, run three times
         assert connection.connection.prepare_threshold is None  # Django's statements stay unprepared
+        assert connection.connection.prepared_max >= 300  # room for every statement core.rows prepares
         with connection.cursor() as cursor:
             for _ in range(6):
                 cursor.execute(f"SELECT count(*) FROM {table(Ticket)} WHERE id = %s", [ticket.pk])
