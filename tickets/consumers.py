@@ -16,7 +16,7 @@ from core.consumers import BAD_REQUEST, FORBIDDEN, NOT_AUTHENTICATED, LiveConsum
 from core.errors import DomainError, InvalidInput
 from core.ws_auth import resolve_user
 from core.parsing import MAX_INT, parse_optional_int
-from core.rows import prepared_cursor
+from core.rows import Columns, prepared_cursor
 from tickets import chat_writer
 from tickets.errors import TicketNotFound
 from tickets.events import BOARD, CONSOLE, agent_group, message_payload, staff_group, ticket_group, tier_group
@@ -335,31 +335,42 @@ REPLAY_LIMIT = 1000  # frames per replay: the page syncs again for the rest
 def _stored_after(viewer: Viewer, ticket_id: int, seq: int) -> list[dict]:
     """The frames of the messages after ``seq`` that the viewer may see, in
     order. One query, its SQL written once per process (the ORM spent four
-    times longer building it than PostgreSQL spent answering): the messages,
+    times longer building it than PostgreSQL spent answering) and prepared
+    on each connection (every reconnect after an outage runs it): the messages,
     their authors' names and whether each has attachments, which are read
     (one more query) only when some do."""
     user_model = get_user_model()
-    messages = list(Message.objects.raw(_replay_sql(with_notes=sees_internal_notes(viewer)), [ticket_id, seq]))
-    for message in messages:
+    with prepared_cursor() as cursor:
+        cursor.execute(_replay_sql(with_notes=sees_internal_notes(viewer)), [ticket_id, seq])
+        rows = cursor.fetchall()
+    messages = []
+    for row in rows:
+        message = _REPLAYED.build(row[:_REPLAYED.width])
+        username, display_name, first_name, last_name, message.has_files = row[_REPLAYED.width:]
         if message.author_id is not None:
             # the fields ``User.name`` reads, so the frame names the author as everywhere else
-            message.author = user_model(pk=message.author_id, username=message.author_username,
-                                        display_name=message.author_display_name,
-                                        first_name=message.author_first_name, last_name=message.author_last_name)
+            message.author = user_model(pk=message.author_id, username=username, display_name=display_name,
+                                        first_name=first_name, last_name=last_name)
+        messages.append(message)
     prefetch_related_objects([m for m in messages if m.has_files], "attachments")
     return [message_payload(m) for m in messages]
 
 
+_REPLAYED = Columns(Message, "m")
+
+
 @functools.cache
 def _replay_sql(*, with_notes: bool) -> str:
-    """The replay's ``SELECT``, names taken from the models."""
+    """The replay's ``SELECT``, names taken from the models: the message's
+    columns as ``_REPLAYED`` reads them, its author's names, whether it has
+    attachments."""
     quote = connection.ops.quote_name
     message, attachment, user = Message._meta, Attachment._meta, get_user_model()._meta
 
     def column(meta, name: str) -> str:
         return quote(meta.get_field(name).column)
 
-    fields = ", ".join(f"m.{quote(f.column)}" for f in message.concrete_fields)
+    fields = _REPLAYED.sql()
     author = ", ".join(f"u.{column(user, name)} AS author_{name}"
                        for name in ("username", "display_name", "first_name", "last_name"))
     return (
