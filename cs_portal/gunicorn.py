@@ -6,7 +6,9 @@ it is started: ``WEB_WORKERS``, ``BIND``, ``FORWARDED_ALLOW_IPS`` (the
 balancers whose ``X-Forwarded-*`` headers are believed), ``ACCESS_LOG`` (off
 by default: one line per request costs CPU at peak; the balancer logs),
 ``WEB_KEEPALIVE`` (seconds an idle HTTP connection is kept, below),
-``WEB_WARMUP`` (1: the master loads what workers would, ``cs_portal.warmup``),
+``WEB_WARMUP`` (the master loads what workers would, ``cs_portal.warmup``: ``auto``,
+the default, what sockets need, and what pages need too on a deploy; ``1`` all of
+it always; ``0`` nothing),
 ``WEB_GC_THRESHOLD`` (the workers' ``gc.set_threshold``) and ``WEB_SLOW_GC_MS``
 (a collection longer than this is logged: it stalls every socket of its worker).
 """
@@ -103,16 +105,19 @@ def _log_slow_collections(log) -> None:
 
 def when_ready(server):
     """In the master, after the app is imported and before the first fork:
-    load what the workers' first requests would (``cs_portal.warmup``)."""
+    load what the workers' first requests would (``cs_portal.warmup``; what
+    pages need only on a deploy, where nobody waits for it)."""
     import time
 
     _tell_holder(f"workers {server.num_workers}")
-    if os.environ.get("WEB_WARMUP", "1") != "1":
+    mode = os.environ.get("WEB_WARMUP", "auto")
+    if mode == "0":
         return
     from cs_portal.warmup import warm_up
 
     started = time.perf_counter()
-    templates = warm_up()
+    # what pages need too when nobody waits for it: beside a running server (a deploy), or if asked
+    templates = warm_up(pages=mode == "1" or os.environ.get("CS_DEPLOY") == "1")
     server.log.info("warmed up in %.2f s (%d templates)", time.perf_counter() - started, templates)
 
 

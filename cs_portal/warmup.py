@@ -5,9 +5,22 @@ Django and its libraries import and build much lazily: the URLconf and every
 view module behind it, DRF's settings classes, the translation catalogues,
 the templates, each model's field caches, the channel layer's module. In a
 freshly forked worker the first thousand sockets paid for all of it at once
-(py-spy on ``bench/chat.py --scenarios reconnect``: a quarter of the workers'
-time during a reconnect storm was spent importing). Loaded here, the workers
-inherit it, and ``gc.freeze`` in ``post_fork`` keeps it out of the collector.
+(py-spy on ``bench/chat.py --scenarios reconnect``, 2026-12-02: a quarter of
+the workers' time during a reconnect storm was spent importing). Loaded here,
+the workers inherit it, and ``gc.freeze`` in ``post_fork`` keeps it out of
+the collector.
+
+Two parts, because they serve different moments. What a socket's first
+frames need (the session engine, the channel layer, the cache, the models'
+field caches, the catalogues) is a few milliseconds and always loaded. What
+pages need (every view module behind the URLconf, DRF's settings, the
+project's templates: ~0.3 s of one core) is loaded when a deploy starts the
+server beside a running one (``deploy/listen_first.py`` says so with
+``CS_DEPLOY=1``), where it costs nobody a wait and a template that does not
+compile stops the deploy, not a page later. After a cold start every socket
+is waiting for the workers: loaded there, it held all of them back (the last
+of 1,000 reconnecting sockets back at 3.36-3.37 s with it, 2.82-3.02 s
+without; PERFORMANCE.md), and the pages' first requests load it instead.
 
 Nothing here opens a connection: the database pool and Redis are per worker.
 """
@@ -17,24 +30,19 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def warm_up() -> int:
-    """Load what the first requests would; returns the templates compiled."""
+def warm_up(*, pages: bool = True) -> int:
+    """Load what the first requests would (with ``pages``, what pages need
+    too); returns the templates compiled."""
     from django.apps import apps
     from django.conf import settings
     from django.contrib.auth import get_backends
-    from django.urls import get_resolver
     from django.utils import translation
     from django.utils.module_loading import import_string
     from importlib import import_module
 
-    resolver = get_resolver()
-    resolver.url_patterns  # noqa: B018 - imports every urls module and the views behind them
-    resolver._populate()  # the reverse map every {% url %} and redirect reads
-
     for model in apps.get_models():
         model._meta.get_fields()  # the relation tree and field caches
 
-    _drf_settings()
     get_backends()
     import_module(settings.SESSION_ENGINE)
     for layer in getattr(settings, "CHANNEL_LAYERS", {}).values():
@@ -45,7 +53,19 @@ def warm_up() -> int:
     for code, _name in settings.LANGUAGES:  # the catalogues, parsed once
         with translation.override(code):
             translation.gettext("Queue")
+    if not pages:
+        return 0
+    _urls()
+    _drf_settings()
     return _templates()
+
+
+def _urls() -> None:
+    from django.urls import get_resolver
+
+    resolver = get_resolver()
+    resolver.url_patterns  # noqa: B018 - imports every urls module and the views behind them
+    resolver._populate()  # the reverse map every {% url %} and redirect reads
 
 
 def _drf_settings() -> None:

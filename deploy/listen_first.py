@@ -28,6 +28,10 @@ serving and the failure is logged. gunicorn's own ``SIGHUP`` could not do
 this: its master preloads the app (``preload_app``), and workers it forks
 again run the code it loaded at its start, not the code on disk.
 
+A deploy's new server has ``CS_DEPLOY=1`` in its environment (the first
+one has not): nobody waits for it, so it loads what pages need before its
+workers start (``cs_portal/warmup.py``), where a cold start does not.
+
 The new server says when it is up through a pipe named by ``CS_READY_FD``
 (``cs_portal/gunicorn.py``: the master writes ``workers N`` once it has
 loaded the app, each worker ``worker PID`` once it has started). A PROGRAM
@@ -58,6 +62,7 @@ import time
 SD_LISTEN_FDS_START = 3
 BACKLOG = 4096  # cs_portal/gunicorn.py's backlog, which gunicorn sets again on the socket it inherits
 READY_FD = "CS_READY_FD"
+DEPLOY_ENV = "CS_DEPLOY"  # "1" in a deploy's new server, started while the old one serves
 STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 FORWARDED = (*STOPS, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
 HANDLED = (*FORWARDED, signal.SIGHUP, signal.SIGCHLD)  # the holder's own handlers
@@ -104,7 +109,7 @@ def exit_code(status: int) -> int:
 class Generation:
     """One run of PROGRAM on the held socket, and what it said of its start."""
 
-    def __init__(self, argv: list[str]) -> None:
+    def __init__(self, argv: list[str], *, deploy: bool = False) -> None:
         read, write = os.pipe()
         # a signal the holder forwards to the child before it has exec'd PROGRAM would be taken by
         # the holder's handlers the child inherited, and lost: held back across the fork, the
@@ -121,6 +126,10 @@ class Generation:
                 os.set_inheritable(write, True)
                 os.set_inheritable(SD_LISTEN_FDS_START, True)
                 os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()), **{READY_FD: str(write)})
+                # a deploy's server starts beside one that serves: it may take its time (the warm-up)
+                os.environ.pop(DEPLOY_ENV, None)
+                if deploy:
+                    os.environ[DEPLOY_ENV] = "1"
                 os.execv(argv[0], argv)
             finally:
                 os._exit(127)  # exec failed: the parent sees the status
@@ -230,7 +239,7 @@ class Holder:
         if self.incoming is not None:
             log(f"deploy: one is under way already (new server {self.incoming.pid}); this one is ignored")
             return
-        self.incoming = Generation(self.argv)
+        self.incoming = Generation(self.argv, deploy=True)
         log(f"deploy: new server {self.incoming.pid} starting beside {self.current.pid}")
 
     def _watch_deploy(self) -> None:

@@ -106,6 +106,8 @@ def test_without_a_program_it_says_how_to_call_it_and_binds_nothing():
 _SERVER = r"""
 import os, signal, socket, sys, time
 what = open(sys.argv[1]).read().strip()
+with open(f"{sys.argv[1]}.{os.getpid()}.deploy", "w") as told:  # whether it was told it starts beside another
+    told.write(os.environ.get("CS_DEPLOY", "-"))
 if what == "crash":
     sys.exit(3)
 if what == "records-hup":  # speaks no protocol: a HUP is its own business
@@ -339,3 +341,18 @@ def test_a_second_deploy_while_one_is_under_way_is_ignored(hold):
     held.process.send_signal(signal.SIGHUP)
     held.wait_logged("one is under way already")
     assert held.logged().count("deploy: new server") == 1
+
+
+def test_only_a_deploy_s_server_is_told_it_starts_beside_a_running_one(hold):
+    """``CS_DEPLOY=1`` lets a deploy's server load what pages need before its
+    workers start (cs_portal/warmup.py); the first server, which every socket
+    waits for, is not told so, even when the holder's own environment says it."""
+    held = hold("v1", CS_DEPLOY="1")
+    try:
+        first = held.serving("v1")
+        held.deploy("v2")
+        second = held.serving("v2")
+        told = {pid: (held.code.parent / f"code.txt.{pid}.deploy").read_text() for pid in (first, second)}
+        assert told == {first: "-", second: "1"}
+    finally:
+        assert held.stop() == 0

@@ -73,3 +73,42 @@ def test_a_worker_logs_a_garbage_collection_that_stalls_its_sockets(monkeypatch)
         gc.callbacks[:] = before
     assert any(line.startswith("slow garbage collection: generation 0 took") for line in Log.lines)
     assert config.GC_THRESHOLD == (50_000, 50, 100)  # the default, unless WEB_GC_THRESHOLD says otherwise
+
+
+def test_without_pages_the_warm_up_loads_what_sockets_need_and_no_view_or_template():
+    """A cold start's warm-up (no deploy): the session engine, the channel
+    layer and the models' caches, not the views behind the URLconf or the
+    templates, which would hold every waiting socket back."""
+    code = (
+        "import sys, django; django.setup()\n"
+        "from django.conf import settings\n"
+        "from cs_portal.warmup import warm_up\n"
+        "before = set(sys.modules)\n"
+        "print(warm_up(pages=False))\n"
+        "print(settings.SESSION_ENGINE in sys.modules, 'tickets.views' in sys.modules, 'tickets.views' in before)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "DJANGO_SETTINGS_MODULE": "cs_portal.settings"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    compiled, loaded = out.stdout.split("\n")[:2]
+    assert compiled == "0" and loaded.split() == ["True", "False", "False"]
+
+
+@pytest.mark.parametrize(("mode", "deploy", "pages"), [
+    ("auto", "", False), ("auto", "1", True), ("1", "", True), ("0", "1", None)])
+def test_the_master_loads_what_pages_need_on_a_deploy_or_when_asked(monkeypatch, mode, deploy, pages):
+    from cs_portal import gunicorn as config
+    from cs_portal import warmup
+
+    asked = []
+    monkeypatch.setattr(warmup, "warm_up", lambda *, pages: asked.append(pages) or 0)
+    monkeypatch.setenv("WEB_WARMUP", mode)
+    monkeypatch.setenv("CS_DEPLOY", deploy)
+    monkeypatch.delenv("CS_READY_FD", raising=False)
+
+    class Server:
+        num_workers = 2
+        log = __import__("logging").getLogger("test")
+
+    config.when_ready(Server())
+    assert asked == ([] if pages is None else [pages])
