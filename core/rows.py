@@ -35,9 +35,9 @@ from dataclasses import dataclass
 import psycopg
 from django.db import DatabaseError, connections, transaction
 from django.db import connection as default_connection
-from django.db.models import Model
 from django.db.backends.postgresql.base import ServerBindingCursor
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
+from django.db.models import Model
 from django.db.models.expressions import DatabaseDefault
 from django_fsm import ConcurrentTransition, ConcurrentTransitionMixin, FSMFieldMixin
 
@@ -123,7 +123,7 @@ def prepared_cursor(using: str = "default") -> Iterator:
 
     For the statements every request or socket makes, written once per
     process: the reads (the API token and its user, the ticket a remedy
-    locks, the caps, a socket's user and scope) and what ``insert``,
+    locks, the caps, a socket's user, scope and replay) and what ``insert``,
     ``update`` and ``write`` run when nothing is held. With the parameters
     inlined, as Django's cursor sends every statement, PostgreSQL parsed and
     planned each of them anew: 0.18-0.31 ms of its CPU for a wide join it
