@@ -11,6 +11,15 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _in_a_fresh_interpreter(code: str) -> list[str]:
+    """The lines ``code`` prints in a new Python, as the gunicorn master is:
+    nothing else has loaded anything yet."""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "DJANGO_SETTINGS_MODULE": "cs_portal.settings"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.split("\n")
+
+
 def test_warm_up_compiles_every_project_template_and_connects_to_nothing():
     # a fresh interpreter, as the master is: nothing else has loaded anything yet
     code = (
@@ -22,10 +31,7 @@ def test_warm_up_compiles_every_project_template_and_connects_to_nothing():
         "print(sum(c.connection is not None for c in connections.all(initialized_only=True)),"
         " len(DatabaseWrapper._connection_pools), threading.active_count())\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                         env={**__import__("os").environ, "DJANGO_SETTINGS_MODULE": "cs_portal.settings"})
-    assert out.returncode == 0, out.stderr[-2000:]
-    compiled, counts = out.stdout.split("\n")[:2]
+    compiled, counts = _in_a_fresh_interpreter(code)[:2]
     project_templates = [p for pattern in ("templates/**/*.html", "*/templates/**/*.html")
                          for p in ROOT.glob(pattern) if ".venv" not in p.parts]
     assert int(compiled) == len(project_templates) > 50
@@ -87,10 +93,7 @@ def test_without_pages_the_warm_up_loads_what_sockets_need_and_no_view_or_templa
         "print(warm_up(pages=False))\n"
         "print(settings.SESSION_ENGINE in sys.modules, 'tickets.views' in sys.modules, 'tickets.views' in before)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                         env={**__import__("os").environ, "DJANGO_SETTINGS_MODULE": "cs_portal.settings"})
-    assert out.returncode == 0, out.stderr[-2000:]
-    compiled, loaded = out.stdout.split("\n")[:2]
+    compiled, loaded = _in_a_fresh_interpreter(code)[:2]
     assert compiled == "0" and loaded.split() == ["True", "False", "False"]
 
 
