@@ -17,14 +17,17 @@ from tickets.models import Ticket
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _request(method: str, path: str, *, body: bytes = b"", headers: dict | None = None) -> tuple[int, dict, bytes]:
+def _request(method: str, path: str, *, body: bytes = b"", headers: dict | None = None, query: bytes = b"",
+             events: list | None = None) -> tuple[int, dict, bytes]:
+    """One request through the served application; ``events`` gets each
+    message's type as it is sent."""
     from cs_portal.asgi import application
 
     raw_headers = [(b"host", b"testserver")] + [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     if body:
         raw_headers.append((b"content-length", str(len(body)).encode()))
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "headers": raw_headers,
+             "path": path, "raw_path": path.encode(), "query_string": query, "root_path": "", "headers": raw_headers,
              "client": ("127.0.0.1", 50000), "server": ("testserver", 80)}
     sent: list[dict] = []
     pending = [{"type": "http.request", "body": body, "more_body": False}]
@@ -36,6 +39,8 @@ def _request(method: str, path: str, *, body: bytes = b"", headers: dict | None 
 
     async def send(message):
         sent.append(message)
+        if events is not None:
+            events.append(message["type"])
 
     asyncio.run(application(scope, receive, send))
     start = sent[0]
@@ -135,3 +140,78 @@ def test_a_request_thread_is_kept_for_the_next_request(agent, monkeypatch):
         assert status == 200
     assert threads[0] is threads[1]  # not a thread started and joined per request
     assert threads[0] is not threading.current_thread()
+
+
+@pytest.fixture
+def finished_events():
+    """``events`` with "finished" appended by each ``request_finished``."""
+    events: list[str] = []
+
+    def finished(**kwargs):
+        events.append("finished")
+
+    request_finished.connect(finished)
+    yield events
+    request_finished.disconnect(finished)
+
+
+def test_an_answer_in_memory_hands_the_connection_back_before_it_is_written(agent, finished_events):
+    token = issue_api_token(user=agent).key
+    status, headers, body = _request("GET", "/api/v1/tickets/", headers={"authorization": f"Token {token}"},
+                                     events=finished_events)
+    assert status == 200 and "results" in json.loads(body)
+    assert finished_events == ["finished", "http.response.start", "http.response.body"]
+
+
+def test_a_streaming_answer_is_closed_after_its_last_chunk(finished_events):
+    status, headers, body = _request("GET", "/static/vendor/htmx-2.0.11.min.js", events=finished_events)
+    assert status == 200 and b"htmx" in body
+    assert finished_events[0] == "http.response.start"
+    assert finished_events[-2:] == ["http.response.body", "finished"]
+
+
+def test_a_request_django_cannot_read_is_refused_and_finished(finished_events):
+    status, headers, body = _request("GET", "/api/v1/tickets/", query=b"q=\xff", events=finished_events)
+    assert status == 400
+    assert finished_events == ["finished", "http.response.start", "http.response.body"]
+
+
+def test_a_client_leaving_stops_a_streaming_answer(finished_events):
+    """The export of a client that went away is not streamed on to nobody:
+    the stream is closed, and the request finished, once the client leaves."""
+    from django.http import StreamingHttpResponse
+
+    state = {"chunks": 0, "closed": False}
+
+    async def endless():
+        try:
+            while True:
+                state["chunks"] += 1
+                yield b"row\n"
+                await asyncio.sleep(0.005)
+        finally:
+            state["closed"] = True
+
+    handler = OneSwitchASGIHandler()
+    handler.get_response = lambda request: StreamingHttpResponse(endless(), content_type="text/csv")
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": "/export.csv", "raw_path": b"/export.csv", "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"testserver")], "client": ("127.0.0.1", 50000), "server": ("testserver", 80)}
+    messages = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive():
+        if messages:
+            return messages.pop(0)
+        while state["chunks"] < 5:
+            await asyncio.sleep(0.005)
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        finished_events.append(message["type"])
+
+    asyncio.run(asyncio.wait_for(handler(scope, receive, send), timeout=10))
+
+    assert state["closed"]
+    assert 5 <= state["chunks"] < 50
+    assert finished_events[0] == "http.response.start" and finished_events[-1] == "finished"
+    assert finished_events.count("finished") == 1
