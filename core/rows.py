@@ -467,11 +467,16 @@ def sent_together(*models: type[Model], using: str = "default") -> Iterator[None
         held.close()
 
 
+def cursor(using: str = "default"):
+    """The cursor for a statement written once and run again and again (a
+    lock, a write by difference) that runs now: prepared, unless statements
+    are held on the connection (``sent_together``), which the ordinary cursor
+    takes with it in the same message."""
+    return _cursor_for_one(connections[using])
+
+
 def _cursor_for_one(connection):
-    """The cursor for a statement of ``insert``, ``update`` or ``write`` that
-    runs now: prepared (each is written once per model and shape, and runs
-    again and again), unless statements are held on the connection, which the
-    ordinary cursor takes with it in the same message."""
+    """``cursor()`` for a statement of ``insert``, ``update`` or ``write``."""
     held = getattr(connection, "rows_held", None)
     if held is not None and held.statements:
         return connection.cursor()

@@ -11,17 +11,18 @@ are the two primitives every money write of the package uses.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts import roles
 from core.locks import lock, taking
-from core.rows import insert, update
+from core import rows
+from core.rows import Columns, column, insert, table, update
 from merchants.errors import (
     AmountInvalid,
     ExceedsWithdrawable,
@@ -73,11 +74,25 @@ def add_to_escrow(*, merchant_id: int, kind: str, amount_fen: int, now: datetime
                         **links)
     insert(movement)
     taking("merchant_account")
-    accounts = MerchantAccount.objects.filter(merchant_id=merchant_id)
-    if not accounts.update(pending_fen=F("pending_fen") + amount_fen, updated_at=now):
+    if not _add_to_pending(merchant_id, amount_fen, now):
         lock_account(merchant_id)  # the merchant's first money: the account is made, then added to
-        accounts.update(pending_fen=F("pending_fen") + amount_fen, updated_at=now)
+        _add_to_pending(merchant_id, amount_fen, now)
     return movement
+
+
+def _add_to_pending(merchant_id: int, amount_fen: int, now: datetime) -> int:
+    """The pending bucket's ``UPDATE`` by difference, written once (the ORM
+    built it for every paid order and refund); the rows it wrote."""
+    with rows.cursor() as cursor:
+        cursor.execute(_add_to_pending_sql(connection.vendor), [amount_fen, now, merchant_id])
+        return cursor.rowcount
+
+
+@functools.cache
+def _add_to_pending_sql(vendor: str) -> str:
+    pending = column(MerchantAccount, "pending_fen")
+    return (f"UPDATE {table(MerchantAccount)} SET {pending} = {pending} + %s, {column(MerchantAccount, 'updated_at')} "
+            f"= %s WHERE {column(MerchantAccount, 'merchant')} = %s")
 
 
 @transaction.atomic(durable=True)
@@ -301,14 +316,31 @@ def lock_refundable(*, order_id: int, amount_fen: int) -> tuple[Order, str]:
     transaction, which writes its ledger between this and ``refund_order``."""
     assert transaction.get_connection().in_atomic_block, "runs inside the remedy's transaction"
     check_amount(amount_fen)
-    order = lock(Order.objects, "order").get(pk=order_id)
+    taking("order")
+    # the order and whether its money is held, in one statement written once (with the remedy's held writes)
+    with rows.cursor() as cursor:
+        cursor.execute(_lock_refundable_sql(connection.vendor), {"order": order_id, "held": FundHold.Status.HELD})
+        row = cursor.fetchone()
+    if row is None:
+        raise Order.DoesNotExist(f"Order {order_id} does not exist.")
+    order, on_hold = rows.split(row, _ORDER)
     if amount_fen > order.refundable_fen:
         raise AmountInvalid(f"At most {order.refundable_fen} fen is left to refund on this order.")
     if order.escrow_status == Order.EscrowStatus.PENDING:
         return order, "escrow"
-    if FundHold.objects.filter(status=FundHold.Status.HELD, order=order).exists():
-        return order, "hold"
-    return order, "balance"
+    return order, "hold" if on_hold else "balance"
+
+
+_ORDER = Columns(Order, "o")
+
+
+@functools.cache
+def _lock_refundable_sql(vendor: str) -> str:
+    locked = " FOR UPDATE OF o" if connection.features.has_select_for_update_of else ""
+    on_hold = (f"EXISTS (SELECT 1 FROM {table(FundHold)} h WHERE {column(FundHold, 'order', 'h')} = "
+               f"{column(Order, 'id', 'o')} AND {column(FundHold, 'status', 'h')} = %(held)s)")
+    return (f"SELECT {_ORDER.sql()}, {on_hold} FROM {table(Order)} o WHERE {column(Order, 'id', 'o')} = %(order)s"
+            f"{locked}")
 
 
 def refund_order(*, order: Order, source: str, amount_fen: int, now: datetime) -> Order:
