@@ -23,6 +23,7 @@ from accounts.models import LoginEvent
 from compensation.models import AgentQuota, BlacklistEntry, BudgetDay, BuyerCounter, Policy
 from compensation.rules import Caps
 from core.locks import taking
+from core import rows
 from core.rows import Result, column, prepared_cursor, write
 from core.rows import table as table_of
 
@@ -168,7 +169,7 @@ def spend_budget(*, day: date, cost_fen: int, now: datetime, default_budget_fen:
         return None
     params = {"day": connection.ops.adapt_datefield_value(day), "default": default_budget_fen, "cost": cost,
               "now": connection.ops.adapt_datetimefield_value(now)}
-    with connection.cursor() as cursor:
+    with rows.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table} (date, budget_fen, spent_fen, breaker_open, breaker_opened_at) "
             f"VALUES (%(day)s, %(default)s, %(cost)s, %(cost)s >= %(default)s, "

@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from core.locks import taking
+from core import rows
 from core.rows import column, table, write
 from compensation.models import LedgerEntry, LedgerHead, Remedy
 
@@ -71,7 +72,7 @@ def _lock_head(chain: int) -> tuple[int, str]:
     """The chain's head row (its id and last hash), locked until commit."""
     assert transaction.get_connection().in_atomic_block, "the ledger is written inside the remedy's transaction"
     taking("ledger_head")
-    with connection.cursor() as cursor:
+    with rows.cursor() as cursor:
         cursor.execute(_lock_head_sql(connection.vendor), [chain])
         row = cursor.fetchone()
     if row is None:  # a chain beyond those the migration made (LEDGER_CHAINS raised)

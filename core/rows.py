@@ -134,15 +134,59 @@ def prepared_cursor(using: str = "default") -> Iterator:
         with connection.cursor() as cursor:
             yield cursor
         return
+    with _kept(connection, _PreparedCursor) as cursor:
+        yield cursor
+
+
+@contextmanager
+def _kept(connection, cursor_class) -> Iterator:
+    """Django's wrapper around the cursor of ``cursor_class`` kept on the
+    database connection (psycopg's, so it goes with the connection through
+    the pool): a new cursor for each statement cost ~30 us, and the loaders
+    of a wide row's columns made anew (a Python object per date column) as
+    much again. Every statement of this module's is run and read within its
+    ``with`` block, so one cursor serves them in turn; one asked for while it
+    is in use (a statement inside another's block) is a cursor of its own,
+    closed after."""
     connection.close_if_health_check_failed()
     connection.ensure_connection()
     with connection.wrap_database_errors:
-        raw = _PreparedCursor(connection.connection)
-        _same_timezone(connection, raw)
+        raw_connection = connection.connection
+        kept = getattr(raw_connection, cursor_class.kept_as, None)
+        if kept is not None and not kept.in_use and not kept.closed:
+            raw = kept
+        else:
+            raw = cursor_class(raw_connection)
+            _same_timezone(connection, raw)
+            if kept is None or kept.closed:
+                raw.kept = True
+                setattr(raw_connection, cursor_class.kept_as, raw)
         connection.validate_thread_sharing()
-        cursor = _PreparedDebugWrapper(raw, connection) if connection.queries_logged else connection.make_cursor(raw)
-    with cursor:
+        if not connection.queries_logged:
+            cursor = connection.make_cursor(raw)
+        elif cursor_class is _PreparedCursor:
+            cursor = _PreparedDebugWrapper(raw, connection)
+        else:
+            cursor = connection.make_debug_cursor(raw)
+    if not raw.kept:
+        with cursor:
+            yield cursor
+        return
+    raw.in_use = True
+    try:
         yield cursor
+    finally:
+        raw.in_use = False
+
+
+class _KeptClientCursor(psycopg.ClientCursor):
+    """The cursor Django makes (client-side binding), kept on the connection
+    for this module's own statements that are not prepared: those that take
+    held writes along (``sent_together``)."""
+
+    kept_as = "cs_client_cursor"
+    kept = False  # the connection's own (``_kept``), never closed by a statement's block
+    in_use = False
 
 
 class _PreparedCursor(ServerBindingCursor):
@@ -153,6 +197,10 @@ class _PreparedCursor(ServerBindingCursor):
     also ignores ``prepare=True``: it is turned on for this statement alone,
     so every other statement stays as Django sends it, uncounted by psycopg's
     cache."""
+
+    kept_as = "cs_prepared_cursor"
+    kept = False  # the connection's own (``_kept``), never closed by a statement's block
+    in_use = False
 
     def execute(self, query, params=None, *, prepare=None, binary=None):
         connection = self.connection
@@ -479,8 +527,16 @@ def _cursor_for_one(connection):
     """``cursor()`` for a statement of ``insert``, ``update`` or ``write``."""
     held = getattr(connection, "rows_held", None)
     if held is not None and held.statements:
-        return connection.cursor()
+        return _client_cursor(connection)
     return prepared_cursor(connection.alias)
+
+
+def _client_cursor(connection):
+    """Django's ordinary cursor for this module's own statements: on
+    PostgreSQL the one kept on the connection."""
+    if connection.vendor != "postgresql":
+        return connection.cursor()
+    return _kept(connection, _KeptClientCursor)
 
 
 def _held(connection, model: type[Model] | None) -> _Held | None:
@@ -537,7 +593,7 @@ class _Held:
         if not self.statements:
             return
         statements, self.statements = self.statements, []
-        with self.connection.cursor() as cursor:
+        with _client_cursor(self.connection) as cursor:
             cursor.execute(";\n".join(text for text, _ in statements))
             self._read(statements, cursor.cursor)
 

@@ -507,3 +507,56 @@ def test_a_prepared_statement_that_fails_raises_django_s_error_and_the_next_one_
         with prepared_cursor() as cursor:
             cursor.execute("SELECT 1 + %s", [1])
             assert cursor.fetchone() == (2,)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_one_prepared_cursor_is_kept_per_connection_and_a_nested_one_is_its_own():
+    """The statements run one after another share the connection's cursor (its
+    column loaders made once); one run inside another's block gets a cursor of
+    its own, and neither disturbs the other's answer."""
+    raws = []
+    for n in range(2):
+        with prepared_cursor() as cursor:
+            cursor.execute("SELECT %s::int, now()", [n])
+            raws.append(cursor.cursor)
+            assert cursor.fetchone()[0] == n
+    assert raws[0] is raws[1] and not raws[0].closed
+
+    with prepared_cursor() as outer:
+        outer.execute("SELECT generate_series(1, %s)", [3])
+        with prepared_cursor() as inner:
+            inner.execute("SELECT %s::text", ["inner"])
+            assert inner.fetchone() == ("inner",)
+            nested = inner.cursor
+        assert nested is not outer.cursor and nested.closed  # its own, closed after its block
+        assert outer.fetchall() == [(1,), (2,), (3,)]
+    assert outer.cursor is raws[0] and not outer.cursor.closed
+
+    connection.close()  # a new connection: a new cursor, kept on it
+    with prepared_cursor() as cursor:
+        cursor.execute("SELECT %s::int", [7])
+        assert cursor.fetchone() == (7,) and cursor.cursor is not raws[0]
+
+
+@pytest.mark.postgres
+def test_a_statement_that_takes_held_writes_along_runs_on_the_connection_s_kept_ordinary_cursor(buyer, agent, merchant):
+    from core import rows
+
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    raws = []
+    with transaction.atomic(), sent_together(TicketEvent):
+        for n in range(2):
+            insert(TicketEvent(ticket=ticket, kind=f"kept{n}", actor=agent, created_at=timezone.now(), data={}))
+            with rows.cursor() as cursor:  # something is held: the ordinary cursor, which carries it
+                cursor.execute(f"SELECT count(*) FROM {table(TicketEvent)} WHERE {column(TicketEvent, 'kind')} "
+                               f"LIKE %s", ["kept%"])
+                assert cursor.fetchone() == (n + 1,)
+                raws.append(cursor.cursor)
+    assert raws[0] is raws[1] and not raws[0].closed
+    assert not isinstance(raws[0], type(prepared_cursor_raw()))
+
+
+def prepared_cursor_raw():
+    with prepared_cursor() as cursor:
+        return cursor.cursor
