@@ -258,7 +258,10 @@ def insert(*instances: Model, using: str = "default") -> None:
     column but an automatic primary key, each value through the field's
     ``pre_save`` (``auto_now``) and ``get_db_prep_save``; then the primary
     key is set on each instance, which is no longer "adding" (a later
-    ``save()`` updates it). A model with a state machine
+    ``save()`` updates it). Instances that all carry a key taken beforehand
+    (``next_key``) are stored with it: nothing comes back to wait for, so
+    inside ``sent_together`` such a model can be held even though later
+    rows point at it. A model with a state machine
     (``ConcurrentTransitionMixin``) takes the state it was stored in as the one
     its next save expects. Model signals are not sent: no model inserted here
     has receivers. Raises ``IntegrityError`` as ``save()`` does."""
@@ -266,10 +269,13 @@ def insert(*instances: Model, using: str = "default") -> None:
         return
     model = type(instances[0])
     connection = connections[using]
-    statement = _insert_sql(model, connection.alias, connection.vendor, len(instances))
-    if any(type(instance) is not model or not instance._state.adding or (statement.auto_pk and instance.pk is not None)
+    keyed = model._meta.auto_field is not None and instances[0].pk is not None
+    statement = _insert_sql(model, connection.alias, connection.vendor, len(instances), keyed)
+    if any(type(instance) is not model or not instance._state.adding
+           or (model._meta.auto_field is not None and (instance.pk is not None) is not keyed)
            for instance in instances):
-        raise ValueError("insert() takes new instances of one model, without a primary key of their own.")
+        raise ValueError("insert() takes new instances of one model, all without a primary key of their own or all "
+                         "with one taken by next_key().")
     params = []
     for instance in instances:
         for field in statement.fields:
@@ -317,11 +323,11 @@ class _Insert:
 
 
 @functools.cache
-def _insert_sql(model: type[Model], alias: str, vendor: str, rows: int) -> _Insert:
+def _insert_sql(model: type[Model], alias: str, vendor: str, rows: int, keyed: bool = False) -> _Insert:
     connection = connections[alias]
     meta = model._meta
-    auto_pk = meta.auto_field is not None
-    fields = tuple(field for field in meta.local_concrete_fields if field is not meta.auto_field)
+    auto_pk = meta.auto_field is not None and not keyed
+    fields = tuple(field for field in meta.local_concrete_fields if keyed or field is not meta.auto_field)
     features = connection.features
     returning = auto_pk and (features.can_return_rows_from_bulk_insert if rows > 1
                              else features.can_return_columns_from_insert)
@@ -334,6 +340,18 @@ def _insert_sql(model: type[Model], alias: str, vendor: str, rows: int) -> _Inse
     if returning:
         sql += f" RETURNING {quote(meta.pk.column)}"
     return _Insert(sql=sql, fields=fields, auto_pk=auto_pk, returning=returning)
+
+
+def next_key_sql(model: type[Model]) -> str | None:
+    """An SQL expression that takes the next value of the model's automatic
+    primary key, to read in a statement the caller runs anyway (PostgreSQL;
+    None elsewhere): an instance given it is inserted with it (``insert``),
+    and rows that point at it need not wait for its ``INSERT`` to come back.
+    A key taken and not used is a gap, as a rolled-back insert leaves."""
+    if default_connection.vendor != "postgresql":
+        return None
+    quoted = default_connection.ops.quote_name(model._meta.db_table)
+    return f"nextval(pg_get_serial_sequence('{quoted}', '{model._meta.auto_field.column}'))"
 
 
 def update(instance: Model, fields: list[str] | tuple[str, ...], *, using: str = "default") -> None:

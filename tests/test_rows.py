@@ -560,3 +560,44 @@ def test_a_statement_that_takes_held_writes_along_runs_on_the_connection_s_kept_
 def prepared_cursor_raw():
     with prepared_cursor() as cursor:
         return cursor.cursor
+
+
+@pytest.mark.postgres
+def test_an_instance_with_a_key_taken_beforehand_is_held_and_rows_pointing_at_it_go_with_it(buyer, agent, merchant):
+    from compensation.models import Remedy, RemedyEvent
+    from core.rows import next_key_sql
+
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    now = timezone.now()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {next_key_sql(Remedy)}")
+            key = cursor.fetchone()[0]
+        remedy = Remedy(pk=key, ticket=ticket, order=ticket.order, buyer=buyer, requested_by=agent, kind="coupon",
+                        amount_fen=500, reason="补偿", created_at=now)
+        with CaptureQueriesContext(connection) as queries, sent_together(Remedy, RemedyEvent):
+            insert(remedy)
+            insert(RemedyEvent(remedy=remedy, kind="requested", actor=agent, created_at=now, data={}))
+            assert remedy._state.adding  # held: nothing has gone yet
+        assert len(queries) == 1  # both in one message at the end of the block
+        assert remedy.pk == key and not remedy._state.adding
+    stored = Remedy.objects.get(pk=key)
+    assert (stored.kind, stored.amount_fen, stored.ticket_id) == ("coupon", 500, ticket.pk)
+    assert RemedyEvent.objects.filter(remedy_id=key, kind="requested").count() == 1
+    # the sequence goes on past it: the next remedy inserted without a key gets a later one
+    later = Remedy(ticket=ticket, order=ticket.order, buyer=buyer, requested_by=agent, kind="coupon", amount_fen=500,
+                   reason="再补", created_at=now)
+    with transaction.atomic():
+        insert(later)
+    assert later.pk > key
+
+
+def test_insert_refuses_instances_some_with_a_key_and_some_without(buyer, agent, merchant):
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    events = [TicketEvent(ticket=ticket, kind="a", actor=agent, created_at=timezone.now(), data={}),
+              TicketEvent(pk=10**9, ticket=ticket, kind="b", actor=agent, created_at=timezone.now(), data={})]
+    with pytest.raises(ValueError), transaction.atomic():
+        insert(*events)
+    with pytest.raises(ValueError), transaction.atomic():
+        insert(*reversed(events))
+    assert not TicketEvent.objects.filter(kind__in=["a", "b"]).exists()

@@ -57,7 +57,8 @@ from core.idempotency import request_hash, require_idempotency_key
 from core.money import format_fen
 from core.realtime import publish_on_commit
 from core.locks import lock, taking
-from core.rows import Columns, cache_related, column, insert, prepared_cursor, sent_together, split, table
+from core.rows import (Columns, cache_related, column, insert, next_key_sql, prepared_cursor, sent_together, split,
+                       table)
 from merchants import services as merchant_services
 from merchants.models import Movement, Order
 from tickets.events import CONSOLE
@@ -128,12 +129,13 @@ def _lock_ticket(*, actor, ticket_id: int, scope: str, key: str) -> Ticket | Non
         row = cursor.fetchone()
     if row is None:
         return None
-    ticket, buyer, order, key_used = split(row, _TICKET, _BUYER, _ORDER)
+    ticket, buyer, order, key_used, *next_remedy = split(row, _TICKET, _BUYER, _ORDER)
     if not can_view(viewer_of(actor), buyer_id=ticket.buyer_id, merchant_id=ticket.merchant_id, party=ticket.party):
         return None
     cache_related(ticket, "buyer", buyer)
     cache_related(ticket, "order", order)
     ticket.key_used = bool(key_used)
+    ticket.next_remedy_id = next_remedy[0] if next_remedy else None
     return ticket
 
 
@@ -145,7 +147,9 @@ def _lock_ticket_sql(vendor: str) -> str:
     locked = " FOR UPDATE OF t" if connection.features.has_select_for_update_of else ""
     key_used = (f"EXISTS (SELECT 1 FROM {table(IdempotencyRecord)} i WHERE {column(IdempotencyRecord, 'scope', 'i')} "
                 f"= %(scope)s AND {column(IdempotencyRecord, 'key', 'i')} = %(key)s)")
-    return (f"SELECT {_TICKET.sql()}, {_BUYER.sql()}, {_ORDER.sql()}, {key_used} "
+    # on PostgreSQL the remedy's key comes with the lock: its INSERT then waits for no answer (held with the rest)
+    next_remedy = f", {next_key}" if (next_key := next_key_sql(Remedy)) else ""
+    return (f"SELECT {_TICKET.sql()}, {_BUYER.sql()}, {_ORDER.sql()}, {key_used}{next_remedy} "
             f"FROM {table(Ticket)} t "
             f"LEFT JOIN {table(User)} b ON {column(User, 'id', 'b')} = {column(Ticket, 'buyer', 't')} "
             f"LEFT JOIN {table(Order)} o ON {column(Order, 'id', 'o')} = {column(Ticket, 'order', 't')} "
@@ -226,8 +230,9 @@ def _apply(*, actor, ticket_id: int, kind: str, reason: str, amount_fen, with_co
         order_amount_fen=ticket.order.amount_fen if ticket.order_id else None,
         buyer_active=ticket.buyer.account_status == ticket.buyer.AccountStatus.ACTIVE,
     )
-    remedy = Remedy(ticket=ticket, order=ticket.order, buyer=ticket.buyer, requested_by=actor, kind=kind,
-                    amount_fen=amount, with_coupon=with_coupon, coupon_fen=coupon_fen, reason=reason, created_at=now)
+    remedy = Remedy(pk=ticket.next_remedy_id, ticket=ticket, order=ticket.order, buyer=ticket.buyer,
+                    requested_by=actor, kind=kind, amount_fen=amount, with_coupon=with_coupon, coupon_fen=coupon_fen,
+                    reason=reason, created_at=now)
     requested = {"kind": kind, "amount_fen": amount, "with_coupon": with_coupon}
     if reasons:
         remedy.route_to_approval(reasons=reasons)
@@ -251,25 +256,23 @@ def _apply(*, actor, ticket_id: int, kind: str, reason: str, amount_fen, with_co
             body = remedy_body(remedy)
             _record(scope=scope, key=key, digest=digest, status_code=202, body=body, now=now)
         return RemedyResult(202, body, remedy.pk)
-    # From here nothing reads the keys of the rows a remedy carried out writes: on PostgreSQL each write goes to
-    # the server with the next statement run. The quota and the buyer's slot go with the remedy's insert, their
-    # answers read after it (a cap taken meanwhile rolls all three back); the rest with the ledger's head (a
-    # refund's order first) and the day's budget.
-    with sent_together(*_CARRIED_OUT):
+    # From here nothing reads the keys of the rows a remedy carried out writes (the remedy's own came with the
+    # ticket's lock): on PostgreSQL each write goes to the server with the next statement that needs an answer
+    # (a resend's credit policy, a refund's order, the ledger's head, the day's budget). The quota and the
+    # buyer's slot are taken first, their answers read at the end (a cap taken meanwhile rolls everything back).
+    with sent_together(Remedy, *_CARRIED_OUT):
         quota = counters.take_quota(agent_id=actor.pk, period=period_of(now), limit=caps.agent_monthly_quota)
         slot = counters.take_buyer_slot(buyer_id=ticket.buyer_id, day=today, cap=caps.buyer_daily_cap)
         remedy.auto_approve()
         remedy.execute(now=now)
         insert(remedy)
-        if quota.row is None or slot.row is None:
-            raise _CapTaken()
         _carry_out(remedy=remedy, ticket=ticket, actor=actor, caps=caps, now=now, events=[
             RemedyEvent(remedy=remedy, kind="requested", actor=actor, created_at=now, data=requested)])
         body = remedy_body(remedy)
         _record(scope=scope, key=key, digest=digest, status_code=201, body=body, now=now)
         # the day's budget last: the one row every remedy shares is held only from here to the commit
         spent = counters.spend_budget(day=today, cost_fen=cost, now=now, default_budget_fen=caps.daily_budget_fen)
-    if spent is None:
+    if quota.row is None or slot.row is None or spent is None:
         raise _CapTaken()
     _publish_budget(spent)
     return RemedyResult(201, body, remedy.pk)

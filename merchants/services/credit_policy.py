@@ -12,7 +12,8 @@ from accounts import roles
 from core.errors import InvalidInput, PermissionDenied
 from core.locks import lock
 from core.realtime import publish_on_commit
-from core.rows import Columns, column, prepared_cursor, table
+from core import rows
+from core.rows import Columns, column, table
 from merchants.models import CreditPolicy, CreditPolicyChange, Merchant
 
 CREDIT_POLICY_FIELDS = ("dispute_hold_below", "payout_review_below", "short_resend_below", "resend_hours",
@@ -31,8 +32,9 @@ def score_and_policy(*, merchant_id: int) -> tuple[int | None, CreditPolicy]:
     (the services that act on the score: a dispute's hold, a resend's
     deadline; both inside their transactions). The score is None for an
     unknown merchant. The statement is written once per process: the ORM's
-    five subqueries cost more CPU to build than PostgreSQL spent answering."""
-    with prepared_cursor() as cursor:
+    five subqueries cost more CPU to build than PostgreSQL spent answering;
+    prepared, or carrying the caller's held writes (``rows.cursor``)."""
+    with rows.cursor() as cursor:
         cursor.execute(_score_and_policy_sql(connection.vendor), [merchant_id])
         row = cursor.fetchone()
     if row is None:
