@@ -126,12 +126,11 @@ class OneSwitchASGIHandler(ASGIHandler):
             for task in (leaving, sending):
                 if not task.done():
                     task.cancel()
-                    try:
-                        await task
-                    except asyncio.CancelledError:
-                        pass
+            await asyncio.wait((leaving, sending))  # each finished or cancelled; their errors read below
             await sync_to_async(response.close, thread_sensitive=True)()
-        if sending.done() and not sending.cancelled():
+        if not leaving.cancelled() and isinstance(leaving.exception(), AssertionError):
+            raise leaving.exception()  # a message no ASGI server sends after the body, as Django raises it
+        if not sending.cancelled():
             sending.result()  # an error while sending is the server's to log
 
     async def run_get_response(self, request):

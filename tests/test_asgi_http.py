@@ -4,7 +4,9 @@ the middleware chain and the view run as one call on the request's thread."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import logging
 import threading
 
 import pytest
@@ -176,7 +178,7 @@ def test_a_request_django_cannot_read_is_refused_and_finished(finished_events):
     assert finished_events == ["finished", "http.response.start", "http.response.body"]
 
 
-def test_a_client_leaving_stops_a_streaming_answer(finished_events):
+def test_a_client_leaving_stops_a_streaming_answer(finished_events, caplog):
     """The export of a client that went away is not streamed on to nobody:
     the stream is closed, and the request finished, once the client leaves."""
     from django.http import StreamingHttpResponse
@@ -209,7 +211,10 @@ def test_a_client_leaving_stops_a_streaming_answer(finished_events):
     async def send(message):
         finished_events.append(message["type"])
 
-    asyncio.run(asyncio.wait_for(handler(scope, receive, send), timeout=10))
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        asyncio.run(asyncio.wait_for(handler(scope, receive, send), timeout=10))
+        gc.collect()
+    assert not [r for r in caplog.records if r.name == "asyncio"]  # the client's leaving was heard, not left lying
 
     assert state["closed"]
     assert 5 <= state["chunks"] < 50
