@@ -259,7 +259,7 @@ def insert(*instances: Model, using: str = "default") -> None:
     ``pre_save`` (``auto_now``) and ``get_db_prep_save``; then the primary
     key is set on each instance, which is no longer "adding" (a later
     ``save()`` updates it). Instances that all carry a key taken beforehand
-    (``next_key``) are stored with it: nothing comes back to wait for, so
+    (``next_key_sql``) are stored with it: nothing comes back to wait for, so
     inside ``sent_together`` such a model can be held even though later
     rows point at it. A model with a state machine
     (``ConcurrentTransitionMixin``) takes the state it was stored in as the one
@@ -275,7 +275,7 @@ def insert(*instances: Model, using: str = "default") -> None:
            or (model._meta.auto_field is not None and (instance.pk is not None) is not keyed)
            for instance in instances):
         raise ValueError("insert() takes new instances of one model, all without a primary key of their own or all "
-                         "with one taken by next_key().")
+                         "with one taken by next_key_sql().")
     params = []
     for instance in instances:
         for field in statement.fields:
