@@ -14,8 +14,9 @@ commit together or not at all. No row is held platform-wide while it runs:
    its end), writes the idempotency record, and spends the day's budget by
    one conditional update as the last statement before the commit; on
    PostgreSQL the writes whose keys nothing reads go to the server with the
-   next statement that reads (``core.rows.sent_together``), so a coupon's
-   15 statements take 5 round trips (a refund or a resend 7);
+   next statement that reads (``core.rows.sent_together``), the remedy's
+   own insert among them (its key comes with the ticket's lock), so a
+   coupon's 15 statements take 4 round trips (a refund or a resend 6);
 4. a conditional update that fails means another request took the last of
    a cap since step 2: the transaction rolls back and runs again once, and
    the fresh read routes it to approval. N parallel requests against a cap of
