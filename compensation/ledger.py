@@ -86,9 +86,8 @@ _ENTRY_FIELDS = ("remedy", "chain", "account", "amount_fen", "memo", "created_at
 
 @functools.cache
 def _lock_head_sql(vendor: str) -> str:
-    for_update = " FOR UPDATE" if connection.features.has_select_for_update else ""  # SQLite: one writer at a time
     return (f"SELECT {column(LedgerHead, 'id')}, {column(LedgerHead, 'last_hash')} FROM {table(LedgerHead)} "
-            f"WHERE {column(LedgerHead, 'chain')} = %s{for_update}")
+            f"WHERE {column(LedgerHead, 'chain')} = %s{rows.for_update()}")
 
 
 @functools.cache

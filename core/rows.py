@@ -342,6 +342,16 @@ def _insert_sql(model: type[Model], alias: str, vendor: str, rows: int, keyed: b
     return _Insert(sql=sql, fields=fields, auto_pk=auto_pk, returning=returning)
 
 
+def for_update(of: str = "") -> str:
+    """The clause that locks a hand-written ``SELECT``'s rows until the
+    commit (``of``: only the rows of that table alias), or nothing where the
+    backend has no row locks (SQLite: one writer at a time)."""
+    features = default_connection.features
+    if of:
+        return f" FOR UPDATE OF {of}" if features.has_select_for_update_of else ""
+    return " FOR UPDATE" if features.has_select_for_update else ""
+
+
 def next_key_sql(model: type[Model]) -> str | None:
     """An SQL expression that takes the next value of the model's automatic
     primary key, to read in a statement the caller runs anyway (PostgreSQL;

@@ -601,3 +601,12 @@ def test_insert_refuses_instances_some_with_a_key_and_some_without(buyer, agent,
     with pytest.raises(ValueError), transaction.atomic():
         insert(*reversed(events))
     assert not TicketEvent.objects.filter(kind__in=["a", "b"]).exists()
+
+
+def test_for_update_locks_where_the_backend_can_and_is_empty_where_it_cannot():
+    from core.rows import for_update
+
+    if connection.vendor == "postgresql":
+        assert (for_update(), for_update(of="t")) == (" FOR UPDATE", " FOR UPDATE OF t")
+    else:  # SQLite: one writer at a time, no row locks to ask for
+        assert (for_update(), for_update(of="t")) == ("", "")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.db import connection, transaction
 
 from core.locks import lock, taking
+from core.rows import for_update
 from tickets.models import AgentProfile, Ticket
 
 
@@ -31,9 +32,8 @@ def lock_ticket_rows(ticket_ids: list[int], columns: str, *, where: str = "") ->
     table = connection.ops.quote_name(Ticket._meta.db_table)
     marks = ", ".join(["%s"] * len(ticket_ids))
     condition = f" AND {where}" if where else ""
-    for_update = " FOR UPDATE" if connection.features.has_select_for_update else ""
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {columns} FROM {table} WHERE id IN ({marks}){condition} ORDER BY id{for_update}",
+        cursor.execute(f"SELECT {columns} FROM {table} WHERE id IN ({marks}){condition} ORDER BY id{for_update()}",
                        ticket_ids)
         return cursor.fetchall()
 

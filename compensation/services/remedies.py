@@ -58,8 +58,8 @@ from core.idempotency import request_hash, require_idempotency_key
 from core.money import format_fen
 from core.realtime import publish_on_commit
 from core.locks import lock, taking
-from core.rows import (Columns, cache_related, column, insert, next_key_sql, prepared_cursor, sent_together, split,
-                       table)
+from core.rows import (Columns, cache_related, column, for_update, insert, next_key_sql, prepared_cursor,
+                       sent_together, split, table)
 from merchants import services as merchant_services
 from merchants.models import Movement, Order
 from tickets.events import CONSOLE
@@ -145,7 +145,6 @@ _TICKET, _BUYER, _ORDER = Columns(Ticket, "t"), Columns(User, "b"), Columns(Orde
 
 @functools.cache
 def _lock_ticket_sql(vendor: str) -> str:
-    locked = " FOR UPDATE OF t" if connection.features.has_select_for_update_of else ""
     key_used = (f"EXISTS (SELECT 1 FROM {table(IdempotencyRecord)} i WHERE {column(IdempotencyRecord, 'scope', 'i')} "
                 f"= %(scope)s AND {column(IdempotencyRecord, 'key', 'i')} = %(key)s)")
     # on PostgreSQL the remedy's key comes with the lock: its INSERT then waits for no answer (held with the rest)
@@ -154,7 +153,7 @@ def _lock_ticket_sql(vendor: str) -> str:
             f"FROM {table(Ticket)} t "
             f"LEFT JOIN {table(User)} b ON {column(User, 'id', 'b')} = {column(Ticket, 'buyer', 't')} "
             f"LEFT JOIN {table(Order)} o ON {column(Order, 'id', 'o')} = {column(Ticket, 'order', 't')} "
-            f"WHERE {column(Ticket, 'id', 't')} = %(ticket)s{locked}")
+            f"WHERE {column(Ticket, 'id', 't')} = %(ticket)s{for_update(of='t')}")
 
 
 def _caps(*, actor, ticket: Ticket, now: datetime) -> Caps:

@@ -336,11 +336,10 @@ _ORDER = Columns(Order, "o")
 
 @functools.cache
 def _lock_refundable_sql(vendor: str) -> str:
-    locked = " FOR UPDATE OF o" if connection.features.has_select_for_update_of else ""
     on_hold = (f"EXISTS (SELECT 1 FROM {table(FundHold)} h WHERE {column(FundHold, 'order', 'h')} = "
                f"{column(Order, 'id', 'o')} AND {column(FundHold, 'status', 'h')} = %(held)s)")
     return (f"SELECT {_ORDER.sql()}, {on_hold} FROM {table(Order)} o WHERE {column(Order, 'id', 'o')} = %(order)s"
-            f"{locked}")
+            f"{rows.for_update(of='o')}")
 
 
 def refund_order(*, order: Order, source: str, amount_fen: int, now: datetime) -> Order:
