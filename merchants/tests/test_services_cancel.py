@@ -13,6 +13,7 @@ from merchants import services
 from merchants.errors import (
     AlreadyCancelled,
     AlreadyShipped,
+    AmountInvalid,
     ChangedSinceCancel,
     NotCancelled,
     NotFound,
@@ -216,3 +217,18 @@ def test_a_cancelled_order_cannot_be_shipped_changed_or_confirmed(merchant, merc
     with pytest.raises(AlreadyShipped):
         services.change_order(actor=agent, order_id=order.pk, address="上海市浦东新区张杨路 1 号")
     assert Order.objects.get(pk=order.pk).status == "cancelled"
+
+
+@pytest.mark.django_db
+def test_a_refund_asks_for_an_order_that_exists_and_no_more_than_is_left(merchant):
+    order = _unshipped(merchant, amount_fen=5_000)
+    with transaction.atomic():
+        with pytest.raises(Order.DoesNotExist):
+            services.lock_refundable(order_id=order.pk + 10_000, amount_fen=100)
+    with transaction.atomic():
+        with pytest.raises(AmountInvalid):
+            services.lock_refundable(order_id=order.pk, amount_fen=5_001)
+        locked, source = services.lock_refundable(order_id=order.pk, amount_fen=5_000)
+    assert (locked.pk, locked.refundable_fen, source) == (order.pk, 5_000, "escrow")
+    order.refresh_from_db()
+    assert order.refunded_fen == 0
