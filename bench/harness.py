@@ -226,6 +226,23 @@ def machine_busy() -> tuple[float, float]:
     return sum(parts) - idle, sum(parts)
 
 
+def scheduler_grouping() -> str:
+    """How this kernel shares its cores between processes, for a benchmark
+    that runs beside another load (the figures depend on it). With autogroup
+    on, every session is weighed as one: each PostgreSQL backend is a session
+    of its own (the postmaster's children call ``setsid``), a server's workers
+    share the session they were started in (PERFORMANCE.md, 2026-12-06)."""
+    try:
+        with open("/proc/sys/kernel/sched_autogroup_enabled") as f:
+            enabled = f.read().strip() == "1"
+    except OSError:
+        return "kernel: no autogroup setting (cores shared between threads)"
+    if enabled:
+        return ("kernel: sched_autogroup_enabled=1 (cores shared between sessions first: each PostgreSQL "
+                "backend is one, the server's workers together another)")
+    return "kernel: sched_autogroup_enabled=0 (cores shared between threads)"
+
+
 class CpuMeter:
     """Client (this process), server (its whole process tree) and whole-machine
     CPU over a measured interval. ``server`` is a ``Server`` or a pid."""

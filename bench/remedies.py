@@ -38,7 +38,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.harness import (CpuMeter, Server, add_server_args, check_server_args, connections_by_process,  # noqa: E402
-                           cpu_by_command, proc_cpu_s)
+                           cpu_by_command, proc_cpu_s, scheduler_grouping)
 PY = sys.executable
 APP_DB = "postgres://postgres@127.0.0.1:5432/cs_bench_remedies"
 PGBENCH_DB = "cs_bench_pgbench"
@@ -305,7 +305,7 @@ def main() -> None:
           f"{checks['spent_fen']} fen = executed costs {checks['executed_cost_fen']} fen: "
           f"{checks['spent_fen'] == checks['executed_cost_fen']}; executed {checks['executed']}, pending {checks['pending']}")
     print(f"note: client, the server ({server.label}), PostgreSQL and pgbench share this machine's 2 cores; "
-          f"server log {server.log_path}")
+          f"{scheduler_grouping()}; server log {server.log_path}")
 
 
 if __name__ == "__main__":
