@@ -44,8 +44,6 @@ class AccountsConfig(AppConfig):
         from accounts.models import User
 
         m2m_changed.connect(_groups_changed, sender=User.groups.through, dispatch_uid="accounts.role_cache")
-        # the API token's security scheme in the OpenAPI schema
-        import accounts.schema  # noqa: F401
         # a socket's user comes with its role groups, as an API token's does (no cache read per connect)
         from accounts import roles
         from core import ws_auth

@@ -1,4 +1,6 @@
-"""The API token in the OpenAPI schema (imported by ``AccountsConfig.ready``)."""
+"""The API token in the OpenAPI schema (imported by the URLconf, beside the schema's views:
+drf-spectacular's extensions import its whole toolkit, which the app's import and a cold
+start need not pay for)."""
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.db import transaction
+from django.utils.module_loading import import_string
 
 logger = logging.getLogger(__name__)
 
 
 def enqueue(task, *args, **kwargs) -> bool:
     """``task.delay(...)`` now; False (logged) when the broker did not take it."""
+    import_string(settings.TASKS_APP)  # the project's app, loaded on first use, is the one that sends
     try:
         task.delay(*args, **kwargs)
         return True

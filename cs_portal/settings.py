@@ -167,6 +167,9 @@ else:
     CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TIMEZONE = "Asia/Shanghai"
+# The Celery app, loaded on first use (``core.tasks.enqueue``): the package no longer imports it,
+# so a web worker that never queues never imports it (cs_portal/__init__.py)
+TASKS_APP = "cs_portal.celery.app"
 # Periodic jobs: Celery beat in production; `manage.py run_periodic` runs the
 # same table inline beside the server in the embedded default.
 CELERY_BEAT_SCHEDULE = {

@@ -4,6 +4,8 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+import accounts.schema  # noqa: F401  the API token's security scheme, with the schema's views (not at import: a cold start never needs it)
+
 from accounts import views as accounts_views
 from accounts.forms import LoginForm
 from accounts.api import LockoutResetApi, LogoutApi, TokenApi

@@ -92,6 +92,7 @@ def test_schema_and_offline_docs_are_served(client):
     schema = client.get("/api/schema/")
     assert schema.status_code == 200
     assert b"/api/v1/tickets/{ticket_id}/transitions/{name}/" in schema.content
+    assert b"tokenAuth:" in schema.content  # the token's security scheme, registered with the URLconf
     docs = client.get("/api/docs/")
     assert docs.status_code == 200
     html = docs.content.decode()
@@ -104,6 +105,69 @@ def test_unknown_api_path_is_json_404(client):
     response = client.get("/api/v1/nothing-here/")
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"
+
+
+def _python(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env=_child_env({"DJANGO_SETTINGS_MODULE": "cs_portal.settings", **(env or {})}))
+
+
+def test_a_cold_start_imports_neither_celery_nor_the_schema_toolkit():
+    """What the gunicorn master loads before the first socket can be back (the
+    app and ``warm_up`` without pages): Celery and drf-spectacular's toolkit
+    (which pulls in ``django.test``) were a third of it."""
+    result = _python(
+        "import sys, warnings; warnings.simplefilter('ignore'); import cs_portal.asgi\n"
+        "from cs_portal.warmup import warm_up; warm_up(pages=False)\n"
+        "print(sorted(m for m in ('celery', 'kombu', 'drf_spectacular.plumbing', 'django.test') if m in sys.modules))")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "[]"
+
+
+def test_celery_finds_the_project_app_that_the_package_no_longer_imports():
+    result = _python(
+        "from celery.bin.celery import find_app\n"
+        "import cs_portal\n"
+        "app = find_app('cs_portal'); app.loader.import_default_modules()\n"
+        "print(app.main, app is cs_portal.celery_app, 'tickets.tasks.sla_sweep' in app.tasks)")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["cs_portal", "True", "True"]
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="the production broker is Redis")
+def test_a_task_queued_before_anything_loaded_celery_goes_to_the_project_broker():
+    """``enqueue`` in a process that never loaded the Celery app (a web worker
+    since the package stopped importing it): the task is sent by the
+    project's app to its Redis broker, not by Celery's default app to an AMQP
+    broker that is not there."""
+    import json
+
+    import redis
+
+    queue = "celery"  # the default queue: no worker reads this Redis database in the suite
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+
+    def ours() -> list[bytes]:
+        return [raw for raw in client.lrange(queue, 0, -1)
+                if json.loads(raw)["headers"].get("argsrepr") == "(987654321,)"]
+
+    for raw in ours():
+        client.lrem(queue, 0, raw)
+    try:
+        result = _python(
+            "import sys, django; django.setup()\n"
+            "from incidents.tasks import run_bulk_job\n"
+            "from core.tasks import enqueue\n"
+            "assert 'cs_portal.celery' not in sys.modules\n"
+            "print(enqueue(run_bulk_job, 987654321))",
+            env={"REDIS_URL": os.environ["REDIS_URL"]})
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stdout.strip() == "True", result.stderr[-3000:]
+        [message] = ours()
+        assert json.loads(message)["headers"]["task"] == "incidents.tasks.run_bulk_job"
+    finally:
+        for raw in ours():
+            client.lrem(queue, 0, raw)
 
 
 def test_every_beat_job_is_a_registered_celery_task(settings):
