@@ -115,6 +115,7 @@ from bench.harness import (  # noqa: E402  (the harness every benchmark shares)
     pct,
     proc_cpu_s,
     recreate_database,
+    scheduler_grouping,
     snapshot,
 )
 
@@ -1366,7 +1367,8 @@ def summary(cfg: ChatConfig, rows: list[Row], elapsed_s: float) -> tuple[dict, l
     width = 150
     print("\n" + "=" * width)
     print(f"SUMMARY  chat, {cfg.server_label()} (app rows) beside the plain websockets relay (one process); "
-          f"{os.cpu_count()} cores shared by clients, servers, PostgreSQL and Redis; run took {elapsed_s / 60:.1f} min")
+          f"{os.cpu_count()} cores shared by clients, servers, PostgreSQL and Redis ({scheduler_grouping()}); "
+          f"run took {elapsed_s / 60:.1f} min")
     print("=" * width)
     load_rows = [r for r in rows if r.scenario != "reconnect"]
     if load_rows:

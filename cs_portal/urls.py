@@ -4,8 +4,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-import accounts.schema  # noqa: F401  the API token's security scheme, with the schema's views (not at import: a cold start never needs it)
-
+import accounts.schema  # noqa: F401  the token's security scheme, with the schema's views (not on a cold start)
 from accounts import views as accounts_views
 from accounts.forms import LoginForm
 from accounts.api import LockoutResetApi, LogoutApi, TokenApi
