@@ -207,6 +207,41 @@ async def test_a_killed_worker_s_clients_reconnect_and_replay(served, buyer, age
     await chat.close()
 
 
+def test_a_bulk_job_started_on_a_web_worker_runs_on_the_celery_worker(served, supervisor, buyer, order):
+    """The web workers no longer import Celery at start (``cs_portal/__init__``):
+    a supervisor's click queues the job through the project's app on first
+    use, and the Celery worker that ``scripts/serve`` runs beside them does it."""
+    from incidents import services as incidents
+    from incidents.models import BulkJob
+    from tickets import sla
+    from tickets.models import Message
+    from tickets.services import open_ticket
+
+    tickets = [open_ticket(actor=buyer, category="logistics_delay", subject=f"包裹 {n}", body="还没到",
+                           order_id=order.pk) for n in range(2)]
+    incident = incidents.open_incident(actor=supervisor, title="华东仓延误", grade=sla.GRADE_SERIOUS)
+    incidents.link_tickets(actor=supervisor, incident_id=incident.pk, ticket_ids=[t.pk for t in tickets])
+    job = incidents.create_bulk_job(actor=supervisor, kind="macro_reply", incident_id=incident.pk,
+                                    params={"body": "仓库正在加急处理。"})
+    # the CSRF cookie and header a page would carry (this server has no collected static files to render pages with)
+    csrf = "t" * 32
+    with httpx.Client(base_url=served.base, cookies={"sessionid": _session(supervisor), "csrftoken": csrf},
+                      timeout=10) as http:
+        started = http.post(f"/console/jobs/{job.pk}/run/", headers={
+            "X-CSRFToken": csrf, "Origin": served.origin, "HX-Request": "true"})
+    assert started.status_code == 200, started.text[:500]
+    # queued at once, not left for the stalled-job sweep (BULK_STALLED_AFTER_S, then every 15 s), as it would be
+    # if the web worker sent the task through Celery's default app to an AMQP broker that is not there
+    deadline = time.monotonic() + 12
+    while time.monotonic() < deadline:
+        job.refresh_from_db()
+        if job.status == BulkJob.Status.DONE:
+            break
+        time.sleep(0.2)
+    assert (job.status, job.done_count) == (BulkJob.Status.DONE, 2), served.log_text()[-3000:]
+    assert Message.objects.filter(ticket__in=tickets, body="仓库正在加急处理。", author=supervisor).count() == 2
+
+
 async def test_a_message_crosses_workers(served, buyer, agent, order):
     """Two workers on one port: the buyer's and the agent's sockets end up on
     different ones (they are opened until they do), and a message posted over
