@@ -74,6 +74,7 @@ class Served:
     process: subprocess.Popen
     redis: PrivateRedis
     log: Path
+    env: dict[str, str]  # what it was started with (``scripts/deploy`` needs the same)
 
     @property
     def origin(self) -> str:
@@ -140,7 +141,7 @@ def serve(*, database_url: str, tmp: Path, workers: int = 2, redis: PrivateRedis
     )
     process = subprocess.Popen([str(ROOT / "scripts" / "serve")], cwd=ROOT, env=env, stdout=log.open("w"),
                                stderr=subprocess.STDOUT, start_new_session=True)
-    served = Served(base=f"http://127.0.0.1:{port}", process=process, redis=redis, log=log)
+    served = Served(base=f"http://127.0.0.1:{port}", process=process, redis=redis, log=log, env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:

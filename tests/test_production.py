@@ -360,6 +360,39 @@ async def test_a_deploy_brings_the_new_workers_up_before_the_old_ones_close(serv
     await chat.close()
 
 
+def test_scripts_deploy_collects_the_static_files_and_replaces_the_web_and_celery_workers(served):
+    """The README's deploy, one command: after it every web worker and the
+    Celery worker are new, and pages render with the collected static files
+    (a deploy that skipped ``collectstatic`` served a page naming a new file
+    as a 500, and changed files as they were)."""
+    import re
+
+    from tests.live import _parent, _processes
+
+    def celery_workers() -> set[int]:
+        return {pid for pid, cmd in _processes() if "celery" in cmd and " worker " in cmd
+                and _parent(pid) == served.process.pid}
+
+    old_web, old_celery = served.worker_pids(), celery_workers()
+    assert old_web and old_celery
+    started = time.time()
+    done = subprocess.run([str(ROOT / "scripts" / "deploy")], cwd=ROOT, env=served.env, capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (ROOT / "staticfiles" / "staticfiles.json").stat().st_mtime >= started - 1  # collected now
+    assert "worker: stopped" in done.stdout and "worker: started" in done.stdout, done.stdout
+    deadline = time.monotonic() + 60
+    while (served.worker_pids() & old_web or len(served.worker_pids()) < len(old_web)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not served.worker_pids() & old_web and len(served.worker_pids()) == len(old_web)
+    assert celery_workers() and not celery_workers() & old_celery
+    page = httpx.get(f"{served.base}/accounts/login/", timeout=10)
+    assert page.status_code == 200, served.log_text()[-3000:]
+    stylesheet = re.search(r'href="(/static/[^"]+\.[0-9a-f]{12}\.css)"', page.text)
+    assert stylesheet, page.text[:2000]  # named by its hash, from the manifest collectstatic wrote
+    assert httpx.get(served.base + stylesheet.group(1), timeout=10).status_code == 200
+
+
 def test_a_cold_start_holds_connections_until_the_workers_answer(tmp_path):
     """``deploy/listen_first.py`` binds before gunicorn imports the app, as
     supervisord starts it: a page reconnecting while the server starts is held
