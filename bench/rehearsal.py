@@ -243,6 +243,7 @@ class Serve:
     def env(self) -> dict[str, str]:
         env = self.cfg.app_env()
         env.update(BIND=f"127.0.0.1:{self.port}", WEB_WORKERS=str(self.cfg.workers), SKIP_MIGRATE="1",
+                   SKIP_COLLECTSTATIC="1",  # the harness collected them in its snapshot
                    RUN_DIR=str(self.run_dir), CELERY_CONCURRENCY=str(self.cfg.celery_concurrency), PYTHON=PYTHON,
                    ACCESS_LOG="0", CELERY_LOG_LEVEL="warning")
         return env

@@ -136,8 +136,8 @@ def serve(*, database_url: str, tmp: Path, workers: int = 2, redis: PrivateRedis
     env = child_env(
         DATABASE_URL=database_url, REDIS_URL=redis.url, DEBUG="0", SECRET_KEY=settings.SECRET_KEY,
         ALLOWED_HOSTS="127.0.0.1,localhost", SECURE_SSL_REDIRECT="0", SECURE_COOKIES="0", SECURE_HSTS_SECONDS="0",
-        BIND=f"127.0.0.1:{port}", WEB_WORKERS=str(workers), SKIP_MIGRATE="1", RUN_DIR=str(tmp / "run"),
-        CELERY_CONCURRENCY="1", PYTHON=sys.executable, DB_POOL_MAX="8",
+        BIND=f"127.0.0.1:{port}", WEB_WORKERS=str(workers), SKIP_MIGRATE="1", SKIP_COLLECTSTATIC="1",
+        RUN_DIR=str(tmp / "run"), CELERY_CONCURRENCY="1", PYTHON=sys.executable, DB_POOL_MAX="8",
     )
     process = subprocess.Popen([str(ROOT / "scripts" / "serve")], cwd=ROOT, env=env, stdout=log.open("w"),
                                stderr=subprocess.STDOUT, start_new_session=True)
