@@ -232,10 +232,10 @@ def scheduler_grouping() -> str:
     on, every session is weighed as one: each PostgreSQL backend is a session
     of its own (the postmaster's children call ``setsid``), a server's workers
     share the session they were started in (PERFORMANCE.md, 2026-12-06)."""
-    try:
-        with open("/proc/sys/kernel/sched_autogroup_enabled") as f:
-            enabled = f.read().strip() == "1"
-    except OSError:
+    from deploy.hostcheck import autogroup_setting  # what scripts/serve reads for its note
+
+    enabled = autogroup_setting()
+    if enabled is None:
         return "kernel: no autogroup setting (cores shared between threads)"
     if enabled:
         return ("kernel: sched_autogroup_enabled=1 (cores shared between sessions first: each PostgreSQL "

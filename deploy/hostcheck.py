@@ -37,11 +37,17 @@ def database_is_local(database_url: str) -> bool:
                                                socket_dir in _LOOPBACK))
 
 
-def autogroup_enabled(path: Path = AUTOGROUP) -> bool:
+def autogroup_setting(path: Path = AUTOGROUP) -> bool | None:
+    """Whether the kernel groups by session; None: a kernel without the
+    setting (threads share the cores)."""
     try:
         return path.read_text().strip() == "1"
-    except OSError:  # a kernel without it: threads share the cores
-        return False
+    except OSError:
+        return None
+
+
+def autogroup_enabled(path: Path = AUTOGROUP) -> bool:
+    return autogroup_setting(path) is True
 
 
 def notes(database_url: str, *, autogroup: Path = AUTOGROUP) -> list[str]:
