@@ -70,3 +70,17 @@ def test_it_refuses_to_start_without_what_production_needs(fake_bin, missing):
     assert done.returncode != 0
     assert missing in done.stderr
     assert not (fake_bin.parent / "supervisord.args").exists()
+
+
+def test_a_deploy_without_the_run_directory_refuses_before_it_changes_anything(fake_bin, tmp_path):
+    """``scripts/deploy`` needs ``scripts/serve``'s run directory (its supervisord's
+    socket): without it, it stops before the migrations and the static files."""
+    before = MANIFEST.stat().st_mtime if MANIFEST.exists() else None
+    env = {k: v for k, v in child_env(PYTHON=str(fake_bin / "python"), DATABASE_URL="postgres://x@db.internal/y",
+                                      REDIS_URL="redis://db.internal:6379/0", SECRET_KEY="k" * 50).items()
+           if k != "RUN_DIR"}
+    done = subprocess.run([str(ROOT / "scripts" / "deploy")], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode != 0
+    assert "RUN_DIR" in done.stderr
+    assert (MANIFEST.stat().st_mtime if MANIFEST.exists() else None) == before
