@@ -512,7 +512,6 @@ class Client:
     out_of_order: int = 0
     sent_n: int = 0
     acked_seq: int | None = None
-    next_sync: float = 0.0
     gave_up: bool = False
 
 
@@ -661,21 +660,21 @@ class Fleet:
             pass
 
     async def syncer(self) -> None:
-        """The page's periodic ``sync`` (every --sync-every s per socket, random phase)."""
+        """The page's periodic ``sync`` (every --sync-every s per socket, random
+        phase), each socket on its own timer as pages are: the server sees them
+        arrive spread out, not in bursts."""
         every = self.spec["sync_every"]
         if every <= 0:
             return
-        now = time.monotonic()
-        for c in self.clients:
-            c.next_sync = now + self.rng.random() * every
-        while not self.stopping:
-            now = time.monotonic()
-            for c in self.clients:
-                if c.next_sync <= now:
-                    c.next_sync = now + every
-                    if c.ws is not None:
-                        asyncio.ensure_future(self._send_quietly(c, '{"type":"sync"}'))
-            await asyncio.sleep(0.25)
+
+        async def page(c: Client) -> None:
+            await asyncio.sleep(self.rng.random() * every)
+            while not self.stopping:
+                if c.ws is not None:
+                    await self._send_quietly(c, '{"type":"sync"}')
+                await asyncio.sleep(every)
+
+        await asyncio.gather(*(page(c) for c in self.clients))
 
     async def open_all(self) -> dict:
         started = time.monotonic()
