@@ -12,6 +12,7 @@ from django.db.models import prefetch_related_objects
 
 from accounts import roles
 from accounts.logins import ip_and_device_of_scope
+from core.batched import BatchedRead, per_loop
 from core.consumers import BAD_REQUEST, FORBIDDEN, NOT_AUTHENTICATED, LiveConsumer, in_pool
 from core.errors import DomainError, InvalidInput
 from core.ws_auth import resolve_user
@@ -61,8 +62,9 @@ class ChatConsumer(LiveConsumer):
 
     Where the database work runs: connects and replays on asgiref's thread
     pool (in parallel), messages and read marks through the process's
-    ``ChatWriter`` (batched, on its own thread); typing frames touch no
-    database. The scope is checked at connect, inside every write (on the
+    ``ChatWriter`` (batched, on its own thread), the pages' ``sync`` questions
+    of every socket of the process in one statement per ``SYNC_WINDOW_S``
+    (``core.batched``); typing frames touch no database. The scope is checked at connect, inside every write (on the
     locked ticket), and for typing against an answer at most ``SCOPE_TTL_S`` old.
     """
 
@@ -153,11 +155,18 @@ class ChatConsumer(LiveConsumer):
         """For frames that write nothing (typing): the answer of at most SCOPE_TTL_S ago."""
         if time.monotonic() - self.scope_checked_at < self.SCOPE_TTL_S:
             return True
-        if await in_pool(_stored_up_to)(self.viewer, self.ticket_id) is not None:
+        if await self._stored_up_to() is not None:
             self.scope_checked_at = time.monotonic()
             return True
         await self.close(code=FORBIDDEN)
         return False
+
+    async def _stored_up_to(self) -> int | None:
+        """The last seq this socket's viewer may see on its ticket, or None when
+        they may no longer see it: read with the other sockets' questions of the
+        next ``SYNC_WINDOW_S`` in one statement (``_scopes``)."""
+        seen = _seen_in(self.viewer, await _scope_reads()(self.ticket_id))
+        return None if seen is None else seen[0]
 
     async def receive_json(self, content: dict, **kwargs) -> None:
         kind = content.get("type")
@@ -171,9 +180,10 @@ class ChatConsumer(LiveConsumer):
         elif kind == "sync":
             # the client's periodic check: anything stored that a dropped wake-up
             # never announced comes now, in order (the database is the truth). Every
-            # page does it every 20 s, so it reads one number first and the
-            # conversation only when that number is ahead of what the page has
-            stored_up_to = await in_pool(_stored_up_to)(self.viewer, self.ticket_id)
+            # page does it every 20 s, so it reads one number first (with the other
+            # sockets' of this process, ``_stored_up_to``) and the conversation only
+            # when that number is ahead of what the page has
+            stored_up_to = await self._stored_up_to()
             if stored_up_to is None:
                 await self.close(code=FORBIDDEN)
                 return
@@ -297,36 +307,68 @@ def _open(scope, ticket_id: int, after_seq: int):
 
 def _seen(viewer: Viewer, ticket_id: int) -> tuple[int, int | None] | None:
     """The last seq the viewer may see on the ticket and the ticket it was
-    merged into (if any), or None when they may not see it. One query by
-    primary key, its SQL written once per process: every connect and every
-    page's ``sync`` (one per socket every 20 s) asks, and the ORM took five
-    times longer to build the query than PostgreSQL took to answer it. The
-    rule is ``can_view``, the one the API and the pages apply."""
+    merged into (if any), or None when they may not see it: a connect's
+    question, in its trip to the pool. One query by primary key, its SQL
+    written once per process (the ORM took five times longer to build it than
+    PostgreSQL took to answer it)."""
     with prepared_cursor() as cursor:
         cursor.execute(_ticket_scope_sql(), [ticket_id])
         row = cursor.fetchone()
-    if row is None:
+    return _seen_in(viewer, None if row is None else row[1:])
+
+
+def _seen_in(viewer: Viewer, scope: tuple | None) -> tuple[int, int | None] | None:
+    """``_seen``'s answer from the ticket's scope columns (None: no such
+    ticket). The rule is ``can_view``, the one the API and the pages apply."""
+    if scope is None:
         return None
-    buyer_id, merchant_id, party, last_seq, last_public_seq, merged_into_id = row
+    buyer_id, merchant_id, party, last_seq, last_public_seq, merged_into_id = scope
     if not can_view(viewer, buyer_id=buyer_id, merchant_id=merchant_id, party=party):
         return None
     return (last_seq if sees_internal_notes(viewer) else last_public_seq), merged_into_id
 
 
+_SCOPE_COLUMNS = ("id", "buyer", "merchant", "party", "last_seq", "last_public_seq", "merged_into")
+
+
 @functools.cache
-def _ticket_scope_sql() -> str:
-    """``SELECT`` of the fields ``_seen`` reads, by primary key, with the
-    table's and columns' names taken from the model."""
+def _ticket_scope_sql(tickets: int | None = None) -> str:
+    """``SELECT`` of the columns ``_seen_in`` reads, the key first, with the
+    table's and columns' names taken from the model: of one ticket by primary
+    key (``tickets`` None), or of ``tickets`` of them: on PostgreSQL ``= ANY``
+    of one array whatever their count (asked with 0: one statement, prepared
+    once per connection), elsewhere ``IN`` that many."""
     meta, quote = Ticket._meta, connection.ops.quote_name
-    columns = ", ".join(quote(meta.get_field(name).column) for name in
-                        ("buyer", "merchant", "party", "last_seq", "last_public_seq", "merged_into"))
-    return f"SELECT {columns} FROM {quote(meta.db_table)} WHERE {quote(meta.pk.column)} = %s"
+    columns = ", ".join(quote(meta.get_field(name).column) for name in _SCOPE_COLUMNS)
+    key = quote(meta.pk.column)
+    if tickets is None:
+        where = f"{key} = %s"
+    elif connection.vendor == "postgresql":
+        where = f"{key} = ANY(%s::bigint[])"
+    else:
+        where = f"{key} IN ({', '.join(['%s'] * tickets)})"
+    return f"SELECT {columns} FROM {quote(meta.db_table)} WHERE {where}"
 
 
-def _stored_up_to(viewer: Viewer, ticket_id: int) -> int | None:
-    """The last seq the viewer may see on the ticket, or None when they may not see it."""
-    seen = _seen(viewer, ticket_id)
-    return None if seen is None else seen[0]
+# how long a socket's ``sync`` waits for others to be read with it. At the peak a worker's pages
+# sync ~75 times a second (docs/SCALING.md): fifteen in one statement and one trip to the pool,
+# where each was a trip and a statement of its own. A page asks every 20 s; a fifth of a second
+# more is nothing to it (nor to a typing frame's scope check, once in SCOPE_TTL_S)
+SYNC_WINDOW_S = 0.2
+
+
+def _scopes(ticket_ids: list[int]) -> dict[int, tuple]:
+    """The scope columns of each ticket found, by id: one statement for every
+    socket's ``sync`` (and typing's scope check) of the process in a window."""
+    with prepared_cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(_ticket_scope_sql(0), [list(ticket_ids)])
+        else:
+            cursor.execute(_ticket_scope_sql(len(ticket_ids)), list(ticket_ids))
+        return {row[0]: row[1:] for row in cursor.fetchall()}
+
+
+_scope_reads = per_loop(lambda: BatchedRead(lambda ticket_ids: in_pool(_scopes)(ticket_ids), window_s=SYNC_WINDOW_S))
 
 
 REPLAY_LIMIT = 1000  # frames per replay: the page syncs again for the rest

@@ -244,6 +244,48 @@ async def test_a_dropped_wake_up_is_recovered_by_sync_and_by_the_next_own_messag
     await ws.disconnect()
 
 
+async def test_the_syncs_of_many_sockets_are_one_read_each_answered_for_its_own_viewer(
+        buyer, other_buyer, agent, order, merchant_user, monkeypatch):
+    """Every page syncs every 20 s: the process reads the tickets of the syncs
+    that arrive together in one statement, and each socket still gets its
+    own answer: what it missed (a dropped wake-up), notes for staff only, and
+    a 4403 for a merchant whose ticket no longer involves them."""
+    import core.realtime
+    import tickets.consumers
+
+    shared = await database_sync_to_async(ticket_in_state)("waiting_merchant", buyer=buyer, agent=agent, order=order)
+    other = await database_sync_to_async(ticket_in_state)("assigned", buyer=other_buyer, agent=agent)
+    seq, other_seq = await _last_seq(shared), await _last_seq(other)
+    sockets = {}
+    for name, user, ticket, after in (("buyer", buyer, shared, seq), ("agent", agent, shared, seq),
+                                      ("merchant", merchant_user, shared, seq), ("other", other_buyer, other, other_seq)):
+        sockets[name] = await database_sync_to_async(_connect)(user, ticket.pk, after_seq=after)
+        assert (await sockets[name].connect(timeout=10))[0]
+    for ws in sockets.values():
+        await _drain(ws)
+    with monkeypatch.context() as patch:
+        patch.setattr(core.realtime, "send_event_now", lambda group, event: None)  # every wake-up lost
+        await database_sync_to_async(services.post_message)(actor=agent, ticket_id=shared.pk, body="内部备注",
+                                                            internal=True)
+        await database_sync_to_async(services.post_message)(actor=agent, ticket_id=shared.pk, body="已为您补发")
+    # the merchant's part in the ticket ends without a wake-up either
+    await database_sync_to_async(Ticket.objects.filter(pk=shared.pk).update)(party="buyer")
+    reads = []
+    scopes = tickets.consumers._scopes
+    monkeypatch.setattr(tickets.consumers, "_scopes", lambda ids: reads.append(sorted(ids)) or scopes(ids))
+    await asyncio.gather(*(ws.send_json_to({"type": "sync"}) for ws in sockets.values()))
+    assert (await sockets["merchant"].receive_output(timeout=5)) == {"type": "websocket.close", "code": 4403}
+    got = {name: [(f["type"], f.get("seq")) for f in await _drain(sockets[name])] for name in ("buyer", "agent", "other")}
+    assert got == {
+        "buyer": [("message", seq + 2), ("synced", seq + 2)],
+        "agent": [("message", seq + 1), ("message", seq + 2), ("synced", seq + 2)],
+        "other": [("synced", other_seq)],
+    }
+    assert reads == [sorted([shared.pk, other.pk])]  # four syncs, one statement
+    for name in ("buyer", "agent", "other"):
+        await sockets[name].disconnect()
+
+
 async def test_internal_notes_never_reach_the_buyer_nor_cost_it_a_read(buyer, agent, order, monkeypatch):
     """Notes go to the staff-only group; the public frame after a note names
     the public message before it, so the buyer's socket sees no gap and reads
@@ -317,7 +359,7 @@ async def test_a_database_outage_asks_the_page_to_reconnect_at_once(buyer, agent
     ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=seq)
     assert (await ws.connect(timeout=10))[0]
     await _drain(ws)
-    monkeypatch.setattr(tickets.consumers, "_stored_up_to", down)
+    monkeypatch.setattr(tickets.consumers, "_scopes", down)
     await ws.send_json_to({"type": "sync"})
     assert (await ws.receive_output(timeout=5)) == {"type": "websocket.close", "code": 1013}
     monkeypatch.undo()
@@ -334,7 +376,9 @@ async def test_a_database_outage_asks_the_page_to_reconnect_at_once(buyer, agent
     ws = await database_sync_to_async(_connect)(buyer, ticket.pk, after_seq=seq)
     assert (await ws.connect(timeout=10))[0]
     await _drain(ws)
-    monkeypatch.setattr(tickets.consumers, "_stored_up_to", lambda viewer, ticket_id: seq + 1)  # something new
+    scopes = tickets.consumers._scopes
+    monkeypatch.setattr(tickets.consumers, "_scopes", lambda ids: {  # something new
+        key: (*scope[:3], seq + 1, seq + 1, scope[5]) for key, scope in scopes(ids).items()})
     monkeypatch.setattr(tickets.consumers, "_stored_after", down)
     await ws.send_json_to({"type": "sync"})
     assert (await ws.receive_output(timeout=5)) == {"type": "websocket.close", "code": 1013}
