@@ -25,6 +25,8 @@ The paths:
   coupon, resend with coupon and refund in turn (each a new Idempotency-Key);
 - ``intake``: ``POST /api/v1/tickets/`` by a buyer on their own order;
 - ``read``: ``GET /api/v1/tickets/{id}/`` by the assigned agent;
+- ``list``: ``GET /api/v1/tickets/`` by an agent: the first page (every ticket
+  is theirs to see), with the count;
 - ``floor``: ``GET /api/v1/tickets/{id}/`` of a ticket that does not exist, by
   an agent (404): the token's statement, one lookup and the error's answer,
   what any authenticated API call costs before its own work.
@@ -162,6 +164,10 @@ def requests_for(path: str, data: dict, count: int, offset: int = 0):
         for n in range(offset, offset + count):
             ticket = agent["tickets"][n % len(agent["tickets"])]
             yield ("GET", f"/api/v1/tickets/{ticket}/", agent["token"], None, {}, {200})
+    elif path == "list":
+        agent = data["agents"][1]
+        for _ in range(count):
+            yield ("GET", "/api/v1/tickets/", agent["token"], None, {}, {200})
     elif path == "floor":
         agent = data["agents"][1]
         for _ in range(count):

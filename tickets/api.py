@@ -63,7 +63,7 @@ def ticket_body(ticket: Ticket, *, now=None, user=None, detail: bool = False, ta
     dict: a ModelSerializer builds its fields anew on every instantiation,
     about 5 ms of a create; the serializers stay for the schema, and a test
     holds this to their output. ``tags`` when the caller knows them (a new
-    ticket has none), else from the list's prefetch or one query."""
+    ticket has none), else a list row's (``selectors.with_tag_names``) or one query."""
     body = {
         "id": ticket.pk, "subject": ticket.subject, "category": ticket.category, "party": ticket.party,
         "channel": ticket.channel, "grade": ticket.grade, "tier": ticket.tier, "language": ticket.language,
@@ -154,7 +154,7 @@ class TicketListApi(GenericAPIView):
             .select_related("queue")
             .order_by("-created_at", "-id")
         )
-        page = self.paginate_queryset(tickets)
+        page = selectors.with_tag_names(self.paginate_queryset(tickets))
         now = timezone.now()
         return self.get_paginated_response([ticket_body(ticket, now=now) for ticket in page])
 

@@ -303,7 +303,7 @@ def queue(request):
         filters = replace(filters, active_only=True)
     tickets = selectors.console_queue(user=request.user, filters=filters)
     page = Paginator(tickets, QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
-    for row in page:
+    for row in selectors.with_tag_names(page):
         row.tier_label = TIER_LABELS.get(row.tier, row.tier)
         if row.first_response_at:
             waited = row.first_response_at - row.created_at
