@@ -104,6 +104,17 @@ def _converters(columns: Columns, alias: str, vendor: str) -> tuple:
     return tuple(out)
 
 
+def among(expression: str, values, *, using: str = "default") -> tuple[str, list]:
+    """The condition "``expression`` is one of ``values``" for a hand-written
+    statement, and its parameters: on PostgreSQL ``= ANY`` of one array, so the
+    text is the same whatever the count (one statement prepared per
+    connection), elsewhere ``IN`` with a parameter each. ``values`` not empty."""
+    values = list(values)
+    if connections[using].vendor == "postgresql":
+        return f"{expression} = ANY(%s)", [values]
+    return f"{expression} IN ({', '.join(['%s'] * len(values))})", values
+
+
 def split(row, *parts: Columns, using: str = "default") -> tuple:
     """One row of ``SELECT <parts[0]>, <parts[1]>, …, <extra>`` as the
     instances of each part, then the extra values as they came."""

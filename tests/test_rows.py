@@ -19,8 +19,8 @@ from accounts.services import issue_api_token, token_digest
 from compensation.models import IdempotencyRecord
 from compensation.services import remedies
 from compensation.tests.factories import remedy_ticket
-from core.rows import (Columns, cache_related, column, insert, prepared_cursor, sent_together, split, table, update,
-                       write)
+from core.rows import (Columns, among, cache_related, column, insert, prepared_cursor, sent_together, split, table,
+                       update, write)
 from merchants.models import Order
 from tickets.models import Ticket, TicketEvent
 from tickets.tests.factories import open_ticket
@@ -610,3 +610,18 @@ def test_for_update_locks_where_the_backend_can_and_is_empty_where_it_cannot():
         assert (for_update(), for_update(of="t")) == (" FOR UPDATE", " FOR UPDATE OF t")
     else:  # SQLite: one writer at a time, no row locks to ask for
         assert (for_update(), for_update(of="t")) == ("", "")
+
+
+def test_among_finds_the_rows_named_with_one_statement_text_whatever_their_count(buyer, agent, merchant):
+    tickets = [remedy_ticket(buyer=buyer, agent=agent, merchant=merchant) for _ in range(3)]
+    wanted = [tickets[0].pk, tickets[2].pk, 2**40]  # a key no row has, past a 32-bit integer
+    texts = set()
+    for keys in (wanted, wanted[:1], [tickets[1].pk, 2**40]):
+        where, params = among(column(Ticket, "id"), keys)
+        sql = f"SELECT {column(Ticket, 'id')} FROM {table(Ticket)} WHERE {where} ORDER BY 1"
+        texts.add(sql)
+        with prepared_cursor() as cursor:
+            cursor.execute(sql, params)
+            assert [row[0] for row in cursor.fetchall()] == sorted(k for k in keys if k != 2**40)
+    # on PostgreSQL one text, so one prepared statement; elsewhere a parameter per value
+    assert len(texts) == (1 if connection.vendor == "postgresql" else 3)

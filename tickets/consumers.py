@@ -17,7 +17,7 @@ from core.consumers import BAD_REQUEST, FORBIDDEN, NOT_AUTHENTICATED, LiveConsum
 from core.errors import DomainError, InvalidInput
 from core.ws_auth import resolve_user
 from core.parsing import MAX_INT, parse_optional_int
-from core.rows import Columns, prepared_cursor
+from core.rows import Columns, among, column, prepared_cursor
 from tickets import chat_writer
 from tickets.errors import TicketNotFound
 from tickets.events import BOARD, CONSOLE, agent_group, message_payload, staff_group, ticket_group, tier_group
@@ -332,22 +332,13 @@ _SCOPE_COLUMNS = ("id", "buyer", "merchant", "party", "last_seq", "last_public_s
 
 
 @functools.cache
-def _ticket_scope_sql(tickets: int | None = None) -> str:
+def _ticket_scope_sql(where: str = "") -> str:
     """``SELECT`` of the columns ``_seen_in`` reads, the key first, with the
     table's and columns' names taken from the model: of one ticket by primary
-    key (``tickets`` None), or of ``tickets`` of them: on PostgreSQL ``= ANY``
-    of one array whatever their count (asked with 0: one statement, prepared
-    once per connection), elsewhere ``IN`` that many."""
+    key, or of those ``where`` names (``_scopes``)."""
     meta, quote = Ticket._meta, connection.ops.quote_name
     columns = ", ".join(quote(meta.get_field(name).column) for name in _SCOPE_COLUMNS)
-    key = quote(meta.pk.column)
-    if tickets is None:
-        where = f"{key} = %s"
-    elif connection.vendor == "postgresql":
-        where = f"{key} = ANY(%s::bigint[])"
-    else:
-        where = f"{key} IN ({', '.join(['%s'] * tickets)})"
-    return f"SELECT {columns} FROM {quote(meta.db_table)} WHERE {where}"
+    return f"SELECT {columns} FROM {quote(meta.db_table)} WHERE {where or quote(meta.pk.column) + ' = %s'}"
 
 
 # how long a socket's ``sync`` waits for others to be read with it. At the peak a worker's pages
@@ -360,11 +351,9 @@ SYNC_WINDOW_S = 0.2
 def _scopes(ticket_ids: list[int]) -> dict[int, tuple]:
     """The scope columns of each ticket found, by id: one statement for every
     socket's ``sync`` (and typing's scope check) of the process in a window."""
+    where, params = among(column(Ticket, "id"), ticket_ids)
     with prepared_cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(_ticket_scope_sql(0), [list(ticket_ids)])
-        else:
-            cursor.execute(_ticket_scope_sql(len(ticket_ids)), list(ticket_ids))
+        cursor.execute(_ticket_scope_sql(where), params)
         return {row[0]: row[1:] for row in cursor.fetchall()}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +18,7 @@ from django_fsm import can_proceed
 from accounts import roles
 from core.locks import lock as lock_rows
 from core.parsing import int_or_none
+from core.rows import among, column, prepared_cursor, table
 from tickets.rules import MERGEABLE_STATES, Viewer, viewer_of, visibility_filter
 from merchants.models import Order
 from merchants.selectors import merchant_id_for
@@ -117,12 +119,20 @@ def with_tag_names(tickets: Iterable[Ticket]) -> list[Ticket]:
     tickets = list(tickets)
     names: dict[int, list[str]] = {ticket.pk: [] for ticket in tickets}
     if names:
-        rows = TicketTag.objects.filter(ticket_id__in=names).order_by("name").values_list("ticket_id", "name")
-        for ticket_id, name in rows:
-            names[ticket_id].append(name)
+        where, params = among(column(TicketTag, "ticket"), names)
+        with prepared_cursor() as cursor:
+            cursor.execute(_tag_names_sql(where), params)
+            for ticket_id, name in cursor.fetchall():
+                names[ticket_id].append(name)
     for ticket in tickets:
         ticket.listed_tags = names[ticket.pk]
     return tickets
+
+
+@functools.cache
+def _tag_names_sql(where: str) -> str:
+    return (f"SELECT {column(TicketTag, 'ticket')}, {column(TicketTag, 'name')} FROM {table(TicketTag)} "
+            f"WHERE {where} ORDER BY {column(TicketTag, 'name')}")
 
 
 def search_condition(term: str) -> Q:
