@@ -174,7 +174,8 @@ class TicketDetailApi(GenericAPIView):
 
     @extend_schema(operation_id="tickets_retrieve", responses=TicketDetailOutput)
     def get(self, request, ticket_id: int):
-        ticket = selectors.get_ticket_for(user=request.user, ticket_id=ticket_id)
+        # the queue's code and the order's number are in the answer: joined, not two more queries
+        ticket = selectors.get_ticket_for(user=request.user, ticket_id=ticket_id, related=("queue", "order"))
         return Response(ticket_body(ticket, user=request.user, detail=True))
 
 

@@ -44,11 +44,16 @@ def tickets_visible_to(*, user) -> QuerySet[Ticket]:
     return Ticket.objects.all() if condition is None else Ticket.objects.filter(condition)
 
 
-def get_ticket_for(*, user, ticket_id: int, lock: bool = False) -> Ticket:
-    """One ticket the viewer may see, else a 404 that reveals nothing."""
+def get_ticket_for(*, user, ticket_id: int, lock: bool = False, related: tuple[str, ...] = ()) -> Ticket:
+    """One ticket the viewer may see, else a 404 that reveals nothing; with
+    the ``related`` rows the caller reads joined (unlocked reads only)."""
     tickets = tickets_visible_to(user=user)
     if lock:
+        if related:
+            raise ValueError("A locked ticket is read alone: its lock must not reach the rows joined to it.")
         tickets = lock_rows(tickets, "ticket")
+    elif related:
+        tickets = tickets.select_related(*related)
     try:
         # get(), not first(): by primary key there is nothing to order, and the ORDER BY cost more to build
         return tickets.get(pk=ticket_id)

@@ -7,7 +7,7 @@ from django.test.utils import CaptureQueriesContext
 from accounts import roles
 from accounts.tests.factories import UserFactory
 from merchants.tests.factories import OrderFactory
-from tickets import services
+from tickets import selectors, services
 from tickets.models import Message, Ticket
 from tickets.tests.factories import open_ticket, ticket_in_state
 
@@ -388,3 +388,21 @@ def test_the_fast_ticket_body_equals_the_serializers(buyer, agent, supervisor, o
         assert ticket_body(ticket, now=now) == TicketOutput(ticket, context={"now": now}).data
         for user in (buyer, agent, supervisor):
             assert ticket_body(ticket, user=user, detail=True) == TicketDetailOutput(ticket, context={"user": user}).data
+
+
+@pytest.mark.django_db
+def test_a_ticket_s_answer_joins_its_queue_and_order_instead_of_asking_twice_more(api, agent, buyer, order):
+    ticket = open_ticket(buyer=buyer, order=order)
+    client = api(agent)
+    client.get(f"/api/v1/tickets/{ticket.pk}/")  # the role cache warm, as any later request finds it
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get(f"/api/v1/tickets/{ticket.pk}/")
+    body = response.json()
+    assert response.status_code == 200
+    assert (body["queue"], body["order_no"], body["order_id"]) == (ticket.queue.code, order.order_no, order.pk)
+    tables = [q["sql"].split(" FROM ")[1].split()[0].strip('"') for q in ctx.captured_queries
+              if q["sql"].lstrip().upper().startswith("SELECT")]
+    # the token and its user, the ticket with its queue and order, its tags
+    assert len(ctx.captured_queries) == 3 and "tickets_queue" not in tables and "merchants_order" not in tables
+    with pytest.raises(ValueError):
+        selectors.get_ticket_for(user=agent, ticket_id=ticket.pk, lock=True, related=("order",))
