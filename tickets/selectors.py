@@ -9,6 +9,7 @@ from datetime import datetime
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.cache import cache
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Case, Count, F, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce
@@ -469,19 +470,48 @@ def get_saved_view_for(*, user, view_id: int) -> SavedView:
     return view
 
 
+# how long a view's count is shared: every console's views panel asks for its counts every 15 s
+# (``_saved_views.html``), and at 100,000 tickets five views' counts took PostgreSQL ~95 ms
+VIEW_COUNT_TTL_S = 10
+
+
 def view_counts(*, user, views, to_filters, now: datetime | None = None) -> dict[int, int]:
-    """How many tickets each view shows the viewer now: one COUNT per view,
-    at most ``VIEWS_PER_AGENT`` of them. ``to_filters`` turns a view's stored
-    filters into ``TicketFilters`` (the API's list and the console's queue
-    default differently when no status is set); a view whose stored filters
-    no longer parse (a queue since deleted) counts ``None``."""
+    """How many tickets each view shows the viewer, at most
+    ``VIEW_COUNT_TTL_S`` old: one COUNT per view not counted lately for the
+    same filters and the same sight (at most ``VIEWS_PER_AGENT`` views), the
+    rest from the cache, so the agents whose views ask the same (every staff
+    member sees every ticket; "mine" is each one's own) share one count.
+    ``to_filters`` turns a view's stored filters into ``TicketFilters`` (the
+    API's list and the console's queue default differently when no status is
+    set); a view whose stored filters no longer parse (a queue since
+    deleted) counts ``None``."""
     now = now or timezone.now()
+    viewer = user if isinstance(user, Viewer) else viewer_of(user)
     counts: dict[int, int | None] = {}
+    keys: dict[int, tuple[str, TicketFilters]] = {}
     for view in list(views)[:VIEWS_PER_AGENT]:
         try:
             filters = to_filters(view.filters)
         except InvalidInput:
             counts[view.pk] = None
             continue
-        counts[view.pk] = ticket_list(user=user, filters=filters, now=now).order_by().count()
+        keys[view.pk] = (_view_count_key(viewer, filters), filters)
+    cached = cache.get_many({key for key, _ in keys.values()}) if keys else {}
+    fresh = {}
+    for view_id, (key, filters) in keys.items():
+        if key not in cached and key not in fresh:
+            fresh[key] = ticket_list(user=viewer, filters=filters, now=now).order_by().count()
+        counts[view_id] = cached[key] if key in cached else fresh[key]
+    if fresh:
+        cache.set_many(fresh, timeout=VIEW_COUNT_TTL_S)
     return counts
+
+
+def _view_count_key(viewer: Viewer, filters: TicketFilters) -> str:
+    """The cache key of a count: who may see what (``visibility_filter``'s
+    terms) and the filters, whatever view or agent asks."""
+    import hashlib
+
+    sight = ("all",) if viewer.is_staff else (viewer.role, viewer.merchant_id, viewer.user_id)
+    digest = hashlib.blake2s(repr((sight, filters)).encode(), digest_size=16).hexdigest()
+    return f"tickets:view-count:{digest}"

@@ -450,6 +450,30 @@ def test_views_list_costs_one_count_per_view(api, agent, buyer, order, django_as
 
 
 @pytest.mark.django_db
+def test_agents_whose_views_ask_the_same_share_one_count_and_mine_is_each_one_s(
+        api, agent, other_agent, buyer, order, other_buyer, other_order):
+    """Every console polls its views' counts: the same filters seen by the
+    same sight are counted once for all (for ``VIEW_COUNT_TTL_S``)."""
+    taken = open_ticket(buyer=buyer, order=order)
+    services.transition_ticket(actor=agent, ticket_id=taken.pk, name="assign")
+    open_ticket(buyer=other_buyer, order=other_order)
+    for who in (agent, other_agent):
+        services.create_saved_view(actor=who, name="open", filters={"status": "open"})
+        services.create_saved_view(actor=who, name="mine", filters={"mine": "true"})
+
+    def poll(who) -> tuple[dict, int]:
+        with CaptureQueriesContext(connection) as ctx:
+            body = api(who).get("/api/v1/views/").json()
+        counted = [q for q in ctx.captured_queries if "COUNT(" in q["sql"] and '"tickets_ticket"' in q["sql"]]
+        return {view["name"]: view["count"] for view in body["results"]}, len(counted)
+
+    assert poll(agent) == ({"open": 1, "mine": 1}, 2)
+    # the other agent's "open" is the first agent's; their "mine" is their own
+    assert poll(other_agent) == ({"open": 1, "mine": 0}, 1)
+    assert poll(agent) == ({"open": 1, "mine": 1}, 0)
+
+
+@pytest.mark.django_db
 def test_a_view_whose_queue_went_away_counts_null(api, agent):
     from tickets.models import Queue
 
