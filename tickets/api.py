@@ -289,8 +289,9 @@ class SavedViewOutput(serializers.Serializer):
     filters = serializers.DictField(child=serializers.CharField(),
                                     help_text="the list's query parameters this view applies")
     count = IntegerField(allow_null=True,
-                         help_text="tickets `GET /api/v1/tickets/` lists with these filters now (null when a "
-                                   "filter no longer applies, e.g. a queue since removed)")
+                         help_text="tickets `GET /api/v1/tickets/` lists with these filters, counted at most 10 s "
+                                   "ago (one count serves everyone whose view asks the same); null when a filter "
+                                   "no longer applies, e.g. a queue since removed")
     created_at = serializers.DateTimeField()
 
 
