@@ -64,8 +64,9 @@ class ChatConsumer(LiveConsumer):
     pool (in parallel), messages and read marks through the process's
     ``ChatWriter`` (batched, on its own thread), the pages' ``sync`` questions
     of every socket of the process in one statement per ``SYNC_WINDOW_S``
-    (``core.batched``); typing frames touch no database. The scope is checked at connect, inside every write (on the
-    locked ticket), and for typing against an answer at most ``SCOPE_TTL_S`` old.
+    (``core.batched``); typing frames touch no database. The scope is checked
+    at connect, inside every write (on the locked ticket), and for typing
+    against an answer at most ``SCOPE_TTL_S`` old.
     """
 
     MAX_FRAME = 8 * 1024
