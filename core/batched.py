@@ -11,8 +11,8 @@ nothing for it). A question is never answered from an earlier read: a read
 starts after every question in it was asked, so an answer is as fresh as one
 asked alone, only up to ``window_s`` later.
 
-One instance per event loop (``per_loop``); everything but ``read_many`` runs
-on the loop's thread.
+One instance per event loop (``core.loops.PerLoop``); everything but
+``read_many`` runs on the loop's thread.
 """
 
 from __future__ import annotations
@@ -72,19 +72,3 @@ class BatchedRead:
                     future.cancel()
                 self._waiting.clear()
 
-
-def per_loop(make: Callable[[], Any]) -> Callable[[], Any]:
-    """A getter of one ``make()`` per running event loop (one per process
-    under an ASGI server; the tests' loops come and go)."""
-    made: dict[asyncio.AbstractEventLoop, Any] = {}
-
-    def get() -> Any:
-        loop = asyncio.get_running_loop()
-        found = made.get(loop)
-        if found is None:
-            for stale in [other for other in made if other.is_closed()]:
-                del made[stale]
-            found = made[loop] = make()
-        return found
-
-    return get

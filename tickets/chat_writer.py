@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
 from core.errors import DomainError, ServiceUnavailable
+from core.loops import PerLoop
 from core.realtime import send_events
 from tickets.rules import Viewer
 from tickets.services.chat import BatchOutcome, ChatPost, ChatRead, Stored, store_chat_batch
@@ -176,21 +177,11 @@ def _post_one(post: ChatPost) -> Stored:
         close_old_connections()
 
 
-_writers: dict[asyncio.AbstractEventLoop, ChatWriter] = {}
-
-
-def writer() -> ChatWriter:
-    """This event loop's writer (one per process under an ASGI server)."""
-    loop = asyncio.get_running_loop()
-    found = _writers.get(loop)
-    if found is None:
-        found = _writers[loop] = ChatWriter()
-        for stale in [other for other in _writers if other.is_closed()]:  # test loops come and go
-            _writers.pop(stale).close()
-    return found
+# this event loop's writer (one per process under an ASGI server); a test loop's, once closed, is
+# closed when the next loop makes its own
+writer = PerLoop(ChatWriter, retire=lambda stale: stale.close())
 
 
 def close_writers() -> None:
     """Close every writer (the end of a test session: the database can be dropped)."""
-    while _writers:
-        _writers.popitem()[1].close(wait=True)
+    writer.retire_all(lambda gone: gone.close(wait=True))

@@ -12,9 +12,10 @@ from django.db.models import prefetch_related_objects
 
 from accounts import roles
 from accounts.logins import ip_and_device_of_scope
-from core.batched import BatchedRead, per_loop
+from core.batched import BatchedRead
 from core.consumers import BAD_REQUEST, FORBIDDEN, NOT_AUTHENTICATED, LiveConsumer, in_pool
 from core.errors import DomainError, InvalidInput
+from core.loops import PerLoop
 from core.ws_auth import resolve_user
 from core.parsing import MAX_INT, parse_optional_int
 from core.rows import Columns, among, column, prepared_cursor
@@ -358,7 +359,7 @@ def _scopes(ticket_ids: list[int]) -> dict[int, tuple]:
         return {row[0]: row[1:] for row in cursor.fetchall()}
 
 
-_scope_reads = per_loop(lambda: BatchedRead(lambda ticket_ids: in_pool(_scopes)(ticket_ids), window_s=SYNC_WINDOW_S))
+_scope_reads = PerLoop(lambda: BatchedRead(lambda ticket_ids: in_pool(_scopes)(ticket_ids), window_s=SYNC_WINDOW_S))
 
 
 REPLAY_LIMIT = 1000  # frames per replay: the page syncs again for the rest
