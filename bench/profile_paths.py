@@ -29,7 +29,11 @@ The paths:
   is theirs to see), with the count;
 - ``floor``: ``GET /api/v1/tickets/{id}/`` of a ticket that does not exist, by
   an agent (404): the token's statement, one lookup and the error's answer,
-  what any authenticated API call costs before its own work.
+  what any authenticated API call costs before its own work;
+- ``poll``: the console ticket page's conversation poll,
+  ``GET /console/tickets/{id}/messages/?after_seq=N`` by the assigned agent
+  with a session cookie, nothing new since ``N`` (204): what an open ticket page
+  cost every 15 s before its chat socket's ``sync`` answered instead.
 
 Run it at two commits in the same sitting (a worktree for the parent) to see
 what a change bought: the machine's speed moves from hour to hour.
@@ -98,6 +102,12 @@ def seed(agents_n: int, per_agent: int) -> dict:
     from accounts.services import issue_api_token
     from merchants.models import Order
 
+    from django.test import Client
+
+    for n, agent in enumerate(out["agents"]):  # a console's session, for the pages' paths
+        browser = Client()
+        browser.force_login(User.objects.get(username=f"bench_agent{n}"))
+        agent["session"] = browser.cookies["sessionid"].value
     buyer = User.objects.get(username="bench_buyer1")
     out["buyer"] = {"token": issue_api_token(user=buyer).key,
                     "orders": list(Order.objects.filter(buyer=buyer).order_by("pk").values_list("pk", flat=True))}
@@ -117,12 +127,15 @@ class Caller:
     def request(self, method: str, path: str, token: str, body: dict | None = None,
                 headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         payload = json.dumps(body).encode() if body is not None else b""
-        raw = [(b"host", b"127.0.0.1"), (b"authorization", f"Token {token}".encode())]
+        path, _, query = path.partition("?")
+        raw = [(b"host", b"127.0.0.1")]
+        if token:
+            raw.append((b"authorization", f"Token {token}".encode()))
         if body is not None:
             raw += [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
         raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
         scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
                  "headers": raw, "client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 8000)}
         sent: list[dict] = []
         delivered = False
@@ -168,6 +181,12 @@ def requests_for(path: str, data: dict, count: int, offset: int = 0):
         agent = data["agents"][1]
         for _ in range(count):
             yield ("GET", "/api/v1/tickets/", agent["token"], None, {}, {200})
+    elif path == "poll":
+        agent = data["agents"][1]
+        cookie = {"Cookie": f"sessionid={agent['session']}"}
+        for n in range(offset, offset + count):
+            ticket = agent["tickets"][n % len(agent["tickets"])]
+            yield ("GET", f"/console/tickets/{ticket}/messages/?after_seq=1000000", "", None, cookie, {204})
     elif path == "floor":
         agent = data["agents"][1]
         for _ in range(count):
@@ -180,7 +199,7 @@ def measure(caller: Caller, path: str, data: dict, count: int, profile_top: int,
             show_sql: int = 0) -> dict:
     # warm: imports, caches, the first connection
     for method, url, token, body, headers, expected in requests_for(path, data, 3, offset):
-        headers = {k: f"warm-{offset}-{v}" for k, v in headers.items()}
+        headers = {k: v if k == "Cookie" else f"warm-{offset}-{v}" for k, v in headers.items()}
         status, answer = caller.request(method, url, token, body, headers)
         if status not in expected:
             raise SystemExit(f"{path}: warm-up answered {status}: {answer[:300]!r}")
@@ -286,13 +305,14 @@ def main() -> None:
     import django
 
     django.setup()
-    # the floor path's 404s: Django logs a warning for each, which a call that succeeds does not pay
-    logging.getLogger("django.request").setLevel(logging.ERROR)
     data = seed(agents_n=4, per_agent=max(30, args.requests // 3 + 10))
     subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", DB_NAME, "-qc", "VACUUM ANALYZE"], check=True,
                    capture_output=True)
     print(f"set up in {time.perf_counter() - t0:.0f}s")
     caller = Caller()
+    # the floor path's 404s: Django logs a warning for each, which a call that succeeds does not pay
+    # (set once the application is loaded: loading it configures logging again)
+    logging.getLogger("django.request").setLevel(logging.ERROR)
     results = []
     for path in args.paths.split(","):
         rounds = [measure(caller, path.strip(), data, args.requests, args.profile, offset=n * args.requests,

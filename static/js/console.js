@@ -252,7 +252,7 @@
       return;
     }
     htmx.ajax("GET", page.dataset.stateUrl, { target: "#ticket-state", swap: "outerHTML" }).catch(() => {});
-    htmx.trigger(document.body, "refresh-messages");
+    syncMessages();
   }, 500);
 
   /* quick-reply picker */
@@ -707,6 +707,20 @@
     send(frame) { if (this.open()) this.socket.send(JSON.stringify(frame)); },
   };
 
+  // The page's check for what a lost wake-up never announced: while its chat
+  // socket is open the socket answers (a ``sync`` every 20 s, one number read
+  // with the other sockets' of its process), and the conversation's HTTP poll,
+  // a whole page request, is the fallback for when it is not (and for the
+  // portal's ticket page, which has no chat socket). A hidden tab asks nothing
+  // and asks at once when it is looked at again.
+  const SYNC_MS = 20000;
+  const pollMessagesDue = () => !chatLive.open() && !document.hidden;
+  function syncMessages() {
+    if (document.hidden || !ticketPage()) return;
+    if (chatLive.open()) chatLive.send({ type: "sync" });
+    else if (window.htmx) htmx.trigger(document.body, "refresh-messages");
+  }
+
   function renderViewers() {
     const box = document.getElementById("viewers");
     if (!box) return;
@@ -806,6 +820,9 @@
       case "left":
         if (frame.author) { chatLive.viewers.delete(frame.author.key); renderViewers(); }
         break;
+      case "synced": // the answer to a sync, after anything it found: the page fetches what it still lacks
+        if (frame.seq > lastSeq()) htmx.trigger(document.body, "refresh-messages");
+        break;
       case "ticket.merged": // the duplicate was merged: its conversation goes on in the target
         if (String(frame.ticket_id) === page.dataset.ticketId && frame.into_ticket_id && !page.dataset.mergedInto) {
           location.assign(`/console/tickets/${Number(frame.into_ticket_id)}/`);
@@ -890,7 +907,7 @@
     const target = event.detail.target;
     if (target && target.id === "conversation") { applyReceipts(); markRead(); }
   });
-  document.addEventListener("visibilitychange", () => { if (!document.hidden) markRead(); });
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) { markRead(); syncMessages(); } });
 
   /* ------------------------------------------------------------ attachments in the reply box */
 
@@ -925,7 +942,7 @@
 
   /* ------------------------------------------------------------ start */
 
-  window.CSW = { lastSeq, toast, handleFrame };
+  window.CSW = { lastSeq, toast, handleFrame, pollMessages: pollMessagesDue };
 
   tickSla();
   tickShift();
@@ -939,6 +956,7 @@
     applyReceipts();
     connectChat();
     markRead(); // the socket is still connecting: this one goes as a POST
+    setInterval(() => { if (chatLive.open() && !document.hidden) chatLive.send({ type: "sync" }); }, SYNC_MS);
   }
   if (body.hasAttribute("data-console")) {
     connect();

@@ -87,7 +87,7 @@ def test_save_a_view_from_the_queue_and_see_its_count(console, agent, rows, monk
     assert 'data-count="1"' in console.get("/console/views/", **HTMX).content.decode()
     time.sleep(1.2)
     polled = console.get("/console/views/", **HTMX).content.decode()
-    assert 'data-count="2"' in polled and 'hx-trigger="every 15s"' in polled
+    assert 'data-count="2"' in polled and 'hx-trigger="every 15s[!document.hidden]' in polled
 
 
 @pytest.mark.django_db
