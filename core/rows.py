@@ -125,6 +125,68 @@ def split(row, *parts: Columns, using: str = "default") -> tuple:
     return (*built, *row[start:])
 
 
+def by_key(model: type[Model], key, *, related: tuple[str, ...] = (), using: str = "default") -> Model | None:
+    """The ``model`` row whose primary key is ``key`` with the rows
+    ``select_related(*related)`` would join (forward foreign keys and
+    one-to-ones, reverse one-to-ones, ``__`` for a step further), cached on
+    it as the ORM leaves them; None when there is no such row. One prepared
+    statement written once per process for each ``related``: a ticket's
+    page or answer read through the ORM's compiler spent more CPU building
+    the join than PostgreSQL spent answering it (PERFORMANCE.md)."""
+    plan = _by_key_plan(model, tuple(related), connections[using].vendor)
+    with prepared_cursor(using) as cursor:
+        cursor.execute(plan.sql, [key])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    built = split(row, *plan.parts, using=using)
+    for (parent, local_setter, remote_setter), instance in zip(plan.links, built[1:]):
+        if built[parent] is None:
+            continue  # the outer side of a join that found nothing: nothing further along it either
+        local_setter(built[parent], instance)
+        if instance is not None and remote_setter is not None:
+            remote_setter(instance, built[parent])
+    return built[0]
+
+
+@dataclass(frozen=True)
+class _ByKey:
+    sql: str
+    parts: tuple[Columns, ...]
+    links: tuple[tuple, ...]  # per joined part: (its parent's index in parts, local setter, remote setter)
+
+
+@functools.cache
+def _by_key_plan(model: type[Model], related: tuple[str, ...], vendor: str) -> _ByKey:
+    parts, links, joins, index_of = [Columns(model, "r0")], [], [], {"": 0}
+    # every step of every path, each once, a step's parent before it
+    steps = [step for path in related
+             for step in ("__".join(path.split("__")[:n]) for n in range(1, path.count("__") + 2))]
+    for step in dict.fromkeys(steps):
+        parent_path, _, name = step.rpartition("__")
+        parent = parts[index_of[parent_path]]
+        field = parent.model._meta.get_field(name)
+        alias = f"r{len(parts)}"
+        target = field.related_model
+        if field.concrete and (field.many_to_one or field.one_to_one):
+            near, far = column(parent.model, field.name, parent.alias), column(target, field.target_field.name, alias)
+            local, remote = field.set_cached_value, (field.remote_field.set_cached_value if field.unique else None)
+        elif field.one_to_one and field.auto_created:  # the reverse side of another model's one-to-one
+            forward = field.field
+            near = column(parent.model, forward.target_field.name, parent.alias)
+            far = column(target, forward.name, alias)
+            local, remote = field.set_cached_value, forward.set_cached_value
+        else:
+            raise ValueError(f"{model.__name__}: {step!r} is not a foreign key or a one-to-one")
+        joins.append(f"LEFT JOIN {table(target)} {alias} ON {far} = {near}")
+        index_of[step] = len(parts)
+        parts.append(Columns(target, alias))
+        links.append((index_of[parent_path], local, remote))
+    sql = (f"SELECT {', '.join(part.sql() for part in parts)} FROM {table(model)} r0 {' '.join(joins)} "
+           f"WHERE {column(model, model._meta.pk.name, 'r0')} = %s")
+    return _ByKey(sql=sql, parts=tuple(parts), links=tuple(links))
+
+
 @contextmanager
 def prepared_cursor(using: str = "default") -> Iterator:
     """A cursor (Django's wrapper: logged, counted, execute wrappers applied)

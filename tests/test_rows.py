@@ -19,8 +19,8 @@ from accounts.services import issue_api_token, token_digest
 from compensation.models import IdempotencyRecord
 from compensation.services import remedies
 from compensation.tests.factories import remedy_ticket
-from core.rows import (Columns, among, cache_related, column, insert, prepared_cursor, sent_together, split, table,
-                       update, write)
+from core.rows import (Columns, among, by_key, cache_related, column, insert, prepared_cursor, sent_together, split,
+                       table, update, write)
 from merchants.models import Order
 from tickets.models import Ticket, TicketEvent
 from tickets.tests.factories import open_ticket
@@ -625,3 +625,46 @@ def test_among_finds_the_rows_named_with_one_statement_text_whatever_their_count
             assert [row[0] for row in cursor.fetchall()] == sorted(k for k in keys if k != 2**40)
     # on PostgreSQL one text, so one prepared statement; elsewhere a parameter per value
     assert len(texts) == (1 if connection.vendor == "postgresql" else 3)
+
+
+def test_by_key_builds_what_select_related_builds_in_one_statement(buyer, agent, merchant):
+    from merchants.models import Shipment
+    from tickets.selectors import CONSOLE_TICKET_RELATED
+
+    ticket = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)
+    Shipment.objects.create(order_id=ticket.order_id, carrier="顺丰速运", tracking_no="SF100200300", status="in_transit",
+                            eta=timezone.localdate() + timedelta(days=2))
+    loaded = Ticket.objects.select_related(*CONSOLE_TICKET_RELATED).get(pk=ticket.pk)
+    with CaptureQueriesContext(connection) as queries:
+        built = by_key(Ticket, ticket.pk, related=CONSOLE_TICKET_RELATED)
+        same_fields(built, loaded)
+        for name in ("queue", "assignee", "buyer", "merchant", "order"):
+            same_fields(getattr(built, name), getattr(loaded, name))
+        same_fields(built.order.shipment, loaded.order.shipment)
+        assert built.order.shipment.order is built.order  # the one-to-one's other side, as the ORM leaves it
+        assert built.buyer.username == buyer.username and built.order.shipment.tracking_no == "SF100200300"
+    assert len(queries) == 1
+    # the same text for every key: one statement prepared per connection
+    again = by_key(Ticket, ticket.pk, related=CONSOLE_TICKET_RELATED)
+    assert again is not built and again.pk == built.pk
+
+
+def test_by_key_leaves_what_a_join_did_not_find_as_the_orm_does(buyer, agent, merchant):
+    from merchants.models import Shipment
+
+    no_order = open_ticket(buyer=buyer)  # nobody holds it, it names no order
+    with CaptureQueriesContext(connection) as queries:
+        built = by_key(Ticket, no_order.pk, related=("assignee", "order", "order__shipment"))
+        assert built.assignee is None and built.order is None
+    assert len(queries) == 1
+    shipped_not = remedy_ticket(buyer=buyer, agent=agent, merchant=merchant)  # its order has no shipment
+    Shipment.objects.filter(order_id=shipped_not.order_id).delete()
+    built = by_key(Ticket, shipped_not.pk, related=("order__shipment",))
+    with CaptureQueriesContext(connection) as queries:
+        assert built.order.pk == shipped_not.order_id
+        with pytest.raises(Shipment.DoesNotExist):
+            built.order.shipment
+    assert len(queries) == 0
+    assert by_key(Ticket, 2**40) is None  # no such row (a key past a 32-bit integer)
+    with pytest.raises(ValueError):
+        by_key(Ticket, no_order.pk, related=("subject",))

@@ -19,8 +19,9 @@ from django_fsm import can_proceed
 from accounts import roles
 from core.locks import lock as lock_rows
 from core.parsing import int_or_none
+from core import rows
 from core.rows import among, column, prepared_cursor, table
-from tickets.rules import MERGEABLE_STATES, Viewer, viewer_of, visibility_filter
+from tickets.rules import MERGEABLE_STATES, Viewer, can_view, viewer_of, visibility_filter
 from merchants.models import Order
 from merchants.selectors import merchant_id_for
 from tickets import search
@@ -47,19 +48,29 @@ def tickets_visible_to(*, user) -> QuerySet[Ticket]:
 
 def get_ticket_for(*, user, ticket_id: int, lock: bool = False, related: tuple[str, ...] = ()) -> Ticket:
     """One ticket the viewer may see, else a 404 that reveals nothing; with
-    the ``related`` rows the caller reads joined (unlocked reads only)."""
-    tickets = tickets_visible_to(user=user)
-    if lock:
-        if related:
-            raise ValueError("A locked ticket is read alone: its lock must not reach the rows joined to it.")
-        tickets = lock_rows(tickets, "ticket")
-    elif related:
-        tickets = tickets.select_related(*related)
+    the ``related`` rows the caller reads joined (unlocked reads only).
+
+    Unlocked, the row is read by its key with SQL written once per process
+    (``core.rows.by_key``) and judged by ``can_view``, the rule the filter
+    form states for lists; locked, the filter goes into the statement, so a
+    row the viewer may not see is never locked."""
+    if not lock:
+        return _visible(user, rows.by_key(Ticket, ticket_id, related=related))
+    if related:
+        raise ValueError("A locked ticket is read alone: its lock must not reach the rows joined to it.")
     try:
         # get(), not first(): by primary key there is nothing to order, and the ORDER BY cost more to build
-        return tickets.get(pk=ticket_id)
+        return lock_rows(tickets_visible_to(user=user), "ticket").get(pk=ticket_id)
     except Ticket.DoesNotExist:
         raise TicketNotFound() from None
+
+
+def _visible(user, ticket: Ticket | None) -> Ticket:
+    viewer = user if isinstance(user, Viewer) else viewer_of(user)
+    if ticket is None or not can_view(viewer, buyer_id=ticket.buyer_id, merchant_id=ticket.merchant_id,
+                                      party=ticket.party):
+        raise TicketNotFound()
+    return ticket
 
 
 @dataclass(frozen=True)
@@ -328,15 +339,10 @@ def read_receipts(*, ticket: Ticket) -> dict[str, int]:
 def console_ticket(*, user, ticket_id: int) -> Ticket:
     """One ticket for the console's ticket page, with everything its header,
     quick replies and order panel show joined in (no per-field queries)."""
-    ticket = (
-        tickets_visible_to(user=user)
-        .select_related("queue", "assignee", "buyer", "merchant", "order", "order__shipment")
-        .filter(pk=ticket_id)
-        .first()
-    )
-    if ticket is None:
-        raise TicketNotFound()
-    return ticket
+    return _visible(user, rows.by_key(Ticket, ticket_id, related=CONSOLE_TICKET_RELATED))
+
+
+CONSOLE_TICKET_RELATED = ("queue", "assignee", "buyer", "merchant", "order", "order__shipment")
 
 
 def shipment_events_for(*, ticket: Ticket) -> list:
@@ -389,9 +395,9 @@ def tier_owners() -> dict[str, list[str]]:
     from django.contrib.auth import get_user_model
 
     people: dict[str, list[str]] = {roles.SUPERVISOR: [], roles.HEAD: []}
-    rows = (get_user_model().objects.filter(is_active=True, groups__name__in=list(people))
-            .order_by("username").values_list("groups__name", "display_name", "username")[:60])
-    for role, display_name, username in rows:
+    found = (get_user_model().objects.filter(is_active=True, groups__name__in=list(people))
+             .order_by("username").values_list("groups__name", "display_name", "username")[:60])
+    for role, display_name, username in found:
         people[role].append(display_name or username)
     return people
 
