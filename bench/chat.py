@@ -1069,7 +1069,10 @@ def log_size(path: Path) -> int:
 
 
 def make_server(cfg: ChatConfig, scenario: str, kind: str, n: int, state: Path | None = None):
-    flush_redis(cfg)  # no channel-layer state or throttle counters from the row before
+    # no channel-layer state or throttle counters from the row before; the sessions stay cached,
+    # as a server's restart leaves them (emptied, every socket's first connect read its session
+    # from the database: a miss that a page opened since its login does not pay)
+    flush_redis(cfg, keep="*django.contrib.sessions.cached_db*")
     if kind == "relay":
         return Relay(cfg, f"{scenario}-{n}", state), "relay", "-"
     cfg.layer = kind

@@ -356,14 +356,21 @@ def recreate_database(cfg: Config) -> None:
     log(f"redis {cfg.redis_url} emptied (bench db)")
 
 
-def flush_redis(cfg: Config) -> None:
-    """Empty the bench Redis db (throttle counters, Celery queue, channel layer)."""
+def flush_redis(cfg: Config, *, keep: str = "") -> None:
+    """Empty the bench Redis db (throttle counters, Celery queue, channel
+    layer), all but the keys matching the glob ``keep`` when given."""
     import redis  # a dependency of channels-redis, in the venv
 
     if urlsplit(cfg.redis_url).path.strip("/") in ("", "0"):
         raise SystemExit("use a Redis db of the bench's own (not db 0)")
     client = redis.Redis.from_url(cfg.redis_url)
-    client.flushdb()
+    if not keep:
+        client.flushdb()
+    else:
+        kept = set(client.scan_iter(match=keep, count=1000))
+        doomed = [key for key in client.scan_iter(count=1000) if key not in kept]
+        for start in range(0, len(doomed), 1000):
+            client.delete(*doomed[start:start + 1000])
     client.close()
 
 
