@@ -133,6 +133,8 @@ def by_key(model: type[Model], key, *, related: tuple[str, ...] = (), using: str
     statement written once per process for each ``related``: a ticket's
     page or answer read through the ORM's compiler spent more CPU building
     the join than PostgreSQL spent answering it (PERFORMANCE.md)."""
+    if isinstance(key, int) and not -2**63 <= key < 2**63:
+        return None  # no integer key is that large (the ORM's lookup finds nothing too; SQLite would raise)
     plan = _by_key_plan(model, tuple(related), connections[using].vendor)
     with prepared_cursor(using) as cursor:
         cursor.execute(plan.sql, [key])

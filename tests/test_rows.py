@@ -666,5 +666,6 @@ def test_by_key_leaves_what_a_join_did_not_find_as_the_orm_does(buyer, agent, me
             built.order.shipment
     assert len(queries) == 0
     assert by_key(Ticket, 2**40) is None  # no such row (a key past a 32-bit integer)
+    assert by_key(Ticket, 2**70) is None  # nor past a 64-bit one: no row, not an error
     with pytest.raises(ValueError):
         by_key(Ticket, no_order.pk, related=("subject",))

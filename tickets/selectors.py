@@ -17,9 +17,9 @@ from django.utils import timezone
 from django_fsm import can_proceed
 
 from accounts import roles
+from core import rows
 from core.locks import lock as lock_rows
 from core.parsing import int_or_none
-from core import rows
 from core.rows import among, column, prepared_cursor, table
 from tickets.rules import MERGEABLE_STATES, Viewer, can_view, viewer_of, visibility_filter
 from merchants.models import Order
