@@ -9,11 +9,9 @@ import re
 
 import pytest
 
-from tests.e2e.helpers import orm
+from tests.e2e.helpers import orm, signed_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
-
-PASSWORD = "pass-12345-word"
 
 
 def _data():
@@ -33,17 +31,8 @@ def _data():
 def test_agent_merges_a_duplicate_from_the_ticket_page(live_server, chromium, settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     first_id, dup_id = orm(_data)
-    context = chromium.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN", timezone_id="Asia/Shanghai")
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    page = signed_in(chromium, live_server.url, "agent_e2e", to="/console/", quiet_socket="/ws/console/")
     page.on("dialog", lambda dialog: dialog.accept())  # hx-confirm
-    page.route_web_socket(re.compile(r".*/ws/console/$"), lambda ws: None)
-    page.goto(f"{live_server.url}/accounts/login/?next=/console/")
-    page.fill("#id_username", "agent_e2e")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r"/console/$"))
 
     page.goto(f"{live_server.url}/console/tickets/{dup_id}/")
     panel = page.locator("[data-buyer-panel]")
@@ -60,5 +49,5 @@ def test_agent_merges_a_duplicate_from_the_ticket_page(live_server, chromium, se
     assert f"#{dup_id}" in conversation.inner_text()
     page.goto(f"{live_server.url}/console/tickets/{dup_id}/")
     assert page.locator("[data-merged-banner]").is_visible()
-    assert errors == []
-    context.close()
+    assert page.errors == []
+    page.context.close()

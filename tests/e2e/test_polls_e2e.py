@@ -18,11 +18,10 @@ import time
 
 import pytest
 
-from tests.e2e.helpers import orm
+from tests.e2e.helpers import orm, signed_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
-PASSWORD = "pass-12345-word"
 HIDE = """(hidden) => {
     Object.defineProperty(document, "hidden", {value: hidden, configurable: true});
     Object.defineProperty(document, "visibilityState", {value: hidden ? "hidden" : "visible", configurable: true});
@@ -54,23 +53,10 @@ def _post_as_buyer(ticket_id: int, buyer_id: int, body: str) -> int:
 def console(live_server, chromium, settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     ticket_id, buyer_id = orm(_data)
-    context = chromium.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN", timezone_id="Asia/Shanghai")
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda error: page.errors.append(str(error)))
-    page.requests = []
-    page.on("request", lambda request: page.requests.append(request.url))
-    page.clock.install()
-    page.route_web_socket(re.compile(r".*/ws/console/$"), lambda ws: None)
-    page.goto(f"{live_server.url}/accounts/login/?next=/console/")
-    page.fill("#id_username", "agent_polls")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r"/console/$"))
+    page = signed_in(chromium, live_server.url, "agent_polls", to="/console/", quiet_socket="/ws/console/", clock=True)
     yield page, ticket_id, buyer_id
     assert page.errors == []
-    context.close()
+    page.context.close()
 
 
 def _until(page, script: str, also=lambda: True, seconds: float = 10.0) -> None:
@@ -98,6 +84,20 @@ def _asked(page, fragment: str) -> int:
     time.sleep(0.3)
     page.evaluate("() => 1")
     return sum(fragment in url for url in page.requests)
+
+
+def _polls_every_15_s_while_visible(page, fragment: str) -> None:
+    """Two polls in 31 s while the tab is visible, none in a minute hidden, one at
+    once when it is looked at again."""
+    page.requests.clear()
+    _run(page, 31_000)
+    assert _asked(page, fragment) == 2
+    page.evaluate(HIDE, True)
+    page.requests.clear()
+    _run(page, 61_000)
+    assert _asked(page, fragment) == 0
+    with page.expect_request(lambda r: fragment in r.url):
+        page.evaluate(HIDE, False)
 
 
 def test_a_ticket_page_checks_over_its_open_socket_and_polls_only_without_it(console, live_server):
@@ -150,31 +150,14 @@ def test_a_ticket_page_checks_over_its_open_socket_and_polls_only_without_it(con
     chat["refuse"] = True
     chat["sockets"][-1].close(code=1011)
     _until(page, "() => CSW.pollMessages()")
-    page.requests.clear()
-    _run(page, 31_000)
-    assert _asked(page, messages) == 2
-    # hidden, it stops; looked at again, it asks at once
-    page.evaluate(HIDE, True)
-    page.requests.clear()
-    _run(page, 46_000)
-    assert _asked(page, messages) == 0
-    with page.expect_request(lambda r: messages in r.url):
-        page.evaluate(HIDE, False)
+    _polls_every_15_s_while_visible(page, messages)
 
 
 def test_the_saved_views_counts_are_polled_only_while_the_tab_is_visible(console, live_server):
     page, _, _ = console
     page.locator("#saved-views").get_by_text("我的待办").wait_for()
-    page.requests.clear()
-    _run(page, 31_000)
-    assert _asked(page, "/console/views/") == 2
-    page.evaluate(HIDE, True)
-    page.requests.clear()
-    _run(page, 61_000)
-    assert _asked(page, "/console/views/") == 0
-    with page.expect_response(lambda r: "/console/views/" in r.url and r.status == 200):
-        page.evaluate(HIDE, False)
-    assert page.locator("#saved-views").get_by_text("我的待办").is_visible()
+    _polls_every_15_s_while_visible(page, "/console/views/")
+    page.locator("#saved-views").get_by_text("我的待办").wait_for()  # the panel swapped in again, whole
 
 
 def _portal_data():
@@ -194,29 +177,10 @@ def _portal_data():
 def test_the_portal_ticket_page_polls_only_while_the_tab_is_visible(live_server, chromium, settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     ticket_id = orm(_portal_data)
-    context = chromium.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN", timezone_id="Asia/Shanghai")
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    errors, page.requests = [], []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("request", lambda request: page.requests.append(request.url))
-    page.clock.install()
-    page.route_web_socket(re.compile(r".*/ws/merchant/$"), lambda ws: None)
-    page.goto(f"{live_server.url}/accounts/login/?next=/merchant/tickets/{ticket_id}/")
-    page.fill("#id_username", "merchant_polls")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(rf"/merchant/tickets/{ticket_id}/$"))
+    page = signed_in(chromium, live_server.url, "merchant_polls", to=f"/merchant/tickets/{ticket_id}/",
+                     quiet_socket="/ws/merchant/", clock=True)
     messages = f"/merchant/tickets/{ticket_id}/messages/"
     # no chat socket on the portal's page: the poll is its check, every 15 s while it is looked at
-    page.requests.clear()
-    _run(page, 31_000)
-    assert _asked(page, messages) == 2
-    page.evaluate(HIDE, True)
-    page.requests.clear()
-    _run(page, 61_000)
-    assert _asked(page, messages) == 0
-    with page.expect_request(lambda r: messages in r.url):
-        page.evaluate(HIDE, False)
-    assert errors == []
-    context.close()
+    _polls_every_15_s_while_visible(page, messages)
+    assert page.errors == []
+    page.context.close()

@@ -9,13 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import orm
+from tests.e2e.helpers import orm, signed_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-PASSWORD = "pass-12345-word"
-
 
 
 
@@ -39,24 +37,13 @@ def _data():
     return small.pk, pending.remedy_id
 
 
-def _login(page, base, username):
-    page.route_web_socket(re.compile(r".*/ws/console/$"), lambda ws: None)
-    page.goto(f"{base}/accounts/login/?next=/console/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r"/console/$"))
-
-
 def test_agent_applies_resend_and_coupon_supervisor_approves_refund(live_server, chromium, settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     ticket_id, pending_id = orm(_data)
 
     # --- the agent: resend + ¥5 coupon from the panel --------------------------------
-    agent_ctx = chromium.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN", timezone_id="Asia/Shanghai")
-    page = agent_ctx.new_page()
+    page = signed_in(chromium, live_server.url, "agent_e2e", to="/console/", quiet_socket="/ws/console/")
     page.on("dialog", lambda dialog: dialog.accept())  # the confirmation step
-    _login(page, live_server.url, "agent_e2e")
     page.goto(f"{live_server.url}/console/tickets/{ticket_id}/")
     panel = page.locator("#remedy-panel")
     panel.wait_for()
@@ -77,12 +64,10 @@ def test_agent_applies_resend_and_coupon_supervisor_approves_refund(live_server,
         return remedy.status, Coupon.objects.get(remedy=remedy).value_fen, ResendTask.objects.filter(ticket_id=ticket_id).count()
 
     assert orm(agent_side) == ("executed", 500, 1)
-    agent_ctx.close()
+    page.context.close()
 
     # --- the supervisor: approve the over-cap refund --------------------------------
-    lead_ctx = chromium.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN", timezone_id="Asia/Shanghai")
-    lead = lead_ctx.new_page()
-    _login(lead, live_server.url, "lead_e2e")
+    lead = signed_in(chromium, live_server.url, "lead_e2e", to="/console/", quiet_socket="/ws/console/")
     lead.click('nav a[href="/console/remedies/approvals/"]')
     row = lead.locator(f"#remedy-{pending_id}")
     row.wait_for()
@@ -98,4 +83,4 @@ def test_agent_applies_resend_and_coupon_supervisor_approves_refund(live_server,
         return remedy.status, remedy.decided_by.username, remedy.order.refunded_fen
 
     assert orm(lead_side) == ("executed", "lead_e2e", 18_800)
-    lead_ctx.close()
+    lead.context.close()
