@@ -67,6 +67,12 @@ def can_view(viewer: Viewer, *, buyer_id: int | None, merchant_id: int | None, p
     return False
 
 
+def can_view_ticket(viewer: Viewer, ticket) -> bool:
+    """``can_view`` of a ticket already read: a ``Ticket`` or any row that
+    names its ``buyer_id``, ``merchant_id`` and ``party``."""
+    return can_view(viewer, buyer_id=ticket.buyer_id, merchant_id=ticket.merchant_id, party=ticket.party)
+
+
 def visibility_filter(viewer: Viewer) -> Q | None:
     """``can_view`` as a query filter; None means every ticket."""
     if viewer.is_staff:

@@ -21,7 +21,7 @@ from core import rows
 from core.locks import lock as lock_rows
 from core.parsing import int_or_none
 from core.rows import among, column, prepared_cursor, table
-from tickets.rules import MERGEABLE_STATES, Viewer, can_view, viewer_of, visibility_filter
+from tickets.rules import MERGEABLE_STATES, Viewer, can_view_ticket, viewer_of, visibility_filter
 from merchants.models import Order
 from merchants.selectors import merchant_id_for
 from tickets import search
@@ -67,8 +67,7 @@ def get_ticket_for(*, user, ticket_id: int, lock: bool = False, related: tuple[s
 
 def _visible(user, ticket: Ticket | None) -> Ticket:
     viewer = user if isinstance(user, Viewer) else viewer_of(user)
-    if ticket is None or not can_view(viewer, buyer_id=ticket.buyer_id, merchant_id=ticket.merchant_id,
-                                      party=ticket.party):
+    if ticket is None or not can_view_ticket(viewer, ticket):
         raise TicketNotFound()
     return ticket
 

@@ -64,7 +64,7 @@ from merchants import services as merchant_services
 from merchants.models import Movement, Order
 from tickets.events import CONSOLE
 from tickets.models import Message, Ticket, TicketEvent
-from tickets.rules import can_view, viewer_of
+from tickets.rules import can_view_ticket, viewer_of
 from tickets.selectors import get_ticket_for
 from tickets.services.conversation import append_message
 
@@ -131,7 +131,7 @@ def _lock_ticket(*, actor, ticket_id: int, scope: str, key: str) -> Ticket | Non
     if row is None:
         return None
     ticket, buyer, order, key_used, *next_remedy = split(row, _TICKET, _BUYER, _ORDER)
-    if not can_view(viewer_of(actor), buyer_id=ticket.buyer_id, merchant_id=ticket.merchant_id, party=ticket.party):
+    if not can_view_ticket(viewer_of(actor), ticket):
         return None
     cache_related(ticket, "buyer", buyer)
     cache_related(ticket, "order", order)

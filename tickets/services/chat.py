@@ -34,7 +34,7 @@ from tickets.services.attachments import claimable
 from tickets.services.conversation import buyer_wait
 from tickets.locks import lock_ticket_rows
 from tickets import rules
-from tickets.rules import Viewer, can_view
+from tickets.rules import Viewer, can_view_ticket
 
 
 @dataclass(frozen=True)
@@ -124,8 +124,7 @@ def store_chat_batch(*, posts: list[ChatPost], reads: list[ChatRead], now: datet
     changed: dict[int, _TicketRow] = {}
     for post in posts:
         ticket = tickets.get(post.ticket_id)
-        if ticket is None or not can_view(post.viewer, buyer_id=ticket.buyer_id, merchant_id=ticket.merchant_id,
-                                          party=ticket.party):
+        if ticket is None or not can_view_ticket(post.viewer, ticket):
             results.append(TicketNotFound())
             continue
         if (refusal := refused.get((post.viewer.user_id, post.ip, post.device))) is not None \
@@ -318,8 +317,7 @@ def _store_reads(*, reads: list[ChatRead], tickets: dict[int, _TicketRow], now: 
     best: dict[tuple[int, int], ChatRead] = {}
     for read in reads:
         ticket = tickets.get(read.ticket_id)
-        if ticket is None or not can_view(read.viewer, buyer_id=ticket.buyer_id, merchant_id=ticket.merchant_id,
-                                          party=ticket.party):
+        if ticket is None or not can_view_ticket(read.viewer, ticket):
             continue
         key = (read.ticket_id, read.viewer.user_id)
         seq = min(read.seq, ticket.last_seq)

@@ -10,9 +10,10 @@ from accounts import roles
 from accounts.tests.factories import UserFactory
 from merchants.tests.factories import MerchantFactory, make_merchant_staff
 from tickets.consumers import _seen
+from tickets.errors import TicketNotFound
 from tickets.models import Party, Ticket
-from tickets.rules import can_view, viewer_of, visibility_filter
-from tickets.selectors import tickets_visible_to
+from tickets.rules import can_view, can_view_ticket, viewer_of, visibility_filter
+from tickets.selectors import get_ticket_for, tickets_visible_to
 from tickets.tests.factories import open_ticket
 
 
@@ -35,8 +36,12 @@ def test_the_predicate_and_the_filter_agree(buyer, other_buyer, agent, superviso
         by_query = (Ticket.objects.filter(pk=ticket.pk) if condition is None
                     else Ticket.objects.filter(condition, pk=ticket.pk)).exists()
         by_socket = _seen(viewer, ticket.pk) is not None
-        assert by_rule == by_query == by_socket == tickets_visible_to(user=person).filter(pk=ticket.pk).exists(), (
-            person, ticket)
+        try:  # a ticket's pages and answer: read by its key, then judged (``selectors._visible``)
+            by_read = get_ticket_for(user=person, ticket_id=ticket.pk).pk == ticket.pk
+        except TicketNotFound:
+            by_read = False
+        assert by_rule == can_view_ticket(viewer, ticket) == by_query == by_socket == by_read == (
+            tickets_visible_to(user=person).filter(pk=ticket.pk).exists()), (person, ticket)
         checked += 1
     assert checked == len(people) * 3
     # and the answers themselves
